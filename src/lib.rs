@@ -1,2 +1,11 @@
 //! peercache: an ISP-side cache for BitTorrent traffic. See DESIGN.md in the shared folder.
 #![deny(unsafe_code)]
+
+pub mod capture;
+pub mod config;
+pub mod engine;
+pub mod flow;
+pub mod peerwire;
+pub mod replay;
+pub mod report;
+pub mod wire;

@@ -1,1 +1,189 @@
-fn main(){}
+//! The `peercache` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+
+use peercache::config::Config;
+use peercache::replay::{self, ReplayOptions};
+use peercache::report::Report;
+
+#[derive(Parser)]
+#[command(
+    name = "peercache",
+    version,
+    about = "ISP-side cache for BitTorrent traffic",
+    long_about = "peercache watches BitTorrent traffic (from capture files, a tap port, or inline \
+                  on the link), reassembles unencrypted peer connections over TCP and recognises \
+                  every piece that passes by.\n\nStart with `peercache replay FILE.pcap` to see \
+                  what a capture holds: swarms, pieces, bytes a cache would save."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Replay pcap/pcapng files through the engine and report what was seen.
+    ///
+    /// Files are read in the order given, as one continuous capture. A file that cannot be
+    /// read gets a one-line error on stderr; the others are still processed and the exit
+    /// status is 1.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Capture files (pcap or pcapng; Ethernet, 802.1Q/QinQ, Linux SLL/SLL2, raw IP).
+    #[arg(required = true, value_name = "PCAP")]
+    files: Vec<PathBuf>,
+    /// Print one JSON document on stdout instead of the readable summary (schema: README).
+    #[arg(long)]
+    json: bool,
+    /// A subscriber-side network (repeatable). PIECE bytes to and from these addresses are
+    /// reported as what a box in the path would see for its subscribers.
+    #[arg(long = "subscriber-net", value_name = "CIDR")]
+    subscriber_nets: Vec<IpNet>,
+    /// YAML configuration file (caps, timeouts, subscriber networks); defaults otherwise.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Worker threads; frames are sharded by a symmetric hash of the address pair.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Do not draw a progress bar (it is drawn only when stderr is a terminal anyway).
+    #[arg(long)]
+    no_progress: bool,
+    /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
+    #[arg(long)]
+    record_streams: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("peercache: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Replay(a) => run_replay(a),
+    }
+}
+
+fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    cfg.subscriber_nets
+        .extend(a.subscriber_nets.iter().copied());
+    cfg.record_streams |= a.record_streams;
+    let opts = ReplayOptions {
+        workers: a.workers.max(1),
+        progress: !a.no_progress && !a.json,
+    };
+    let out = replay::replay(&a.files, &cfg, &opts);
+    for e in &out.errors {
+        eprintln!("peercache: {e}");
+    }
+    if a.json {
+        let s = serde_json::to_string_pretty(&out.report).context("serialising the report")?;
+        println!("{s}");
+    } else {
+        print_summary(&out.report, !cfg.subscriber_nets.is_empty());
+    }
+    Ok(if out.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn human(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn print_summary(r: &Report, subscribers: bool) {
+    println!(
+        "frames {}  bytes {}  span {:.1}s",
+        r.frames,
+        human(r.bytes),
+        r.duration_secs
+    );
+    if !r.decode_errors.is_empty() {
+        let errs: Vec<String> = r
+            .decode_errors
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        println!("decode errors: {}", errs.join(", "));
+    }
+    println!(
+        "flows: tcp {}  udp {}  (evicted {}, expired {}, not BitTorrent {})",
+        r.flows.tcp, r.flows.udp, r.flows.evicted, r.flows.expired, r.flows.ignored
+    );
+    let b = &r.bittorrent;
+    println!(
+        "BitTorrent connections: tcp {} (mid-stream {})  utp {}  encrypted {}",
+        b.tcp_connections, b.midstream_connections, b.utp_connections, b.encrypted_connections
+    );
+    let x = &r.reassembly;
+    println!(
+        "reassembly: gaps {} ({})  overlaps {} (conflicting {})  out-of-order {}  cap evictions {}",
+        x.gaps,
+        human(x.gap_bytes),
+        x.overlaps,
+        x.conflicting_overlaps,
+        x.out_of_order,
+        x.evictions
+    );
+    println!("swarms: {}", r.swarms.len());
+    for s in r.swarms.iter().take(20) {
+        print!(
+            "  {}  conns {:>3}  pieces {:>6} ({:>10})  requests {:>6}  blocks {:>6}",
+            s.info_hash,
+            s.connections,
+            s.piece_messages,
+            human(s.piece_bytes),
+            s.request_messages,
+            s.distinct_blocks
+        );
+        if subscribers {
+            print!("  to subscribers {}", human(s.subscriber_piece_bytes_in));
+        }
+        println!();
+    }
+    if r.swarms.len() > 20 {
+        println!("  ... {} more (use --json for all)", r.swarms.len() - 20);
+    }
+    let u = &r.unattributed;
+    if u.piece_messages + u.request_messages + u.connections > 0 {
+        println!(
+            "  (info-hash unknown)  conns {:>3}  pieces {:>6} ({:>10})  requests {:>6}",
+            u.connections,
+            u.piece_messages,
+            human(u.piece_bytes),
+            u.request_messages
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! Frames from the outside world: pcap/pcapng files through libpcap (live capture and the
+//! inline bridge will live here too). This is the only module that talks to libpcap.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::wire::link::LinkType;
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("{path}: {msg}")]
+    Open { path: PathBuf, msg: String },
+    #[error("{path}: unsupported link type {dlt} ({name})")]
+    LinkType {
+        path: PathBuf,
+        dlt: i32,
+        name: String,
+    },
+    #[error("{path}: {msg} (after {frames} frames)")]
+    Read {
+        path: PathBuf,
+        frames: u64,
+        msg: String,
+    },
+}
+
+/// One frame as read: timestamp in microseconds since the epoch, captured bytes, and the
+/// length it had on the wire.
+pub struct Frame<'a> {
+    pub ts_micros: u64,
+    pub data: &'a [u8],
+    pub orig_len: u32,
+}
+
+pub struct PcapFile {
+    cap: pcap::Capture<pcap::Offline>,
+    path: PathBuf,
+    pub link: LinkType,
+    pub frames: u64,
+    pub file_size: u64,
+}
+
+impl PcapFile {
+    pub fn open(path: &Path) -> Result<PcapFile, CaptureError> {
+        let open_err = |msg: String| CaptureError::Open {
+            path: path.to_owned(),
+            msg,
+        };
+        // libpcap reports a missing file as a generic error; say it plainly.
+        let meta = std::fs::metadata(path).map_err(|e| open_err(e.to_string()))?;
+        if meta.is_dir() {
+            return Err(open_err("is a directory".into()));
+        }
+        let cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Micro)
+            .map_err(|e| open_err(format!("not a readable pcap or pcapng file ({e})")))?;
+        let dl = cap.get_datalink();
+        let link = LinkType::from_dlt(dl.0).ok_or_else(|| CaptureError::LinkType {
+            path: path.to_owned(),
+            dlt: dl.0,
+            name: dl.get_name().unwrap_or_else(|_| "unknown".into()),
+        })?;
+        Ok(PcapFile {
+            cap,
+            path: path.to_owned(),
+            link,
+            frames: 0,
+            file_size: meta.len(),
+        })
+    }
+
+    /// The next frame, None at the end of the file.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                self.frames += 1;
+                let ts = p.header.ts;
+                let micros = (ts.tv_sec.max(0) as u64)
+                    .saturating_mul(1_000_000)
+                    .saturating_add(ts.tv_usec.max(0) as u64);
+                Ok(Some(Frame {
+                    ts_micros: micros,
+                    data: p.data,
+                    orig_len: p.header.len,
+                }))
+            }
+            Err(pcap::Error::NoMorePackets) => Ok(None),
+            Err(e) => Err(CaptureError::Read {
+                path: self.path.clone(),
+                frames: self.frames,
+                msg: e.to_string(),
+            }),
+        }
+    }
+}

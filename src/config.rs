@@ -1,0 +1,194 @@
+//! Every cap and timeout of every stage, with its default. One YAML file configures every
+//! mode; unknown keys are refused so a typo does not silently leave a default in force.
+
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Subscriber-side networks; traffic to and from them is what a box in the path saves.
+    pub subscriber_nets: Vec<IpNet>,
+    pub flows: FlowConfig,
+    pub reassembly: ReassemblyConfig,
+    pub ip_fragments: FragConfig,
+    pub peerwire: PeerwireConfig,
+    pub swarms: SwarmConfig,
+    /// Record SHA-1 and length of every reassembled TCP stream in the report (tests).
+    pub record_streams: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Flows tracked at once (per worker); the least recently seen is evicted past it.
+    pub max_flows: usize,
+    /// Idle time, in seconds of packet time, after which a TCP flow is finished.
+    pub tcp_idle_timeout_secs: u64,
+    /// Same for UDP.
+    pub udp_idle_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReassemblyConfig {
+    /// Out-of-order bytes held per direction before holes are given up on.
+    pub max_ooo_bytes_per_direction: usize,
+    /// Out-of-order segments (after coalescing) held per direction.
+    pub max_ooo_segments_per_direction: usize,
+    /// Out-of-order bytes held over all flows of one worker.
+    pub max_ooo_bytes_total: usize,
+    /// Delivered bytes remembered per direction to detect retransmissions with other bytes.
+    pub conflict_window: usize,
+    /// Segments starting further ahead than this are refused as implausible.
+    pub max_ahead: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FragConfig {
+    pub max_datagrams: usize,
+    pub max_bytes: usize,
+    pub timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerwireConfig {
+    /// Largest non-PIECE message buffered (bitfield, extended); larger ones are skipped.
+    pub max_message_len: u32,
+    /// Bytes held while hunting for a message boundary after a gap or mid-stream.
+    pub resync_window: usize,
+    /// Bytes of a mid-stream flow searched for BitTorrent framing before giving up on it.
+    pub probe_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwarmConfig {
+    /// Info-hashes tracked (per worker); messages of further swarms count as unattributed.
+    pub max_swarms: usize,
+    /// Distinct (index, begin, length) blocks remembered per worker for `distinct_blocks`.
+    pub max_distinct_blocks: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            subscriber_nets: Vec::new(),
+            flows: FlowConfig::default(),
+            reassembly: ReassemblyConfig::default(),
+            ip_fragments: FragConfig::default(),
+            peerwire: PeerwireConfig::default(),
+            swarms: SwarmConfig::default(),
+            record_streams: false,
+        }
+    }
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 262_144,
+            tcp_idle_timeout_secs: 300,
+            udp_idle_timeout_secs: 120,
+        }
+    }
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        ReassemblyConfig {
+            max_ooo_bytes_per_direction: 4 << 20,
+            max_ooo_segments_per_direction: 1024,
+            max_ooo_bytes_total: 512 << 20,
+            conflict_window: 4096,
+            max_ahead: 64 << 20,
+        }
+    }
+}
+
+impl Default for FragConfig {
+    fn default() -> Self {
+        FragConfig {
+            max_datagrams: 4096,
+            max_bytes: 16 << 20,
+            timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for PeerwireConfig {
+    fn default() -> Self {
+        PeerwireConfig {
+            max_message_len: 1 << 20,
+            resync_window: 256 << 10,
+            probe_bytes: 64 << 10,
+        }
+    }
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            max_swarms: 65_536,
+            max_distinct_blocks: 4_000_000,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|msg| ConfigError::Parse {
+            path: path.to_owned(),
+            msg,
+        })
+    }
+
+    /// Parse YAML; errors carry line and column.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!("line {} column {}: {}", l.line(), l.column(), e),
+            None => e.to_string(),
+        })
+    }
+
+    pub fn is_subscriber(&self, ip: std::net::IpAddr) -> bool {
+        self.subscriber_nets.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::parse("flows:\n  max_flows: 10\n").unwrap();
+        assert_eq!(c.flows.max_flows, 10);
+        assert_eq!(c.flows.tcp_idle_timeout_secs, 300);
+        let e = Config::parse("flows:\n  max_flow: 10\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
+}

@@ -1,0 +1,616 @@
+//! The sans-IO engine: fed `(timestamp, frame)`, it decodes, tracks flows, reassembles,
+//! parses the peer wire and counts. It does no I/O and reads no clock: replay, tap and
+//! inline differ only in where frames come from and what is done with the verdict.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sha1::{Digest, Sha1};
+
+use crate::config::Config;
+use crate::flow::ipfrag::{Defragmenter, FragResult};
+use crate::flow::table::FlowTable;
+use crate::flow::tcp::{Budget, Chunk, ReasmCounters, ReasmLimits, Reassembler};
+use crate::flow::{Dir, FlowKey};
+use crate::peerwire::conn::{Class, ConnState};
+use crate::peerwire::{Event, ParserLimits, StreamParser};
+use crate::report::{hex, Stats, StreamRecord, SwarmStats};
+use crate::wire::link::{self, Decoded, LinkType, TcpSegment, Transport};
+use crate::wire::peerwire::{self, Kind, Message};
+
+/// What to do with the frame that was handed in. Replay and tap ignore it; inline obeys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Forward,
+}
+
+/// Sweep idle flows at most this often, in packet time.
+const SWEEP_MICROS: u64 = 1_000_000;
+
+pub struct Engine {
+    core: Core,
+    tcp: FlowTable<FlowKey, TcpFlow>,
+    udp: FlowTable<FlowKey, UdpFlow>,
+    defrag: Defragmenter,
+    last_sweep: u64,
+}
+
+struct Core {
+    cfg: Config,
+    limits: ReasmLimits,
+    plim: ParserLimits,
+    budget: Budget,
+    reasm: ReasmCounters,
+    stats: Stats,
+    blocks_tracked: usize,
+}
+
+struct UdpFlow;
+
+enum TcpFlow {
+    Active(Box<ActiveTcp>),
+    /// Not ours (not BitTorrent, or encrypted): remembered only so its packets cost nothing.
+    Ignored,
+}
+
+struct ActiveTcp {
+    reasm: [Reassembler; 2],
+    conn: Conn,
+}
+
+/// Engine-side view of a connection: the parsers, the protocol state, and bookkeeping.
+struct Conn {
+    parsers: [Option<StreamParser>; 2],
+    state: ConnState,
+    /// Whether the sender of each direction is a subscriber.
+    sub_sender: [bool; 2],
+    counted_bt: bool,
+    counted_enc: bool,
+    counted_plain_after_enc: bool,
+    hashers: Option<Box<[(Sha1, u64); 2]>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    Closed,
+    Expired,
+    Evicted,
+    Drained,
+}
+
+impl Engine {
+    pub fn new(cfg: Config) -> Engine {
+        let limits = ReasmLimits {
+            max_ooo_bytes: cfg.reassembly.max_ooo_bytes_per_direction,
+            max_ooo_segments: cfg.reassembly.max_ooo_segments_per_direction,
+            conflict_window: cfg.reassembly.conflict_window,
+            max_ahead: cfg.reassembly.max_ahead,
+        };
+        let plim = ParserLimits {
+            max_message_len: cfg.peerwire.max_message_len,
+            resync_window: cfg.peerwire.resync_window,
+            probe_bytes: cfg.peerwire.probe_bytes,
+        };
+        Engine {
+            tcp: FlowTable::new(
+                cfg.flows.max_flows,
+                cfg.flows.tcp_idle_timeout_secs * 1_000_000,
+            ),
+            udp: FlowTable::new(
+                cfg.flows.max_flows,
+                cfg.flows.udp_idle_timeout_secs * 1_000_000,
+            ),
+            defrag: Defragmenter::new(
+                cfg.ip_fragments.max_datagrams,
+                cfg.ip_fragments.max_bytes,
+                cfg.ip_fragments.timeout_secs * 1_000_000,
+            ),
+            core: Core {
+                budget: Budget::new(cfg.reassembly.max_ooo_bytes_total),
+                limits,
+                plim,
+                cfg,
+                reasm: ReasmCounters::default(),
+                stats: Stats::default(),
+                blocks_tracked: 0,
+            },
+            last_sweep: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.core.cfg
+    }
+
+    /// One captured frame. `orig_len` is its length on the wire (may exceed `frame.len()`).
+    pub fn handle(&mut self, ts: u64, link: LinkType, frame: &[u8], orig_len: u32) -> Verdict {
+        let st = &mut self.core.stats;
+        st.frames += 1;
+        st.bytes += orig_len as u64;
+        st.first_ts.get_or_insert(ts);
+        st.last_ts = Some(st.last_ts.map_or(ts, |t| t.max(ts)));
+        if ts >= self.last_sweep + SWEEP_MICROS {
+            self.sweep(ts);
+        }
+        match link::decode(link, frame, orig_len) {
+            Ok(Decoded::Packet(p)) => self.transport(ts, p.vlan, p.src, p.dst, p.transport),
+            Ok(Decoded::Fragment(f)) => match self.defrag.offer(&f, ts) {
+                FragResult::Complete(proto, data) => {
+                    match link::transport_from_payload(proto, &data) {
+                        Ok(t) => self.transport(ts, f.vlan, f.src, f.dst, t),
+                        Err(e) => self.count_error(e.as_str()),
+                    }
+                }
+                FragResult::Pending => {}
+                FragResult::Dropped => {}
+            },
+            Ok(Decoded::NonIp) => {}
+            Err(e) => self.count_error(e.as_str()),
+        }
+        Verdict::Forward
+    }
+
+    fn count_error(&mut self, kind: &'static str) {
+        *self.core.stats.decode_errors.entry(kind).or_default() += 1;
+    }
+
+    fn sweep(&mut self, now: u64) {
+        self.last_sweep = now;
+        let core = &mut self.core;
+        self.tcp.expire(now, |k, f| core.finish(k, f, End::Expired));
+        self.udp.expire(now, |_, _| core.stats.flows.expired += 1);
+    }
+
+    fn transport(
+        &mut self,
+        ts: u64,
+        vlan: Option<u16>,
+        src: IpAddr,
+        dst: IpAddr,
+        t: Transport<'_>,
+    ) {
+        match t {
+            Transport::Tcp(seg) => self.tcp_segment(ts, vlan, src, dst, &seg),
+            Transport::Udp(u) => {
+                let (key, _) = FlowKey::new(
+                    17,
+                    vlan,
+                    SocketAddr::new(src, u.src_port),
+                    SocketAddr::new(dst, u.dst_port),
+                );
+                if self.udp.get_mut(&key, ts).is_none() {
+                    self.core.stats.flows.udp += 1;
+                    let core = &mut self.core;
+                    self.udp
+                        .insert(key, UdpFlow, ts, |_, _| core.stats.flows.evicted += 1);
+                }
+            }
+            Transport::Other(_) => {}
+        }
+    }
+
+    fn tcp_segment(
+        &mut self,
+        ts: u64,
+        vlan: Option<u16>,
+        src: IpAddr,
+        dst: IpAddr,
+        seg: &TcpSegment<'_>,
+    ) {
+        let (key, dir) = FlowKey::new(
+            6,
+            vlan,
+            SocketAddr::new(src, seg.src_port),
+            SocketAddr::new(dst, seg.dst_port),
+        );
+        let core = &mut self.core;
+        let flow = match self.tcp.get_mut(&key, ts) {
+            Some(f) => f,
+            None => {
+                core.stats.flows.tcp += 1;
+                let initiator = match (seg.flags.syn, seg.flags.ack) {
+                    (true, false) => Some(dir),
+                    (true, true) => Some(dir.rev()),
+                    _ => None,
+                };
+                let flow = TcpFlow::Active(Box::new(ActiveTcp {
+                    reasm: [Reassembler::default(), Reassembler::default()],
+                    conn: Conn::new(key, initiator, &core.cfg),
+                }));
+                self.tcp
+                    .insert(key, flow, ts, |k, f| core.finish(k, f, End::Evicted))
+            }
+        };
+        let TcpFlow::Active(active) = flow else {
+            return;
+        };
+        let ActiveTcp { reasm, conn } = &mut **active;
+        if seg.flags.syn
+            && conn.state.initiator.is_none()
+            && !reasm[0].has_base()
+            && !reasm[1].has_base()
+        {
+            // The SYN came after a stray packet: the connection's start is here after all.
+            conn.state = ConnState::new(Some(if seg.flags.ack { dir.rev() } else { dir }));
+        }
+        let Core {
+            limits,
+            plim,
+            budget,
+            reasm: rc,
+            stats,
+            cfg,
+            blocks_tracked,
+        } = core;
+        let mut ctx = Ctx {
+            plim,
+            stats,
+            cfg,
+            blocks_tracked,
+        };
+        if seg.flags.ack {
+            let rd = dir.rev();
+            let at_start = reasm[rd.idx()].syn_seen;
+            reasm[rd.idx()].on_ack(seg.ack, limits, rc, budget, &mut |c| {
+                conn.on_chunk(rd, at_start, c, &mut ctx)
+            });
+        }
+        let at_start = reasm[dir.idx()].syn_seen || seg.flags.syn;
+        reasm[dir.idx()].segment(
+            seg.seq,
+            seg.flags.syn,
+            seg.flags.fin,
+            seg.payload,
+            limits,
+            rc,
+            budget,
+            &mut |c| conn.on_chunk(dir, at_start, c, &mut ctx),
+        );
+        let done = seg.flags.rst
+            || (reasm[0].fin.is_some_and(|f| reasm[0].next_offset() >= f)
+                && reasm[1].fin.is_some_and(|f| reasm[1].next_offset() >= f));
+        if conn.ignorable() || done {
+            let flow = std::mem::replace(flow, TcpFlow::Ignored);
+            core.finish(key, flow, End::Closed);
+        }
+    }
+
+    /// End of input: finish every flow and hand back the counters.
+    pub fn finish(mut self) -> Stats {
+        let core = &mut self.core;
+        self.tcp.drain(|k, f| core.finish(k, f, End::Drained));
+        self.udp.drain(|_, _| {});
+        let mut stats = std::mem::take(&mut self.core.stats);
+        stats.reassembly = self.core.reasm;
+        stats.ip_fragments = self.defrag.counters;
+        stats
+    }
+}
+
+/// What the per-connection code needs from the engine while the flow table is borrowed.
+struct Ctx<'a> {
+    plim: &'a ParserLimits,
+    stats: &'a mut Stats,
+    cfg: &'a Config,
+    blocks_tracked: &'a mut usize,
+}
+
+impl Core {
+    fn finish(&mut self, key: FlowKey, flow: TcpFlow, end: End) {
+        match end {
+            End::Expired => self.stats.flows.expired += 1,
+            End::Evicted => self.stats.flows.evicted += 1,
+            End::Closed | End::Drained => {}
+        }
+        let TcpFlow::Active(mut active) = flow else {
+            return;
+        };
+        let ActiveTcp { reasm, conn } = &mut *active;
+        let Core {
+            plim,
+            budget,
+            reasm: rc,
+            stats,
+            cfg,
+            blocks_tracked,
+            ..
+        } = self;
+        let mut ctx = Ctx {
+            plim,
+            stats,
+            cfg,
+            blocks_tracked,
+        };
+        for d in [Dir::LoToHi, Dir::HiToLo] {
+            let at_start = reasm[d.idx()].syn_seen;
+            reasm[d.idx()].flush(rc, budget, &mut |c| conn.on_chunk(d, at_start, c, &mut ctx));
+        }
+        if let Some(v) = conn.state.end_flight() {
+            conn.verdict(v, &mut ctx);
+        }
+        if !conn.counted_bt && !conn.counted_enc {
+            ctx.stats.flows.ignored += 1;
+        }
+        if let Some(h) = conn.hashers.take() {
+            let c2s = conn.state.initiator.unwrap_or(Dir::LoToHi);
+            let [a, b] = *h;
+            let (cs, sc) = if c2s == Dir::LoToHi { (a, b) } else { (b, a) };
+            ctx.stats.streams.push(StreamRecord {
+                client: key.src(c2s).to_string(),
+                server: key.src(c2s.rev()).to_string(),
+                c2s_bytes: cs.1,
+                c2s_sha1: hex(&cs.0.finalize()),
+                s2c_bytes: sc.1,
+                s2c_sha1: hex(&sc.0.finalize()),
+            });
+        }
+    }
+}
+
+fn swarm<'a>(stats: &'a mut Stats, ih: Option<[u8; 20]>, max: usize) -> &'a mut SwarmStats {
+    let Some(ih) = ih else {
+        return &mut stats.unattributed;
+    };
+    if !stats.swarms.contains_key(&ih) && stats.swarms.len() >= max {
+        stats.swarms_overflow += 1;
+        return &mut stats.unattributed;
+    }
+    stats.swarms.entry(ih).or_default()
+}
+
+impl Conn {
+    fn new(key: FlowKey, initiator: Option<Dir>, cfg: &Config) -> Conn {
+        Conn {
+            parsers: [None, None],
+            state: ConnState::new(initiator),
+            sub_sender: [
+                cfg.is_subscriber(key.lo.ip()),
+                cfg.is_subscriber(key.hi.ip()),
+            ],
+            counted_bt: false,
+            counted_enc: false,
+            counted_plain_after_enc: false,
+            hashers: cfg
+                .record_streams
+                .then(|| Box::new([(Sha1::new(), 0), (Sha1::new(), 0)])),
+        }
+    }
+
+    /// Nothing more to learn: every parser gave up and the first flight said "not MSE".
+    fn ignorable(&self) -> bool {
+        if self.hashers.is_some() {
+            return false; // Tests want whole streams.
+        }
+        let created: Vec<&StreamParser> = self.parsers.iter().flatten().collect();
+        !created.is_empty()
+            && created.iter().all(|p| p.is_dead())
+            && self.state.flight_decided()
+            && self.state.class != Class::BitTorrent
+    }
+
+    fn verdict(&mut self, class: Class, ctx: &mut Ctx<'_>) {
+        if class == Class::Encrypted && self.state.class == Class::Unknown {
+            self.state.class = Class::Encrypted;
+            if !self.counted_enc {
+                self.counted_enc = true;
+                ctx.stats.bittorrent.encrypted_connections += 1;
+            }
+            // MSE may have negotiated plaintext (crypto_provide 0x01): look for framing in
+            // what follows, within the probe budget.
+            for p in &mut self.parsers {
+                p.get_or_insert_with(StreamParser::midstream).hunt(true);
+            }
+        }
+    }
+
+    fn on_chunk(&mut self, dir: Dir, at_start: bool, chunk: Chunk<'_>, ctx: &mut Ctx<'_>) {
+        match chunk {
+            Chunk::Data(data) => {
+                if let Some(h) = &mut self.hashers {
+                    h[dir.idx()].0.update(data);
+                    h[dir.idx()].1 += data.len() as u64;
+                }
+                if let Some(v) = self.state.observe(dir, data) {
+                    self.verdict(v, ctx);
+                }
+                let Conn {
+                    parsers,
+                    state,
+                    sub_sender,
+                    counted_bt,
+                    counted_plain_after_enc,
+                    ..
+                } = self;
+                let parser = parsers[dir.idx()].get_or_insert_with(|| {
+                    if at_start {
+                        StreamParser::at_start()
+                    } else {
+                        StreamParser::midstream()
+                    }
+                });
+                let mut h = Handler {
+                    state,
+                    ctx,
+                    dir,
+                    sub_sender,
+                    counted_bt,
+                    counted_plain_after_enc,
+                };
+                parser.feed(data, h.ctx.plim, &mut |ev| h.event(ev));
+            }
+            Chunk::Gap(n) => {
+                let Conn {
+                    parsers,
+                    state,
+                    sub_sender,
+                    counted_bt,
+                    counted_plain_after_enc,
+                    ..
+                } = self;
+                let parser = parsers[dir.idx()].get_or_insert_with(|| {
+                    if at_start {
+                        StreamParser::at_start()
+                    } else {
+                        StreamParser::midstream()
+                    }
+                });
+                let mut h = Handler {
+                    state,
+                    ctx,
+                    dir,
+                    sub_sender,
+                    counted_bt,
+                    counted_plain_after_enc,
+                };
+                parser.gap(n, &mut |ev| h.event(ev));
+            }
+        }
+    }
+}
+
+/// Turns parser events into protocol state and counters.
+struct Handler<'a, 'b> {
+    state: &'a mut ConnState,
+    ctx: &'a mut Ctx<'b>,
+    dir: Dir,
+    sub_sender: &'a [bool; 2],
+    counted_bt: &'a mut bool,
+    counted_plain_after_enc: &'a mut bool,
+}
+
+impl Handler<'_, '_> {
+    fn mark_bittorrent(&mut self) {
+        if self.state.class == Class::Encrypted {
+            if !*self.counted_plain_after_enc {
+                *self.counted_plain_after_enc = true;
+                self.ctx.stats.bittorrent.encrypted_then_plain += 1;
+            }
+            return;
+        }
+        self.state.class = Class::BitTorrent;
+        if !*self.counted_bt {
+            *self.counted_bt = true;
+            self.ctx.stats.bittorrent.tcp_connections += 1;
+            if self.state.midstream {
+                self.ctx.stats.bittorrent.midstream_connections += 1;
+            }
+        }
+    }
+
+    fn event(&mut self, ev: Event<'_>) {
+        let max_swarms = self.ctx.cfg.swarms.max_swarms;
+        let sender_sub = self.sub_sender[self.dir.idx()];
+        let receiver_sub = self.sub_sender[self.dir.rev().idx()];
+        match ev {
+            Event::Handshake(h) => {
+                self.mark_bittorrent();
+                self.ctx.stats.peerwire.handshakes += 1;
+                let new = self.state.on_handshake(self.dir, &h);
+                let sw = swarm(self.ctx.stats, self.state.info_hash, max_swarms);
+                if new {
+                    sw.connections += 1;
+                }
+                *sw.messages.entry("handshake").or_default() += 1;
+            }
+            Event::Resynced { skipped } => {
+                self.ctx.stats.peerwire.resyncs += 1;
+                self.ctx.stats.peerwire.resync_skipped_bytes += skipped;
+                if self.state.class != Class::BitTorrent {
+                    self.mark_bittorrent();
+                    if self.state.info_hash.is_none() && self.state.class == Class::BitTorrent {
+                        let sw = swarm(self.ctx.stats, None, max_swarms);
+                        if !self.state.midstream_counted {
+                            self.state.midstream_counted = true;
+                            sw.connections += 1;
+                        }
+                    }
+                }
+            }
+            Event::Message(m) => {
+                self.ctx.stats.peerwire.messages += 1;
+                let kind = m.kind();
+                let ih = self.state.info_hash;
+                if let Message::Extended { id, payload } = m {
+                    let name = if id == 0 {
+                        self.state.on_ext_handshake(self.dir, payload);
+                        Some("handshake".to_string())
+                    } else {
+                        self.state.ext_name(self.dir, id).map(|n| match n {
+                            "ut_metadata" => match peerwire::parse_ut_metadata(payload) {
+                                Some(u) => match u.msg_type {
+                                    0 => "ut_metadata_request".to_string(),
+                                    1 => "ut_metadata_data".to_string(),
+                                    2 => "ut_metadata_reject".to_string(),
+                                    _ => "ut_metadata_other".to_string(),
+                                },
+                                None => "ut_metadata_invalid".to_string(),
+                            },
+                            // Only names we know become keys: peers choose these strings.
+                            "ut_pex" | "lt_donthave" | "upload_only" | "ut_holepunch"
+                            | "lt_tex" | "share_mode" | "ut_comment" => n.to_string(),
+                            _ => "other".to_string(),
+                        })
+                    };
+                    let pex = match name.as_deref() {
+                        Some("ut_pex") => peerwire::pex_added(payload),
+                        _ => None,
+                    };
+                    let md = self.state.metadata_size;
+                    let sw = swarm(self.ctx.stats, ih, max_swarms);
+                    *sw.extended
+                        .entry(name.unwrap_or_else(|| "unknown_id".into()))
+                        .or_default() += 1;
+                    if let Some(n) = pex {
+                        *sw.extended.entry("ut_pex_added_peers".into()).or_default() += n;
+                    }
+                    if id == 0 && md.is_some() {
+                        sw.metadata_size = md;
+                    }
+                }
+                let sw = swarm(self.ctx.stats, ih, max_swarms);
+                *sw.messages.entry(kind.as_str()).or_default() += 1;
+                if kind == Kind::Request {
+                    sw.request_messages += 1;
+                    if sender_sub {
+                        sw.subscriber_requests += 1;
+                    }
+                }
+            }
+            Event::Piece {
+                index,
+                begin,
+                length,
+            } => {
+                self.ctx.stats.peerwire.messages += 1;
+                let cap = self.ctx.cfg.swarms.max_distinct_blocks;
+                let tracked = *self.ctx.blocks_tracked;
+                let ih = self.state.info_hash;
+                let sw = swarm(self.ctx.stats, ih, max_swarms);
+                sw.piece_messages += 1;
+                sw.piece_bytes += length as u64;
+                *sw.messages.entry("piece").or_default() += 1;
+                if receiver_sub {
+                    sw.subscriber_piece_bytes_in += length as u64;
+                }
+                if sender_sub {
+                    sw.subscriber_piece_bytes_out += length as u64;
+                }
+                let b = (index, begin, length);
+                if !sw.blocks.contains(&b) {
+                    if tracked < cap {
+                        sw.blocks.insert(b);
+                        *self.ctx.blocks_tracked += 1;
+                    } else {
+                        sw.blocks_overflow += 1;
+                    }
+                }
+            }
+            Event::BlockData { .. } => {}
+            Event::BlockLost { len, .. } => {
+                let ih = self.state.info_hash;
+                swarm(self.ctx.stats, ih, max_swarms).piece_bytes_lost += len as u64;
+            }
+            Event::Skipped { .. } => self.ctx.stats.peerwire.skipped_messages += 1,
+            Event::NotBitTorrent => {}
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! One direction of a peer-wire connection as a resumable parser: fed contiguous bytes and
+//! gaps from the reassembler, it emits messages. PIECE blocks are streamed through, never
+//! buffered whole; other messages are buffered up to a cap. Mid-stream and after a gap that
+//! swallowed a message boundary it hunts for the next plausible frame (Suricata-style: the
+//! parser reports what it consumed and waits for more rather than guessing).
+
+use crate::wire::peerwire::{self, Handshake, Kind, Message, HANDSHAKE_LEN, PROTOCOL};
+
+#[derive(Clone, Copy, Debug)]
+pub struct ParserLimits {
+    /// Largest non-PIECE message buffered (bitfield, extended); larger ones are skipped.
+    pub max_message_len: u32,
+    /// Bytes held while hunting for a frame boundary.
+    pub resync_window: usize,
+    /// A mid-stream flow with no plausible frame in this many bytes is not BitTorrent.
+    pub probe_bytes: u64,
+}
+
+impl Default for ParserLimits {
+    fn default() -> Self {
+        ParserLimits {
+            max_message_len: 1 << 20,
+            resync_window: 256 << 10,
+            probe_bytes: 64 << 10,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    Handshake(Handshake<'a>),
+    Message(Message<'a>),
+    /// A PIECE header; its `length` block bytes follow as `BlockData`.
+    Piece {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    BlockData {
+        index: u32,
+        begin: u32,
+        offset: u32,
+        data: &'a [u8],
+    },
+    /// A gap took bytes of the current PIECE block: they will never be seen.
+    BlockLost {
+        index: u32,
+        begin: u32,
+        offset: u32,
+        len: u32,
+    },
+    /// A message longer than the cap (or damaged by a gap) was skipped.
+    Skipped {
+        kind: Kind,
+    },
+    /// Framing was re-found after `skipped` bytes that could not be parsed.
+    Resynced {
+        skipped: u64,
+    },
+    /// Nothing plausible within the probe budget: this is not (plain) BitTorrent.
+    NotBitTorrent,
+}
+
+#[derive(Debug)]
+enum State {
+    /// At the start of a connection: a 68-byte handshake is expected.
+    Handshake {
+        buf: Vec<u8>,
+    },
+    /// Reading a length prefix and id (13 bytes for PIECE: + index and begin).
+    Header {
+        buf: [u8; 13],
+        have: usize,
+    },
+    Body {
+        kind: Kind,
+        len: u32,
+        buf: Vec<u8>,
+    },
+    Block {
+        index: u32,
+        begin: u32,
+        length: u32,
+        offset: u32,
+    },
+    Skip {
+        remaining: u64,
+    },
+    /// Looking for the next frame boundary.
+    Hunt {
+        buf: Vec<u8>,
+        skipped: u64,
+        probing: bool,
+    },
+    Dead,
+}
+
+#[derive(Debug)]
+pub struct StreamParser {
+    state: State,
+    pub handshake_seen: bool,
+    pub resyncs: u64,
+    pub bytes_seen: u64,
+}
+
+impl StreamParser {
+    /// For a direction whose first byte is known to be the first of the connection.
+    pub fn at_start() -> Self {
+        StreamParser {
+            state: State::Handshake { buf: Vec::new() },
+            handshake_seen: false,
+            resyncs: 0,
+            bytes_seen: 0,
+        }
+    }
+
+    /// For a direction picked up mid-stream: probe for framing, give up after the budget.
+    pub fn midstream() -> Self {
+        StreamParser {
+            state: State::Hunt {
+                buf: Vec::new(),
+                skipped: 0,
+                probing: true,
+            },
+            handshake_seen: false,
+            resyncs: 0,
+            bytes_seen: 0,
+        }
+    }
+
+    pub fn is_dead(&self) -> bool {
+        matches!(self.state, State::Dead)
+    }
+
+    /// Framing is known (not hunting, not dead).
+    pub fn in_sync(&self) -> bool {
+        !matches!(self.state, State::Hunt { .. } | State::Dead)
+    }
+
+    /// Stop parsing this direction for good (encrypted, not ours).
+    pub fn kill(&mut self) {
+        self.state = State::Dead;
+    }
+
+    /// Switch to hunting for framing in the bytes that follow (e.g. after an MSE exchange
+    /// that may have selected plaintext).
+    pub fn hunt(&mut self, probing: bool) {
+        self.state = State::Hunt {
+            buf: Vec::new(),
+            skipped: 0,
+            probing,
+        };
+    }
+
+    /// `n` bytes of this direction were lost by the capture.
+    pub fn gap<F: FnMut(Event<'_>)>(&mut self, n: u64, out: &mut F) {
+        self.bytes_seen += n;
+        let resync = match &mut self.state {
+            State::Dead => false,
+            State::Block {
+                index,
+                begin,
+                length,
+                offset,
+            } => {
+                let left = (*length - *offset) as u64;
+                let lost = n.min(left) as u32;
+                out(Event::BlockLost {
+                    index: *index,
+                    begin: *begin,
+                    offset: *offset,
+                    len: lost,
+                });
+                *offset += lost;
+                if n < left {
+                    false
+                } else if n == left {
+                    self.state = State::Header {
+                        buf: [0; 13],
+                        have: 0,
+                    };
+                    false
+                } else {
+                    true
+                }
+            }
+            State::Body { kind, len, buf } => {
+                // The message is damaged but its length is known: skip the rest of it.
+                let left = *len as u64 - buf.len() as u64;
+                let kind = *kind;
+                out(Event::Skipped { kind });
+                if n <= left {
+                    self.state = if n == left {
+                        State::Header {
+                            buf: [0; 13],
+                            have: 0,
+                        }
+                    } else {
+                        State::Skip {
+                            remaining: left - n,
+                        }
+                    };
+                    false
+                } else {
+                    true
+                }
+            }
+            State::Skip { remaining, .. } => {
+                if n <= *remaining {
+                    *remaining -= n;
+                    if *remaining == 0 {
+                        self.state = State::Header {
+                            buf: [0; 13],
+                            have: 0,
+                        };
+                    }
+                    false
+                } else {
+                    true
+                }
+            }
+            State::Hunt { skipped, buf, .. } => {
+                // Bytes held no longer join up with what follows.
+                *skipped += buf.len() as u64 + n;
+                buf.clear();
+                false
+            }
+            State::Header { .. } | State::Handshake { .. } => true,
+        };
+        if resync {
+            self.state = State::Hunt {
+                buf: Vec::new(),
+                skipped: 0,
+                probing: false,
+            };
+        }
+    }
+
+    pub fn feed<F: FnMut(Event<'_>)>(&mut self, mut data: &[u8], lim: &ParserLimits, out: &mut F) {
+        self.bytes_seen += data.len() as u64;
+        while !data.is_empty() {
+            let used = self.step(data, lim, out);
+            if used == 0 {
+                // Only Dead consumes nothing without more input being useful.
+                return;
+            }
+            data = &data[used..];
+        }
+    }
+
+    /// Consume a prefix of `data`; returns how much.
+    fn step<F: FnMut(Event<'_>)>(&mut self, data: &[u8], lim: &ParserLimits, out: &mut F) -> usize {
+        match &mut self.state {
+            State::Dead => 0,
+            State::Handshake { buf } => {
+                let need = HANDSHAKE_LEN - buf.len();
+                let take = need.min(data.len());
+                buf.extend_from_slice(&data[..take]);
+                // Reject early on the protocol string so non-BT flows die fast.
+                let n = buf.len().min(20);
+                if buf[..n] != PROTOCOL[..n] {
+                    out(Event::NotBitTorrent);
+                    self.state = State::Dead;
+                    return data.len();
+                }
+                if buf.len() == HANDSHAKE_LEN {
+                    if let Some(h) = Handshake::new_checked(buf) {
+                        out(Event::Handshake(h));
+                    }
+                    self.handshake_seen = true;
+                    self.state = State::Header {
+                        buf: [0; 13],
+                        have: 0,
+                    };
+                }
+                take
+            }
+            State::Header { buf, have } => {
+                // 5 bytes tell the kind; PIECE needs 8 more for index and begin.
+                let want = if *have < 4 {
+                    4
+                } else if *have >= 5 && buf[4] == 7 {
+                    13
+                } else {
+                    5
+                };
+                let take = (want - *have).min(data.len());
+                buf[*have..*have + take].copy_from_slice(&data[..take]);
+                *have += take;
+                if *have == 4 && buf[..4] == [0, 0, 0, 0] {
+                    out(Event::Message(Message::KeepAlive));
+                    *have = 0;
+                    return take;
+                }
+                if *have < 5 {
+                    return take;
+                }
+                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                let Some(kind) = Kind::from_id(buf[4]) else {
+                    // Unknown id: BEP 3 says ignore, but only a sane length lets us skip it.
+                    if len <= lim.max_message_len {
+                        self.state = State::Skip {
+                            remaining: len as u64 - 1,
+                        };
+                        if len == 1 {
+                            self.state = State::Header {
+                                buf: [0; 13],
+                                have: 0,
+                            };
+                        }
+                    } else {
+                        self.lose_sync();
+                    }
+                    return take;
+                };
+                if kind == Kind::Piece {
+                    if !kind.valid_len(len, lim.max_message_len) {
+                        self.lose_sync();
+                        return take;
+                    }
+                    if *have < 13 {
+                        return take;
+                    }
+                    let (index, begin) = peerwire::piece_header(&buf[5..13]).unwrap_or((0, 0));
+                    let length = len - 9;
+                    out(Event::Piece {
+                        index,
+                        begin,
+                        length,
+                    });
+                    self.state = State::Block {
+                        index,
+                        begin,
+                        length,
+                        offset: 0,
+                    };
+                    return take;
+                }
+                if kind.valid_len(len, lim.max_message_len) {
+                    if len == 1 {
+                        if let Some(m) = peerwire::parse_body(kind, &[]) {
+                            out(Event::Message(m));
+                        }
+                        self.state = State::Header {
+                            buf: [0; 13],
+                            have: 0,
+                        };
+                    } else {
+                        self.state = State::Body {
+                            kind,
+                            len: len - 1,
+                            buf: Vec::new(),
+                        };
+                    }
+                } else if matches!(kind, Kind::Bitfield | Kind::Extended | Kind::Hashes)
+                    && len < (1 << 27)
+                {
+                    // Over our cap but framed sanely: skip it, keep sync.
+                    out(Event::Skipped { kind });
+                    self.state = State::Skip {
+                        remaining: len as u64 - 1,
+                    };
+                } else {
+                    self.lose_sync();
+                }
+                take
+            }
+            State::Body { kind, len, buf } => {
+                let take = (*len as usize - buf.len()).min(data.len());
+                buf.extend_from_slice(&data[..take]);
+                if buf.len() == *len as usize {
+                    if let Some(m) = peerwire::parse_body(*kind, buf) {
+                        out(Event::Message(m));
+                    }
+                    self.state = State::Header {
+                        buf: [0; 13],
+                        have: 0,
+                    };
+                }
+                take
+            }
+            State::Block {
+                index,
+                begin,
+                length,
+                offset,
+            } => {
+                let take = ((*length - *offset) as usize).min(data.len());
+                out(Event::BlockData {
+                    index: *index,
+                    begin: *begin,
+                    offset: *offset,
+                    data: &data[..take],
+                });
+                *offset += take as u32;
+                if *offset == *length {
+                    self.state = State::Header {
+                        buf: [0; 13],
+                        have: 0,
+                    };
+                }
+                take
+            }
+            State::Skip { remaining, .. } => {
+                let take = (*remaining).min(data.len() as u64) as usize;
+                *remaining -= take as u64;
+                if *remaining == 0 {
+                    self.state = State::Header {
+                        buf: [0; 13],
+                        have: 0,
+                    };
+                }
+                take
+            }
+            State::Hunt { .. } => self.hunt_step(data, lim, out),
+        }
+    }
+
+    fn lose_sync(&mut self) {
+        self.state = State::Hunt {
+            buf: Vec::new(),
+            skipped: 0,
+            probing: false,
+        };
+    }
+
+    fn hunt_step<F: FnMut(Event<'_>)>(
+        &mut self,
+        data: &[u8],
+        lim: &ParserLimits,
+        out: &mut F,
+    ) -> usize {
+        let State::Hunt {
+            buf,
+            skipped,
+            probing,
+        } = &mut self.state
+        else {
+            return 0;
+        };
+        let room = lim.resync_window.saturating_sub(buf.len()).max(1);
+        let take = room.min(data.len());
+        buf.extend_from_slice(&data[..take]);
+        match find_frame(buf, lim) {
+            Found::At(p, hs) => {
+                let skipped_total = *skipped + p as u64;
+                let rest = buf.split_off(p);
+                let probing_was = *probing;
+                let _ = probing_was;
+                self.resyncs += 1;
+                out(Event::Resynced {
+                    skipped: skipped_total,
+                });
+                self.state = if hs {
+                    State::Handshake { buf: Vec::new() }
+                } else {
+                    State::Header {
+                        buf: [0; 13],
+                        have: 0,
+                    }
+                };
+                // Replay the held bytes through the framed states.
+                let mut r: &[u8] = &rest;
+                while !r.is_empty() {
+                    let used = self.step(r, lim, out);
+                    if used == 0 {
+                        break;
+                    }
+                    r = &r[used..];
+                }
+            }
+            Found::NeedMore(keep_from) => {
+                if keep_from > 0 {
+                    *skipped += keep_from as u64;
+                    buf.drain(..keep_from);
+                }
+                if *probing && *skipped + buf.len() as u64 > lim.probe_bytes {
+                    out(Event::NotBitTorrent);
+                    self.state = State::Dead;
+                    return take;
+                }
+                if buf.len() >= lim.resync_window {
+                    // Nothing found in a full window: drop the older half and go on.
+                    let half = buf.len() / 2;
+                    *skipped += half as u64;
+                    buf.drain(..half);
+                }
+            }
+        }
+        take
+    }
+}
+
+enum Found {
+    /// A frame (or a handshake when the flag is set) starts at this offset.
+    At(usize, bool),
+    /// None yet; positions before this offset can never start one.
+    NeedMore(usize),
+}
+
+/// Is there a plausible message header at `p`? Some(end of that message) if so, None if
+/// not, Err(()) if more bytes are needed to say.
+fn header_at(buf: &[u8], p: usize, lim: &ParserLimits) -> Result<Option<usize>, ()> {
+    let h = buf.get(p..p + 5).ok_or(())?;
+    let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    let Some(kind) = Kind::from_id(h[4]) else {
+        return Ok(None);
+    };
+    if len == 0 || !kind.valid_len(len, lim.max_message_len) {
+        return Ok(None);
+    }
+    Ok(Some(p + 4 + len as usize))
+}
+
+/// Where the next frame starts. A candidate counts when it is a handshake, a PIECE header
+/// with a block-aligned offset (blocks are 16 KiB aligned in every client), or a message
+/// whose successor is also a plausible message.
+fn find_frame(buf: &[u8], lim: &ParserLimits) -> Found {
+    let mut p = 0;
+    while p + 5 <= buf.len() {
+        if buf[p] == 19 {
+            let n = (buf.len() - p).min(20);
+            if buf[p..p + n] == PROTOCOL[..n] {
+                if n == 20 {
+                    return Found::At(p, true);
+                }
+                return Found::NeedMore(p);
+            }
+        }
+        match header_at(buf, p, lim) {
+            Ok(Some(end)) => {
+                if buf[p + 4] == 7 {
+                    let Some(h) = buf.get(p + 5..p + 13) else {
+                        return Found::NeedMore(p);
+                    };
+                    let begin = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                    let index = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+                    if begin % 16384 == 0 && index < (1 << 24) {
+                        return Found::At(p, false);
+                    }
+                } else {
+                    match header_at(buf, end, lim) {
+                        Ok(Some(_)) => return Found::At(p, false),
+                        Ok(None) => {}
+                        Err(()) => {
+                            // The successor is not here yet; wait unless the candidate is
+                            // too long to ever confirm within the window.
+                            if end - p < lim.resync_window / 2 {
+                                return Found::NeedMore(p);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(()) => return Found::NeedMore(p),
+        }
+        p += 1;
+    }
+    Found::NeedMore(p.min(buf.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+        v.push(id);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn piece(index: u32, begin: u32, block: &[u8]) -> Vec<u8> {
+        let mut p = index.to_be_bytes().to_vec();
+        p.extend_from_slice(&begin.to_be_bytes());
+        p.extend_from_slice(block);
+        msg(7, &p)
+    }
+
+    fn collect(p: &mut StreamParser, chunks: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
+        let lim = ParserLimits::default();
+        let mut names = Vec::new();
+        let mut data = Vec::new();
+        for c in chunks {
+            p.feed(c, &lim, &mut |e| match e {
+                Event::Message(m) => names.push(format!("{m:?}")),
+                Event::Piece { index, .. } => names.push(format!("piece{index}")),
+                Event::BlockData { data: d, .. } => data.extend_from_slice(d),
+                Event::Handshake(_) => names.push("hs".into()),
+                Event::Resynced { skipped } => names.push(format!("resync{skipped}")),
+                _ => {}
+            });
+        }
+        (names, data)
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let mut s = Vec::from(&PROTOCOL[..]);
+        s.extend_from_slice(&[0u8; 48]);
+        s.extend(msg(2, &[]));
+        s.extend(piece(3, 16384, &[9u8; 100]));
+        s.extend(msg(4, &[0, 0, 0, 3]));
+        let chunks: Vec<&[u8]> = s.chunks(1).collect();
+        let (names, data) = collect(&mut StreamParser::at_start(), &chunks);
+        assert_eq!(names, vec!["hs", "Interested", "piece3", "Have(3)"]);
+        assert_eq!(data, vec![9u8; 100]);
+    }
+
+    #[test]
+    fn midstream_finds_piece_boundary() {
+        let mut s = vec![0xAAu8; 37];
+        s.extend(piece(1, 32768, &[1u8; 50]));
+        s.extend(msg(4, &[0, 0, 0, 1]));
+        let (names, data) = collect(&mut StreamParser::midstream(), &[&s]);
+        assert_eq!(names, vec!["resync37", "piece1", "Have(1)"]);
+        assert_eq!(data.len(), 50);
+    }
+
+    #[test]
+    fn gap_inside_block_keeps_framing() {
+        let lim = ParserLimits::default();
+        let s = piece(0, 0, &[5u8; 100]);
+        let mut p = StreamParser::at_start();
+        p.state = State::Header {
+            buf: [0; 13],
+            have: 0,
+        };
+        let mut events = 0;
+        p.feed(&s[..50], &lim, &mut |_| events += 1);
+        p.gap(30, &mut |_| {});
+        let (names, data) = collect(&mut p, &[&s[80..], &msg(1, &[])]);
+        assert_eq!(names, vec!["Unchoke"]);
+        assert_eq!(data.len(), 100 + 13 - 80);
+    }
+
+    #[test]
+    fn not_bittorrent() {
+        let mut p = StreamParser::at_start();
+        let mut dead = false;
+        p.feed(b"GET / HTTP/1.1\r\n", &ParserLimits::default(), &mut |e| {
+            dead |= e == Event::NotBitTorrent
+        });
+        assert!(dead && p.is_dead());
+    }
+}

@@ -1,0 +1,208 @@
+//! Replay: capture files through the engine, in order, as if they were one link. With more
+//! than one worker, frames are sharded by a symmetric hash of the IP pair (both directions
+//! and all fragments of a datagram land on the same worker) and each worker owns its flows.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::capture::PcapFile;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::flow::key::ip_pair_shard;
+use crate::report::{FileReport, Report, Stats};
+use crate::wire::link::{self, Decoded, LinkType};
+
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    pub workers: usize,
+    /// Draw a progress bar on stderr (only when it is a terminal).
+    pub progress: bool,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            workers: 1,
+            progress: false,
+        }
+    }
+}
+
+pub struct Outcome {
+    pub report: Report,
+    /// One line per file that could not be read (fully).
+    pub errors: Vec<String>,
+}
+
+/// Frames handed to a worker: (timestamp, link, bytes, original length).
+type Batch = Vec<(u64, LinkType, Vec<u8>, u32)>;
+const BATCH: usize = 512;
+
+enum Sink {
+    Direct(Box<Engine>),
+    Sharded {
+        txs: Vec<mpsc::SyncSender<Batch>>,
+        pending: Vec<Batch>,
+        handles: Vec<thread::JoinHandle<Stats>>,
+    },
+}
+
+impl Sink {
+    fn new(cfg: &Config, workers: usize) -> Sink {
+        if workers <= 1 {
+            return Sink::Direct(Box::new(Engine::new(cfg.clone())));
+        }
+        let mut txs = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Batch>(16);
+            let cfg = cfg.clone();
+            handles.push(thread::spawn(move || {
+                let mut e = Engine::new(cfg);
+                for batch in rx {
+                    for (ts, link, data, len) in batch {
+                        e.handle(ts, link, &data, len);
+                    }
+                }
+                e.finish()
+            }));
+            txs.push(tx);
+        }
+        Sink::Sharded {
+            pending: (0..workers).map(|_| Vec::with_capacity(BATCH)).collect(),
+            txs,
+            handles,
+        }
+    }
+
+    fn push(&mut self, ts: u64, link: LinkType, data: &[u8], orig_len: u32) {
+        match self {
+            Sink::Direct(e) => {
+                e.handle(ts, link, data, orig_len);
+            }
+            Sink::Sharded { txs, pending, .. } => {
+                let n = txs.len();
+                let w = match link::decode(link, data, orig_len) {
+                    Ok(Decoded::Packet(p)) => ip_pair_shard(p.src, p.dst, n),
+                    Ok(Decoded::Fragment(f)) => ip_pair_shard(f.src, f.dst, n),
+                    // Errors and non-IP frames are only counted: any worker will do.
+                    _ => 0,
+                };
+                pending[w].push((ts, link, data.to_vec(), orig_len));
+                if pending[w].len() >= BATCH {
+                    let b = std::mem::replace(&mut pending[w], Vec::with_capacity(BATCH));
+                    // A worker only goes away by panicking; its stats are then lost anyway.
+                    let _ = txs[w].send(b);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Stats {
+        match self {
+            Sink::Direct(e) => e.finish(),
+            Sink::Sharded {
+                txs,
+                pending,
+                handles,
+            } => {
+                for (tx, b) in txs.iter().zip(pending) {
+                    let _ = tx.send(b);
+                }
+                drop(txs);
+                let mut total = Stats::default();
+                for h in handles {
+                    if let Ok(s) = h.join() {
+                        total.merge(s);
+                    }
+                }
+                total
+            }
+        }
+    }
+}
+
+pub fn replay(paths: &[PathBuf], cfg: &Config, opts: &ReplayOptions) -> Outcome {
+    let mut sink = Sink::new(cfg, opts.workers);
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let total: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if opts.progress && std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let mut done_before = 0u64;
+    for path in paths {
+        let name = path.display().to_string();
+        if let Some(b) = &bar {
+            b.set_message(name.clone());
+        }
+        let mut file = match PcapFile::open(path) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.push(e.to_string());
+                files.push(FileReport {
+                    path: name,
+                    frames: 0,
+                    error: Some(e.to_string()),
+                });
+                continue;
+            }
+        };
+        let link = file.link;
+        // Position in the file, estimated as frames plus their 16-byte record headers.
+        let mut pos = 0u64;
+        let mut error = None;
+        loop {
+            match file.next_frame() {
+                Ok(Some(f)) => {
+                    pos += f.data.len() as u64 + 16;
+                    sink.push(f.ts_micros, link, f.data, f.orig_len);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+            if let Some(b) = &bar {
+                if file.frames % 4096 == 0 {
+                    b.set_position(done_before + pos.min(file.file_size));
+                }
+            }
+        }
+        done_before += file.file_size;
+        if let Some(e) = &error {
+            errors.push(e.clone());
+        }
+        files.push(FileReport {
+            path: name,
+            frames: file.frames,
+            error,
+        });
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let stats = sink.finish();
+    Outcome {
+        report: Report::new(&stats, files),
+        errors,
+    }
+}

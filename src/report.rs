@@ -1,0 +1,278 @@
+//! Counters every stage keeps, mergeable across workers, and the replay report built from
+//! them. Field names here are the stable JSON schema documented in the README.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::flow::ipfrag::FragCounters;
+use crate::flow::tcp::ReasmCounters;
+
+/// Per-swarm (or unattributed) message accounting.
+#[derive(Debug, Default, Clone)]
+pub struct SwarmStats {
+    pub connections: u64,
+    pub piece_messages: u64,
+    pub piece_bytes: u64,
+    pub piece_bytes_lost: u64,
+    pub request_messages: u64,
+    pub blocks: HashSet<(u32, u32, u32)>,
+    pub blocks_overflow: u64,
+    pub messages: BTreeMap<&'static str, u64>,
+    pub extended: BTreeMap<String, u64>,
+    pub metadata_size: Option<u64>,
+    pub subscriber_piece_bytes_in: u64,
+    pub subscriber_piece_bytes_out: u64,
+    pub subscriber_requests: u64,
+}
+
+impl SwarmStats {
+    pub fn merge(&mut self, o: SwarmStats) {
+        self.connections += o.connections;
+        self.piece_messages += o.piece_messages;
+        self.piece_bytes += o.piece_bytes;
+        self.piece_bytes_lost += o.piece_bytes_lost;
+        self.request_messages += o.request_messages;
+        self.blocks.extend(o.blocks);
+        self.blocks_overflow += o.blocks_overflow;
+        for (k, v) in o.messages {
+            *self.messages.entry(k).or_default() += v;
+        }
+        for (k, v) in o.extended {
+            *self.extended.entry(k).or_default() += v;
+        }
+        self.metadata_size = self.metadata_size.or(o.metadata_size);
+        self.subscriber_piece_bytes_in += o.subscriber_piece_bytes_in;
+        self.subscriber_piece_bytes_out += o.subscriber_piece_bytes_out;
+        self.subscriber_requests += o.subscriber_requests;
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct FlowCounters {
+    pub tcp: u64,
+    pub udp: u64,
+    /// Flows pushed out of a full table.
+    pub evicted: u64,
+    /// Flows finished after their idle timeout.
+    pub expired: u64,
+    /// TCP flows found not to be plain BitTorrent and no longer followed.
+    pub ignored: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct BtCounters {
+    pub tcp_connections: u64,
+    pub utp_connections: u64,
+    pub encrypted_connections: u64,
+    /// Connections whose start was not captured, recognised from their framing.
+    pub midstream_connections: u64,
+    /// Encrypted (MSE) connections that went on in plaintext (crypto_provide plaintext).
+    pub encrypted_then_plain: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct PeerwireCounters {
+    pub handshakes: u64,
+    pub messages: u64,
+    pub resyncs: u64,
+    pub resync_skipped_bytes: u64,
+    pub skipped_messages: u64,
+}
+
+/// One reassembled TCP connection, when `record_streams` is on.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct StreamRecord {
+    pub client: String,
+    pub server: String,
+    pub c2s_bytes: u64,
+    pub c2s_sha1: String,
+    pub s2c_bytes: u64,
+    pub s2c_sha1: String,
+}
+
+/// Everything one engine (one worker) counted.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    pub flows: FlowCounters,
+    pub bittorrent: BtCounters,
+    pub reassembly: ReasmCounters,
+    pub peerwire: PeerwireCounters,
+    pub ip_fragments: FragCounters,
+    pub swarms: HashMap<[u8; 20], SwarmStats>,
+    pub swarms_overflow: u64,
+    pub unattributed: SwarmStats,
+    pub streams: Vec<StreamRecord>,
+    pub first_ts: Option<u64>,
+    pub last_ts: Option<u64>,
+}
+
+impl Stats {
+    pub fn merge(&mut self, o: Stats) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        for (k, v) in o.decode_errors {
+            *self.decode_errors.entry(k).or_default() += v;
+        }
+        let (f, g) = (&mut self.flows, o.flows);
+        f.tcp += g.tcp;
+        f.udp += g.udp;
+        f.evicted += g.evicted;
+        f.expired += g.expired;
+        f.ignored += g.ignored;
+        let (b, c) = (&mut self.bittorrent, o.bittorrent);
+        b.tcp_connections += c.tcp_connections;
+        b.utp_connections += c.utp_connections;
+        b.encrypted_connections += c.encrypted_connections;
+        b.midstream_connections += c.midstream_connections;
+        b.encrypted_then_plain += c.encrypted_then_plain;
+        let (r, s) = (&mut self.reassembly, o.reassembly);
+        r.segments += s.segments;
+        r.gaps += s.gaps;
+        r.gap_bytes += s.gap_bytes;
+        r.overlaps += s.overlaps;
+        r.conflicting_overlaps += s.conflicting_overlaps;
+        r.out_of_order += s.out_of_order;
+        r.evictions += s.evictions;
+        r.out_of_window += s.out_of_window;
+        let (p, q) = (&mut self.peerwire, o.peerwire);
+        p.handshakes += q.handshakes;
+        p.messages += q.messages;
+        p.resyncs += q.resyncs;
+        p.resync_skipped_bytes += q.resync_skipped_bytes;
+        p.skipped_messages += q.skipped_messages;
+        let (i, j) = (&mut self.ip_fragments, o.ip_fragments);
+        i.fragments += j.fragments;
+        i.reassembled += j.reassembled;
+        i.timed_out += j.timed_out;
+        i.dropped_cap += j.dropped_cap;
+        i.invalid += j.invalid;
+        for (k, v) in o.swarms {
+            self.swarms.entry(k).or_default().merge(v);
+        }
+        self.swarms_overflow += o.swarms_overflow;
+        self.unattributed.merge(o.unattributed);
+        self.streams.extend(o.streams);
+        self.first_ts = match (self.first_ts, o.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = self.last_ts.max(o.last_ts);
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmReport {
+    pub info_hash: String,
+    pub connections: u64,
+    pub piece_messages: u64,
+    pub piece_bytes: u64,
+    pub piece_bytes_lost: u64,
+    pub request_messages: u64,
+    pub distinct_blocks: u64,
+    pub messages: BTreeMap<&'static str, u64>,
+    pub extended: BTreeMap<String, u64>,
+    pub metadata_size: Option<u64>,
+    pub subscriber_piece_bytes_in: u64,
+    pub subscriber_piece_bytes_out: u64,
+    pub subscriber_requests: u64,
+}
+
+impl SwarmReport {
+    fn new(info_hash: String, s: &SwarmStats) -> Self {
+        SwarmReport {
+            info_hash,
+            connections: s.connections,
+            piece_messages: s.piece_messages,
+            piece_bytes: s.piece_bytes,
+            piece_bytes_lost: s.piece_bytes_lost,
+            request_messages: s.request_messages,
+            distinct_blocks: s.blocks.len() as u64,
+            messages: s.messages.clone(),
+            extended: s.extended.clone(),
+            metadata_size: s.metadata_size,
+            subscriber_piece_bytes_in: s.subscriber_piece_bytes_in,
+            subscriber_piece_bytes_out: s.subscriber_piece_bytes_out,
+            subscriber_requests: s.subscriber_requests,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub path: String,
+    pub frames: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub frames: u64,
+    pub bytes: u64,
+    pub duration_secs: f64,
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    pub flows: FlowCounters,
+    pub bittorrent: BtCounters,
+    pub swarms: Vec<SwarmReport>,
+    /// Messages of connections whose info-hash is not known (picked up mid-stream).
+    pub unattributed: SwarmReport,
+    pub swarms_overflow: u64,
+    pub reassembly: ReasmCounters,
+    pub peerwire: PeerwireCounters,
+    pub ip_fragments: FragCounters,
+    pub files: Vec<FileReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamRecord>,
+}
+
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+impl Report {
+    pub fn new(stats: &Stats, files: Vec<FileReport>) -> Report {
+        let mut swarms: Vec<SwarmReport> = stats
+            .swarms
+            .iter()
+            .map(|(ih, s)| SwarmReport::new(hex(ih), s))
+            .collect();
+        // Biggest first: what an operator looks at; ties by info-hash for stable output.
+        swarms.sort_by(|a, b| {
+            b.piece_bytes
+                .cmp(&a.piece_bytes)
+                .then(b.connections.cmp(&a.connections))
+                .then(a.info_hash.cmp(&b.info_hash))
+        });
+        let mut streams = stats.streams.clone();
+        streams.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        let duration = match (stats.first_ts, stats.last_ts) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+            _ => 0.0,
+        };
+        Report {
+            frames: stats.frames,
+            bytes: stats.bytes,
+            duration_secs: duration,
+            decode_errors: stats.decode_errors.clone(),
+            flows: stats.flows,
+            bittorrent: stats.bittorrent,
+            swarms,
+            unattributed: SwarmReport::new(String::new(), &stats.unattributed),
+            swarms_overflow: stats.swarms_overflow,
+            reassembly: stats.reassembly,
+            peerwire: stats.peerwire,
+            ip_fragments: stats.ip_fragments,
+            files,
+            streams,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# peercache test lab: record real BitTorrent client traffic inside network
+# namespaces (addresses from 198.18.0.0/15 only; see netns.sh).
+#
+#   tests/lab/lab.sh record NAME   record one scenario into pcaps/lab-NAME.{pcap,torrent,json}
+#   tests/lab/lab.sh record-all    record every committed scenario
+#   tests/lab/lab.sh large         ~256 MiB plain-TCP recording into pcaps/large/ (gitignored)
+#   tests/lab/lab.sh count PCAP    tshark message counts of a capture
+#   tests/lab/lab.sh down          remove leftover lab namespaces
+#   tests/lab/lab.sh list          list scenario names
+#
+# Scenarios: tcp-plain tcp-magnet tcp-encrypted tcp-aria2
+# Env: LAB_OUT_DIR (default <repo>/pcaps), LAB_KEEP=1 keeps the work dir,
+#      LAB_TOPOLOGY=direct|box (box: traffic routed through namespace pc-box),
+#      LAB_SKIP_TSHARK=1, LAB_ALLOW_MISMATCH=1 (warn instead of fail).
+# Only one lab can run at a time (fixed namespace names pc-sub/pc-up/pc-box).
+# Needs root and the packages from tests/lab/install.sh.
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$LAB_DIR/../.." && pwd)
+# shellcheck source=netns.sh
+source "$LAB_DIR/netns.sh"
+
+PY=/usr/bin/python3           # Debian's python, which has python3-libtorrent
+PEER="$LAB_DIR/peer.py"
+BT_PORT=6881
+TRACKER_PORT=6969
+TRACKER_URL="http://$LAB_TRACKER_IP:$TRACKER_PORT/announce"
+OUT_DIR=${LAB_OUT_DIR:-$REPO_DIR/pcaps}
+SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2)
+
+WORK=""
+TCPDUMP_PID=""
+
+on_signal() {
+    lab_log "caught SIG$1, cleaning up"
+    # exit runs the EXIT trap (cleanup)
+    if [[ $1 == INT ]]; then exit 130; fi
+    exit 143
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $TCPDUMP_PID ]]; then lab_stop "$TCPDUMP_PID" INT 50; fi
+    lab_teardown
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ ${LAB_KEEP:-0} == 1 || $rc != 0 ]]; then
+            lab_log "work dir kept: $WORK"
+        else
+            rm -rf -- "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+
+need_root_and_tools() {
+    [[ $(id -u) == 0 ]] || lab_die "must run as root (network namespaces)"
+    local t
+    for t in ip ethtool ping ss tcpdump tshark opentracker aria2c timeout; do
+        command -v "$t" >/dev/null || lab_die "missing $t (run tests/lab/install.sh)"
+    done
+    "$PY" -c 'import libtorrent' 2>/dev/null || lab_die "python3-libtorrent missing for $PY"
+}
+
+json_get() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# start_tracker INFO_HASH...: opentracker in pc-up, whitelist = given hashes.
+start_tracker() {
+    local dir="$WORK/tracker" user=_opentracker h
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    : >"$dir/whitelist.txt"
+    for h in "$@"; do echo "$h" >>"$dir/whitelist.txt"; done
+    chmod 644 "$dir/whitelist.txt"
+    id "$user" >/dev/null 2>&1 || user=nobody
+    # -d chroots into $dir, so the whitelist path is relative to the chroot.
+    lab_bg "$LAB_UP_NS" "$WORK/tracker.log" \
+        opentracker -i "$LAB_TRACKER_IP" -p "$TRACKER_PORT" -P "$TRACKER_PORT" \
+        -d "$dir" -u "$user" -w /whitelist.txt
+    TRACKER_PID=$LAB_LAST_PID
+    lab_wait_port "$LAB_UP_NS" "$LAB_TRACKER_IP" "$TRACKER_PORT" 50 \
+        || { cat "$WORK/tracker.log" >&2; lab_die "tracker did not start"; }
+    sleep 0.3   # whitelist is loaded by a thread right after start
+    lab_log "tracker up at $TRACKER_URL (pid $TRACKER_PID)"
+}
+
+# start_capture PCAP: tcpdump on the subscriber veth.
+start_capture() {
+    local pcap=$1 i
+    rm -f "$pcap"
+    lab_bg "$LAB_SUB_NS" "$WORK/tcpdump.log" \
+        tcpdump -i "$LAB_SUB_IF" -n -s 0 -B 16384 -U -Z root -w "$pcap"
+    TCPDUMP_PID=$LAB_LAST_PID
+    for ((i = 0; i < 50; i++)); do
+        grep -q 'listening on' "$WORK/tcpdump.log" 2>/dev/null && break
+        kill -0 "$TCPDUMP_PID" 2>/dev/null || { cat "$WORK/tcpdump.log" >&2; lab_die "tcpdump died"; }
+        sleep 0.1
+    done
+    grep -q 'listening on' "$WORK/tcpdump.log" || lab_die "tcpdump not listening"
+    lab_log "capturing on $LAB_SUB_NS/$LAB_SUB_IF -> $pcap"
+}
+
+# stop_capture: SIGINT tcpdump, wait, report kernel drops (sets CAPTURE_DROPS).
+stop_capture() {
+    sleep 0.5   # let FIN/ACKs of the last connections land
+    lab_stop "$TCPDUMP_PID" INT 100
+    TCPDUMP_PID=""
+    cat "$WORK/tcpdump.log" >&2
+    CAPTURE_DROPS=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/tcpdump.log")
+    CAPTURE_DROPS=${CAPTURE_DROPS:-unknown}
+}
+
+# start_seeder TORRENT DATA_DIR ENC
+start_seeder() {
+    local torrent=$1 data=$2 enc=$3 ready="$WORK/seeder.ready"
+    rm -f "$ready"
+    lab_bg "$LAB_UP_NS" "$WORK/seeder.log" \
+        "$PY" "$PEER" seed --torrent "$torrent" --data-dir "$data" \
+        --listen "$LAB_SEEDER_IP:$BT_PORT" --encryption "$enc" \
+        --ready-file "$ready" --max-seconds 1800
+    SEEDER_PID=$LAB_LAST_PID
+    lab_wait_file "$ready" 300 "$SEEDER_PID" \
+        || { cat "$WORK/seeder.log" >&2; lab_die "seeder not ready"; }
+    lab_log "seeder up at $LAB_SEEDER_IP:$BT_PORT (pid $SEEDER_PID, encryption $enc)"
+}
+
+# run_scenario NAME LEECHER(libtorrent|aria2) SOURCE(torrent|magnet) ENC(plain|rc4)
+#              SIZE PIECE_LEN OUT_DIR TIMEOUT_S
+run_scenario() {
+    local name=$1 leecher=$2 source=$3 enc=$4 size=$5 plen=$6 out=$7 tmo=$8
+    local base="lab-$name" facts info_hash sha torrent magnet pcap truth t0 t1
+    WORK=$(mktemp -d /tmp/peercache-lab.XXXXXX)
+    trap cleanup EXIT
+    trap 'on_signal INT' INT
+    trap 'on_signal TERM' TERM
+    mkdir -p "$out" "$WORK/seed" "$WORK/leech"
+    lab_log "=== scenario $name: leecher=$leecher source=$source enc=$enc size=$size piece=$plen"
+
+    facts=$("$PY" "$PEER" make --out-dir "$WORK/seed" --name "$base.bin" --size "$size" \
+        --piece-length "$plen" --seed "peercache-$name" --tracker "$TRACKER_URL")
+    info_hash=$(json_get "$facts" info_hash)
+    sha=$(json_get "$facts" sha256)
+    magnet=$(json_get "$facts" magnet)
+    torrent="$WORK/seed/$base.bin.torrent"
+    pcap="$WORK/$base.pcap"
+    truth="$WORK/$base.json"
+    lab_log "info_hash $info_hash sha256 $sha"
+
+    case ${LAB_TOPOLOGY:-direct} in
+    direct) lab_setup_direct ;;
+    box) lab_setup_box forward ;;
+    *) lab_die "LAB_TOPOLOGY must be direct or box" ;;
+    esac
+    start_capture "$pcap"
+    start_tracker "$info_hash"
+    start_seeder "$torrent" "$WORK/seed" "$enc"
+
+    t0=$(date +%s.%N)
+    case $leecher in
+    libtorrent)
+        local src_args=(--torrent "$torrent")
+        [[ $source == magnet ]] && src_args=(--magnet "$magnet")
+        lab_in "$LAB_SUB_NS" timeout -k 5 $((tmo + 30)) "$PY" "$PEER" leech "${src_args[@]}" \
+            --save-dir "$WORK/leech" --listen "$LAB_SUB_IP:$BT_PORT" --encryption "$enc" \
+            --expect-sha256 "$sha" --truth "$truth" --timeout "$tmo" \
+            2> >(tee "$WORK/leecher.log" >&2) \
+            || lab_die "libtorrent leecher failed"
+        ;;
+    aria2)
+        [[ $enc == plain && $source == torrent ]] || lab_die "aria2 scenario: plain .torrent only"
+        lab_in "$LAB_SUB_NS" timeout -k 5 $((tmo + 30)) aria2c \
+            --no-conf=true --dir="$WORK/leech" --seed-time=0 \
+            --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+            --enable-peer-exchange=false --bt-require-crypto=false \
+            --bt-min-crypto-level=plain --disable-ipv6=true \
+            --listen-port="$BT_PORT" --file-allocation=none \
+            --timeout=30 --connect-timeout=10 --bt-stop-timeout="$tmo" \
+            --bt-tracker-connect-timeout=10 --bt-tracker-timeout=20 \
+            --summary-interval=0 --console-log-level=notice \
+            --log="$WORK/aria2.log" --log-level=debug --enable-color=false \
+            --check-integrity=true --auto-save-interval=0 \
+            "$torrent" >&2 \
+            || { tail -50 "$WORK/aria2.log" >&2; lab_die "aria2c failed"; }
+        # aria2 has no counter API; its debug log has one line per PIECE message
+        # it received ("BtPieceMessage.cc: ... Piece received. index=..").
+        local nblocks
+        nblocks=$(grep -c 'Piece received\. index=' "$WORK/aria2.log" || true)
+        "$PY" "$PEER" truth --torrent "$torrent" --file "$WORK/leech/$base.bin" \
+            --expect-sha256 "$sha" --truth "$truth" \
+            --client "aria2-$(aria2c --version | awk 'NR==1{print $3}')" \
+            --blocks-received "$nblocks" \
+            --blocks-source "aria2 --log-level=debug lines 'Piece received. index='"
+        ;;
+    *) lab_die "unknown leecher $leecher" ;;
+    esac
+    t1=$(date +%s.%N)
+    stop_capture
+
+    # capture facts into the truth file, then the tshark cross-check
+    "$PY" - "$truth" "$base.pcap" "$CAPTURE_DROPS" "$t0" "$t1" "$source" "$enc" <<EOF
+import json, sys
+p, pcap, drops, t0, t1, source, enc = sys.argv[1:]
+t = json.load(open(p))
+t.update({
+    "pcap": pcap, "torrent": "$base.torrent", "scenario": "$name",
+    "source": source, "encryption": enc,
+    "leecher_ip": "$LAB_SUB_IP", "seeder_ip": "$LAB_SEEDER_IP", "seeder_port": $BT_PORT,
+    "tracker_url": "$TRACKER_URL", "topology": "${LAB_TOPOLOGY:-direct}",
+    "capture_drops": int(drops) if drops.isdigit() else None,
+    "leecher_wall_seconds": round(float(t1) - float(t0), 3),
+})
+json.dump(t, open(p, "w"), indent=2, sort_keys=True); open(p, "a").write("\n")
+EOF
+    [[ $CAPTURE_DROPS == 0 ]] || lab_log "WARNING: tcpdump reported $CAPTURE_DROPS dropped packets"
+    if [[ ${LAB_SKIP_TSHARK:-0} != 1 ]]; then
+        lab_log "tshark cross-check of $pcap"
+        "$PY" "$LAB_DIR/tshark_counts.py" "$pcap" --port "$BT_PORT" --truth "$truth" >&2
+    fi
+    # consistency checks (non-zero exit on failure; LAB_ALLOW_MISMATCH=1 to only warn)
+    "$PY" - "$truth" "$pcap" "${LAB_SKIP_TSHARK:-0}" <<'EOF' >&2 || [[ ${LAB_ALLOW_MISMATCH:-0} == 1 ]]
+import json, sys
+t = json.load(open(sys.argv[1]))
+skip_tshark = sys.argv[3] == "1"
+b, p = t.get("blocks_received"), t.get("tshark_piece_messages")
+ok = True
+if t.get("capture_drops") != 0:
+    print("[lab] FAIL: tcpdump dropped packets: %s" % t.get("capture_drops")); ok = False
+if skip_tshark:
+    print("[lab] tshark cross-check skipped")
+elif t["encryption"] != "plain":
+    with open(sys.argv[2], "rb") as f:
+        plain = b"\x13BitTorrent protocol" in f.read()
+    print("[lab] encrypted: tshark sees %d PIECE messages (expect 0), leecher received %s blocks, "
+          "plaintext handshake in capture: %s" % (p, b, plain))
+    ok = ok and p == 0 and not plain
+elif b is None:
+    print("[lab] blocks_received=null, tshark PIECE messages %d (no comparison)" % p)
+else:
+    print("[lab] PIECE messages: tshark %d, leecher %d -> %s" % (p, b, "MATCH" if p == b else "MISMATCH"))
+    ok = ok and p == b
+sys.exit(0 if ok else 1)
+EOF
+
+    cp "$pcap" "$out/$base.pcap"
+    cp "$torrent" "$out/$base.torrent"
+    cp "$truth" "$out/$base.json"
+    chmod 644 "$out/$base".*
+    lab_log "wrote $out/$base.{pcap,torrent,json} ($(stat -c %s "$out/$base.pcap") bytes pcap)"
+    cat "$out/$base.json"
+
+    lab_teardown
+    trap - EXIT INT TERM
+    [[ ${LAB_KEEP:-0} == 1 ]] && lab_log "work dir kept: $WORK" || rm -rf -- "$WORK"
+    WORK=""
+}
+
+record() {
+    local mib=$((1024 * 1024)) kib=1024
+    case $1 in
+    tcp-plain)     run_scenario "$1" libtorrent torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
+    tcp-magnet)    run_scenario "$1" libtorrent magnet  plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
+    tcp-encrypted) run_scenario "$1" libtorrent torrent rc4   $mib $((64 * kib)) "$OUT_DIR" 60 ;;
+    tcp-aria2)     run_scenario "$1" aria2      torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
+    *) lab_die "unknown scenario '$1' (known: ${SCENARIOS[*]})" ;;
+    esac
+}
+
+main() {
+    local cmd=${1:-}
+    case $cmd in
+    record)
+        [[ $# == 2 ]] || lab_die "usage: $0 record NAME"
+        need_root_and_tools
+        record "$2"
+        ;;
+    record-all)
+        need_root_and_tools
+        local s
+        for s in "${SCENARIOS[@]}"; do record "$s"; done
+        lab_log "all scenarios recorded into $OUT_DIR"
+        ;;
+    large)
+        need_root_and_tools
+        df -h "$REPO_DIR" >&2
+        # ~256 MiB, 1 MiB pieces, plain TCP, libtorrent leecher
+        LAB_SKIP_TSHARK=${LAB_SKIP_TSHARK:-0} \
+            run_scenario large libtorrent torrent plain $((256 * 1024 * 1024)) $((1024 * 1024)) \
+            "$OUT_DIR/large" 600
+        ;;
+    count)
+        [[ $# == 2 ]] || lab_die "usage: $0 count PCAP"
+        "$PY" "$LAB_DIR/tshark_counts.py" "$2" --port "$BT_PORT"
+        ;;
+    down) lab_teardown ;;
+    list) printf '%s\n' "${SCENARIOS[@]}" ;;
+    *)
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"

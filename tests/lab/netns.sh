@@ -1,0 +1,214 @@
+# shellcheck shell=bash
+# peercache test lab: network-namespace helpers. Source this file (bash).
+#
+# Topologies (all addresses inside 198.18.0.0/15, the benchmarking range; no
+# default routes are installed anywhere, so nothing can leave the lab):
+#
+#   direct:  pc-sub [pcs0 198.18.0.2/24] <--veth--> [pcu0 198.19.0.1/24 + .2/24] pc-up
+#            each side has an on-link route to the other /24.
+#
+#   box:     pc-sub [pcs0 198.18.0.2/24] <--veth--> [bxs0 198.18.0.1/24] pc-box
+#            pc-box [bxu0 198.19.0.254/24] <--veth--> [pcu0 198.19.0.1/24 + .2/24] pc-up
+#            pc-box forwards IPv4 (routed, inline); sub routes 198.19.0.0/24 via
+#            198.18.0.1, up routes 198.18.0.0/24 via 198.19.0.254. A test may
+#            instead run its own code in pc-box (e.g. the cache in inline mode).
+#
+# Roles: 198.18.0.2 = subscriber (leechers), 198.19.0.1 = tracker,
+#        198.19.0.2 = seeder (both on pc-up).
+#
+# IPv6 is disabled in every namespace (no ND / router-solicitation noise in
+# captures) and segmentation/checksum offloads are turned off on every veth,
+# so captured packets are MTU-sized with valid checksums, like on a real wire.
+
+LAB_SUB_NS=${LAB_SUB_NS:-pc-sub}
+LAB_UP_NS=${LAB_UP_NS:-pc-up}
+LAB_BOX_NS=${LAB_BOX_NS:-pc-box}
+
+LAB_SUB_IF=pcs0
+LAB_UP_IF=pcu0
+LAB_BOX_SUB_IF=bxs0
+LAB_BOX_UP_IF=bxu0
+
+LAB_SUB_IP=198.18.0.2
+LAB_SUB_NET=198.18.0.0/24
+LAB_UP_NET=198.19.0.0/24
+LAB_TRACKER_IP=198.19.0.1
+LAB_SEEDER_IP=198.19.0.2
+LAB_BOX_SUB_IP=198.18.0.1
+LAB_BOX_UP_IP=198.19.0.254
+LAB_MTU=${LAB_MTU:-1500}
+
+lab_log() { printf '[lab %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+lab_die() { lab_log "ERROR: $*"; exit 1; }
+
+# lab_in NS CMD... : run a command inside namespace NS.
+lab_in() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+lab_ns_exists() { ip netns list | awk '{print $1}' | grep -qx -- "$1"; }
+
+# _lab_ns_init NS: create a namespace with lo up and IPv6 off.
+_lab_ns_init() {
+    local ns=$1
+    lab_ns_exists "$ns" && lab_die "namespace $ns already exists (run lab_teardown / 'lab.sh down')"
+    ip netns add "$ns"
+    lab_in "$ns" ip link set lo up
+    lab_in "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    lab_in "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+}
+
+# _lab_if_setup NS IF: offloads off, MTU, up.
+_lab_if_setup() {
+    local ns=$1 dev=$2
+    lab_in "$ns" ip link set "$dev" mtu "$LAB_MTU"
+    if command -v ethtool >/dev/null; then
+        lab_in "$ns" ethtool -K "$dev" tso off gso off gro off tx off rx off >/dev/null 2>&1 \
+            || lab_log "warning: ethtool -K failed on $ns/$dev"
+    else
+        lab_log "warning: ethtool missing, offloads stay on (capture has large segments)"
+    fi
+    lab_in "$ns" ip link set "$dev" up
+}
+
+# _lab_veth NS_A IF_A NS_B IF_B: veth pair between two namespaces.
+_lab_veth() {
+    ip link add "$2" netns "$1" type veth peer name "$4" netns "$3"
+    _lab_if_setup "$1" "$2"
+    _lab_if_setup "$3" "$4"
+}
+
+_lab_up_addrs() {
+    lab_in "$LAB_UP_NS" ip addr add "$LAB_TRACKER_IP/24" dev "$LAB_UP_IF"
+    lab_in "$LAB_UP_NS" ip addr add "$LAB_SEEDER_IP/24" dev "$LAB_UP_IF"
+}
+
+# lab_setup_direct: pc-sub <-> pc-up over one veth pair.
+lab_setup_direct() {
+    _lab_ns_init "$LAB_SUB_NS"
+    _lab_ns_init "$LAB_UP_NS"
+    _lab_veth "$LAB_SUB_NS" "$LAB_SUB_IF" "$LAB_UP_NS" "$LAB_UP_IF"
+    lab_in "$LAB_SUB_NS" ip addr add "$LAB_SUB_IP/24" dev "$LAB_SUB_IF"
+    _lab_up_addrs
+    lab_in "$LAB_SUB_NS" ip route add "$LAB_UP_NET" dev "$LAB_SUB_IF"
+    lab_in "$LAB_UP_NS" ip route add "$LAB_SUB_NET" dev "$LAB_UP_IF"
+    lab_check_connectivity
+    LAB_TOPOLOGY=direct
+}
+
+# lab_setup_box [forward]: pc-sub <-> pc-box <-> pc-up. With "forward" (default)
+# pc-box routes between the sides; with "noforward" the caller must put
+# something in pc-box that carries the traffic (e.g. a transparent proxy).
+lab_setup_box() {
+    local fwd=${1:-forward}
+    _lab_ns_init "$LAB_SUB_NS"
+    _lab_ns_init "$LAB_UP_NS"
+    _lab_ns_init "$LAB_BOX_NS"
+    _lab_veth "$LAB_SUB_NS" "$LAB_SUB_IF" "$LAB_BOX_NS" "$LAB_BOX_SUB_IF"
+    _lab_veth "$LAB_BOX_NS" "$LAB_BOX_UP_IF" "$LAB_UP_NS" "$LAB_UP_IF"
+    lab_in "$LAB_SUB_NS" ip addr add "$LAB_SUB_IP/24" dev "$LAB_SUB_IF"
+    lab_in "$LAB_BOX_NS" ip addr add "$LAB_BOX_SUB_IP/24" dev "$LAB_BOX_SUB_IF"
+    lab_in "$LAB_BOX_NS" ip addr add "$LAB_BOX_UP_IP/24" dev "$LAB_BOX_UP_IF"
+    _lab_up_addrs
+    lab_in "$LAB_SUB_NS" ip route add "$LAB_UP_NET" via "$LAB_BOX_SUB_IP" dev "$LAB_SUB_IF"
+    lab_in "$LAB_UP_NS" ip route add "$LAB_SUB_NET" via "$LAB_BOX_UP_IP" dev "$LAB_UP_IF"
+    if [[ $fwd == forward ]]; then
+        lab_in "$LAB_BOX_NS" sysctl -qw net.ipv4.ip_forward=1
+        lab_check_connectivity
+    fi
+    LAB_TOPOLOGY=box
+}
+
+# lab_check_connectivity: bounded ping sub <-> tracker/seeder.
+lab_check_connectivity() {
+    local ip
+    for ip in "$LAB_TRACKER_IP" "$LAB_SEEDER_IP"; do
+        lab_in "$LAB_SUB_NS" ping -n -q -c 1 -W 2 "$ip" >/dev/null \
+            || lab_die "no connectivity $LAB_SUB_NS -> $ip"
+    done
+}
+
+# lab_wait_port NS IP PORT [TRIES] : wait (bounded, 0.2 s steps) for a TCP listener.
+lab_wait_port() {
+    local ns=$1 ip=$2 port=$3 tries=${4:-100} i
+    for ((i = 0; i < tries; i++)); do
+        if lab_in "$ns" ss -Hltn "src $ip:$port" 2>/dev/null | grep -q .; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    lab_log "timeout waiting for $ns $ip:$port to listen"
+    return 1
+}
+
+# lab_wait_file FILE [TRIES] [PID]: wait (bounded, 0.2 s steps) for FILE to
+# exist; give up early if PID dies.
+lab_wait_file() {
+    local f=$1 tries=${2:-150} pid=${3:-} i
+    for ((i = 0; i < tries; i++)); do
+        [[ -e $f ]] && return 0
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            lab_log "process $pid exited while waiting for $f"
+            return 1
+        fi
+        sleep 0.2
+    done
+    lab_log "timeout waiting for $f"
+    return 1
+}
+
+# Background processes started through lab_bg are stopped by lab_teardown.
+LAB_PIDS=()
+
+# lab_bg NS LOGFILE CMD... : start CMD in NS in the background; sets LAB_LAST_PID.
+lab_bg() {
+    local ns=$1 log=$2; shift 2
+    ip netns exec "$ns" "$@" >"$log" 2>&1 &
+    LAB_LAST_PID=$!
+    LAB_PIDS+=("$LAB_LAST_PID")
+}
+
+# lab_stop PID [SIGNAL] [TRIES]: signal one process and wait (bounded) for it;
+# SIGKILL if it does not exit.
+lab_stop() {
+    local pid=$1 sig=${2:-TERM} tries=${3:-50} i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    for ((i = 0; i < tries; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        lab_log "pid $pid ignored SIG$sig, killing"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# lab_kill_ns NS: kill every process still living in namespace NS (by pid, as
+# listed by 'ip netns pids' — only processes inside our lab namespaces).
+lab_kill_ns() {
+    local ns=$1 pids
+    lab_ns_exists "$ns" || return 0
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    [[ -z $pids ]] && return 0
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    sleep 0.5
+    pids=$(ip netns pids "$ns" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
+}
+
+# lab_teardown: stop our background processes, delete the namespaces.
+lab_teardown() {
+    local pid ns
+    for pid in "${LAB_PIDS[@]:-}"; do
+        [[ -n $pid ]] && lab_stop "$pid" TERM 30
+    done
+    LAB_PIDS=()
+    for ns in "$LAB_SUB_NS" "$LAB_BOX_NS" "$LAB_UP_NS"; do
+        if lab_ns_exists "$ns"; then
+            lab_kill_ns "$ns"
+            ip netns del "$ns" 2>/dev/null || lab_log "warning: could not delete $ns"
+        fi
+    done
+}
