@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: replay through the library, public corpus
+//! location, and tshark's view of the same file for cross-checks.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use peercache::config::Config;
+use peercache::replay::{replay, Outcome, ReplayOptions};
+use peercache::report::{Report, SwarmReport};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The public captures live beside the repository (`../shared/pcaps-public`), never in it.
+pub fn public(name: &str) -> PathBuf {
+    let p = repo().join("../shared/pcaps-public").join(name);
+    assert!(p.exists(), "public capture missing: {} (../shared must sit beside the repo)", p.display());
+    p
+}
+
+pub fn run_with(paths: &[PathBuf], cfg: &Config, workers: usize) -> Outcome {
+    replay(paths, cfg, &ReplayOptions { workers, progress: false })
+}
+
+pub fn run(path: &Path) -> Report {
+    let out = run_with(&[path.to_owned()], &Config::default(), 1);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    out.report
+}
+
+pub fn swarm<'a>(r: &'a Report, info_hash: &str) -> &'a SwarmReport {
+    r.swarms
+        .iter()
+        .find(|s| s.info_hash == info_hash)
+        .unwrap_or_else(|| panic!("swarm {info_hash} not in report: {:?}", r.swarms.iter().map(|s| &s.info_hash).collect::<Vec<_>>()))
+}
+
+/// Counts of BitTorrent message types as tshark's dissector decodes them (every message of
+/// a frame counts; type 7 is PIECE, 6 REQUEST). tshark is a declared test dependency.
+pub fn tshark_msg_types(path: &Path, extra: &[&str]) -> BTreeMap<u32, u64> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(extra)
+        .args(["-Y", "bittorrent", "-T", "fields", "-e", "bittorrent.msg.type"])
+        .output()
+        .expect("tshark must be installed (apt-get install tshark): the tests cross-check with it");
+    assert!(out.status.success(), "tshark failed on {}", path.display());
+    let mut m = BTreeMap::new();
+    for tok in String::from_utf8_lossy(&out.stdout).split([',', '\n']) {
+        if let Ok(t) = tok.trim().parse::<u32>() {
+            *m.entry(t).or_default() += 1;
+        }
+    }
+    m
+}
+
+pub fn total(r: &Report, f: impl Fn(&SwarmReport) -> u64) -> u64 {
+    r.swarms.iter().map(&f).sum::<u64>() + f(&r.unattributed)
+}
