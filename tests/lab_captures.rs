@@ -18,19 +18,39 @@ fn check_plain(name: &str) {
     let ih = t["info_hash"].as_str().unwrap();
     let s = swarm(&r, ih);
     let blocks = t["blocks_received"].as_u64().unwrap();
-    assert_eq!(s.piece_messages, blocks, "{name}: PIECE messages vs blocks the leecher received");
-    assert_eq!(s.piece_messages, t["tshark_piece_messages"].as_u64().unwrap(), "{name}: vs tshark");
-    assert_eq!(s.request_messages, t["tshark_request_messages"].as_u64().unwrap(), "{name}: REQUESTs vs tshark");
-    assert_eq!(s.piece_bytes, t["file_size"].as_u64().unwrap(), "{name}: whole file crossed once");
+    assert_eq!(
+        s.piece_messages, blocks,
+        "{name}: PIECE messages vs blocks the leecher received"
+    );
+    assert_eq!(
+        s.piece_messages,
+        t["tshark_piece_messages"].as_u64().unwrap(),
+        "{name}: vs tshark"
+    );
+    assert_eq!(
+        s.request_messages,
+        t["tshark_request_messages"].as_u64().unwrap(),
+        "{name}: REQUESTs vs tshark"
+    );
+    assert_eq!(
+        s.piece_bytes,
+        t["file_size"].as_u64().unwrap(),
+        "{name}: whole file crossed once"
+    );
     assert_eq!(s.distinct_blocks, t["num_blocks"].as_u64().unwrap());
     assert_eq!(s.connections, 1);
     assert_eq!(r.bittorrent.tcp_connections, 1);
     assert_eq!(r.reassembly.gaps, 0);
     // Every message type tshark decoded, we decoded as often (no loss in these captures).
-    let ts = tshark_msg_types(&repo().join("pcaps").join(format!("{name}.pcap")), &["-d", "tcp.port==6881,bittorrent"]);
+    let ts = tshark_msg_types(
+        &repo().join("pcaps").join(format!("{name}.pcap")),
+        &["-d", "tcp.port==6881,bittorrent"],
+    );
     let ours = |k: &str| s.messages.get(k).copied().unwrap_or(0);
     for (id, n) in ts {
-        let key = peercache::wire::peerwire::Kind::from_id(id as u8).map(|k| k.as_str()).unwrap();
+        let key = peercache::wire::peerwire::Kind::from_id(id as u8)
+            .map(|k| k.as_str())
+            .unwrap();
         assert_eq!(ours(key), n, "{name}: {key}");
     }
 }
@@ -55,8 +75,16 @@ fn magnet_link_carries_metadata_on_the_wire() {
     let t = truth("lab-tcp-magnet");
     let r = run(&repo().join("pcaps/lab-tcp-magnet.pcap"));
     let s = swarm(&r, t["info_hash"].as_str().unwrap());
-    assert!(s.extended.get("ut_metadata_request").copied().unwrap_or(0) >= 1, "{:?}", s.extended);
-    assert!(s.extended.get("ut_metadata_data").copied().unwrap_or(0) >= 1, "{:?}", s.extended);
+    assert!(
+        s.extended.get("ut_metadata_request").copied().unwrap_or(0) >= 1,
+        "{:?}",
+        s.extended
+    );
+    assert!(
+        s.extended.get("ut_metadata_data").copied().unwrap_or(0) >= 1,
+        "{:?}",
+        s.extended
+    );
     // The .torrent's info dictionary is what went over the wire.
     let torrent = std::fs::read(repo().join("pcaps/lab-tcp-magnet.torrent")).unwrap();
     let (v, _) = peercache::wire::bencode::decode_prefix(&torrent, Default::default()).unwrap();
@@ -87,8 +115,20 @@ fn several_files_in_one_run_and_sharded_workers_agree() {
     assert_eq!(one.swarms.len(), 3);
     assert_eq!(one.frames, three.frames);
     for (a, b) in one.swarms.iter().zip(&three.swarms) {
-        assert_eq!((&a.info_hash, a.piece_messages, a.request_messages, a.distinct_blocks),
-                   (&b.info_hash, b.piece_messages, b.request_messages, b.distinct_blocks));
+        assert_eq!(
+            (
+                &a.info_hash,
+                a.piece_messages,
+                a.request_messages,
+                a.distinct_blocks
+            ),
+            (
+                &b.info_hash,
+                b.piece_messages,
+                b.request_messages,
+                b.distinct_blocks
+            )
+        );
     }
     assert_eq!(one.bittorrent.tcp_connections, 3);
     assert_eq!(three.bittorrent.tcp_connections, 3);

@@ -513,8 +513,9 @@ fn header_at(buf: &[u8], p: usize, lim: &ParserLimits) -> Result<Option<usize>, 
 }
 
 /// Where the next frame starts. A candidate counts when it is a handshake, a PIECE header
-/// with a block-aligned offset (blocks are 16 KiB aligned in every client), or a message
-/// whose successor is also a plausible message.
+/// with a block-aligned offset (blocks are 16 KiB aligned in every client), a message
+/// whose successor is also a plausible message, or one that ends exactly where the data
+/// ends.
 fn find_frame(buf: &[u8], lim: &ParserLimits) -> Found {
     let mut p = 0;
     while p + 5 <= buf.len() {
@@ -542,6 +543,12 @@ fn find_frame(buf: &[u8], lim: &ParserLimits) -> Found {
                     match header_at(buf, end, lim) {
                         Ok(Some(_)) => return Found::At(p, false),
                         Ok(None) => {}
+                        Err(()) if end == buf.len() => {
+                            // Exact fit: the message ends where the data so far ends, as
+                            // small messages do at a segment's end. Random bytes fit with
+                            // odds of about 2^-32 per position.
+                            return Found::At(p, false);
+                        }
                         Err(()) => {
                             // The successor is not here yet; wait unless the candidate is
                             // too long to ever confirm within the window.

@@ -18,12 +18,23 @@ pub fn repo() -> PathBuf {
 /// The public captures live beside the repository (`../shared/pcaps-public`), never in it.
 pub fn public(name: &str) -> PathBuf {
     let p = repo().join("../shared/pcaps-public").join(name);
-    assert!(p.exists(), "public capture missing: {} (../shared must sit beside the repo)", p.display());
+    assert!(
+        p.exists(),
+        "public capture missing: {} (../shared must sit beside the repo)",
+        p.display()
+    );
     p
 }
 
 pub fn run_with(paths: &[PathBuf], cfg: &Config, workers: usize) -> Outcome {
-    replay(paths, cfg, &ReplayOptions { workers, progress: false })
+    replay(
+        paths,
+        cfg,
+        &ReplayOptions {
+            workers,
+            progress: false,
+        },
+    )
 }
 
 pub fn run(path: &Path) -> Report {
@@ -36,7 +47,12 @@ pub fn swarm<'a>(r: &'a Report, info_hash: &str) -> &'a SwarmReport {
     r.swarms
         .iter()
         .find(|s| s.info_hash == info_hash)
-        .unwrap_or_else(|| panic!("swarm {info_hash} not in report: {:?}", r.swarms.iter().map(|s| &s.info_hash).collect::<Vec<_>>()))
+        .unwrap_or_else(|| {
+            panic!(
+                "swarm {info_hash} not in report: {:?}",
+                r.swarms.iter().map(|s| &s.info_hash).collect::<Vec<_>>()
+            )
+        })
 }
 
 /// Counts of BitTorrent message types as tshark's dissector decodes them (every message of
@@ -46,7 +62,14 @@ pub fn tshark_msg_types(path: &Path, extra: &[&str]) -> BTreeMap<u32, u64> {
         .arg("-r")
         .arg(path)
         .args(extra)
-        .args(["-Y", "bittorrent", "-T", "fields", "-e", "bittorrent.msg.type"])
+        .args([
+            "-Y",
+            "bittorrent",
+            "-T",
+            "fields",
+            "-e",
+            "bittorrent.msg.type",
+        ])
         .output()
         .expect("tshark must be installed (apt-get install tshark): the tests cross-check with it");
     assert!(out.status.success(), "tshark failed on {}", path.display());
