@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Side-by-side replay benchmark: peercache against tcpflow (TCP reassembly to files) and
+# tshark (BitTorrent dissection) on the same capture, in the same run. Prints wall time,
+# throughput in Gbit/s of capture-file bytes, and peak memory (max RSS) of each.
+#
+#   benches/side_by_side.sh [PCAP]     default: pcaps/large/lab-large.pcap
+#                                      (make it with: sudo tests/lab/lab.sh large)
+# Each tool runs RUNS times (default 3); the best wall time is kept. The file is read once
+# first so every tool starts with it in the page cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PCAP=${1:-pcaps/large/lab-large.pcap}
+RUNS=${RUNS:-3}
+[[ -f $PCAP ]] || { echo "side_by_side: $PCAP not found (sudo tests/lab/lab.sh large)" >&2; exit 1; }
+for t in tcpflow tshark /usr/bin/time; do
+    command -v "$t" >/dev/null || { echo "side_by_side: $t missing (sudo deploy/install-deps.sh)" >&2; exit 1; }
+done
+cargo build --release --quiet
+BIN=target/release/peercache
+SIZE=$(stat -c %s "$PCAP")
+cat "$PCAP" >/dev/null
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+measure() { # name, command...
+    local name=$1; shift
+    local best="" rss=0
+    for _ in $(seq "$RUNS"); do
+        rm -rf "$OUT/work"; mkdir -p "$OUT/work"
+        /usr/bin/time -f '%e %M' -o "$OUT/t" "$@" >"$OUT/stdout" 2>"$OUT/stderr" || {
+            echo "side_by_side: $name failed:" >&2; tail -3 "$OUT/stderr" >&2; return 1; }
+        read -r secs kb <"$OUT/t"
+        if [[ -z $best ]] || awk "BEGIN{exit !($secs < $best)}"; then best=$secs; fi
+        ((kb > rss)) && rss=$kb
+    done
+    awk -v n="$name" -v s="$best" -v b="$SIZE" -v r="$rss" 'BEGIN{
+        g = (s > 0) ? b*8/s/1e9 : 0;
+        printf "%-34s %9.2f s %9.2f Gbit/s %10.1f MiB\n", n, s, g, r/1024 }'
+}
+
+echo "capture: $PCAP ($(awk -v b="$SIZE" 'BEGIN{printf "%.1f MiB", b/1048576}')), best of $RUNS runs"
+printf "%-34s %11s %16s %14s\n" tool wall throughput "peak RSS"
+measure "peercache replay --json"          "$BIN" replay --json --no-progress "$PCAP"
+cp "$OUT/stdout" "$OUT/peercache.json"
+measure "peercache replay --workers 2"     "$BIN" replay --json --no-progress --workers 2 "$PCAP"
+measure "tcpflow -r (streams to files)"    tcpflow -r "$PCAP" -o "$OUT/work"
+measure "tshark -Y bittorrent (dissect)"   tshark -r "$PCAP" -o tcp.reassemble_out_of_order:TRUE -d tcp.port==6881,bittorrent -Y "bittorrent.msg.type == 7" -T fields -e frame.number
+python3 - "$OUT/peercache.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = sum(s["piece_messages"] for s in r["swarms"])
+print(f"peercache: {r['frames']} frames, {p} PIECE messages, gaps {r['reassembly']['gaps']}")
+PY

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything peercache needs to build, test and benchmark on Debian 12 (as root):
+# libpcap for capture, tshark/tcpflow for cross-checks and the side-by-side benchmark, and
+# the lab's real BitTorrent clients and tracker (tests/lab/install.sh).
+set -euo pipefail
+[[ $(id -u) == 0 ]] || { echo "install-deps.sh: run as root (sudo)" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PKGS=(build-essential pkg-config libpcap-dev tcpflow time)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    apt-get update -qq
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+"$here/../tests/lab/install.sh"
+command -v cargo >/dev/null || { echo "install-deps.sh: cargo not found; install Rust (rustup.rs) first" >&2; exit 1; }
+echo "peercache dependencies OK" >&2
