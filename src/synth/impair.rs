@@ -41,10 +41,16 @@ pub struct Counts {
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        [self.reorder, self.duplicate, self.loss, self.conflict, self.overlap_conflict]
-            .iter()
-            .map(|&c| u64::from(c))
-            .sum()
+        [
+            self.reorder,
+            self.duplicate,
+            self.loss,
+            self.conflict,
+            self.overlap_conflict,
+        ]
+        .iter()
+        .map(|&c| u64::from(c))
+        .sum()
     }
 }
 
@@ -66,12 +72,15 @@ impl Plan {
         // Pick m distinct values in [0, room) and spread them by SPACING-1 each: sorted
         // distinct values differ by >= 1, so spread ones differ by >= SPACING.
         let spread = (SPACING - 1) * (m - 1);
-        let room = eligible.checked_sub(spread).filter(|&r| r >= m).ok_or_else(|| {
-            SynthError::InvalidArgs(format!(
-                "{m} impairments per session do not fit in {data_segments} seeder data \
+        let room = eligible
+            .checked_sub(spread)
+            .filter(|&r| r >= m)
+            .ok_or_else(|| {
+                SynthError::InvalidArgs(format!(
+                    "{m} impairments per session do not fit in {data_segments} seeder data \
                  segments ({eligible} eligible, {SPACING} apart); raise --size or lower counts"
-            ))
-        })?;
+                ))
+            })?;
         // Floyd's sampling: exactly m draws, no rejection loop whatever the density.
         let mut set = BTreeSet::new();
         for j in (room - m)..room {

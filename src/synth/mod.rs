@@ -88,7 +88,9 @@ impl FromStr for ByteSize {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, suffix) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional suffix like 256KiB"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a number with an optional suffix like 256KiB"))?;
         let mult: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kib" => 1 << 10,
@@ -101,7 +103,9 @@ impl FromStr for ByteSize {
             "tb" => 1_000_000_000_000,
             other => return Err(format!("{s:?}: unknown size suffix {other:?}")),
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("{s:?}: too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?}: too large"))
     }
 }
 
@@ -289,7 +293,9 @@ pub fn torrent_for(args: &SynthArgs) -> Result<Torrent, SynthError> {
 
 fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthError> {
     if args.flows == 0 || args.flows > MAX_FLOWS {
-        return Err(SynthError::InvalidArgs(format!("--flows must be 1..={MAX_FLOWS}")));
+        return Err(SynthError::InvalidArgs(format!(
+            "--flows must be 1..={MAX_FLOWS}"
+        )));
     }
     if args.mss == 0 {
         return Err(SynthError::InvalidArgs("--mss must be at least 1".into()));
@@ -298,7 +304,11 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
         torrent,
         link: packet::Link::new(args.vlan, args.qinq)?,
         mss: args.mss,
-        unit: if args.one_byte { 1 } else { usize::from(args.mss) },
+        unit: if args.one_byte {
+            1
+        } else {
+            usize::from(args.mss)
+        },
         midstream: args.midstream,
         ipv6: args.ipv6,
         magnet: args.magnet,
@@ -346,12 +356,17 @@ fn generate_with(
         // flows interleave at frame granularity.
         let slot = mux.u64(0..active.len() as u64) as usize;
         let Some(&idx) = active.get(slot) else { break };
-        let Some(s) = sessions.get_mut(idx) else { break };
+        let Some(s) = sessions.get_mut(idx) else {
+            break;
+        };
         match s.next(&sh, &mut tally)? {
             Some(q) => {
                 frame.clear();
                 s.build(&sh, &q, &mut scratch, &mut frame)?;
-                sink(Frame { ts_micros: START_MICROS + tick * STEP_MICROS, data: &frame })?;
+                sink(Frame {
+                    ts_micros: START_MICROS + tick * STEP_MICROS,
+                    data: &frame,
+                })?;
                 tick += 1;
             }
             None => {
@@ -389,8 +404,10 @@ pub fn run(args: &SynthArgs) -> Result<Truth, SynthError> {
     // Validate everything before touching the output path.
     shared(args, torrent.clone())?;
     if let Some(path) = &args.torrent_out {
-        std::fs::write(path, torrent.torrent_file())
-            .map_err(|source| SynthError::Io { path: path.clone(), source })?;
+        std::fs::write(path, torrent.torrent_file()).map_err(|source| SynthError::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     let mut out = pcapout::PcapOut::create(&args.output)?;
     let truth = match generate_with(args, torrent, &mut |f| out.write(&f)) {
@@ -405,10 +422,15 @@ pub fn run(args: &SynthArgs) -> Result<Truth, SynthError> {
     };
     out.finish()?;
     if let Some(path) = &args.truth_out {
-        let mut json = serde_json::to_vec_pretty(&truth)
-            .map_err(|source| SynthError::Json { path: path.clone(), source })?;
+        let mut json = serde_json::to_vec_pretty(&truth).map_err(|source| SynthError::Json {
+            path: path.clone(),
+            source,
+        })?;
         json.push(b'\n');
-        std::fs::write(path, json).map_err(|source| SynthError::Io { path: path.clone(), source })?;
+        std::fs::write(path, json).map_err(|source| SynthError::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(truth)
 }

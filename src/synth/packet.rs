@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{
-    IpHeaders, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep,
-    TcpHeader, TcpOptionElement, VlanId,
+    IpHeaders, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep, TcpHeader,
+    TcpOptionElement, VlanId,
 };
 
 use super::SynthError;
@@ -32,7 +32,9 @@ impl Link {
         if qinq.is_some() && vlan.is_none() {
             // The outer 802.1ad tag wraps the customer tag; without one there is nothing to
             // wrap and the result would not be Q-in-Q.
-            return Err(SynthError::InvalidArgs("--qinq needs --vlan (the inner tag)".into()));
+            return Err(SynthError::InvalidArgs(
+                "--qinq needs --vlan (the inner tag)".into(),
+            ));
         }
         Ok(Link { vlan, qinq })
     }

@@ -12,7 +12,10 @@ pub struct PcapOut {
 }
 
 fn pcap_err(path: &Path, source: pcap::Error) -> SynthError {
-    SynthError::Pcap { path: path.to_path_buf(), source }
+    SynthError::Pcap {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// `pcap::PacketHeader` holds a `libc::timeval`, and libc is not a dependency of ours, so the
@@ -32,8 +35,10 @@ fn header_template(path: &Path) -> Result<pcap::PacketHeader, SynthError> {
     boot.extend_from_slice(&14u32.to_le_bytes()); // caplen
     boot.extend_from_slice(&14u32.to_le_bytes()); // len
     boot.extend_from_slice(&[0u8; 14]);
-    std::fs::write(path, &boot)
-        .map_err(|source| SynthError::Io { path: path.to_path_buf(), source })?;
+    std::fs::write(path, &boot).map_err(|source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut cap = pcap::Capture::from_file(path).map_err(|e| pcap_err(path, e))?;
     let packet = cap.next_packet().map_err(|e| pcap_err(path, e))?;
     Ok(*packet.header)
@@ -44,7 +49,11 @@ impl PcapOut {
         let header = header_template(path)?;
         let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(|e| pcap_err(path, e))?;
         let save = dead.savefile(path).map_err(|e| pcap_err(path, e))?;
-        Ok(PcapOut { save, header, path: path.to_path_buf() })
+        Ok(PcapOut {
+            save,
+            header,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn write(&mut self, frame: &Frame<'_>) -> Result<(), SynthError> {
@@ -54,7 +63,10 @@ impl PcapOut {
         self.header.ts.tv_usec = (frame.ts_micros % 1_000_000) as _;
         self.header.caplen = len;
         self.header.len = len;
-        self.save.write(&pcap::Packet { header: &self.header, data: frame.data });
+        self.save.write(&pcap::Packet {
+            header: &self.header,
+            data: frame.data,
+        });
         Ok(())
     }
 

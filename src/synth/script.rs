@@ -29,8 +29,13 @@ pub struct Block {
 
 #[derive(Clone, Debug)]
 pub enum Msg {
-    Handshake { peer_id: [u8; 20] },
-    ExtHandshake { ut_metadata: u8, metadata_size: Option<u64> },
+    Handshake {
+        peer_id: [u8; 20],
+    },
+    ExtHandshake {
+        ut_metadata: u8,
+        metadata_size: Option<u64>,
+    },
     Bitfield,
     HaveAll,
     Interested,
@@ -39,9 +44,15 @@ pub enum Msg {
     Piece(Block),
     Have(u32),
     /// BEP 9 request; `ext_id` is the id the receiving seeder announced.
-    MetaRequest { ext_id: u8, piece: u32 },
+    MetaRequest {
+        ext_id: u8,
+        piece: u32,
+    },
     /// BEP 9 data; `ext_id` is the id the receiving leecher announced.
-    MetaData { ext_id: u8, piece: u32 },
+    MetaData {
+        ext_id: u8,
+        piece: u32,
+    },
 }
 
 impl Msg {
@@ -49,9 +60,7 @@ impl Msg {
     pub fn kind(&self) -> &'static str {
         match self {
             Msg::Handshake { .. } => "handshake",
-            Msg::ExtHandshake { .. } | Msg::MetaRequest { .. } | Msg::MetaData { .. } => {
-                "extended"
-            }
+            Msg::ExtHandshake { .. } | Msg::MetaRequest { .. } | Msg::MetaData { .. } => "extended",
             Msg::Bitfield => "bitfield",
             Msg::HaveAll => "have_all",
             Msg::Interested => "interested",
@@ -94,7 +103,10 @@ impl Msg {
                 out.extend_from_slice(&t.info_hash);
                 out.extend_from_slice(peer_id);
             }
-            Msg::ExtHandshake { ut_metadata, metadata_size } => {
+            Msg::ExtHandshake {
+                ut_metadata,
+                metadata_size,
+            } => {
                 let mut d = vec![b'd'];
                 bstr(&mut d, b"m");
                 d.push(b'd');
@@ -229,7 +241,11 @@ impl BlockWalk {
             % u64::from(t.num_pieces)) as u32;
         let plen = t.piece_len(index);
         let len = (plen - self.begin).min(BLOCK_LEN);
-        let b = Block { index, begin: self.begin, len };
+        let b = Block {
+            index,
+            begin: self.begin,
+            len,
+        };
         self.begin += len;
         if self.begin >= plen {
             self.begin = 0;
@@ -265,7 +281,11 @@ impl Script {
             have_all,
             leecher_id,
             seeder_id,
-            walk: BlockWalk { start_piece, done_pieces: 0, begin: 0 },
+            walk: BlockWalk {
+                start_piece,
+                done_pieces: 0,
+                begin: 0,
+            },
             outstanding: VecDeque::with_capacity(PIPELINE),
         }
     }
@@ -281,12 +301,16 @@ impl Script {
                 Phase::Done => return None,
                 Phase::LeecherHandshake => (
                     true,
-                    vec![Msg::Handshake { peer_id: self.leecher_id }],
+                    vec![Msg::Handshake {
+                        peer_id: self.leecher_id,
+                    }],
                     Phase::SeederHandshake,
                 ),
                 Phase::SeederHandshake => (
                     false,
-                    vec![Msg::Handshake { peer_id: self.seeder_id }],
+                    vec![Msg::Handshake {
+                        peer_id: self.seeder_id,
+                    }],
                     Phase::LeecherExt,
                 ),
                 Phase::LeecherExt => (
@@ -305,14 +329,25 @@ impl Script {
                             ut_metadata: SEEDER_UT_METADATA,
                             metadata_size: Some(t.info.len() as u64),
                         },
-                        if self.have_all { Msg::HaveAll } else { Msg::Bitfield },
+                        if self.have_all {
+                            Msg::HaveAll
+                        } else {
+                            Msg::Bitfield
+                        },
                     ],
-                    if self.magnet { Phase::MetaRequests } else { Phase::Interested },
+                    if self.magnet {
+                        Phase::MetaRequests
+                    } else {
+                        Phase::Interested
+                    },
                 ),
                 Phase::MetaRequests => (
                     true,
                     (0..Self::metadata_pieces(t))
-                        .map(|piece| Msg::MetaRequest { ext_id: SEEDER_UT_METADATA, piece })
+                        .map(|piece| Msg::MetaRequest {
+                            ext_id: SEEDER_UT_METADATA,
+                            piece,
+                        })
                         .collect(),
                     Phase::MetaData(0),
                 ),
@@ -322,7 +357,14 @@ impl Script {
                     } else {
                         Phase::MetaData(p + 1)
                     };
-                    (false, vec![Msg::MetaData { ext_id: LEECHER_UT_METADATA, piece: p }], next)
+                    (
+                        false,
+                        vec![Msg::MetaData {
+                            ext_id: LEECHER_UT_METADATA,
+                            piece: p,
+                        }],
+                        next,
+                    )
                 }
                 Phase::Interested => (true, vec![Msg::Interested], Phase::Unchoke),
                 Phase::Unchoke => (false, vec![Msg::Unchoke], Phase::InitialRequests),

@@ -61,8 +61,7 @@ impl Tally {
             Msg::Piece(b) => {
                 self.piece_messages += 1;
                 self.piece_bytes += u64::from(b.len);
-                let id = u64::from(b.index) * t.blocks_per_piece()
-                    + u64::from(b.begin / BLOCK_LEN);
+                let id = u64::from(b.index) * t.blocks_per_piece() + u64::from(b.begin / BLOCK_LEN);
                 if let Some(word) = self.seen_blocks.get_mut((id / 64) as usize) {
                     let bit = 1u64 << (id % 64);
                     if *word & bit == 0 {
@@ -81,7 +80,11 @@ impl Tally {
 pub enum Payload {
     None,
     /// `len` bytes at `off` of the current write, inverted when `xor` (conflicting copy).
-    Write { off: usize, len: usize, xor: bool },
+    Write {
+        off: usize,
+        len: usize,
+        xor: bool,
+    },
 }
 
 /// A frame waiting to be emitted.
@@ -118,7 +121,12 @@ struct Survey {
 /// range of s2c segment indices.
 fn survey(script: &Script, t: &Torrent, unit: usize, bounds: Option<(u64, u64)>) -> Survey {
     let mut s = script.clone();
-    let mut out = Survey { c2s_bytes: 0, s2c_bytes: 0, s2c_segments: 0, eligible: 0 };
+    let mut out = Survey {
+        c2s_bytes: 0,
+        s2c_bytes: 0,
+        s2c_segments: 0,
+        eligible: 0,
+    };
     while let Some(w) = s.next_write(t) {
         let len: u64 = w.msgs.iter().map(|m| m.encoded_len(t)).sum();
         if w.from_leecher {
@@ -182,7 +190,9 @@ impl Session {
         for b in leecher_id[8..].iter_mut().chain(seeder_id[8..].iter_mut()) {
             *b = rng.alphanumeric() as u8;
         }
-        let have_all = rng.bool();
+        // Alternate so every multi-flow run has both announcements; flow 0 (the only flow of
+        // a default run) uses the general BITFIELD.
+        let have_all = flow % 2 == 1;
         let start_piece =
             (u64::from(flow) * u64::from(t.num_pieces) / u64::from(sh.flows.max(1))) as u32;
         let script = Script::new(sh.magnet, have_all, leecher_id, seeder_id, start_piece);
@@ -192,9 +202,13 @@ impl Session {
         let cut = sh.midstream.then_some(n / 3);
         let lo = cut.map_or(3, |c| c + 3);
         let bounds = n.checked_sub(5).filter(|&hi| lo <= hi).map(|hi| (lo, hi));
-        let eligible = if bounds.is_some() { survey(&script, t, sh.unit, bounds).eligible } else { 0 };
-        let plan = Plan::choose(&mut rng, &sh.counts, eligible, n)?;
-
+        let eligible = if bounds.is_some() {
+            survey(&script, t, sh.unit, bounds).eligible
+        } else {
+            0
+        };
+        // Drawn before the plan so a clean and an impaired run of one seed share every TCP
+        // number and differ only by the impairments.
         let mut c2s_isn = rng.u32(..);
         let mut s2c_isn = rng.u32(..);
         if flow == 0 {
@@ -202,6 +216,9 @@ impl Session {
             c2s_isn = 0u32.wrapping_sub(wrap_back(first.c2s_bytes, 100));
             s2c_isn = 0u32.wrapping_sub(wrap_back(first.s2c_bytes, 5000));
         }
+        let ident_leecher = rng.u16(..);
+        let ident_seeder = rng.u16(..);
+        let plan = Plan::choose(&mut rng, &sh.counts, eligible, n)?;
         Ok(Session {
             ep,
             script,
@@ -210,8 +227,8 @@ impl Session {
             s2c_isn,
             c2s_next: c2s_isn.wrapping_add(1),
             s2c_next: s2c_isn.wrapping_add(1),
-            ident_leecher: rng.u16(..),
-            ident_seeder: rng.u16(..),
+            ident_leecher,
+            ident_seeder,
             plan,
             bounds,
             cut,
@@ -223,12 +240,6 @@ impl Session {
             c2s: Delivered::default(),
             s2c: Delivered::default(),
         })
-    }
-
-    /// Sequence number the seeder's ISN (for tests of the wrap).
-    #[cfg(test)]
-    pub fn isns(&self) -> (u32, u32) {
-        (self.c2s_isn, self.s2c_isn)
     }
 
     /// The next frame of this session, or None when it is closed.
@@ -293,7 +304,11 @@ impl Session {
     }
 
     fn ident(&mut self, from_leecher: bool) -> u16 {
-        let id = if from_leecher { &mut self.ident_leecher } else { &mut self.ident_seeder };
+        let id = if from_leecher {
+            &mut self.ident_leecher
+        } else {
+            &mut self.ident_seeder
+        };
         *id = id.wrapping_add(1);
         *id
     }
@@ -339,13 +354,23 @@ impl Session {
         let mut fin2 = self.segment(false, self.s2c_next, Some(self.c2s_next.wrapping_add(1)));
         fin2.fin = true;
         self.push(fin2, Payload::None);
-        let last = self.segment(true, self.c2s_next.wrapping_add(1), Some(self.s2c_next.wrapping_add(1)));
+        let last = self.segment(
+            true,
+            self.c2s_next.wrapping_add(1),
+            Some(self.s2c_next.wrapping_add(1)),
+        );
         self.push(last, Payload::None);
     }
 
     /// Decides the fate of the next data segment of a direction (in original send order):
     /// marks the midstream cut and returns the impairment, if any.
-    fn classify(&mut self, from_leecher: bool, last_in_write: bool, off: usize, first_delivered: &mut usize) -> Option<Kind> {
+    fn classify(
+        &mut self,
+        from_leecher: bool,
+        last_in_write: bool,
+        off: usize,
+        first_delivered: &mut usize,
+    ) -> Option<Kind> {
         if from_leecher {
             return None;
         }
@@ -370,7 +395,11 @@ impl Session {
         if !self.cut_passed {
             return;
         }
-        let d = if from_leecher { &mut self.c2s } else { &mut self.s2c };
+        let d = if from_leecher {
+            &mut self.c2s
+        } else {
+            &mut self.s2c
+        };
         if let Some(bytes) = self.buf.get(off..off + len) {
             d.sha1.update(bytes);
             d.bytes += len as u64;
@@ -392,8 +421,11 @@ impl Session {
         let unit = sh.unit;
         let nseg = total.div_ceil(unit);
         let dir = w.from_leecher;
-        let (base, other_next) =
-            if dir { (self.c2s_next, self.s2c_next) } else { (self.s2c_next, self.c2s_next) };
+        let (base, other_next) = if dir {
+            (self.c2s_next, self.s2c_next)
+        } else {
+            (self.s2c_next, self.c2s_next)
+        };
         let seq_at = |off: usize| base.wrapping_add(off as u32);
         let range = |i: usize| (i * unit, unit.min(total - i * unit));
 
@@ -412,7 +444,11 @@ impl Session {
             let psh = i + 1 == nseg;
             let mut d = self.segment(dir, seq_at(off), Some(other_next));
             d.psh = psh;
-            let data = Payload::Write { off, len, xor: false };
+            let data = Payload::Write {
+                off,
+                len,
+                xor: false,
+            };
             match kind {
                 None => {
                     self.deliver(dir, off, len);
@@ -454,7 +490,14 @@ impl Session {
                     let x = self.segment(dir, seq_at(off), Some(other_next));
                     self.push(d, data);
                     self.push(a, Payload::None);
-                    self.push(x, Payload::Write { off, len, xor: true });
+                    self.push(
+                        x,
+                        Payload::Write {
+                            off,
+                            len,
+                            xor: true,
+                        },
+                    );
                     tally.reassembly.overlaps += 1;
                     tally.reassembly.conflicting_overlaps += 1;
                     i += 1;
@@ -466,7 +509,11 @@ impl Session {
                     debug_assert!(kind2.is_none(), "impairments are spaced 4 apart");
                     let mut d2 = self.segment(dir, seq_at(off2), Some(other_next));
                     d2.psh = i + 2 == nseg;
-                    let data2 = Payload::Write { off: off2, len: len2, xor: false };
+                    let data2 = Payload::Write {
+                        off: off2,
+                        len: len2,
+                        xor: false,
+                    };
                     self.deliver(dir, off, len);
                     self.deliver(dir, off2, len2);
                     let a = self.segment(!dir, other_next, Some(seq_at(off + len)));
@@ -487,7 +534,14 @@ impl Session {
                         self.push(a, Payload::None);
                         self.push(d2, data2);
                         self.push(a2, Payload::None);
-                        self.push(x, Payload::Write { off: xoff, len: xend - xoff, xor: true });
+                        self.push(
+                            x,
+                            Payload::Write {
+                                off: xoff,
+                                len: xend - xoff,
+                                xor: true,
+                            },
+                        );
                         tally.reassembly.overlaps += 1;
                         tally.reassembly.conflicting_overlaps += 1;
                     }

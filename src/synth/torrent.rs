@@ -106,10 +106,14 @@ impl Torrent {
         piece_length: u32,
     ) -> Result<Self, SynthError> {
         if total_length == 0 {
-            return Err(SynthError::InvalidArgs("--size must be at least 1 byte".into()));
+            return Err(SynthError::InvalidArgs(
+                "--size must be at least 1 byte".into(),
+            ));
         }
         if piece_length == 0 {
-            return Err(SynthError::InvalidArgs("--piece-length must be at least 1".into()));
+            return Err(SynthError::InvalidArgs(
+                "--piece-length must be at least 1".into(),
+            ));
         }
         let num_pieces = total_length.div_ceil(u64::from(piece_length));
         // Piece indices travel as u32 on the wire.
