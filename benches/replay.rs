@@ -47,7 +47,10 @@ fn benches(c: &mut Criterion) {
     if large.exists() {
         bench_file(c, "lab-large", &large);
     } else {
-        eprintln!("{} not found: run tests/lab/lab.sh large for the large bench", large.display());
+        eprintln!(
+            "{} not found: run tests/lab/lab.sh large for the large bench",
+            large.display()
+        );
     }
 }
 

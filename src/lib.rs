@@ -8,4 +8,5 @@ pub mod flow;
 pub mod peerwire;
 pub mod replay;
 pub mod report;
+pub mod synth;
 pub mod wire;

@@ -25,11 +25,16 @@ fn fresh_recording_matches_the_leecher() {
         .status()
         .expect("run tests/lab/lab.sh");
     assert!(st.success(), "lab recording failed");
-    let truth: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("lab-tcp-plain.json")).unwrap()).unwrap();
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("lab-tcp-plain.json")).unwrap(),
+    )
+    .unwrap();
     let r = run(&dir.path().join("lab-tcp-plain.pcap"));
     let s = swarm(&r, truth["info_hash"].as_str().unwrap());
     assert_eq!(s.piece_messages, truth["blocks_received"].as_u64().unwrap());
-    assert_eq!(s.piece_messages, truth["tshark_piece_messages"].as_u64().unwrap());
+    assert_eq!(
+        s.piece_messages,
+        truth["tshark_piece_messages"].as_u64().unwrap()
+    );
     assert_eq!(s.piece_bytes, truth["file_size"].as_u64().unwrap());
 }

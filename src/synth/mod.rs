@@ -1,0 +1,436 @@
+//! `peercache synth`: a deterministic generator of BitTorrent-over-TCP captures with chosen
+//! capture impairments, and the exact ground truth ([`Truth`]) of what they deliver.
+//!
+//! Same arguments => byte-identical output: all randomness comes from
+//! `fastrand::Rng::with_seed(--seed)`, timestamps from a frame counter. Generation streams:
+//! each session holds one application write at a time and content is produced on demand from
+//! the seed, so memory does not grow with `--size` (beyond the info dict, 20 bytes per piece,
+//! and a 1-bit-per-block set for `distinct_blocks`) nor with `--flows * --size`.
+//!
+//! Truth conventions the engine is tested against (all counted over the whole capture):
+//! - Impairments only ever hit seeder->leecher data segments. Each session direction is a
+//!   sequence of application writes (one peer-wire write each: a PIECE, a batch of REQUESTs,
+//!   ...), each cut into MSS (or 1-byte) segments, each data segment followed by the
+//!   receiver's pure ACK of the whole stream so far.
+//! - reorder k: `D[k+1], D[k], A[k], A[k+1]` => out_of_order += 1.
+//! - duplicate k: `D[k], D[k]', A[k]` (the copy has a fresh IP ident) => overlaps += 1.
+//! - loss k: `D[k+1], A[k], A[k+1]` (D[k] never written; its ACK follows D[k+1]) =>
+//!   gaps += 1, gap_bytes += len(D[k]), out_of_order += 1.
+//! - conflict k: `D[k], A[k], X[k]` with X = same range, bytes ^ 0xFF, no ACK after it =>
+//!   overlaps += 1, conflicting_overlaps += 1.
+//! - overlap-conflict k: `D[k], A[k], D[k+1], A[k+1], X` with X = second half of D[k] +
+//!   first half (rounded up) of D[k+1], bytes ^ 0xFF => overlaps += 1, conflicting += 1.
+//! - midstream: every frame (both directions) before the first frame of seeder data segment
+//!   `n/3` (n = seeder data segments of the session) is not written.
+
+mod impair;
+mod packet;
+mod pcapout;
+mod script;
+mod session;
+#[cfg(test)]
+mod tests;
+mod torrent;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use packet::{LEECHER_BASE_PORT, MAX_FLOWS, SEEDER_PORT};
+pub use script::{LEECHER_UT_METADATA, METADATA_PIECE, SEEDER_UT_METADATA, UT_PEX};
+pub use torrent::{content_byte_range, fill_content, hex, Torrent, ANNOUNCE_URL, BLOCK_LEN};
+
+/// First timestamp of every capture (2020-09-13T12:26:40Z): fixed, never the wall clock.
+pub const START_MICROS: u64 = 1_600_000_000_000_000;
+/// Timestamp step between consecutive frames of a capture.
+pub const STEP_MICROS: u64 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error("invalid synth arguments: {0}")]
+    InvalidArgs(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: pcap: {source}")]
+    Pcap {
+        path: PathBuf,
+        #[source]
+        source: pcap::Error,
+    },
+    #[error("{path}: writing truth JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("building a frame: {0}")]
+    Build(String),
+    /// For sinks: whatever a caller's sink needs to report.
+    #[error("frame sink: {0}")]
+    Sink(String),
+}
+
+/// A byte count with an optional binary/decimal suffix: `262144`, `256KiB`, `1MiB`, `2G`
+/// (bare K/M/G/T are binary, as in dd; KB/MB/GB/TB decimal; case-insensitive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, suffix) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected a number with an optional suffix like 256KiB"))?;
+        let mult: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            other => return Err(format!("{s:?}: unknown size suffix {other:?}")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?}: too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// `peercache synth [options] -o OUT.pcap`
+#[derive(Clone, Debug, clap::Args)]
+pub struct SynthArgs {
+    /// Output pcap (linktype Ethernet).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// PRNG seed; same seed and options give a byte-identical capture.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Concurrent sessions, interleaved in time; all share one torrent, each has its own
+    /// leecher.
+    #[arg(long, default_value_t = 1)]
+    pub flows: u32,
+    /// Content size of the torrent (suffixes: KiB, MiB, G, ...).
+    #[arg(long, default_value = "256KiB")]
+    pub size: ByteSize,
+    #[arg(long, default_value_t = 65536)]
+    pub piece_length: u32,
+    /// Payload bytes per TCP data segment.
+    #[arg(long, default_value_t = 1448)]
+    pub mss: u16,
+    /// Per session: swap a seeder data segment with the next one.
+    #[arg(long, default_value_t = 0)]
+    pub reorder: u32,
+    /// Per session: emit a seeder data segment twice in a row.
+    #[arg(long, default_value_t = 0)]
+    pub duplicate: u32,
+    /// Per session: never write a seeder data segment (its ACK is written).
+    #[arg(long, default_value_t = 0)]
+    pub loss: u32,
+    /// Per session: re-send a seeder data segment's range with different bytes.
+    #[arg(long, default_value_t = 0)]
+    pub conflict: u32,
+    /// Per session: a segment straddling two sent segments, with different bytes.
+    #[arg(long, default_value_t = 0)]
+    pub overlap_conflict: u32,
+    /// Every data segment carries 1 byte.
+    #[arg(long)]
+    pub one_byte: bool,
+    /// The capture starts a third into each session (no handshakes seen).
+    #[arg(long)]
+    pub midstream: bool,
+    /// 802.1Q VLAN id.
+    #[arg(long)]
+    pub vlan: Option<u16>,
+    /// Outer 802.1ad (0x88a8) tag around the --vlan tag.
+    #[arg(long)]
+    pub qinq: Option<u16>,
+    #[arg(long)]
+    pub ipv6: bool,
+    /// Leecher first fetches the info dict with BEP 9 ut_metadata.
+    #[arg(long)]
+    pub magnet: bool,
+    /// Write the .torrent here.
+    #[arg(long)]
+    pub torrent_out: Option<PathBuf>,
+    /// Write the Truth JSON here.
+    #[arg(long)]
+    pub truth_out: Option<PathBuf>,
+}
+
+impl Default for SynthArgs {
+    /// The CLI defaults, writing to `synth.pcap`; for tests and benches
+    /// (`SynthArgs { flows: 8, ..Default::default() }`).
+    fn default() -> Self {
+        SynthArgs {
+            output: PathBuf::from("synth.pcap"),
+            seed: 1,
+            flows: 1,
+            size: ByteSize(256 << 10),
+            piece_length: 65536,
+            mss: 1448,
+            reorder: 0,
+            duplicate: 0,
+            loss: 0,
+            conflict: 0,
+            overlap_conflict: 0,
+            one_byte: false,
+            midstream: false,
+            vlan: None,
+            qinq: None,
+            ipv6: false,
+            magnet: false,
+            torrent_out: None,
+            truth_out: None,
+        }
+    }
+}
+
+/// One full Ethernet frame of the capture.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    pub ts_micros: u64,
+    pub data: &'a [u8],
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassemblyTruth {
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    pub overlaps: u64,
+    pub conflicting_overlaps: u64,
+    pub out_of_order: u64,
+}
+
+/// The delivered byte streams of one TCP flow: what a correct reassembler hands upward (the
+/// original stream minus lost segments minus everything before a midstream start; first
+/// copies win over conflicting ones).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTruth {
+    /// Leecher "ip:port" ("[v6]:port").
+    pub client: String,
+    /// Seeder "ip:port".
+    pub server: String,
+    pub c2s_bytes: u64,
+    pub c2s_sha1: String,
+    pub s2c_bytes: u64,
+    pub s2c_sha1: String,
+}
+
+/// Ground truth of a generated capture, computed from the construction.
+///
+/// Message counts (`messages`, `piece_messages`, `piece_bytes`, `request_messages`,
+/// `distinct_blocks`) include a message only if its first byte was captured and its header
+/// bytes (first 13 bytes of a PIECE, the whole message otherwise) all lie in delivered bytes
+/// (not in a lost segment, not before a midstream start). `piece_bytes` sums the block
+/// lengths of the counted PIECE messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truth {
+    pub seed: u64,
+    /// Number of TCP flows.
+    pub flows: u32,
+    /// v1 info-hash, 40 lowercase hex digits.
+    pub info_hash: String,
+    pub piece_length: u32,
+    pub total_length: u64,
+    pub pieces: u32,
+    pub piece_messages: u64,
+    pub piece_bytes: u64,
+    pub request_messages: u64,
+    /// Distinct (index, begin, length) among counted PIECE messages, over all flows.
+    pub distinct_blocks: u64,
+    /// Per message type, both directions; every type is present (0 when absent).
+    pub messages: BTreeMap<String, u64>,
+    pub reassembly: ReassemblyTruth,
+    /// One per flow, in flow order.
+    pub streams: Vec<StreamTruth>,
+}
+
+/// Every key of `Truth::messages`.
+pub const MESSAGE_TYPES: [&str; 18] = [
+    "handshake",
+    "keepalive",
+    "choke",
+    "unchoke",
+    "interested",
+    "not_interested",
+    "have",
+    "bitfield",
+    "request",
+    "piece",
+    "cancel",
+    "port",
+    "have_all",
+    "have_none",
+    "reject",
+    "allowed_fast",
+    "suggest",
+    "extended",
+];
+
+/// The torrent every flow of a run shares (what `--torrent-out` writes).
+pub fn torrent_for(args: &SynthArgs) -> Result<Torrent, SynthError> {
+    Torrent::generate(args.seed, 0, args.size.0, args.piece_length)
+}
+
+fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthError> {
+    if args.flows == 0 || args.flows > MAX_FLOWS {
+        return Err(SynthError::InvalidArgs(format!(
+            "--flows must be 1..={MAX_FLOWS}"
+        )));
+    }
+    if args.mss == 0 {
+        return Err(SynthError::InvalidArgs("--mss must be at least 1".into()));
+    }
+    Ok(session::Shared {
+        torrent,
+        link: packet::Link::new(args.vlan, args.qinq)?,
+        mss: args.mss,
+        unit: if args.one_byte {
+            1
+        } else {
+            usize::from(args.mss)
+        },
+        midstream: args.midstream,
+        ipv6: args.ipv6,
+        magnet: args.magnet,
+        flows: args.flows,
+        counts: impair::Counts {
+            reorder: args.reorder,
+            duplicate: args.duplicate,
+            loss: args.loss,
+            conflict: args.conflict,
+            overlap_conflict: args.overlap_conflict,
+        },
+    })
+}
+
+/// Generates the capture frame by frame into `sink` and returns its ground truth.
+pub fn generate(
+    args: &SynthArgs,
+    sink: &mut dyn FnMut(Frame<'_>) -> Result<(), SynthError>,
+) -> Result<Truth, SynthError> {
+    generate_with(args, torrent_for(args)?, sink)
+}
+
+fn generate_with(
+    args: &SynthArgs,
+    torrent: Torrent,
+    sink: &mut dyn FnMut(Frame<'_>) -> Result<(), SynthError>,
+) -> Result<Truth, SynthError> {
+    let sh = shared(args, torrent)?;
+    let mut tally = session::Tally::new(&sh.torrent);
+    // Per-flow generators are seeded from one master stream, in flow order, so adding a flow
+    // does not change the earlier ones; the interleaving draws from its own stream.
+    let mut master = fastrand::Rng::with_seed(args.seed);
+    let mut sessions = Vec::with_capacity(args.flows as usize);
+    for flow in 0..args.flows {
+        sessions.push(session::Session::new(flow, &sh, master.u64(..))?);
+    }
+    let mut mux = fastrand::Rng::with_seed(master.u64(..));
+
+    let mut active: Vec<usize> = (0..sessions.len()).collect();
+    let mut frame = Vec::with_capacity(usize::from(args.mss) + 128);
+    let mut scratch = Vec::with_capacity(usize::from(args.mss));
+    let mut tick: u64 = 0;
+    while !active.is_empty() {
+        // Uniform choice among open sessions: each frame comes from a random session, so
+        // flows interleave at frame granularity.
+        let slot = mux.u64(0..active.len() as u64) as usize;
+        let Some(&idx) = active.get(slot) else { break };
+        let Some(s) = sessions.get_mut(idx) else {
+            break;
+        };
+        match s.next(&sh, &mut tally)? {
+            Some(q) => {
+                frame.clear();
+                s.build(&sh, &q, &mut scratch, &mut frame)?;
+                sink(Frame {
+                    ts_micros: START_MICROS + tick * STEP_MICROS,
+                    data: &frame,
+                })?;
+                tick += 1;
+            }
+            None => {
+                active.swap_remove(slot);
+            }
+        }
+    }
+
+    let t = &sh.torrent;
+    let mut messages: BTreeMap<String, u64> =
+        MESSAGE_TYPES.iter().map(|k| (k.to_string(), 0)).collect();
+    for (k, v) in &tally.messages {
+        *messages.entry(k.to_string()).or_default() += v;
+    }
+    Ok(Truth {
+        seed: args.seed,
+        flows: args.flows,
+        info_hash: hex(&t.info_hash),
+        piece_length: t.piece_length,
+        total_length: t.total_length,
+        pieces: t.num_pieces,
+        piece_messages: tally.piece_messages,
+        piece_bytes: tally.piece_bytes,
+        request_messages: tally.request_messages,
+        distinct_blocks: tally.distinct_blocks,
+        messages,
+        reassembly: tally.reassembly,
+        streams: sessions.iter().map(|s| s.stream_truth()).collect(),
+    })
+}
+
+/// `peercache synth`: writes the pcap, plus `--torrent-out` and `--truth-out` if given.
+pub fn run(args: &SynthArgs) -> Result<Truth, SynthError> {
+    let torrent = torrent_for(args)?;
+    // Validate everything before touching the output path.
+    shared(args, torrent.clone())?;
+    if let Some(path) = &args.torrent_out {
+        std::fs::write(path, torrent.torrent_file()).map_err(|source| SynthError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let mut out = pcapout::PcapOut::create(&args.output)?;
+    let truth = match generate_with(args, torrent, &mut |f| out.write(&f)) {
+        Ok(t) => t,
+        Err(e) => {
+            // A half-written capture would look valid to a reader; remove it (best effort,
+            // the generation error is the one worth reporting).
+            drop(out);
+            let _ = std::fs::remove_file(&args.output);
+            return Err(e);
+        }
+    };
+    out.finish()?;
+    if let Some(path) = &args.truth_out {
+        let mut json = serde_json::to_vec_pretty(&truth).map_err(|source| SynthError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        json.push(b'\n');
+        std::fs::write(path, json).map_err(|source| SynthError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(truth)
+}

@@ -1,0 +1,410 @@
+//! The peer-wire conversation of one session, as a lazy sequence of application writes.
+//!
+//! The script is a state machine rather than a list so memory stays constant in the torrent
+//! size; it is run once "dry" (lengths only) to plan impairments, then again for real.
+
+use std::collections::VecDeque;
+
+use super::torrent::{bint, bstr, fill_content, Torrent, BLOCK_LEN};
+
+/// Extended-message ids each side announces in its BEP 10 handshake. They differ on purpose:
+/// a BEP 9 message carries the id the RECEIVER announced, and equal ids would hide an engine
+/// that looks up the wrong side's table.
+pub const LEECHER_UT_METADATA: u8 = 3;
+pub const SEEDER_UT_METADATA: u8 = 2;
+pub const UT_PEX: u8 = 1;
+/// BEP 9 metadata piece size.
+pub const METADATA_PIECE: u32 = 16384;
+/// Requests a leecher keeps in flight (a typical client default is 4..=500; small keeps the
+/// c2s stream interleaved with the s2c one).
+const PIPELINE: usize = 8;
+const CLIENT_VERSION: &[u8] = b"peercache-synth 0.1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub index: u32,
+    pub begin: u32,
+    pub len: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum Msg {
+    Handshake {
+        peer_id: [u8; 20],
+    },
+    ExtHandshake {
+        ut_metadata: u8,
+        metadata_size: Option<u64>,
+    },
+    Bitfield,
+    HaveAll,
+    Interested,
+    Unchoke,
+    Request(Block),
+    Piece(Block),
+    Have(u32),
+    /// BEP 9 request; `ext_id` is the id the receiving seeder announced.
+    MetaRequest {
+        ext_id: u8,
+        piece: u32,
+    },
+    /// BEP 9 data; `ext_id` is the id the receiving leecher announced.
+    MetaData {
+        ext_id: u8,
+        piece: u32,
+    },
+}
+
+impl Msg {
+    /// Truth key of the message type.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Handshake { .. } => "handshake",
+            Msg::ExtHandshake { .. } | Msg::MetaRequest { .. } | Msg::MetaData { .. } => "extended",
+            Msg::Bitfield => "bitfield",
+            Msg::HaveAll => "have_all",
+            Msg::Interested => "interested",
+            Msg::Unchoke => "unchoke",
+            Msg::Request(_) => "request",
+            Msg::Piece(_) => "piece",
+            Msg::Have(_) => "have",
+        }
+    }
+
+    /// Bytes that must be delivered for the engine to count the message: the 13-byte header
+    /// of a PIECE (the block may be partly lost), the whole message otherwise.
+    pub fn header_len(&self, total: u64) -> u64 {
+        match self {
+            Msg::Piece(_) => 13,
+            _ => total,
+        }
+    }
+
+    /// Encoded length; cheap for the large messages so the dry run never builds content.
+    pub fn encoded_len(&self, t: &Torrent) -> u64 {
+        match self {
+            Msg::Piece(b) => 13 + u64::from(b.len),
+            _ => {
+                let mut v = Vec::new();
+                self.encode(t, &mut v);
+                v.len() as u64
+            }
+        }
+    }
+
+    pub fn encode(&self, t: &Torrent, out: &mut Vec<u8>) {
+        match self {
+            Msg::Handshake { peer_id } => {
+                out.push(19);
+                out.extend_from_slice(b"BitTorrent protocol");
+                // BEP 10 extension protocol: bit 0x10 of reserved byte 5; BEP 6 fast
+                // extension: bit 0x04 of reserved byte 7.
+                out.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
+                out.extend_from_slice(&t.info_hash);
+                out.extend_from_slice(peer_id);
+            }
+            Msg::ExtHandshake {
+                ut_metadata,
+                metadata_size,
+            } => {
+                let mut d = vec![b'd'];
+                bstr(&mut d, b"m");
+                d.push(b'd');
+                bstr(&mut d, b"ut_metadata");
+                bint(&mut d, u64::from(*ut_metadata));
+                bstr(&mut d, b"ut_pex");
+                bint(&mut d, u64::from(UT_PEX));
+                d.push(b'e');
+                if let Some(size) = metadata_size {
+                    bstr(&mut d, b"metadata_size");
+                    bint(&mut d, *size);
+                }
+                bstr(&mut d, b"v");
+                bstr(&mut d, CLIENT_VERSION);
+                d.push(b'e');
+                extended(out, 0, &d, &[]);
+            }
+            Msg::Bitfield => {
+                let n = t.num_pieces as usize;
+                let bytes = n.div_ceil(8);
+                frame(out, 1 + bytes as u32, 5);
+                out.extend(std::iter::repeat_n(0xffu8, n / 8));
+                // Spare bits of the last byte must be zero (BEP 3: clients drop peers
+                // otherwise).
+                if n % 8 != 0 {
+                    out.push(0xffu8 << (8 - n % 8));
+                }
+            }
+            Msg::HaveAll => frame(out, 1, 0x0e),
+            Msg::Interested => frame(out, 1, 2),
+            Msg::Unchoke => frame(out, 1, 1),
+            Msg::Request(b) => {
+                frame(out, 13, 6);
+                out.extend_from_slice(&b.index.to_be_bytes());
+                out.extend_from_slice(&b.begin.to_be_bytes());
+                out.extend_from_slice(&b.len.to_be_bytes());
+            }
+            Msg::Piece(b) => {
+                frame(out, 9 + b.len, 7);
+                out.extend_from_slice(&b.index.to_be_bytes());
+                out.extend_from_slice(&b.begin.to_be_bytes());
+                let at = out.len();
+                out.resize(at + b.len as usize, 0);
+                let offset = u64::from(b.index) * u64::from(t.piece_length) + u64::from(b.begin);
+                fill_content(t.seed, t.index, offset, &mut out[at..]);
+            }
+            Msg::Have(i) => {
+                frame(out, 5, 4);
+                out.extend_from_slice(&i.to_be_bytes());
+            }
+            Msg::MetaRequest { ext_id, piece } => {
+                let mut d = vec![b'd'];
+                bstr(&mut d, b"msg_type");
+                bint(&mut d, 0);
+                bstr(&mut d, b"piece");
+                bint(&mut d, u64::from(*piece));
+                d.push(b'e');
+                extended(out, *ext_id, &d, &[]);
+            }
+            Msg::MetaData { ext_id, piece } => {
+                let start = *piece as usize * METADATA_PIECE as usize;
+                let end = (start + METADATA_PIECE as usize).min(t.info.len());
+                let chunk = t.info.get(start..end).unwrap_or(&[]);
+                let mut d = vec![b'd'];
+                bstr(&mut d, b"msg_type");
+                bint(&mut d, 1);
+                bstr(&mut d, b"piece");
+                bint(&mut d, u64::from(*piece));
+                bstr(&mut d, b"total_size");
+                bint(&mut d, t.info.len() as u64);
+                d.push(b'e');
+                extended(out, *ext_id, &d, chunk);
+            }
+        }
+    }
+}
+
+/// Length prefix + message id.
+fn frame(out: &mut Vec<u8>, len: u32, id: u8) {
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(id);
+}
+
+/// BEP 10 message: id 20, extended id, bencoded dict, optional raw trailer (BEP 9 data).
+fn extended(out: &mut Vec<u8>, ext_id: u8, dict: &[u8], trailer: &[u8]) {
+    frame(out, (2 + dict.len() + trailer.len()) as u32, 20);
+    out.push(ext_id);
+    out.extend_from_slice(dict);
+    out.extend_from_slice(trailer);
+}
+
+/// One application write: the messages a side hands to its socket at once.
+#[derive(Clone, Debug)]
+pub struct Write {
+    pub from_leecher: bool,
+    pub msgs: Vec<Msg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    LeecherHandshake,
+    SeederHandshake,
+    LeecherExt,
+    SeederExtAndHaves,
+    MetaRequests,
+    MetaData(u32),
+    Interested,
+    Unchoke,
+    InitialRequests,
+    /// Seeder answers the oldest outstanding request.
+    SendPiece,
+    /// Leecher reacts to the block it just got: HAVE if it completed a piece, next REQUEST.
+    AfterPiece(Block),
+    Done,
+}
+
+/// Walks blocks piece by piece, starting at `start_piece` and wrapping, so flows sharing a
+/// torrent fetch in different orders (as rarest-first spreads real leechers).
+#[derive(Clone, Debug)]
+struct BlockWalk {
+    start_piece: u32,
+    done_pieces: u32,
+    begin: u32,
+}
+
+impl BlockWalk {
+    fn next(&mut self, t: &Torrent) -> Option<Block> {
+        if self.done_pieces >= t.num_pieces {
+            return None;
+        }
+        let index = ((u64::from(self.start_piece) + u64::from(self.done_pieces))
+            % u64::from(t.num_pieces)) as u32;
+        let plen = t.piece_len(index);
+        let len = (plen - self.begin).min(BLOCK_LEN);
+        let b = Block {
+            index,
+            begin: self.begin,
+            len,
+        };
+        self.begin += len;
+        if self.begin >= plen {
+            self.begin = 0;
+            self.done_pieces += 1;
+        }
+        Some(b)
+    }
+}
+
+/// The conversation of one session.
+#[derive(Clone, Debug)]
+pub struct Script {
+    phase: Phase,
+    magnet: bool,
+    have_all: bool,
+    leecher_id: [u8; 20],
+    seeder_id: [u8; 20],
+    walk: BlockWalk,
+    outstanding: VecDeque<Block>,
+}
+
+impl Script {
+    pub fn new(
+        magnet: bool,
+        have_all: bool,
+        leecher_id: [u8; 20],
+        seeder_id: [u8; 20],
+        start_piece: u32,
+    ) -> Self {
+        Script {
+            phase: Phase::LeecherHandshake,
+            magnet,
+            have_all,
+            leecher_id,
+            seeder_id,
+            walk: BlockWalk {
+                start_piece,
+                done_pieces: 0,
+                begin: 0,
+            },
+            outstanding: VecDeque::with_capacity(PIPELINE),
+        }
+    }
+
+    fn metadata_pieces(t: &Torrent) -> u32 {
+        (t.info.len() as u64).div_ceil(u64::from(METADATA_PIECE)) as u32
+    }
+
+    /// The next write, or None when the conversation is over (then both sides close).
+    pub fn next_write(&mut self, t: &Torrent) -> Option<Write> {
+        loop {
+            let (from_leecher, msgs, next) = match self.phase {
+                Phase::Done => return None,
+                Phase::LeecherHandshake => (
+                    true,
+                    vec![Msg::Handshake {
+                        peer_id: self.leecher_id,
+                    }],
+                    Phase::SeederHandshake,
+                ),
+                Phase::SeederHandshake => (
+                    false,
+                    vec![Msg::Handshake {
+                        peer_id: self.seeder_id,
+                    }],
+                    Phase::LeecherExt,
+                ),
+                Phase::LeecherExt => (
+                    true,
+                    vec![Msg::ExtHandshake {
+                        ut_metadata: LEECHER_UT_METADATA,
+                        // A magnet leecher does not know the metadata yet.
+                        metadata_size: (!self.magnet).then_some(t.info.len() as u64),
+                    }],
+                    Phase::SeederExtAndHaves,
+                ),
+                Phase::SeederExtAndHaves => (
+                    false,
+                    vec![
+                        Msg::ExtHandshake {
+                            ut_metadata: SEEDER_UT_METADATA,
+                            metadata_size: Some(t.info.len() as u64),
+                        },
+                        if self.have_all {
+                            Msg::HaveAll
+                        } else {
+                            Msg::Bitfield
+                        },
+                    ],
+                    if self.magnet {
+                        Phase::MetaRequests
+                    } else {
+                        Phase::Interested
+                    },
+                ),
+                Phase::MetaRequests => (
+                    true,
+                    (0..Self::metadata_pieces(t))
+                        .map(|piece| Msg::MetaRequest {
+                            ext_id: SEEDER_UT_METADATA,
+                            piece,
+                        })
+                        .collect(),
+                    Phase::MetaData(0),
+                ),
+                Phase::MetaData(p) => {
+                    let next = if p + 1 >= Self::metadata_pieces(t) {
+                        Phase::Interested
+                    } else {
+                        Phase::MetaData(p + 1)
+                    };
+                    (
+                        false,
+                        vec![Msg::MetaData {
+                            ext_id: LEECHER_UT_METADATA,
+                            piece: p,
+                        }],
+                        next,
+                    )
+                }
+                Phase::Interested => (true, vec![Msg::Interested], Phase::Unchoke),
+                Phase::Unchoke => (false, vec![Msg::Unchoke], Phase::InitialRequests),
+                Phase::InitialRequests => {
+                    let mut msgs = Vec::with_capacity(PIPELINE);
+                    while self.outstanding.len() < PIPELINE {
+                        match self.walk.next(t) {
+                            Some(b) => {
+                                self.outstanding.push_back(b);
+                                msgs.push(Msg::Request(b));
+                            }
+                            None => break,
+                        }
+                    }
+                    (true, msgs, Phase::SendPiece)
+                }
+                Phase::SendPiece => match self.outstanding.pop_front() {
+                    Some(b) => (false, vec![Msg::Piece(b)], Phase::AfterPiece(b)),
+                    None => {
+                        self.phase = Phase::Done;
+                        return None;
+                    }
+                },
+                Phase::AfterPiece(b) => {
+                    let mut msgs = Vec::with_capacity(2);
+                    if b.begin + b.len >= t.piece_len(b.index) {
+                        msgs.push(Msg::Have(b.index));
+                    }
+                    if let Some(nb) = self.walk.next(t) {
+                        self.outstanding.push_back(nb);
+                        msgs.push(Msg::Request(nb));
+                    }
+                    (true, msgs, Phase::SendPiece)
+                }
+            };
+            self.phase = next;
+            // A reaction with nothing to say is no write at all.
+            if !msgs.is_empty() {
+                return Some(Write { from_leecher, msgs });
+            }
+        }
+    }
+}
