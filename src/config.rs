@@ -192,3 +192,18 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The annotated example in deploy/ must state exactly the compiled-in defaults.
+    #[test]
+    fn example_config_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/peercache.example.yaml");
+        let c = Config::load(&path).unwrap();
+        let a = serde_yaml::to_string(&c).unwrap();
+        let b = serde_yaml::to_string(&Config::default()).unwrap();
+        assert_eq!(a, b);
+    }
+}

@@ -380,9 +380,9 @@ impl Conn {
         if self.hashers.is_some() {
             return false; // Tests want whole streams.
         }
-        let created: Vec<&StreamParser> = self.parsers.iter().flatten().collect();
-        !created.is_empty()
-            && created.iter().all(|p| p.is_dead())
+        let mut created = self.parsers.iter().flatten().peekable();
+        created.peek().is_some()
+            && created.all(|p| p.is_dead())
             && self.state.flight_decided()
             && self.state.class != Class::BitTorrent
     }
