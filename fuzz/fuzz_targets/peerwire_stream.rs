@@ -132,7 +132,7 @@ fuzz_target!(|data: &[u8]| {
         ..Check::default()
     };
     let mut total = 0u64;
-    let mut feed = |p: &mut StreamParser, chk: &mut Check, chunk: &[u8]| {
+    let feed = |p: &mut StreamParser, chk: &mut Check, chunk: &[u8]| {
         p.feed(chunk, &lim, &mut |e| chk.event(e));
         if chk.dead {
             assert!(p.is_dead(), "NotBitTorrent but parser not dead");
