@@ -18,7 +18,7 @@ pub enum ConfigError {
     Parse { path: PathBuf, msg: String },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Subscriber-side networks; traffic to and from them is what a box in the path saves.
@@ -84,20 +84,6 @@ pub struct SwarmConfig {
     pub max_swarms: usize,
     /// Distinct (index, begin, length) blocks remembered per worker for `distinct_blocks`.
     pub max_distinct_blocks: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            subscriber_nets: Vec::new(),
-            flows: FlowConfig::default(),
-            reassembly: ReassemblyConfig::default(),
-            ip_fragments: FragConfig::default(),
-            peerwire: PeerwireConfig::default(),
-            swarms: SwarmConfig::default(),
-            record_streams: false,
-        }
-    }
 }
 
 impl Default for FlowConfig {

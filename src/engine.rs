@@ -346,7 +346,7 @@ impl Core {
     }
 }
 
-fn swarm<'a>(stats: &'a mut Stats, ih: Option<[u8; 20]>, max: usize) -> &'a mut SwarmStats {
+fn swarm(stats: &mut Stats, ih: Option<[u8; 20]>, max: usize) -> &mut SwarmStats {
     let Some(ih) = ih else {
         return &mut stats.unattributed;
     };

@@ -11,6 +11,7 @@ struct Out {
     gaps: Vec<u64>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn feed(
     r: &mut Reassembler,
     lim: &ReasmLimits,

@@ -22,8 +22,10 @@ fn args(f: impl FnOnce(&mut SynthArgs)) -> SynthArgs {
 
 /// Generate straight into the engine (no file).
 fn replay_generated(a: &SynthArgs) -> (Truth, Report) {
-    let mut cfg = Config::default();
-    cfg.record_streams = true;
+    let cfg = Config {
+        record_streams: true,
+        ..Default::default()
+    };
     let mut e = Engine::new(cfg);
     let truth = synth::generate(a, &mut |f| {
         let len = f.data.len() as u32;
@@ -252,9 +254,11 @@ fn written_pcap_replays_like_the_generated_frames() {
         std::fs::read(dir.path().join("s.pcap")).unwrap(),
         std::fs::read(dir.path().join("t.pcap")).unwrap()
     );
-    let mut cfg = Config::default();
-    cfg.record_streams = true;
-    let out = run_with(&[a.output.clone()], &cfg, 1);
+    let cfg = Config {
+        record_streams: true,
+        ..Default::default()
+    };
+    let out = run_with(std::slice::from_ref(&a.output), &cfg, 1);
     assert!(out.errors.is_empty());
     check("pcap file", &t, &out.report, false);
     let written: Truth =

@@ -111,7 +111,7 @@ impl Reassembler {
     /// Stream offset of sequence number `seq`, relative to the next expected byte so it is
     /// right across wraps. Negative means before the start of the stream.
     fn offset_of(&self, base: SeqNum, seq: SeqNum) -> i64 {
-        let next_seq = base.add(self.next as u32);
+        let next_seq = base + self.next as u32;
         self.next as i64 + seq.diff(next_seq) as i64
     }
 
@@ -175,7 +175,7 @@ impl Reassembler {
         budget: &mut Budget,
         sink: &mut F,
     ) {
-        let data_seq = if syn { seq.add(1) } else { seq };
+        let data_seq = if syn { seq + 1 } else { seq };
         if syn {
             self.syn_seen = true;
             if self.base.is_none() {

@@ -293,6 +293,30 @@ pub fn pex_added(payload: &[u8]) -> Option<u64> {
     Some((v4 + v6) as u64)
 }
 
+impl Message<'_> {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::KeepAlive => Kind::KeepAlive,
+            Message::Choke => Kind::Choke,
+            Message::Unchoke => Kind::Unchoke,
+            Message::Interested => Kind::Interested,
+            Message::NotInterested => Kind::NotInterested,
+            Message::Have(_) => Kind::Have,
+            Message::Bitfield(_) => Kind::Bitfield,
+            Message::Request(_) => Kind::Request,
+            Message::Cancel(_) => Kind::Cancel,
+            Message::Reject(_) => Kind::Reject,
+            Message::Port(_) => Kind::Port,
+            Message::Suggest(_) => Kind::Suggest,
+            Message::HaveAll => Kind::HaveAll,
+            Message::HaveNone => Kind::HaveNone,
+            Message::AllowedFast(_) => Kind::AllowedFast,
+            Message::Extended { .. } => Kind::Extended,
+            Message::Hash { kind, .. } => *kind,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,29 +348,5 @@ mod tests {
             .unwrap();
         assert_eq!(ext.metadata_size, Some(175));
         assert!(ext.ids.contains(&("ut_metadata".into(), 3)));
-    }
-}
-
-impl Message<'_> {
-    pub fn kind(&self) -> Kind {
-        match self {
-            Message::KeepAlive => Kind::KeepAlive,
-            Message::Choke => Kind::Choke,
-            Message::Unchoke => Kind::Unchoke,
-            Message::Interested => Kind::Interested,
-            Message::NotInterested => Kind::NotInterested,
-            Message::Have(_) => Kind::Have,
-            Message::Bitfield(_) => Kind::Bitfield,
-            Message::Request(_) => Kind::Request,
-            Message::Cancel(_) => Kind::Cancel,
-            Message::Reject(_) => Kind::Reject,
-            Message::Port(_) => Kind::Port,
-            Message::Suggest(_) => Kind::Suggest,
-            Message::HaveAll => Kind::HaveAll,
-            Message::HaveNone => Kind::HaveNone,
-            Message::AllowedFast(_) => Kind::AllowedFast,
-            Message::Extended { .. } => Kind::Extended,
-            Message::Hash { kind, .. } => *kind,
-        }
     }
 }

@@ -11,8 +11,11 @@ impl SeqNum {
     pub fn diff(self, other: SeqNum) -> i32 {
         self.0.wrapping_sub(other.0) as i32
     }
+}
 
-    pub fn add(self, n: u32) -> SeqNum {
+impl core::ops::Add<u32> for SeqNum {
+    type Output = SeqNum;
+    fn add(self, n: u32) -> SeqNum {
         SeqNum(self.0.wrapping_add(n))
     }
 }
@@ -30,7 +33,7 @@ mod tests {
     #[test]
     fn wraps() {
         let a = SeqNum(u32::MAX - 10);
-        let b = a.add(20);
+        let b = a + 20;
         assert_eq!(b.0, 9);
         assert!(b > a);
         assert_eq!(b.diff(a), 20);

@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# Seed the fuzz corpora from real captures.
+#
+#   fuzz/seed_corpus.sh [PCAP ...]
+#
+# Without arguments it reads pcaps/*.pcap (the lab captures) and
+# /work/shared/pcaps-public/*.{pcap,pcapng,cap} (public BitTorrent captures; set PUBLIC_PCAPS
+# to another directory), plus the .torrent files next to them. Every file is first rewritten
+# as classic pcap with `tshark -F pcap` (pcapng, netmon, ...), then a small Python reader
+# (standard library only) cuts it into the input format of each target, in
+# fuzz/corpus/<target>/ (gitignored). Files are named by content hash, so re-running only
+# adds what is new. Needs: tshark (or editcap), python3.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+public="${PUBLIC_PCAPS:-/work/shared/pcaps-public}"
+out="$here/corpus"
+
+if [ "$#" -gt 0 ]; then
+    inputs=("$@")
+else
+    shopt -s nullglob
+    inputs=("$root"/pcaps/*.pcap "$public"/*.pcap "$public"/*.pcapng "$public"/*.cap)
+fi
+torrents=()
+shopt -s nullglob
+torrents=("$root"/pcaps/*.torrent "$public"/*.torrent "$public"/*/*.torrent)
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+converted=()
+i=0
+for f in "${inputs[@]}"; do
+    i=$((i + 1))
+    dst="$tmp/$i-$(basename "$f").pcap"
+    if tshark -r "$f" -F pcap -w "$dst" >/dev/null 2>&1 || editcap -F pcap "$f" "$dst" >/dev/null 2>&1; then
+        converted+=("$dst")
+    else
+        echo "skip (unreadable): $f" >&2
+    fi
+done
+
+mkdir -p "$out"
+python3 - "$out" "${#converted[@]}" "${converted[@]}" "${torrents[@]}" <<'PY'
+import hashlib, os, struct, sys
+
+out = sys.argv[1]
+n = int(sys.argv[2])
+pcaps = sys.argv[3:3 + n]
+torrents = sys.argv[3 + n:]
+TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
+           "tcp_reassembly", "engine"]
+for t in TARGETS:
+    os.makedirs(os.path.join(out, t), exist_ok=True)
+counts = {t: 0 for t in TARGETS}
+seen = set()
+PROTOCOL = b"\x13BitTorrent protocol"
+
+def emit(target, data, limit=256 << 10):
+    data = bytes(data[:limit])
+    h = hashlib.sha1(data).hexdigest()
+    if (target, h) in seen:
+        return
+    seen.add((target, h))
+    path = os.path.join(out, target, h)
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(data)
+    counts[target] += 1
+
+# ---- classic pcap reader ----
+def read_pcap(path):
+    with open(path, "rb") as f:
+        buf = f.read()
+    magic = buf[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        e = "<"
+    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        e = ">"
+    else:
+        return None, []
+    nano = magic in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    linktype = struct.unpack(e + "I", buf[20:24])[0] & 0x0FFFFFFF
+    frames, p = [], 24
+    while p + 16 <= len(buf):
+        sec, frac, incl, orig = struct.unpack(e + "IIII", buf[p:p + 16])
+        p += 16
+        data = buf[p:p + incl]
+        p += incl
+        usec = frac // 1000 if nano else frac
+        frames.append((sec * 1_000_000 + usec, data, orig))
+    return linktype, frames
+
+# ---- minimal Ethernet / IP / TCP / UDP dissection ----
+def dissect(frame):
+    """-> dict with l3 offset, ethertype, proto, endpoints, tcp fields and payload, or None."""
+    if len(frame) < 14:
+        return None
+    et, off = struct.unpack(">H", frame[12:14])[0], 14
+    while et in (0x8100, 0x88A8) and len(frame) >= off + 4:
+        et, off = struct.unpack(">H", frame[off + 2:off + 4])[0], off + 4
+    ip = frame[off:]
+    d = {"l3": off, "ethertype": et}
+    if et == 0x0800 and len(ip) >= 20 and ip[0] >> 4 == 4:
+        ihl = (ip[0] & 15) * 4
+        total = struct.unpack(">H", ip[2:4])[0]
+        frag = struct.unpack(">H", ip[6:8])[0]
+        d.update(proto=ip[9], src=ip[12:16], dst=ip[16:20], frag=(frag & 0x3FFF) != 0)
+        l4 = ip[ihl:max(ihl, min(total, len(ip)))]
+    elif et == 0x86DD and len(ip) >= 40 and ip[0] >> 4 == 6:
+        plen = struct.unpack(">H", ip[4:6])[0]
+        d.update(proto=ip[6], src=ip[8:24], dst=ip[24:40], frag=ip[6] == 44)
+        l4 = ip[40:40 + plen]
+    else:
+        return d
+    if d["frag"]:
+        return d
+    if d["proto"] == 6 and len(l4) >= 20:
+        sport, dport, seq, ack, doff_flags = struct.unpack(">HHIIH", l4[:14])
+        doff = (doff_flags >> 12) * 4
+        d.update(sport=sport, dport=dport, seq=seq, ack=ack, flags=doff_flags & 0x3F,
+                 payload=l4[doff:])
+    elif d["proto"] == 17 and len(l4) >= 8:
+        sport, dport = struct.unpack(">HH", l4[:4])
+        d.update(sport=sport, dport=dport, payload=l4[8:])
+    return d
+
+FIN, SYN, RST, ACK = 1, 2, 4, 16
+
+def link_variants(frame, d):
+    """The same IP packet under the other link types (selector byte of link_decode)."""
+    ip = frame[d["l3"]:]
+    et = d["ethertype"]
+    sll = struct.pack(">HHH", 0, 1, 6) + frame[6:12] + b"\0\0" + struct.pack(">H", et)
+    sll2 = struct.pack(">HHIHBB", et, 0, 2, 1, 0, 6) + frame[6:12] + b"\0\0"
+    af = 2 if et == 0x0800 else 30
+    return [(1, sll + ip), (2, sll2 + ip), (3, ip), (4, struct.pack("<I", af) + ip)]
+
+# ---- per-flow bookkeeping ----
+def flow_key(d):
+    a, b = (d["src"], d["sport"]), (d["dst"], d["dport"])
+    return (d["proto"],) + ((a, b) if a <= b else (b, a)), (0 if a <= b else 1)
+
+def reassemble(segs):
+    """segs: [(seq, syn, payload)] of one direction, in capture order -> contiguous bytes
+    from the first byte (stops at the first hole)."""
+    isn = None
+    for seq, syn, _ in segs:
+        if syn:
+            isn = (seq + 1) & 0xFFFFFFFF
+            break
+    if isn is None:
+        data_segs = [s for s in segs if s[2]]
+        if not data_segs:
+            return b"", False
+        isn = data_segs[0][0]
+    pieces = {}
+    for seq, syn, pl in segs:
+        if not pl:
+            continue
+        if syn:
+            seq = (seq + 1) & 0xFFFFFFFF
+        off = (seq - isn) & 0xFFFFFFFF
+        if off >= 1 << 31:
+            continue
+        if off not in pieces or len(pl) > len(pieces[off]):
+            pieces[off] = pl
+    out, pos = bytearray(), 0
+    for off in sorted(pieces):
+        pl = pieces[off]
+        if off > pos:
+            break
+        if off + len(pl) > pos:
+            out += pl[pos - off:]
+            pos = off + len(pl)
+    return bytes(out), any(s[1] for s in segs)
+
+def messages(stream):
+    """Cut a peer-wire stream (from its first byte) into framed messages."""
+    p, msgs = 0, []
+    if stream.startswith(PROTOCOL):
+        msgs.append(stream[:68])
+        p = 68
+    while p + 4 <= len(stream):
+        ln = struct.unpack(">I", stream[p:p + 4])[0]
+        if ln > (1 << 21) or p + 4 + ln > len(stream):
+            break
+        msgs.append(stream[p:p + 4 + ln])
+        p += 4 + ln
+    return msgs
+
+def dt_byte(prev, ts):
+    if ts < prev:
+        return 0xF0 + min(15, (prev - ts) // 1_000_000)
+    ms = (ts - prev) / 1000
+    return min(0xEF, int(round(ms ** 0.5)))
+
+def engine_seed(flags, frames):
+    if not frames:
+        return None
+    out = bytearray([flags])
+    out += struct.pack(">I", (frames[0][0] // 1_000_000) & 0xFFFFFFFF)
+    prev = frames[0][0] // 1_000_000 * 1_000_000
+    for ts, data, orig in frames:
+        link = 0x80 if orig > len(data) else 0
+        out += struct.pack(">HBB", len(data), link, dt_byte(prev, ts)) + data
+        prev = ts
+    return out
+
+for path in pcaps:
+    linktype, frames = read_pcap(path)
+    if linktype != 1 or not frames:
+        continue  # all our captures are Ethernet; others would need their own dissector
+    flows = {}
+    for idx, (ts, data, orig) in enumerate(frames):
+        d = dissect(data)
+        # link_decode: a sample of raw frames, and the same packets under other link types.
+        if idx < 30 or idx % max(1, len(frames) // 40) == 0:
+            emit("link_decode", bytes([0, 0, 6]) + data)
+            if d and "proto" in d and idx % 3 == 0:
+                for sel, v in link_variants(data, d):
+                    emit("link_decode", bytes([sel, 0, d["proto"]]) + v)
+        if not d or "payload" not in d:
+            continue
+        key, dr = flow_key(d)
+        fl = flows.setdefault(key, {"frames": [], "segs": ([], []), "udp": []})
+        fl["frames"].append((ts, data, orig))
+        if d["proto"] == 6:
+            fl["segs"][dr].append((d["seq"], bool(d["flags"] & SYN), d["payload"],
+                                   d["ack"], d["flags"]))
+        else:
+            fl["udp"].append(d["payload"])
+            pl = d["payload"]
+            if pl[:1] == b"d":
+                emit("bencode", pl)  # DHT (KRPC) messages are bencoded dictionaries
+
+    # engine: the first frames of the capture, mixed flows (UDP/DHT, ARP, ...).
+    head = frames[:40]
+    emit("engine", engine_seed(0x04, head))
+    emit("engine", engine_seed(0x05, head))
+
+    def bt_score(fl):
+        s = b"".join(x[2] for x in fl["segs"][0][:4] + fl["segs"][1][:4])
+        return (PROTOCOL in s, sum(len(x[2]) for x in fl["segs"][0] + fl["segs"][1]))
+
+    tcp_flows = [f for k, f in flows.items() if k[0] == 6]
+    tcp_flows.sort(key=bt_score, reverse=True)
+    for rank, fl in enumerate(tcp_flows[:8]):
+        fr = fl["frames"]
+        # engine: one connection from its start, and a window from its middle (mid-stream
+        # pick-up); tiny caps on every other seed.
+        emit("engine", engine_seed(0x04 | (rank & 1), fr[:40]))
+        if len(fr) > 80:
+            mid = len(fr) // 2
+            emit("engine", engine_seed(0x06 | (rank & 1), fr[mid:mid + 40]))
+        # HTTP bodies (tracker responses) are bencoded.
+        for segs in fl["segs"]:
+            for s in segs:
+                pl = s[2]
+                if b"\r\n\r\nd" in pl:
+                    emit("bencode", pl.split(b"\r\n\r\n", 1)[1])
+        # tcp_reassembly: the connection's own segment / ack sequence.
+        isn = []
+        for segs in fl["segs"]:
+            syn = [s[0] for s in segs if s[4] & SYN]
+            isn.append(syn[0] if syn else (segs[0][0] if segs else 0))
+        ops = bytearray([0]) + struct.pack(">II", isn[0], isn[1])
+        nops = 0
+        order = sorted(
+            [(i, dr, s) for dr in (0, 1) for i, s in enumerate(fl["segs"][dr])],
+            key=lambda x: x[0])
+        # Interleave the directions roughly as captured.
+        merged = []
+        ptr = [0, 0]
+        for ts, data, orig in fr:
+            d = dissect(data)
+            if not d or d.get("proto") != 6:
+                continue
+            _, dr = flow_key(d)
+            if ptr[dr] < len(fl["segs"][dr]):
+                merged.append((dr, fl["segs"][dr][ptr[dr]]))
+                ptr[dr] += 1
+        for dr, (seq, syn, pl, ack, flags) in merged[:200]:
+            if flags & ACK:
+                ops += bytes([(1 - dr) | (4 << 1)]) + struct.pack(">I", (ack - isn[1 - dr]) & 0xFFFFFFFF)
+            sf = (1 if flags & SYN else 0) | (2 if flags & FIN else 0)
+            ops += bytes([dr, sf]) + struct.pack(">IH", (seq - isn[dr]) & 0xFFFFFFFF, min(len(pl), 0xFFFF))
+            nops += 1
+        if nops:
+            emit("tcp_reassembly", ops)
+        # Byte streams: peerwire_stream, peerwire_messages, bencode.
+        for dr in (0, 1):
+            segs = [(s[0], s[1], s[2]) for s in fl["segs"][dr]]
+            stream, syn_seen = reassemble(segs)
+            if not stream:
+                continue
+            is_bt = stream.startswith(PROTOCOL)
+            mode = 1 if (syn_seen and is_bt) else 0
+            emit("peerwire_stream", bytes([mode, 0]) + stream[:48 << 10])
+            emit("peerwire_stream", bytes([mode | 2, 0]) + stream[:16 << 10])
+            # Chopped into small pieces with a gap in the middle.
+            ctl = bytes([0x05, 0x3F, 0x44, 0x81, 0xC3, 0x10, 0x82])
+            emit("peerwire_stream", bytes([mode, len(ctl)]) + ctl + stream[:24 << 10])
+            if len(stream) > 64 << 10:
+                mid = len(stream) // 2
+                emit("peerwire_stream", bytes([0, 0]) + stream[mid:mid + (32 << 10)])
+            for s in segs[:60]:
+                if s[2]:
+                    emit("peerwire_messages", s[2][:4096])
+            kinds = {}
+            for m in messages(stream):
+                if m.startswith(PROTOCOL):
+                    emit("peerwire_messages", m)
+                    continue
+                if len(m) < 5:
+                    continue
+                mid_ = m[4]
+                kinds[mid_] = kinds.get(mid_, 0) + 1
+                if kinds[mid_] <= 3:
+                    emit("peerwire_messages", m[:4096])
+                    emit("peerwire_messages", m[4:4096])  # `[id][body]`
+                if mid_ == 20 and len(m) > 6:
+                    emit("bencode", m[6:])  # extended payload after the extended id
+
+for t in torrents:
+    with open(t, "rb") as f:
+        data = f.read()
+    emit("bencode", data)
+    # The info dictionary alone (what ut_metadata carries) and a ut_metadata data message.
+    i = data.find(b"4:infod")
+    if i >= 0:
+        info = data[i + 6:-1]
+        emit("bencode", info)
+        hdr = b"d8:msg_typei1e5:piecei0e10:total_sizei%dee" % len(info)
+        emit("bencode", hdr + info[:16384])
+
+for t in TARGETS:
+    print(f"{t}: {counts[t]} seeds -> {os.path.join(out, t)}")
+PY
