@@ -403,66 +403,42 @@ impl Conn {
     }
 
     fn on_chunk(&mut self, dir: Dir, at_start: bool, chunk: Chunk<'_>, ctx: &mut Ctx<'_>) {
+        if let Chunk::Data(data) = chunk {
+            if let Some(h) = &mut self.hashers {
+                h[dir.idx()].0.update(data);
+                h[dir.idx()].1 += data.len() as u64;
+            }
+            if let Some(v) = self.state.observe(dir, data) {
+                self.verdict(v, ctx);
+            }
+        }
+        let Conn {
+            parsers,
+            state,
+            sub_sender,
+            counted_bt,
+            counted_plain_after_enc,
+            ..
+        } = self;
+        let parser = parsers[dir.idx()].get_or_insert_with(|| {
+            if at_start {
+                StreamParser::at_start()
+            } else {
+                StreamParser::midstream()
+            }
+        });
+        let plim = ctx.plim;
+        let mut h = Handler {
+            state,
+            ctx,
+            dir,
+            sub_sender,
+            counted_bt,
+            counted_plain_after_enc,
+        };
         match chunk {
-            Chunk::Data(data) => {
-                if let Some(h) = &mut self.hashers {
-                    h[dir.idx()].0.update(data);
-                    h[dir.idx()].1 += data.len() as u64;
-                }
-                if let Some(v) = self.state.observe(dir, data) {
-                    self.verdict(v, ctx);
-                }
-                let Conn {
-                    parsers,
-                    state,
-                    sub_sender,
-                    counted_bt,
-                    counted_plain_after_enc,
-                    ..
-                } = self;
-                let parser = parsers[dir.idx()].get_or_insert_with(|| {
-                    if at_start {
-                        StreamParser::at_start()
-                    } else {
-                        StreamParser::midstream()
-                    }
-                });
-                let mut h = Handler {
-                    state,
-                    ctx,
-                    dir,
-                    sub_sender,
-                    counted_bt,
-                    counted_plain_after_enc,
-                };
-                parser.feed(data, h.ctx.plim, &mut |ev| h.event(ev));
-            }
-            Chunk::Gap(n) => {
-                let Conn {
-                    parsers,
-                    state,
-                    sub_sender,
-                    counted_bt,
-                    counted_plain_after_enc,
-                    ..
-                } = self;
-                let parser = parsers[dir.idx()].get_or_insert_with(|| {
-                    if at_start {
-                        StreamParser::at_start()
-                    } else {
-                        StreamParser::midstream()
-                    }
-                });
-                let mut h = Handler {
-                    state,
-                    ctx,
-                    dir,
-                    sub_sender,
-                    counted_bt,
-                    counted_plain_after_enc,
-                };
-                parser.gap(n, &mut |ev| h.event(ev));
-            }
+            Chunk::Data(data) => parser.feed(data, plim, &mut |ev| h.event(ev)),
+            Chunk::Gap(n) => parser.gap(n, &mut |ev| h.event(ev)),
         }
     }
 }

@@ -94,36 +94,10 @@ fn check(name: &str, truth: &Truth, r: &Report, midstream: bool) {
             "{name}: {k} messages"
         );
     }
-    let mut want: Vec<_> = truth
-        .streams
-        .iter()
-        .map(|t| {
-            (
-                t.client.clone(),
-                t.server.clone(),
-                t.c2s_bytes,
-                t.c2s_sha1.clone(),
-                t.s2c_bytes,
-                t.s2c_sha1.clone(),
-            )
-        })
-        .collect();
-    let mut got: Vec<_> = r
-        .streams
-        .iter()
-        .map(|t| {
-            (
-                t.client.clone(),
-                t.server.clone(),
-                t.c2s_bytes,
-                t.c2s_sha1.clone(),
-                t.s2c_bytes,
-                t.s2c_sha1.clone(),
-            )
-        })
-        .collect();
-    want.sort();
-    got.sort();
+    let mut want = truth.streams.clone();
+    let mut got = r.streams.clone();
+    want.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+    got.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
     assert_eq!(got, want, "{name}: delivered streams");
 }
 

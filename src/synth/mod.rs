@@ -222,18 +222,9 @@ pub struct ReassemblyTruth {
 
 /// The delivered byte streams of one TCP flow: what a correct reassembler hands upward (the
 /// original stream minus lost segments minus everything before a midstream start; first
-/// copies win over conflicting ones).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamTruth {
-    /// Leecher "ip:port" ("[v6]:port").
-    pub client: String,
-    /// Seeder "ip:port".
-    pub server: String,
-    pub c2s_bytes: u64,
-    pub c2s_sha1: String,
-    pub s2c_bytes: u64,
-    pub s2c_sha1: String,
-}
+/// copies win over conflicting ones). The same record the engine reports with
+/// `record_streams`, so the two compare directly.
+pub type StreamTruth = crate::report::StreamRecord;
 
 /// Ground truth of a generated capture, computed from the construction.
 ///

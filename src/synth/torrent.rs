@@ -54,16 +54,7 @@ pub fn content_byte_range(seed: u64, torrent_index: u32, offset: u64, len: usize
     out
 }
 
-/// Lowercase hex, because the Truth and logs carry SHA-1s as text and we add no hex crate.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
+pub use crate::report::hex;
 
 // Minimal bencode writer: the generator only ever emits a handful of fixed-shape dicts, so
 // keys are written by hand in sorted order (BEP 3 requires sorted keys; the info-hash depends
