@@ -8,5 +8,6 @@ pub mod flow;
 pub mod peerwire;
 pub mod replay;
 pub mod report;
+pub mod swarm;
 pub mod synth;
 pub mod wire;
