@@ -128,7 +128,7 @@ impl Engine {
         st.bytes += orig_len as u64;
         st.first_ts.get_or_insert(ts);
         st.last_ts = Some(st.last_ts.map_or(ts, |t| t.max(ts)));
-        if ts >= self.last_sweep + SWEEP_MICROS {
+        if ts.saturating_sub(self.last_sweep) >= SWEEP_MICROS {
             self.sweep(ts);
         }
         match link::decode(link, frame, orig_len) {
@@ -588,5 +588,21 @@ impl Handler<'_, '_> {
             Event::Skipped { .. } => self.ctx.stats.peerwire.skipped_messages += 1,
             Event::NotBitTorrent => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timestamps are input: a pcapng can say anything, up to u64::MAX after conversion.
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        let mut e = Engine::new(Config::default());
+        for ts in [u64::MAX, u64::MAX, 0, u64::MAX - 1, 1] {
+            e.handle(ts, LinkType::Ethernet, &[0u8; 14], 14);
+        }
+        let s = e.finish();
+        assert_eq!(s.frames, 5);
     }
 }

@@ -101,6 +101,8 @@ pub struct StreamParser {
     pub handshake_seen: bool,
     pub resyncs: u64,
     pub bytes_seen: u64,
+    /// Bytes held by a resync, to be parsed from the frame it found.
+    replay: Vec<u8>,
 }
 
 impl StreamParser {
@@ -111,6 +113,7 @@ impl StreamParser {
             handshake_seen: false,
             resyncs: 0,
             bytes_seen: 0,
+            replay: Vec::new(),
         }
     }
 
@@ -125,6 +128,7 @@ impl StreamParser {
             handshake_seen: false,
             resyncs: 0,
             bytes_seen: 0,
+            replay: Vec::new(),
         }
     }
 
@@ -236,15 +240,37 @@ impl StreamParser {
         }
     }
 
-    pub fn feed<F: FnMut(Event<'_>)>(&mut self, mut data: &[u8], lim: &ParserLimits, out: &mut F) {
+    pub fn feed<F: FnMut(Event<'_>)>(&mut self, data: &[u8], lim: &ParserLimits, out: &mut F) {
         self.bytes_seen += data.len() as u64;
+        self.run(data, lim, out);
+        self.drain_replay(lim, out);
+    }
+
+    fn run<F: FnMut(Event<'_>)>(&mut self, mut data: &[u8], lim: &ParserLimits, out: &mut F) {
         while !data.is_empty() {
             let used = self.step(data, lim, out);
             if used == 0 {
-                // Only Dead consumes nothing without more input being useful.
+                // Only Dead consumes nothing: nothing more is useful.
                 return;
             }
             data = &data[used..];
+            if !self.replay.is_empty() {
+                // A resync found a frame inside held bytes: they come before the rest of
+                // `data`, so queue the rest behind them.
+                self.replay.extend_from_slice(data);
+                return;
+            }
+        }
+    }
+
+    /// Feed bytes held by a resync, iteratively.
+    fn drain_replay<F: FnMut(Event<'_>)>(&mut self, lim: &ParserLimits, out: &mut F) {
+        while !self.replay.is_empty() {
+            let held = std::mem::take(&mut self.replay);
+            self.run(&held, lim, out);
+            if self.is_dead() {
+                self.replay.clear();
+            }
         }
     }
 
@@ -445,8 +471,6 @@ impl StreamParser {
             Found::At(p, hs) => {
                 let skipped_total = *skipped + p as u64;
                 let rest = buf.split_off(p);
-                let probing_was = *probing;
-                let _ = probing_was;
                 self.resyncs += 1;
                 out(Event::Resynced {
                     skipped: skipped_total,
@@ -459,15 +483,9 @@ impl StreamParser {
                         have: 0,
                     }
                 };
-                // Replay the held bytes through the framed states.
-                let mut r: &[u8] = &rest;
-                while !r.is_empty() {
-                    let used = self.step(r, lim, out);
-                    if used == 0 {
-                        break;
-                    }
-                    r = &r[used..];
-                }
+                // The held bytes go through the framed states next, from `feed`'s loop: a
+                // replay that loses sync again must not recurse (a peer controls the depth).
+                self.replay = rest;
             }
             Found::NeedMore(keep_from) => {
                 if keep_from > 0 {
@@ -640,6 +658,37 @@ mod tests {
         let (names, data) = collect(&mut p, &[&s[80..], &msg(1, &[])]);
         assert_eq!(names, vec!["Unchoke"]);
         assert_eq!(data.len(), 100 + 13 - 80);
+    }
+
+    /// A stream built to lose sync right after every resync (HAVE, HAVE, then a HAVE with a
+    /// wrong length) must not recurse per resync: a peer controls how many there are.
+    #[test]
+    fn resync_chains_do_not_recurse() {
+        let mut unit = Vec::new();
+        unit.extend(msg(4, &[0, 0, 0, 1]));
+        unit.extend(msg(4, &[0, 0, 0, 1]));
+        unit.extend_from_slice(&[0, 0, 0, 7, 4]);
+        let mut s = vec![0u8, 0];
+        for _ in 0..11_000 {
+            s.extend_from_slice(&unit);
+        }
+        // On a small stack: recursion one frame per resync would overflow it.
+        let h = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let mut p = StreamParser::midstream();
+                let mut haves = 0u64;
+                p.feed(&s, &ParserLimits::default(), &mut |e| {
+                    if let Event::Message(Message::Have(_)) = e {
+                        haves += 1
+                    }
+                });
+                (haves, p.resyncs)
+            })
+            .unwrap();
+        let (haves, resyncs) = h.join().expect("parser thread");
+        assert!(resyncs > 10_000, "{resyncs}");
+        assert!(haves >= 2 * 10_000, "{haves}");
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! assembly from blocks, and verification against the hashes that chain to the info-hash.
 
 pub mod metainfo;
+pub mod pieces;
 
 pub use metainfo::{Metainfo, MetainfoError};

@@ -1,0 +1,520 @@
+//! Block -> piece assembly and verification. Blocks arrive from PIECE messages in either
+//! direction of any connection of a swarm. Copies of the same range with different bytes are
+//! kept apart until the piece hash decides which is right; a piece that fails its hash is
+//! discarded and counted against the peers whose blocks it was built from. Blocks of swarms
+//! whose metainfo is not known yet wait in a bounded quarantine.
+//!
+//! Memory: every held block is charged to one budget per worker (`max_assembly_bytes`);
+//! when it is full the oldest incomplete piece is dropped (counted). Quarantine has its own,
+//! smaller cap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::Metainfo;
+
+/// Where verified pieces go, and what counts as "already cached".
+pub trait PieceSink {
+    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool;
+    /// A piece that verified. The sink may re-verify; returns whether it was admitted.
+    fn admit(&self, m: &Metainfo, index: u32, data: &[u8]) -> bool;
+    /// A cached piece was used (a would-be hit): for LRU order.
+    fn touch(&self, info_hash: &[u8; 20], index: u32);
+}
+
+/// Alternative copies of one block start tried when the first assembly fails its hash.
+const MAX_ALTERNATIVES: usize = 8;
+
+#[derive(Debug, Default, Clone)]
+pub struct PieceCounters {
+    pub verified: u64,
+    pub failed: u64,
+    pub admitted: u64,
+    /// Incomplete pieces dropped to stay within the assembly budget.
+    pub dropped: u64,
+    pub dropped_bytes: u64,
+    pub quarantined_bytes: u64,
+    pub quarantine_evicted_bytes: u64,
+    pub failed_by_peer: BTreeMap<SocketAddr, u64>,
+}
+
+struct Copy {
+    data: Vec<u8>,
+    from: SocketAddr,
+}
+
+/// One piece being assembled: candidate copies per block start.
+struct Assembly {
+    blocks: BTreeMap<u32, Vec<Copy>>,
+    bytes: usize,
+    /// Position in eviction order (older first).
+    seq: u64,
+    /// Held without metainfo: counted against the quarantine cap.
+    quarantined: bool,
+}
+
+impl Assembly {
+    /// Add a block; false when an identical copy is already held.
+    fn add(&mut self, begin: u32, data: &[u8], from: SocketAddr) -> bool {
+        let copies = self.blocks.entry(begin).or_default();
+        if copies.iter().any(|c| c.data == data) || copies.len() >= MAX_ALTERNATIVES {
+            return false;
+        }
+        copies.push(Copy {
+            data: data.to_vec(),
+            from,
+        });
+        self.bytes += data.len();
+        true
+    }
+
+    /// The piece from the first copy of each block, if [0, len) is covered with blocks
+    /// that fit exactly (pads are zero-filled). Returns the bytes and the senders used.
+    fn build(
+        &self,
+        len: u32,
+        pads: &[(u32, u32)],
+        pick: &BTreeMap<u32, usize>,
+    ) -> Option<(Vec<u8>, Vec<SocketAddr>)> {
+        let mut out = vec![0u8; len as usize];
+        let mut covered = 0u32;
+        let mut from = Vec::new();
+        let mut pads = pads.iter().peekable();
+        loop {
+            while let Some(&&(ps, pe)) = pads.peek() {
+                if ps <= covered && pe > covered {
+                    covered = pe;
+                }
+                if ps <= covered {
+                    pads.next();
+                } else {
+                    break;
+                }
+            }
+            if covered >= len {
+                return Some((out, from));
+            }
+            let copies = self.blocks.get(&covered)?;
+            let c = &copies[pick
+                .get(&covered)
+                .copied()
+                .unwrap_or(0)
+                .min(copies.len() - 1)];
+            let end = covered as usize + c.data.len();
+            if end > len as usize || c.data.is_empty() {
+                return None;
+            }
+            out[covered as usize..end].copy_from_slice(&c.data);
+            if !from.contains(&c.from) {
+                from.push(c.from);
+            }
+            covered = end as u32;
+        }
+    }
+}
+
+type Key = ([u8; 20], u32);
+
+/// Per-worker assembly state for all swarms.
+pub struct Pieces {
+    open: HashMap<Key, Assembly>,
+    /// Eviction order: oldest first. Quarantined pieces are also listed in `q_order`.
+    order: BTreeMap<u64, Key>,
+    q_order: BTreeMap<u64, Key>,
+    next_seq: u64,
+    held: usize,
+    max_bytes: usize,
+    quarantine_max: usize,
+    quarantined: usize,
+    /// Pieces known good in this run (so later copies are not re-assembled), as bitsets.
+    done: HashMap<[u8; 20], Vec<u64>>,
+    pub counters: HashMap<[u8; 20], PieceCounters>,
+}
+
+impl Pieces {
+    pub fn new(max_bytes: usize, quarantine_max: usize) -> Self {
+        Pieces {
+            open: HashMap::new(),
+            order: BTreeMap::new(),
+            q_order: BTreeMap::new(),
+            next_seq: 0,
+            held: 0,
+            max_bytes,
+            quarantine_max,
+            quarantined: 0,
+            done: HashMap::new(),
+            counters: HashMap::new(),
+        }
+    }
+
+    fn is_done(&self, ih: &[u8; 20], index: u32) -> bool {
+        self.done
+            .get(ih)
+            .and_then(|b| b.get(index as usize / 64))
+            .is_some_and(|w| w & (1 << (index % 64)) != 0)
+    }
+
+    fn mark_done(&mut self, ih: [u8; 20], index: u32, num_pieces: u32) {
+        let bits = self
+            .done
+            .entry(ih)
+            .or_insert_with(|| vec![0; (num_pieces as usize).div_ceil(64)]);
+        if let Some(w) = bits.get_mut(index as usize / 64) {
+            *w |= 1 << (index % 64);
+        }
+    }
+
+    /// A complete block of swarm `ih` from `from`. `meta` is its metainfo when known.
+    #[allow(clippy::too_many_arguments)]
+    pub fn block(
+        &mut self,
+        ih: [u8; 20],
+        meta: Option<&Arc<Metainfo>>,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        from: SocketAddr,
+        sink: &dyn PieceSink,
+    ) {
+        if let Some(m) = meta {
+            let Some(len) = m.piece_len(index) else {
+                return;
+            };
+            if begin as u64 + data.len() as u64 > len as u64 {
+                return; // Outside its piece: no valid piece contains it.
+            }
+            if self.is_done(&ih, index) || sink.contains(&ih, index) {
+                return;
+            }
+        }
+        let key = (ih, index);
+        let quarantine = meta.is_none();
+        if quarantine {
+            while self.quarantined + data.len() > self.quarantine_max && self.evict_oldest(true) {}
+            if self.quarantined + data.len() > self.quarantine_max {
+                self.counters
+                    .entry(ih)
+                    .or_default()
+                    .quarantine_evicted_bytes += data.len() as u64;
+                return;
+            }
+        }
+        while self.held + data.len() > self.max_bytes && self.evict_oldest(false) {}
+        if self.held + data.len() > self.max_bytes {
+            return;
+        }
+        if !self.open.contains_key(&key) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.order.insert(seq, key);
+            if quarantine {
+                self.q_order.insert(seq, key);
+            }
+            self.open.insert(
+                key,
+                Assembly {
+                    blocks: BTreeMap::new(),
+                    bytes: 0,
+                    seq,
+                    quarantined: quarantine,
+                },
+            );
+        }
+        let Some(a) = self.open.get_mut(&key) else {
+            return;
+        };
+        if a.add(begin, data, from) {
+            self.held += data.len();
+            if a.quarantined {
+                self.quarantined += data.len();
+                self.counters.entry(ih).or_default().quarantined_bytes += data.len() as u64;
+            }
+        }
+        if let Some(m) = meta {
+            self.try_complete(m, index, sink);
+        }
+    }
+
+    /// Metainfo for `ih` became known: its quarantined pieces leave quarantine and are
+    /// checked (and verified if complete).
+    pub fn metainfo_arrived(&mut self, m: &Arc<Metainfo>, sink: &dyn PieceSink) {
+        let ih = m.info_hash;
+        let indices: Vec<u32> = self
+            .open
+            .keys()
+            .filter(|(h, _)| *h == ih)
+            .map(|(_, i)| *i)
+            .collect();
+        for index in indices {
+            if let Some(a) = self.open.get_mut(&(ih, index)) {
+                if a.quarantined {
+                    a.quarantined = false;
+                    self.quarantined = self.quarantined.saturating_sub(a.bytes);
+                    self.q_order.remove(&a.seq);
+                }
+            }
+            if m.piece_len(index).is_none() {
+                self.discard(&(ih, index));
+                continue;
+            }
+            self.try_complete(m, index, sink);
+        }
+    }
+
+    fn try_complete(&mut self, m: &Metainfo, index: u32, sink: &dyn PieceSink) {
+        let key = (m.info_hash, index);
+        let Some(len) = m.piece_len(index) else {
+            return;
+        };
+        let pads = m.pad_ranges(index);
+        let Some(a) = self.open.get(&key) else { return };
+        let Some((data, from)) = a.build(len, &pads, &BTreeMap::new()) else {
+            return;
+        };
+        // Complete: the hash decides, trying alternative copies of contested blocks.
+        let mut good = m.verify_piece(index, &data).then_some(data);
+        if good.is_none() {
+            'alt: for (&begin, copies) in &a.blocks {
+                for k in 1..copies.len() {
+                    let pick = BTreeMap::from([(begin, k)]);
+                    if let Some((d, _)) = a.build(len, &pads, &pick) {
+                        if m.verify_piece(index, &d) {
+                            good = Some(d);
+                            break 'alt;
+                        }
+                    }
+                }
+            }
+        }
+        // Senders of copies that are not in the good piece are the hostile-peer signal.
+        let mut liars: Vec<SocketAddr> = Vec::new();
+        match &good {
+            Some(d) => {
+                for (&begin, copies) in &a.blocks {
+                    for c in copies {
+                        let end = begin as usize + c.data.len();
+                        if d.get(begin as usize..end) != Some(&c.data[..])
+                            && !liars.contains(&c.from)
+                        {
+                            liars.push(c.from);
+                        }
+                    }
+                }
+            }
+            None => liars = from,
+        }
+        let c = self.counters.entry(m.info_hash).or_default();
+        match good {
+            Some(d) => {
+                c.verified += 1;
+                if sink.admit(m, index, &d) {
+                    c.admitted += 1;
+                }
+                self.mark_done(m.info_hash, index, m.num_pieces());
+            }
+            None => c.failed += 1,
+        }
+        let c = self.counters.entry(m.info_hash).or_default();
+        for p in liars {
+            *c.failed_by_peer.entry(p).or_default() += 1;
+        }
+        self.discard(&key);
+    }
+
+    fn discard(&mut self, key: &Key) {
+        if let Some(a) = self.open.remove(key) {
+            self.held = self.held.saturating_sub(a.bytes);
+            self.order.remove(&a.seq);
+            if a.quarantined {
+                self.quarantined = self.quarantined.saturating_sub(a.bytes);
+                self.q_order.remove(&a.seq);
+            }
+        }
+    }
+
+    /// Drop the oldest incomplete piece (the oldest quarantined one if `quarantine_only`).
+    fn evict_oldest(&mut self, quarantine_only: bool) -> bool {
+        let first = if quarantine_only {
+            self.q_order.first_key_value()
+        } else {
+            self.order.first_key_value()
+        };
+        let Some((_, &key)) = first else { return false };
+        let bytes = self.open.get(&key).map_or(0, |a| a.bytes);
+        self.discard(&key);
+        let c = self.counters.entry(key.0).or_default();
+        if quarantine_only {
+            c.quarantine_evicted_bytes += bytes as u64;
+        } else {
+            c.dropped += 1;
+            c.dropped_bytes += bytes as u64;
+        }
+        true
+    }
+
+    /// Bytes held for pieces in progress, and of those, in quarantine.
+    pub fn held(&self) -> (usize, usize) {
+        (self.held, self.quarantined)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha1::{Digest, Sha1};
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    /// A torrent of 3 pieces of 32 KiB (the last 10 KiB) over deterministic content.
+    fn torrent() -> (Arc<Metainfo>, Vec<u8>) {
+        let content: Vec<u8> = (0..(2 * 32768 + 10240u32))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let mut pieces = Vec::new();
+        for p in content.chunks(32768) {
+            pieces.extend_from_slice(&Sha1::digest(p));
+        }
+        let mut info = format!(
+            "d6:lengthi{}e4:name1:x12:piece lengthi32768e6:pieces{}:",
+            content.len(),
+            pieces.len()
+        )
+        .into_bytes();
+        info.extend_from_slice(&pieces);
+        info.push(b'e');
+        (Arc::new(Metainfo::from_info(&info).unwrap()), content)
+    }
+
+    #[derive(Default)]
+    struct Sink(RefCell<HashSet<u32>>);
+    impl PieceSink for Sink {
+        fn contains(&self, _: &[u8; 20], i: u32) -> bool {
+            self.0.borrow().contains(&i)
+        }
+        fn admit(&self, m: &Metainfo, i: u32, d: &[u8]) -> bool {
+            assert!(m.verify_piece(i, d), "only verified pieces reach the sink");
+            self.0.borrow_mut().insert(i)
+        }
+        fn touch(&self, _: &[u8; 20], _: u32) {}
+    }
+
+    fn peer(n: u8) -> SocketAddr {
+        SocketAddr::from(([198, 19, 0, n], 6881))
+    }
+
+    fn feed(
+        p: &mut Pieces,
+        m: Option<&Arc<Metainfo>>,
+        ih: [u8; 20],
+        content: &[u8],
+        index: u32,
+        from: SocketAddr,
+        sink: &Sink,
+        corrupt: Option<u32>,
+    ) {
+        let start = index as usize * 32768;
+        let end = (start + 32768).min(content.len());
+        for begin in (0..end - start).step_by(16384) {
+            let mut b = content[start + begin..(start + begin + 16384).min(end)].to_vec();
+            if corrupt == Some(begin as u32) {
+                b[5] ^= 0xff;
+            }
+            p.block(ih, m, index, begin as u32, &b, from, sink);
+        }
+    }
+
+    #[test]
+    fn good_bad_and_contested_pieces() {
+        let (m, content) = torrent();
+        let sink = Sink::default();
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        let ih = m.info_hash;
+        feed(&mut p, Some(&m), ih, &content, 0, peer(1), &sink, None);
+        // Piece 1: a liar's copy of block 0 arrives first, then the honest one, then block 1:
+        // the piece completes with two candidates for block 0 and the hash picks.
+        p.block(
+            ih,
+            Some(&m),
+            1,
+            0,
+            &{
+                let mut b = content[32768..49152].to_vec();
+                b[5] ^= 0xff;
+                b
+            },
+            peer(2),
+            &sink,
+        );
+        p.block(ih, Some(&m), 1, 0, &content[32768..49152], peer(1), &sink);
+        p.block(
+            ih,
+            Some(&m),
+            1,
+            16384,
+            &content[49152..65536],
+            peer(1),
+            &sink,
+        );
+        // Piece 2: only the liar.
+        feed(&mut p, Some(&m), ih, &content, 2, peer(2), &sink, Some(0));
+        let c = &p.counters[&ih];
+        assert_eq!((c.verified, c.failed, c.admitted), (2, 1, 2));
+        assert_eq!(c.failed_by_peer.get(&peer(2)), Some(&2));
+        assert_eq!(c.failed_by_peer.get(&peer(1)), None);
+        assert_eq!(*sink.0.borrow(), HashSet::from([0, 1]));
+        assert_eq!(p.held(), (0, 0), "nothing left in assembly");
+    }
+
+    #[test]
+    fn quarantine_until_metainfo() {
+        let (m, content) = torrent();
+        let sink = Sink::default();
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        let ih = m.info_hash;
+        for i in 0..3 {
+            feed(&mut p, None, ih, &content, i, peer(1), &sink, None);
+        }
+        assert_eq!(p.held(), (content.len(), content.len()));
+        assert!(
+            sink.0.borrow().is_empty(),
+            "nothing admitted without metainfo"
+        );
+        p.metainfo_arrived(&m, &sink);
+        assert_eq!(sink.0.borrow().len(), 3);
+        assert_eq!(p.held(), (0, 0));
+    }
+
+    #[test]
+    fn budgets_drop_oldest() {
+        let (m, content) = torrent();
+        let sink = Sink::default();
+        // Quarantine holds one block only: older quarantined blocks are evicted.
+        let mut p = Pieces::new(1 << 20, 16384);
+        feed(&mut p, None, m.info_hash, &content, 0, peer(1), &sink, None);
+        assert_eq!(p.held().1, 16384);
+        assert_eq!(p.counters[&m.info_hash].quarantine_evicted_bytes, 16384);
+        // Assembly holds one block: incomplete pieces are dropped, oldest first.
+        let mut p = Pieces::new(16384, 1 << 20);
+        p.block(
+            m.info_hash,
+            Some(&m),
+            0,
+            0,
+            &content[..16384],
+            peer(1),
+            &sink,
+        );
+        p.block(
+            m.info_hash,
+            Some(&m),
+            1,
+            0,
+            &content[32768..49152],
+            peer(1),
+            &sink,
+        );
+        assert_eq!(p.counters[&m.info_hash].dropped, 1);
+        assert!(p.held().0 <= 16384);
+    }
+}
