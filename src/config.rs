@@ -28,8 +28,29 @@ pub struct Config {
     pub ip_fragments: FragConfig,
     pub peerwire: PeerwireConfig,
     pub swarms: SwarmConfig,
+    pub cache: CacheConfig,
+    /// Directory of .torrent files whose metainfo is known from the start.
+    pub metainfo_dir: Option<PathBuf>,
     /// Record SHA-1 and length of every reassembled TCP stream in the report (tests).
     pub record_streams: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Directory of the piece cache; none means verified pieces are only counted.
+    pub dir: Option<PathBuf>,
+    /// Bytes of pieces kept; least recently used pieces go first past it.
+    pub capacity_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            dir: None,
+            capacity_bytes: 100 << 30,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -84,6 +105,14 @@ pub struct SwarmConfig {
     pub max_swarms: usize,
     /// Distinct (index, begin, length) blocks remembered per worker for `distinct_blocks`.
     pub max_distinct_blocks: usize,
+    /// Bytes of blocks held for pieces being assembled (per worker); oldest piece out.
+    pub max_assembly_bytes: usize,
+    /// Of those, bytes of swarms whose metainfo is not known yet (quarantine).
+    pub max_quarantine_bytes: usize,
+    /// Bytes of partly received blocks held over all connections (per worker).
+    pub max_block_buffer_bytes: usize,
+    /// Swarms assembling BEP 9 metadata at once (per worker).
+    pub max_metadata_swarms: usize,
 }
 
 impl Default for FlowConfig {
@@ -133,6 +162,10 @@ impl Default for SwarmConfig {
         SwarmConfig {
             max_swarms: 65_536,
             max_distinct_blocks: 4_000_000,
+            max_assembly_bytes: 256 << 20,
+            max_quarantine_bytes: 64 << 20,
+            max_block_buffer_bytes: 64 << 20,
+            max_metadata_swarms: 1024,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! inline differ only in where frames come from and what is done with the verdict.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
@@ -14,8 +15,10 @@ use crate::flow::{Dir, FlowKey};
 use crate::peerwire::conn::{Class, ConnState};
 use crate::peerwire::{Event, ParserLimits, StreamParser};
 use crate::report::{hex, Stats, StreamRecord, SwarmStats};
+use crate::swarm::metadata::MetadataAssembler;
+use crate::swarm::{MemorySink, PieceSink, Pieces, Registry, Source};
 use crate::wire::link::{self, Decoded, LinkType, TcpSegment, Transport};
-use crate::wire::peerwire::{self, Kind, Message};
+use crate::wire::peerwire::{self, Message};
 
 /// What to do with the frame that was handed in. Replay and tap ignore it; inline obeys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,14 +37,49 @@ pub struct Engine {
     last_sweep: u64,
 }
 
+/// What engines (workers) share: metainfo learnt anywhere, and the piece cache.
+#[derive(Clone)]
+pub struct Shared {
+    pub registry: Arc<Registry>,
+    pub sink: Arc<dyn PieceSink + Send + Sync>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            registry: Arc::new(Registry::default()),
+            sink: Arc::new(MemorySink::default()),
+        }
+    }
+}
+
 struct Core {
-    cfg: Config,
     limits: ReasmLimits,
-    plim: ParserLimits,
     budget: Budget,
     reasm: ReasmCounters,
+    app: App,
+}
+
+/// Everything above reassembly: what the per-connection code needs while the flow table
+/// and the reassemblers are borrowed.
+struct App {
+    cfg: Config,
+    plim: ParserLimits,
     stats: Stats,
     blocks_tracked: usize,
+    shared: Shared,
+    pieces: Pieces,
+    metadata: MetadataAssembler,
+    /// Bytes of partly received blocks held over all connections.
+    block_bytes: usize,
+}
+
+/// A PIECE message's block being received, kept until complete.
+struct BlockBuf {
+    index: u32,
+    begin: u32,
+    length: u32,
+    data: Vec<u8>,
 }
 
 struct UdpFlow;
@@ -59,7 +97,9 @@ struct ActiveTcp {
 
 /// Engine-side view of a connection: the parsers, the protocol state, and bookkeeping.
 struct Conn {
+    key: FlowKey,
     parsers: [Option<StreamParser>; 2],
+    blocks: [Option<BlockBuf>; 2],
     state: ConnState,
     /// Whether the sender of each direction is a subscriber.
     sub_sender: [bool; 2],
@@ -79,6 +119,10 @@ enum End {
 
 impl Engine {
     pub fn new(cfg: Config) -> Engine {
+        Self::with_shared(cfg, Shared::default())
+    }
+
+    pub fn with_shared(cfg: Config, shared: Shared) -> Engine {
         let limits = ReasmLimits {
             max_ooo_bytes: cfg.reassembly.max_ooo_bytes_per_direction,
             max_ooo_segments: cfg.reassembly.max_ooo_segments_per_direction,
@@ -93,37 +137,46 @@ impl Engine {
         Engine {
             tcp: FlowTable::new(
                 cfg.flows.max_flows,
-                cfg.flows.tcp_idle_timeout_secs * 1_000_000,
+                cfg.flows.tcp_idle_timeout_secs.saturating_mul(1_000_000),
             ),
             udp: FlowTable::new(
                 cfg.flows.max_flows,
-                cfg.flows.udp_idle_timeout_secs * 1_000_000,
+                cfg.flows.udp_idle_timeout_secs.saturating_mul(1_000_000),
             ),
             defrag: Defragmenter::new(
                 cfg.ip_fragments.max_datagrams,
                 cfg.ip_fragments.max_bytes,
-                cfg.ip_fragments.timeout_secs * 1_000_000,
+                cfg.ip_fragments.timeout_secs.saturating_mul(1_000_000),
             ),
             core: Core {
                 budget: Budget::new(cfg.reassembly.max_ooo_bytes_total),
                 limits,
-                plim,
-                cfg,
                 reasm: ReasmCounters::default(),
-                stats: Stats::default(),
-                blocks_tracked: 0,
+                app: App {
+                    plim,
+                    stats: Stats::default(),
+                    blocks_tracked: 0,
+                    pieces: Pieces::new(
+                        cfg.swarms.max_assembly_bytes,
+                        cfg.swarms.max_quarantine_bytes,
+                    ),
+                    metadata: MetadataAssembler::new(cfg.swarms.max_metadata_swarms),
+                    block_bytes: 0,
+                    shared,
+                    cfg,
+                },
             },
             last_sweep: 0,
         }
     }
 
     pub fn config(&self) -> &Config {
-        &self.core.cfg
+        &self.core.app.cfg
     }
 
     /// One captured frame. `orig_len` is its length on the wire (may exceed `frame.len()`).
     pub fn handle(&mut self, ts: u64, link: LinkType, frame: &[u8], orig_len: u32) -> Verdict {
-        let st = &mut self.core.stats;
+        let st = &mut self.core.app.stats;
         st.frames += 1;
         st.bytes += orig_len as u64;
         st.first_ts.get_or_insert(ts);
@@ -150,14 +203,15 @@ impl Engine {
     }
 
     fn count_error(&mut self, kind: &'static str) {
-        *self.core.stats.decode_errors.entry(kind).or_default() += 1;
+        *self.core.app.stats.decode_errors.entry(kind).or_default() += 1;
     }
 
     fn sweep(&mut self, now: u64) {
         self.last_sweep = now;
         let core = &mut self.core;
         self.tcp.expire(now, |k, f| core.finish(k, f, End::Expired));
-        self.udp.expire(now, |_, _| core.stats.flows.expired += 1);
+        self.udp
+            .expire(now, |_, _| core.app.stats.flows.expired += 1);
     }
 
     fn transport(
@@ -178,10 +232,10 @@ impl Engine {
                     SocketAddr::new(dst, u.dst_port),
                 );
                 if self.udp.get_mut(&key, ts).is_none() {
-                    self.core.stats.flows.udp += 1;
+                    self.core.app.stats.flows.udp += 1;
                     let core = &mut self.core;
                     self.udp
-                        .insert(key, UdpFlow, ts, |_, _| core.stats.flows.evicted += 1);
+                        .insert(key, UdpFlow, ts, |_, _| core.app.stats.flows.evicted += 1);
                 }
             }
             Transport::Other(_) => {}
@@ -206,7 +260,7 @@ impl Engine {
         let flow = match self.tcp.get_mut(&key, ts) {
             Some(f) => f,
             None => {
-                core.stats.flows.tcp += 1;
+                core.app.stats.flows.tcp += 1;
                 let initiator = match (seg.flags.syn, seg.flags.ack) {
                     (true, false) => Some(dir),
                     (true, true) => Some(dir.rev()),
@@ -214,7 +268,7 @@ impl Engine {
                 };
                 let flow = TcpFlow::Active(Box::new(ActiveTcp {
                     reasm: [Reassembler::default(), Reassembler::default()],
-                    conn: Conn::new(key, initiator, &core.cfg),
+                    conn: Conn::new(key, initiator, &core.app.cfg),
                 }));
                 self.tcp
                     .insert(key, flow, ts, |k, f| core.finish(k, f, End::Evicted))
@@ -234,24 +288,15 @@ impl Engine {
         }
         let Core {
             limits,
-            plim,
             budget,
             reasm: rc,
-            stats,
-            cfg,
-            blocks_tracked,
+            app: ctx,
         } = core;
-        let mut ctx = Ctx {
-            plim,
-            stats,
-            cfg,
-            blocks_tracked,
-        };
         if seg.flags.ack {
             let rd = dir.rev();
             let at_start = reasm[rd.idx()].syn_seen;
             reasm[rd.idx()].on_ack(seg.ack, limits, rc, budget, &mut |c| {
-                conn.on_chunk(rd, at_start, c, &mut ctx)
+                conn.on_chunk(rd, at_start, c, ctx)
             });
         }
         let at_start = reasm[dir.idx()].syn_seen || seg.flags.syn;
@@ -263,7 +308,7 @@ impl Engine {
             limits,
             rc,
             budget,
-            &mut |c| conn.on_chunk(dir, at_start, c, &mut ctx),
+            &mut |c| conn.on_chunk(dir, at_start, c, ctx),
         );
         let done = seg.flags.rst
             || (reasm[0].fin.is_some_and(|f| reasm[0].next_offset() >= f)
@@ -279,26 +324,30 @@ impl Engine {
         let core = &mut self.core;
         self.tcp.drain(|k, f| core.finish(k, f, End::Drained));
         self.udp.drain(|_, _| {});
-        let mut stats = std::mem::take(&mut self.core.stats);
+        let app = &mut self.core.app;
+        let mut stats = std::mem::take(&mut app.stats);
+        for (ih, c) in std::mem::take(&mut app.pieces.counters) {
+            let sw = stats.swarms.entry(ih).or_default();
+            sw.pieces_verified += c.verified;
+            sw.pieces_failed += c.failed;
+            sw.pieces_dropped += c.dropped;
+            sw.quarantined_bytes += c.quarantined_bytes;
+            for (peer, n) in c.failed_by_peer {
+                *sw.failed_by_peer.entry(peer).or_default() += n;
+            }
+        }
+        stats.metadata_failed += app.metadata.failed;
         stats.reassembly = self.core.reasm;
         stats.ip_fragments = self.defrag.counters;
         stats
     }
 }
 
-/// What the per-connection code needs from the engine while the flow table is borrowed.
-struct Ctx<'a> {
-    plim: &'a ParserLimits,
-    stats: &'a mut Stats,
-    cfg: &'a Config,
-    blocks_tracked: &'a mut usize,
-}
-
 impl Core {
     fn finish(&mut self, key: FlowKey, flow: TcpFlow, end: End) {
         match end {
-            End::Expired => self.stats.flows.expired += 1,
-            End::Evicted => self.stats.flows.evicted += 1,
+            End::Expired => self.app.stats.flows.expired += 1,
+            End::Evicted => self.app.stats.flows.evicted += 1,
             End::Closed | End::Drained => {}
         }
         let TcpFlow::Active(mut active) = flow else {
@@ -306,26 +355,20 @@ impl Core {
         };
         let ActiveTcp { reasm, conn } = &mut *active;
         let Core {
-            plim,
             budget,
             reasm: rc,
-            stats,
-            cfg,
-            blocks_tracked,
+            app: ctx,
             ..
         } = self;
-        let mut ctx = Ctx {
-            plim,
-            stats,
-            cfg,
-            blocks_tracked,
-        };
         for d in [Dir::LoToHi, Dir::HiToLo] {
             let at_start = reasm[d.idx()].syn_seen;
-            reasm[d.idx()].flush(rc, budget, &mut |c| conn.on_chunk(d, at_start, c, &mut ctx));
+            reasm[d.idx()].flush(rc, budget, &mut |c| conn.on_chunk(d, at_start, c, ctx));
+        }
+        for b in conn.blocks.iter_mut().filter_map(Option::take) {
+            ctx.block_bytes = ctx.block_bytes.saturating_sub(b.data.capacity());
         }
         if let Some(v) = conn.state.end_flight() {
-            conn.verdict(v, &mut ctx);
+            conn.verdict(v, ctx);
         }
         if !conn.counted_bt && !conn.counted_enc {
             ctx.stats.flows.ignored += 1;
@@ -360,7 +403,9 @@ fn swarm(stats: &mut Stats, ih: Option<[u8; 20]>, max: usize) -> &mut SwarmStats
 impl Conn {
     fn new(key: FlowKey, initiator: Option<Dir>, cfg: &Config) -> Conn {
         Conn {
+            key,
             parsers: [None, None],
+            blocks: [None, None],
             state: ConnState::new(initiator),
             sub_sender: [
                 cfg.is_subscriber(key.lo.ip()),
@@ -387,7 +432,7 @@ impl Conn {
             && self.state.class != Class::BitTorrent
     }
 
-    fn verdict(&mut self, class: Class, ctx: &mut Ctx<'_>) {
+    fn verdict(&mut self, class: Class, ctx: &mut App) {
         if class == Class::Encrypted && self.state.class == Class::Unknown {
             self.state.class = Class::Encrypted;
             if !self.counted_enc {
@@ -402,7 +447,7 @@ impl Conn {
         }
     }
 
-    fn on_chunk(&mut self, dir: Dir, at_start: bool, chunk: Chunk<'_>, ctx: &mut Ctx<'_>) {
+    fn on_chunk(&mut self, dir: Dir, at_start: bool, chunk: Chunk<'_>, ctx: &mut App) {
         if let Chunk::Data(data) = chunk {
             if let Some(h) = &mut self.hashers {
                 h[dir.idx()].0.update(data);
@@ -413,7 +458,9 @@ impl Conn {
             }
         }
         let Conn {
+            key,
             parsers,
+            blocks,
             state,
             sub_sender,
             counted_bt,
@@ -429,6 +476,8 @@ impl Conn {
         });
         let plim = ctx.plim;
         let mut h = Handler {
+            sender: key.src(dir),
+            block: &mut blocks[dir.idx()],
             state,
             ctx,
             dir,
@@ -437,23 +486,103 @@ impl Conn {
             counted_plain_after_enc,
         };
         match chunk {
-            Chunk::Data(data) => parser.feed(data, plim, &mut |ev| h.event(ev)),
+            Chunk::Data(data) => parser.feed(data, &plim, &mut |ev| h.event(ev)),
             Chunk::Gap(n) => parser.gap(n, &mut |ev| h.event(ev)),
         }
     }
 }
 
 /// Turns parser events into protocol state and counters.
-struct Handler<'a, 'b> {
+struct Handler<'a> {
+    sender: SocketAddr,
+    block: &'a mut Option<BlockBuf>,
     state: &'a mut ConnState,
-    ctx: &'a mut Ctx<'b>,
+    ctx: &'a mut App,
     dir: Dir,
     sub_sender: &'a [bool; 2],
     counted_bt: &'a mut bool,
     counted_plain_after_enc: &'a mut bool,
 }
 
-impl Handler<'_, '_> {
+impl Handler<'_> {
+    fn start_block(&mut self, index: u32, begin: u32, length: u32) {
+        self.drop_block();
+        // Only blocks of a known swarm can ever be verified; others are not held.
+        if self.state.info_hash.is_none() {
+            return;
+        }
+        let cap = self.ctx.cfg.swarms.max_block_buffer_bytes;
+        if self.ctx.block_bytes + length as usize > cap {
+            self.ctx.stats.blocks_unbuffered += 1;
+            return;
+        }
+        self.ctx.block_bytes += length as usize;
+        *self.block = Some(BlockBuf {
+            index,
+            begin,
+            length,
+            data: Vec::with_capacity(length as usize),
+        });
+    }
+
+    fn drop_block(&mut self) {
+        if let Some(b) = self.block.take() {
+            self.ctx.block_bytes = self.ctx.block_bytes.saturating_sub(b.length as usize);
+        }
+    }
+
+    fn block_data(&mut self, index: u32, begin: u32, offset: u32, data: &[u8]) {
+        let Some(b) = self.block.as_mut() else { return };
+        if (b.index, b.begin, b.data.len()) != (index, begin, offset as usize) {
+            self.drop_block();
+            return;
+        }
+        b.data.extend_from_slice(data);
+        if b.data.len() < b.length as usize {
+            return;
+        }
+        let Some(b) = self.block.take() else { return };
+        self.ctx.block_bytes = self.ctx.block_bytes.saturating_sub(b.length as usize);
+        let Some(ih) = self.state.info_hash else {
+            return;
+        };
+        let meta = self.ctx.shared.registry.get(&ih).map(|(m, _)| m);
+        let sink = self.ctx.shared.sink.clone();
+        self.ctx.pieces.block(
+            ih,
+            meta.as_ref(),
+            b.index,
+            b.begin,
+            &b.data,
+            self.sender,
+            &*sink,
+        );
+    }
+
+    fn would_be_hit(&mut self, ih: [u8; 20], index: u32, length: u32) {
+        let h = &mut self.ctx.stats.hits;
+        if self.ctx.shared.sink.contains(&ih, index) {
+            self.ctx.shared.sink.touch(&ih, index);
+            h.hits += 1;
+            h.hit_bytes += length as u64;
+        } else {
+            h.misses += 1;
+            h.miss_bytes += length as u64;
+        }
+    }
+
+    fn metadata_piece(&mut self, ih: [u8; 20], u: peerwire::UtMetadata<'_>) {
+        if self.ctx.shared.registry.get(&ih).is_some() {
+            return;
+        }
+        if let Some(m) = self.ctx.metadata.data(ih, u.piece, u.total_size, u.data) {
+            let m = self.ctx.shared.registry.insert(m, Source::Wire);
+            let sink = self.ctx.shared.sink.clone();
+            sink.learn(&m);
+            self.ctx.pieces.metainfo_arrived(&m, &*sink);
+        }
+    }
+
     fn mark_bittorrent(&mut self) {
         if self.state.class == Class::Encrypted {
             if !*self.counted_plain_after_enc {
@@ -481,7 +610,7 @@ impl Handler<'_, '_> {
                 self.mark_bittorrent();
                 self.ctx.stats.peerwire.handshakes += 1;
                 let new = self.state.on_handshake(self.dir, &h);
-                let sw = swarm(self.ctx.stats, self.state.info_hash, max_swarms);
+                let sw = swarm(&mut self.ctx.stats, self.state.info_hash, max_swarms);
                 if new {
                     sw.connections += 1;
                 }
@@ -493,7 +622,7 @@ impl Handler<'_, '_> {
                 if self.state.class != Class::BitTorrent {
                     self.mark_bittorrent();
                     if self.state.info_hash.is_none() && self.state.class == Class::BitTorrent {
-                        let sw = swarm(self.ctx.stats, None, max_swarms);
+                        let sw = swarm(&mut self.ctx.stats, None, max_swarms);
                         if !self.state.midstream_counted {
                             self.state.midstream_counted = true;
                             sw.connections += 1;
@@ -510,9 +639,16 @@ impl Handler<'_, '_> {
                         self.state.on_ext_handshake(self.dir, payload);
                         Some("handshake".to_string())
                     } else {
-                        self.state.ext_name(self.dir, id).map(|n| match n {
+                        let ext = self.state.ext_name(self.dir, id).map(str::to_owned);
+                        ext.as_deref().map(|n| match n {
                             "ut_metadata" => match peerwire::parse_ut_metadata(payload) {
                                 Some(u) => match u.msg_type {
+                                    1 if ih.is_some() => {
+                                        if let Some(ih) = ih {
+                                            self.metadata_piece(ih, u);
+                                        }
+                                        "ut_metadata_data".to_string()
+                                    }
                                     0 => "ut_metadata_request".to_string(),
                                     1 => "ut_metadata_data".to_string(),
                                     2 => "ut_metadata_reject".to_string(),
@@ -531,7 +667,7 @@ impl Handler<'_, '_> {
                         _ => None,
                     };
                     let md = self.state.metadata_size;
-                    let sw = swarm(self.ctx.stats, ih, max_swarms);
+                    let sw = swarm(&mut self.ctx.stats, ih, max_swarms);
                     *sw.extended
                         .entry(name.unwrap_or_else(|| "unknown_id".into()))
                         .or_default() += 1;
@@ -542,12 +678,15 @@ impl Handler<'_, '_> {
                         sw.metadata_size = md;
                     }
                 }
-                let sw = swarm(self.ctx.stats, ih, max_swarms);
+                let sw = swarm(&mut self.ctx.stats, ih, max_swarms);
                 *sw.messages.entry(kind.as_str()).or_default() += 1;
-                if kind == Kind::Request {
+                if let Message::Request(b) = m {
                     sw.request_messages += 1;
                     if sender_sub {
                         sw.subscriber_requests += 1;
+                        if let Some(ih) = ih {
+                            self.would_be_hit(ih, b.index, b.length);
+                        }
                     }
                 }
             }
@@ -558,9 +697,9 @@ impl Handler<'_, '_> {
             } => {
                 self.ctx.stats.peerwire.messages += 1;
                 let cap = self.ctx.cfg.swarms.max_distinct_blocks;
-                let tracked = *self.ctx.blocks_tracked;
+                let tracked = self.ctx.blocks_tracked;
                 let ih = self.state.info_hash;
-                let sw = swarm(self.ctx.stats, ih, max_swarms);
+                let sw = swarm(&mut self.ctx.stats, ih, max_swarms);
                 sw.piece_messages += 1;
                 sw.piece_bytes += length as u64;
                 *sw.messages.entry("piece").or_default() += 1;
@@ -570,20 +709,28 @@ impl Handler<'_, '_> {
                 if sender_sub {
                     sw.subscriber_piece_bytes_out += length as u64;
                 }
+                self.start_block(index, begin, length);
+                let sw = swarm(&mut self.ctx.stats, ih, max_swarms);
                 let b = (index, begin, length);
                 if !sw.blocks.contains(&b) {
                     if tracked < cap {
                         sw.blocks.insert(b);
-                        *self.ctx.blocks_tracked += 1;
+                        self.ctx.blocks_tracked += 1;
                     } else {
                         sw.blocks_overflow += 1;
                     }
                 }
             }
-            Event::BlockData { .. } => {}
+            Event::BlockData {
+                index,
+                begin,
+                offset,
+                data,
+            } => self.block_data(index, begin, offset, data),
             Event::BlockLost { len, .. } => {
+                self.drop_block();
                 let ih = self.state.info_hash;
-                swarm(self.ctx.stats, ih, max_swarms).piece_bytes_lost += len as u64;
+                swarm(&mut self.ctx.stats, ih, max_swarms).piece_bytes_lost += len as u64;
             }
             Event::Skipped { .. } => self.ctx.stats.peerwire.skipped_messages += 1,
             Event::NotBitTorrent => {}

@@ -62,6 +62,10 @@ struct ReplayArgs {
     /// Do not draw a progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+    /// Directory of .torrent files: their swarms' pieces are verified from the start
+    /// (metainfo also arrives on the wire through ut_metadata, BEP 9).
+    #[arg(long, value_name = "DIR")]
+    metainfo: Option<PathBuf>,
     /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
     #[arg(long)]
     record_streams: bool,
@@ -103,6 +107,9 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     cfg.subscriber_nets
         .extend(a.subscriber_nets.iter().copied());
     cfg.record_streams |= a.record_streams;
+    if a.metainfo.is_some() {
+        cfg.metainfo_dir = a.metainfo.clone();
+    }
     let opts = ReplayOptions {
         workers: a.workers.max(1),
         progress: !a.no_progress && !a.json,

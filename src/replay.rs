@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::capture::PcapFile;
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, Shared};
 use crate::flow::key::ip_pair_shard;
 use crate::report::{FileReport, Report, Stats};
 use crate::wire::link::{self, Decoded, LinkType};
@@ -52,17 +52,18 @@ enum Sink {
 }
 
 impl Sink {
-    fn new(cfg: &Config, workers: usize) -> Sink {
+    fn new(cfg: &Config, workers: usize, shared: &Shared) -> Sink {
         if workers <= 1 {
-            return Sink::Direct(Box::new(Engine::new(cfg.clone())));
+            return Sink::Direct(Box::new(Engine::with_shared(cfg.clone(), shared.clone())));
         }
         let mut txs = Vec::new();
         let mut handles = Vec::new();
         for _ in 0..workers {
             let (tx, rx) = mpsc::sync_channel::<Batch>(16);
             let cfg = cfg.clone();
+            let shared = shared.clone();
             handles.push(thread::spawn(move || {
-                let mut e = Engine::new(cfg);
+                let mut e = Engine::with_shared(cfg, shared);
                 for batch in rx {
                     for (ts, link, data, len) in batch {
                         e.handle(ts, link, &data, len);
@@ -127,8 +128,24 @@ impl Sink {
 }
 
 pub fn replay(paths: &[PathBuf], cfg: &Config, opts: &ReplayOptions) -> Outcome {
-    let mut sink = Sink::new(cfg, opts.workers);
+    replay_with(paths, cfg, opts, &Shared::default())
+}
+
+/// Replay with a given shared state (metainfo registry, piece cache). Metainfo files named
+/// by the config are loaded into the registry first; a bad one is an error line, the rest
+/// still load.
+pub fn replay_with(
+    paths: &[PathBuf],
+    cfg: &Config,
+    opts: &ReplayOptions,
+    shared: &Shared,
+) -> Outcome {
     let mut errors = Vec::new();
+    if let Some(dir) = &cfg.metainfo_dir {
+        let (_, errs) = shared.registry.load_dir(dir);
+        errors.extend(errs);
+    }
+    let mut sink = Sink::new(cfg, opts.workers, shared);
     let mut files = Vec::new();
     let total: u64 = paths
         .iter()
@@ -201,8 +218,7 @@ pub fn replay(paths: &[PathBuf], cfg: &Config, opts: &ReplayOptions) -> Outcome 
         b.finish_and_clear();
     }
     let stats = sink.finish();
-    Outcome {
-        report: Report::new(&stats, files),
-        errors,
-    }
+    let mut report = Report::new(&stats, files);
+    report.annotate(shared);
+    Outcome { report, errors }
 }

@@ -24,6 +24,12 @@ pub struct SwarmStats {
     pub subscriber_piece_bytes_in: u64,
     pub subscriber_piece_bytes_out: u64,
     pub subscriber_requests: u64,
+    pub pieces_verified: u64,
+    pub pieces_failed: u64,
+    /// Incomplete pieces dropped to stay within the assembly budget.
+    pub pieces_dropped: u64,
+    pub failed_by_peer: BTreeMap<std::net::SocketAddr, u64>,
+    pub quarantined_bytes: u64,
 }
 
 impl SwarmStats {
@@ -45,7 +51,23 @@ impl SwarmStats {
         self.subscriber_piece_bytes_in += o.subscriber_piece_bytes_in;
         self.subscriber_piece_bytes_out += o.subscriber_piece_bytes_out;
         self.subscriber_requests += o.subscriber_requests;
+        self.pieces_verified += o.pieces_verified;
+        self.pieces_failed += o.pieces_failed;
+        self.pieces_dropped += o.pieces_dropped;
+        for (k, v) in o.failed_by_peer {
+            *self.failed_by_peer.entry(k).or_default() += v;
+        }
+        self.quarantined_bytes += o.quarantined_bytes;
     }
+}
+
+/// Would-be hits: subscriber REQUESTs for blocks of pieces cached at that moment.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct HitCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_bytes: u64,
+    pub miss_bytes: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -106,6 +128,11 @@ pub struct Stats {
     pub swarms_overflow: u64,
     pub unattributed: SwarmStats,
     pub streams: Vec<StreamRecord>,
+    pub hits: HitCounters,
+    /// PIECE blocks not held for assembly because `max_block_buffer_bytes` was reached.
+    pub blocks_unbuffered: u64,
+    /// BEP 9 metadata that assembled but did not hash to its info-hash.
+    pub metadata_failed: u64,
     pub first_ts: Option<u64>,
     pub last_ts: Option<u64>,
 }
@@ -156,6 +183,12 @@ impl Stats {
         self.swarms_overflow += o.swarms_overflow;
         self.unattributed.merge(o.unattributed);
         self.streams.extend(o.streams);
+        self.hits.hits += o.hits.hits;
+        self.hits.misses += o.hits.misses;
+        self.hits.hit_bytes += o.hits.hit_bytes;
+        self.hits.miss_bytes += o.hits.miss_bytes;
+        self.metadata_failed += o.metadata_failed;
+        self.blocks_unbuffered += o.blocks_unbuffered;
         self.first_ts = match (self.first_ts, o.first_ts) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -179,6 +212,21 @@ pub struct SwarmReport {
     pub subscriber_piece_bytes_in: u64,
     pub subscriber_piece_bytes_out: u64,
     pub subscriber_requests: u64,
+    /// Where the metainfo came from: "wire" (BEP 9), "file" (.torrent) or "none".
+    pub metainfo: &'static str,
+    pub name: Option<String>,
+    pub piece_length: Option<u64>,
+    /// Pieces in the torrent.
+    pub pieces: Option<u32>,
+    pub pieces_verified: u64,
+    pub pieces_failed: u64,
+    pub pieces_dropped: u64,
+    /// Pieces that failed their hash, or copies that lost to the right one, per sender.
+    pub failed_by_peer: BTreeMap<String, u64>,
+    /// Pieces of this swarm in the cache at the end.
+    pub pieces_cached: u64,
+    /// Bytes that waited in quarantine for metainfo.
+    pub quarantined_bytes: u64,
 }
 
 impl SwarmReport {
@@ -197,8 +245,36 @@ impl SwarmReport {
             subscriber_piece_bytes_in: s.subscriber_piece_bytes_in,
             subscriber_piece_bytes_out: s.subscriber_piece_bytes_out,
             subscriber_requests: s.subscriber_requests,
+            metainfo: "none",
+            name: None,
+            piece_length: None,
+            pieces: None,
+            pieces_verified: s.pieces_verified,
+            pieces_failed: s.pieces_failed,
+            pieces_dropped: s.pieces_dropped,
+            failed_by_peer: s
+                .failed_by_peer
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            pieces_cached: 0,
+            quarantined_bytes: s.quarantined_bytes,
         }
     }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CacheReport {
+    pub stored_bytes: u64,
+    pub evicted_bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_bytes: u64,
+    pub miss_bytes: u64,
+    /// hits / (hits + misses), by requests and by bytes; 0 when there were none.
+    pub hit_ratio: f64,
+    pub hit_ratio_bytes: f64,
+    pub metadata_failed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -224,9 +300,51 @@ pub struct Report {
     pub reassembly: ReasmCounters,
     pub peerwire: PeerwireCounters,
     pub ip_fragments: FragCounters,
+    pub cache: CacheReport,
     pub files: Vec<FileReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamRecord>,
+}
+
+fn ratio(hit: u64, miss: u64) -> f64 {
+    if hit + miss == 0 {
+        0.0
+    } else {
+        hit as f64 / (hit + miss) as f64
+    }
+}
+
+impl Report {
+    /// Fill in what the shared state knows: metainfo per swarm and the cache's contents.
+    pub fn annotate(&mut self, shared: &crate::engine::Shared) {
+        for s in &mut self.swarms {
+            let Some(ih) = parse_hex20(&s.info_hash) else {
+                continue;
+            };
+            if let Some((m, src)) = shared.registry.get(&ih) {
+                s.metainfo = src.as_str();
+                s.name = Some(m.name.clone());
+                s.piece_length = Some(m.piece_length);
+                s.pieces = Some(m.num_pieces());
+            }
+            s.pieces_cached = shared.sink.cached_pieces(&ih);
+        }
+        let (stored, evicted) = shared.sink.stored_bytes();
+        self.cache.stored_bytes = stored;
+        self.cache.evicted_bytes = evicted;
+    }
+}
+
+/// 40 hex digits to 20 bytes.
+pub fn parse_hex20(s: &str) -> Option<[u8; 20]> {
+    if s.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 pub fn hex(b: &[u8]) -> String {
@@ -271,6 +389,16 @@ impl Report {
             reassembly: stats.reassembly,
             peerwire: stats.peerwire,
             ip_fragments: stats.ip_fragments,
+            cache: CacheReport {
+                hits: stats.hits.hits,
+                misses: stats.hits.misses,
+                hit_bytes: stats.hits.hit_bytes,
+                miss_bytes: stats.hits.miss_bytes,
+                hit_ratio: ratio(stats.hits.hits, stats.hits.misses),
+                hit_ratio_bytes: ratio(stats.hits.hit_bytes, stats.hits.miss_bytes),
+                metadata_failed: stats.metadata_failed,
+                ..Default::default()
+            },
             files,
             streams,
         }

@@ -1,7 +1,124 @@
 //! Per info-hash knowledge: the metainfo (from the wire or from .torrent files), piece
 //! assembly from blocks, and verification against the hashes that chain to the info-hash.
 
+pub mod metadata;
 pub mod metainfo;
 pub mod pieces;
 
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
 pub use metainfo::{Metainfo, MetainfoError};
+pub use pieces::{PieceSink, Pieces};
+
+/// Where a swarm's metainfo came from. The report names these "wire", "file" or "none".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Wire,
+    File,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Wire => "wire",
+            Source::File => "file",
+        }
+    }
+}
+
+type Known = HashMap<[u8; 20], (Arc<Metainfo>, Source)>;
+
+/// Metainfo known to every worker: learnt on the wire by any of them, or loaded from files.
+#[derive(Default)]
+pub struct Registry {
+    map: RwLock<Known>,
+}
+
+impl Registry {
+    pub fn get(&self, ih: &[u8; 20]) -> Option<(Arc<Metainfo>, Source)> {
+        self.map.read().ok()?.get(ih).cloned()
+    }
+
+    /// Add; the first source wins. Returns the entry now in force.
+    pub fn insert(&self, m: Metainfo, source: Source) -> Arc<Metainfo> {
+        let Ok(mut map) = self.map.write() else {
+            return Arc::new(m);
+        };
+        map.entry(m.info_hash)
+            .or_insert_with(|| (Arc::new(m), source))
+            .0
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Load every `.torrent` in `dir`. Returns how many loaded and one line per bad file.
+    pub fn load_dir(&self, dir: &Path) -> (usize, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut loaded = 0;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => return (0, vec![format!("{}: {e}", dir.display())]),
+        };
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "torrent"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            match Metainfo::from_torrent_file(&p) {
+                Ok(m) => {
+                    self.insert(m, Source::File);
+                    loaded += 1;
+                }
+                Err(e) => errors.push(format!("{}: {e}", p.display())),
+            }
+        }
+        (loaded, errors)
+    }
+}
+
+/// A cache without a disk: remembers which pieces verified, as if capacity were unlimited.
+/// Used by replay without `--cache-dir`, so an operator still sees would-be hits.
+#[derive(Default)]
+#[allow(clippy::type_complexity)]
+pub struct MemorySink {
+    /// Verified (info-hash, index) pairs, and their bytes.
+    inner: Mutex<(HashSet<([u8; 20], u32)>, u64)>,
+}
+
+impl PieceSink for MemorySink {
+    fn contains(&self, ih: &[u8; 20], index: u32) -> bool {
+        self.inner.lock().is_ok_and(|g| g.0.contains(&(*ih, index)))
+    }
+    fn admit(&self, m: &Metainfo, index: u32, data: &[u8]) -> bool {
+        if !m.verify_piece(index, data) {
+            return false;
+        }
+        let Ok(mut g) = self.inner.lock() else {
+            return false;
+        };
+        if g.0.insert((m.info_hash, index)) {
+            g.1 += data.len() as u64;
+            return true;
+        }
+        false
+    }
+    fn touch(&self, _: &[u8; 20], _: u32) {}
+    fn cached_pieces(&self, ih: &[u8; 20]) -> u64 {
+        self.inner
+            .lock()
+            .map_or(0, |g| g.0.iter().filter(|(h, _)| h == ih).count() as u64)
+    }
+    fn stored_bytes(&self) -> (u64, u64) {
+        (self.inner.lock().map_or(0, |g| g.1), 0)
+    }
+}

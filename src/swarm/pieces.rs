@@ -21,6 +21,16 @@ pub trait PieceSink {
     fn admit(&self, m: &Metainfo, index: u32, data: &[u8]) -> bool;
     /// A cached piece was used (a would-be hit): for LRU order.
     fn touch(&self, info_hash: &[u8; 20], index: u32);
+    /// Metainfo became known (a store persists it to re-verify pieces on its own).
+    fn learn(&self, _m: &Metainfo) {}
+    /// Pieces of this swarm held now.
+    fn cached_pieces(&self, _info_hash: &[u8; 20]) -> u64 {
+        0
+    }
+    /// (stored, evicted) bytes.
+    fn stored_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Alternative copies of one block start tried when the first assembly fails its hash.
@@ -127,6 +137,9 @@ pub struct Pieces {
     max_bytes: usize,
     quarantine_max: usize,
     quarantined: usize,
+    /// Swarms with quarantined pieces here: when their metainfo shows up (possibly learnt
+    /// by another worker) the quarantine is released on the next block.
+    q_swarms: std::collections::HashSet<[u8; 20]>,
     /// Pieces known good in this run (so later copies are not re-assembled), as bitsets.
     done: HashMap<[u8; 20], Vec<u64>>,
     pub counters: HashMap<[u8; 20], PieceCounters>,
@@ -143,6 +156,7 @@ impl Pieces {
             max_bytes,
             quarantine_max,
             quarantined: 0,
+            q_swarms: Default::default(),
             done: HashMap::new(),
             counters: HashMap::new(),
         }
@@ -227,6 +241,7 @@ impl Pieces {
         if a.add(begin, data, from) {
             self.held += data.len();
             if a.quarantined {
+                self.q_swarms.insert(ih);
                 self.quarantined += data.len();
                 self.counters.entry(ih).or_default().quarantined_bytes += data.len() as u64;
             }
@@ -240,6 +255,9 @@ impl Pieces {
     /// checked (and verified if complete).
     pub fn metainfo_arrived(&mut self, m: &Arc<Metainfo>, sink: &dyn PieceSink) {
         let ih = m.info_hash;
+        if !self.q_swarms.remove(&ih) {
+            return;
+        }
         let indices: Vec<u32> = self
             .open
             .keys()
@@ -403,6 +421,7 @@ mod tests {
         SocketAddr::from(([198, 19, 0, n], 6881))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn feed(
         p: &mut Pieces,
         m: Option<&Arc<Metainfo>>,
