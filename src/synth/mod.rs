@@ -168,6 +168,10 @@ pub struct SynthArgs {
     /// Leecher first fetches the info dict with BEP 9 ut_metadata.
     #[arg(long)]
     pub magnet: bool,
+    /// The seeders of the last N flows answer every request with wrong bytes (each block
+    /// XOR 0x5A): hostile peers whose pieces must fail their hash.
+    #[arg(long, default_value_t = 0)]
+    pub hostile: u32,
     /// Write the .torrent here.
     #[arg(long)]
     pub torrent_out: Option<PathBuf>,
@@ -198,6 +202,7 @@ impl Default for SynthArgs {
             qinq: None,
             ipv6: false,
             magnet: false,
+            hostile: 0,
             torrent_out: None,
             truth_out: None,
         }
@@ -303,6 +308,7 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
         midstream: args.midstream,
         ipv6: args.ipv6,
         magnet: args.magnet,
+        hostile: args.hostile,
         flows: args.flows,
         counts: impair::Counts {
             reorder: args.reorder,

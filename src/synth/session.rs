@@ -25,6 +25,8 @@ pub struct Shared {
     pub midstream: bool,
     pub ipv6: bool,
     pub magnet: bool,
+    /// Flows at or past `flows - hostile` have a lying seeder.
+    pub hostile: u32,
     pub flows: u32,
     pub counts: Counts,
 }
@@ -178,6 +180,8 @@ pub struct Session {
     buf: Vec<u8>,
     c2s: Delivered,
     s2c: Delivered,
+    /// This flow's seeder sends wrong block bytes.
+    hostile: bool,
 }
 
 impl Session {
@@ -239,6 +243,7 @@ impl Session {
             buf: Vec::new(),
             c2s: Delivered::default(),
             s2c: Delivered::default(),
+            hostile: flow + sh.hostile >= sh.flows,
         })
     }
 
@@ -415,6 +420,12 @@ impl Session {
         for m in &w.msgs {
             let start = self.buf.len();
             m.encode(t, &mut self.buf);
+            if self.hostile && matches!(m, Msg::Piece(_)) {
+                // Keep the 13-byte header; lie in the block.
+                for b in &mut self.buf[start + 13..] {
+                    *b ^= 0x5a;
+                }
+            }
             spans.push((start, self.buf.len() - start));
         }
         let total = self.buf.len();
