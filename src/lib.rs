@@ -1,6 +1,7 @@
 //! peercache: an ISP-side cache for BitTorrent traffic. See DESIGN.md in the shared folder.
 #![deny(unsafe_code)]
 
+pub mod cache;
 pub mod capture;
 pub mod config;
 pub mod engine;

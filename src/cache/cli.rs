@@ -1,0 +1,164 @@
+//! `peercache cache ...`: inspect and maintain a cache directory no daemon is using.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{parse_info_hash, CacheError, PieceKey, PieceStore, SwarmEntry};
+
+#[derive(clap::Args, Debug)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub cmd: CacheCmd,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum CacheCmd {
+    /// List swarms in the cache
+    Ls {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the verified piece to stdout (exit 1 when absent)
+    Get {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        info_hash: String,
+        piece: u32,
+    },
+    /// Re-check every stored piece against its hash; remove bad ones (exit 1 when any were
+    /// bad or unreadable)
+    Verify {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one piece, or a whole swarm when PIECE is omitted (exit 1 when absent)
+    Evict {
+        #[arg(long)]
+        cache_dir: PathBuf,
+        info_hash: String,
+        piece: Option<u32>,
+    },
+}
+
+pub fn run(args: &CacheArgs) -> Result<ExitCode, CacheError> {
+    run_to(args, &mut std::io::stdout().lock())
+}
+
+/// `run`, writing what it prints to `out` (tests read it back).
+pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode, CacheError> {
+    let mut emit = |bytes: &[u8]| {
+        out.write_all(bytes)
+            .and_then(|()| out.flush())
+            .map_err(CacheError::io("writing", "<stdout>"))
+    };
+    let found = |yes: bool| {
+        if yes {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    match &args.cmd {
+        CacheCmd::Ls { cache_dir, json } => {
+            let swarms = open_existing(cache_dir)?.swarms();
+            let text = if *json {
+                serde_json::to_string_pretty(&swarms)? + "\n"
+            } else {
+                table(&swarms)
+            };
+            emit(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CacheCmd::Get {
+            cache_dir,
+            info_hash,
+            piece,
+        } => {
+            let key = PieceKey {
+                info_hash: parse_info_hash(info_hash)?,
+                index: *piece,
+            };
+            let data = open_existing(cache_dir)?.get(&key)?;
+            if let Some(d) = &data {
+                emit(d)?;
+            }
+            Ok(found(data.is_some()))
+        }
+        CacheCmd::Verify { cache_dir, json } => {
+            let r = open_existing(cache_dir)?.verify_all();
+            let text = if *json {
+                serde_json::to_string_pretty(&r)? + "\n"
+            } else {
+                format!(
+                    "checked {}, ok {}, removed {}, errors {}\n",
+                    r.checked, r.ok, r.removed, r.errors
+                )
+            };
+            emit(text.as_bytes())?;
+            Ok(found(r.removed == 0 && r.errors == 0))
+        }
+        CacheCmd::Evict {
+            cache_dir,
+            info_hash,
+            piece,
+        } => {
+            let ih = parse_info_hash(info_hash)?;
+            let store = open_existing(cache_dir)?;
+            let removed = match piece {
+                Some(index) => store.remove(&PieceKey {
+                    info_hash: ih,
+                    index: *index,
+                })?,
+                // A swarm with metainfo but no pieces is still "present".
+                None => {
+                    let present = store.metainfo(&ih).is_some();
+                    store.remove_swarm(&ih)?;
+                    present
+                }
+            };
+            Ok(found(removed))
+        }
+    }
+}
+
+/// Opens a cache that must already exist (these commands never create one), without a
+/// capacity: nothing is evicted just for looking.
+fn open_existing(dir: &Path) -> Result<PieceStore, CacheError> {
+    if !dir.is_dir() {
+        return Err(CacheError::NoCacheDir {
+            path: dir.to_owned(),
+        });
+    }
+    if !dir.join("v1").is_dir() {
+        return Err(CacheError::NotACache {
+            path: dir.to_owned(),
+        });
+    }
+    PieceStore::open(dir, u64::MAX)
+}
+
+fn table(swarms: &[SwarmEntry]) -> String {
+    let mut out = format!(
+        "{:<40}  {:>15}  {:>14}  NAME\n",
+        "INFO-HASH", "PIECES", "BYTES"
+    );
+    for s in swarms {
+        let pieces = format!("{}/{}", s.pieces_cached, s.pieces);
+        // Names come from torrents, i.e. from strangers: no terminal control sequences.
+        let name: String = s
+            .name
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        out += &format!(
+            "{:<40}  {:>15}  {:>14}  {}\n",
+            s.info_hash, pieces, s.bytes, name
+        );
+    }
+    out
+}

@@ -1,0 +1,182 @@
+//! The piece store: verified pieces on disk, keyed by (info-hash, piece index), with an LRU
+//! byte budget. It is the only place bytes are kept for serving or export, so it enforces
+//! Invariant 1 itself: a piece is admitted only if it hashes to the SHA-1 listed for it in an
+//! info dictionary the store holds (and which hashes to the info-hash), and it is hashed again
+//! on every read. It never trusts its caller nor its disk.
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <dir>/v1/<info-hash as 40 lowercase hex>/info            raw info dictionary (bencoded)
+//! <dir>/v1/<info-hash>/pieces/<index as 8 lowercase hex>   piece bytes, exactly piece_len(index)
+//! <dir>/tmp/                                               in-flight writes, deleted at open
+//! ```
+//!
+//! The `v1` level leaves room for a later layout (v2 merkle pieces) next to this one. Entries
+//! whose names are not in the canonical form above are not ours and are left alone.
+//!
+//! # Crash safety (fsync policy)
+//!
+//! A piece is written to a fresh file in `tmp/`, `fsync`ed, renamed into `pieces/`, and the
+//! `pieces/` directory is `fsync`ed; only then is it indexed (and so served). The info file
+//! goes the same way, and the directories created for a new swarm are fsynced up to `v1/`.
+//! After `kill -9` or a power cut, every piece that was indexed is therefore on disk whole;
+//! anything half-written is a temp file, deleted at the next open. Deletions (eviction,
+//! removal) are not fsynced: after a power cut a deleted piece may reappear, which costs
+//! space, never correctness, since it is verified like any other.
+//!
+//! Open does not re-hash pieces (that would take hours on a multi-terabyte cache): it checks
+//! that each info file hashes to its directory name (else the whole swarm directory is
+//! removed, since none of its pieces can be verified) and that each piece file has the exact
+//! length of its piece (else the file is dropped). Full SHA-1 verification happens on every
+//! [`PieceStore::get`] (a mismatch deletes the file and counts a read failure) and in
+//! [`PieceStore::verify_all`].
+//!
+//! # LRU across restarts
+//!
+//! The LRU order lives in memory. At open it is rebuilt from file modification times, oldest
+//! first (ties by key). Files get their mtime when written, and [`PieceStore::get`] refreshes
+//! it (best effort, not fsynced); [`PieceStore::touch`] only reorders memory, since it is
+//! called for would-be hits on the hot path. So after a restart, recency is approximately
+//! "last written or read".
+//!
+//! # Concurrency
+//!
+//! The store is `Send + Sync` and shared by engine workers. `contains` is a dashmap lookup.
+//! The LRU order and the byte total sit under one mutex held only for in-memory updates. File
+//! I/O runs outside it; a per-key stripe lock orders "rename into place + index" against
+//! "unlink an evicted or corrupt file", so a re-insert racing an eviction never loses its
+//! file. `remove_swarm` excludes in-flight inserts of any swarm for its short duration.
+//!
+//! One process per cache directory: open deletes `tmp/`, which would break another live
+//! process writing there. (The `cache` CLI commands are for a cache no daemon is using.)
+//!
+//! # Testing crash safety (kill -9)
+//!
+//! Run a child that inserts pieces (e.g. `peercache replay --cache-dir D trace.pcap`), kill it
+//! with SIGKILL at random points mid-run, then `PieceStore::open(D, ..)`: open must succeed,
+//! and `verify_all()` must report `removed == 0` (every indexed piece was whole, and torn
+//! writes only ever exist as temp files, which open deletes: see `OpenReport::removed_tmp`).
+//! Power loss cannot be simulated that way; the fsync policy above is what covers it.
+
+pub mod cli;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::swarm::MetainfoError;
+
+pub use store::PieceStore;
+
+/// One piece of one swarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PieceKey {
+    pub info_hash: [u8; 20],
+    pub index: u32,
+}
+
+#[derive(Debug, Error)]
+pub enum CacheError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache directory {} does not exist", path.display())]
+    NoCacheDir { path: PathBuf },
+    #[error("{} is not a peercache cache directory (no v1/ inside)", path.display())]
+    NotACache { path: PathBuf },
+    #[error("info-hash must be 40 hex digits, got {0:?}")]
+    BadInfoHash(String),
+    #[error("metainfo for {info_hash} is inconsistent: {source}")]
+    Metainfo {
+        info_hash: String,
+        #[source]
+        source: MetainfoError,
+    },
+    #[error("encoding JSON for stdout: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CacheError {
+    fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| CacheError::Io { what, path, source }
+    }
+}
+
+/// Running totals since open (stored_* are the current contents).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounters {
+    pub stored_bytes: u64,
+    pub stored_pieces: u64,
+    pub evicted_bytes: u64,
+    pub evicted_pieces: u64,
+    pub inserted_pieces: u64,
+    /// Inserts refused: no metainfo for the swarm, bytes not matching the piece hash, or a
+    /// piece larger than the whole capacity.
+    pub refused_pieces: u64,
+    /// Stored pieces that failed their hash (or vanished) on read; they were removed.
+    pub read_failures: u64,
+    pub write_errors: u64,
+}
+
+/// What open found on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpenReport {
+    /// Pieces indexed from disk (before any eviction down to a smaller capacity, which is
+    /// counted in `StoreCounters::evicted_*`).
+    pub restored_pieces: u64,
+    pub restored_bytes: u64,
+    /// Swarm directories removed: info file missing, unparsable, or not hashing to the name.
+    pub removed_invalid: u64,
+    /// Piece files removed: wrong length for their piece, or an index past the torrent's end.
+    pub dropped_pieces: u64,
+    /// Leftover temp files (interrupted writes) deleted.
+    pub removed_tmp: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub checked: u64,
+    pub ok: u64,
+    /// Failed their hash (or were unreadable or missing): deleted and unindexed.
+    pub removed: u64,
+    /// Could not be opened for a reason unrelated to their content (permissions, file
+    /// descriptors): left in place, checked again next time.
+    pub errors: u64,
+}
+
+/// One swarm as `cache ls --json` prints it: these field names are a stable schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SwarmEntry {
+    /// 40 lowercase hex digits.
+    pub info_hash: String,
+    pub name: String,
+    pub piece_length: u64,
+    /// Pieces in the torrent.
+    pub pieces: u32,
+    pub pieces_cached: u32,
+    pub bytes: u64,
+}
+
+/// Parses a 40-hex-digit info-hash (either case).
+pub fn parse_info_hash(s: &str) -> Result<[u8; 20], CacheError> {
+    let bad = || CacheError::BadInfoHash(s.to_owned());
+    // Checked digit by digit: from_str_radix alone would also accept a '+' sign.
+    if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut out = [0u8; 20];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}

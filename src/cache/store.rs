@@ -1,0 +1,664 @@
+//! `PieceStore`: layout, fsync policy, LRU and locking are described in the module doc.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use dashmap::DashMap;
+use lru::LruCache;
+
+use super::{
+    parse_info_hash, CacheError, OpenReport, PieceKey, StoreCounters, SwarmEntry, VerifyReport,
+};
+use crate::report::hex;
+use crate::swarm::metainfo::MAX_INFO_LEN;
+use crate::swarm::Metainfo;
+
+/// Per-key locks ordering "rename into place + index" against "unlink": enough stripes that
+/// unrelated pieces rarely wait on each other.
+const STRIPES: usize = 64;
+
+/// LRU order and the byte total change together, under one mutex.
+struct Lru {
+    order: LruCache<PieceKey, u32>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Counts {
+    evicted_bytes: AtomicU64,
+    evicted_pieces: AtomicU64,
+    inserted: AtomicU64,
+    refused: AtomicU64,
+    read_failures: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+/// Outcome of reading a piece again under its stripe lock.
+enum Recheck {
+    Good(Vec<u8>),
+    /// Bad or missing: unindexed and deleted.
+    Dropped,
+    /// No longer indexed (removed or evicted meanwhile): not a failure.
+    Gone,
+}
+
+pub struct PieceStore {
+    v1: PathBuf,
+    tmp: PathBuf,
+    capacity: u64,
+    /// Mirrors `lru.order` (updated under the LRU mutex) so `contains` takes no global lock.
+    index: DashMap<PieceKey, u32>,
+    lru: Mutex<Lru>,
+    metas: DashMap<[u8; 20], Arc<Metainfo>>,
+    stripes: Box<[Mutex<()>]>,
+    /// Inserts and put_metainfo hold it shared while touching a swarm directory;
+    /// remove_swarm holds it exclusively, so no write lands in a swarm being removed.
+    swarm_gate: RwLock<()>,
+    tmp_seq: AtomicU64,
+    counts: Counts,
+    opened: OpenReport,
+}
+
+impl PieceStore {
+    /// Opens (creating if needed) the cache at `dir`, restoring its index; see the module doc
+    /// for what is checked and cleaned up. The result of that is in [`Self::open_report`].
+    pub fn open(dir: &Path, capacity_bytes: u64) -> Result<PieceStore, CacheError> {
+        let existed = dir.is_dir();
+        let (v1, tmp) = (dir.join("v1"), dir.join("tmp"));
+        for d in [&v1, &tmp] {
+            fs::create_dir_all(d).map_err(CacheError::io("creating directory", d))?;
+        }
+        sync_dir(dir)?;
+        if !existed {
+            // Best effort: the parent may not be readable, and a lost entry for a fresh,
+            // empty cache costs nothing.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                let _ = sync_dir(parent);
+            }
+        }
+        let mut opened = OpenReport {
+            removed_tmp: clear_dir(&tmp)?,
+            ..OpenReport::default()
+        };
+        let store = PieceStore {
+            v1,
+            tmp,
+            capacity: capacity_bytes,
+            index: DashMap::new(),
+            lru: Mutex::new(Lru {
+                order: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            metas: DashMap::new(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            swarm_gate: RwLock::new(()),
+            tmp_seq: AtomicU64::new(0),
+            counts: Counts::default(),
+            opened: OpenReport::default(),
+        };
+
+        let mut found: Vec<(SystemTime, PieceKey, u32)> = Vec::new();
+        for entry in read_dir(&store.v1)? {
+            let entry = entry.map_err(CacheError::io("reading directory", &store.v1))?;
+            let Some(ih) = canonical_info_hash(&entry.file_name()) else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let sdir = entry.path();
+            match load_info(&sdir, &ih)? {
+                Some(m) => {
+                    restore_pieces(&m, &sdir.join("pieces"), &mut found, &mut opened)?;
+                    store.metas.insert(ih, Arc::new(m));
+                }
+                None => {
+                    // Pieces of a swarm we cannot verify can never be served: drop them all.
+                    fs::remove_dir_all(&sdir)
+                        .map_err(CacheError::io("removing invalid swarm directory", &sdir))?;
+                    opened.removed_invalid += 1;
+                }
+            }
+        }
+
+        found.sort_unstable();
+        let victims = {
+            let mut lru = lock(&store.lru);
+            for &(_, key, len) in &found {
+                lru.order.put(key, len);
+                lru.bytes += u64::from(len);
+                store.index.insert(key, len);
+            }
+            opened.restored_pieces = found.len() as u64;
+            opened.restored_bytes = lru.bytes;
+            // The capacity may have shrunk since the last run.
+            store.pop_victims(&mut lru)
+        };
+        for key in victims {
+            store.unlink_evicted(&key);
+        }
+        Ok(PieceStore { opened, ..store })
+    }
+
+    pub fn open_report(&self) -> OpenReport {
+        self.opened
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Persists the raw info dictionary so pieces can be verified after a restart. Idempotent.
+    pub fn put_metainfo(&self, m: &Metainfo) -> Result<(), CacheError> {
+        if self.metas.contains_key(&m.info_hash) {
+            return Ok(());
+        }
+        // Re-derived from the raw bytes: Metainfo's fields are public, and only what chains
+        // to the info-hash is trusted here.
+        let m = Metainfo::from_info_checked(&m.info, &m.info_hash).map_err(|source| {
+            CacheError::Metainfo {
+                info_hash: hex(&m.info_hash),
+                source,
+            }
+        })?;
+        let _gate = read(&self.swarm_gate);
+        let sdir = self.swarm_dir(&m.info_hash);
+        let pdir = sdir.join("pieces");
+        fs::create_dir_all(&pdir).map_err(CacheError::io("creating directory", &pdir))?;
+        let tmp = self.write_tmp(&m.info)?;
+        // The swarm dir's fsync covers both new entries (pieces/, info); v1's covers the dir.
+        self.place(&tmp, &sdir.join("info"), &sdir)?;
+        sync_dir(&self.v1)?;
+        self.metas.insert(m.info_hash, Arc::new(m));
+        Ok(())
+    }
+
+    pub fn metainfo(&self, ih: &[u8; 20]) -> Option<Arc<Metainfo>> {
+        self.metas.get(ih).map(|r| Arc::clone(r.value()))
+    }
+
+    /// Stores a piece if, and only if, it verifies against the stored metainfo. Ok(false):
+    /// refused (no metainfo, wrong bytes, or larger than the whole capacity). Ok(true): stored,
+    /// or already present (then promoted in the LRU).
+    pub fn insert(&self, key: PieceKey, data: &[u8]) -> Result<bool, CacheError> {
+        let verified = self
+            .metainfo(&key.info_hash)
+            .is_some_and(|m| m.verify_piece(key.index, data));
+        if !verified || data.len() as u64 > self.capacity {
+            self.counts.refused.fetch_add(1, Relaxed);
+            return Ok(false);
+        }
+        if self.index.contains_key(&key) {
+            self.touch(&key);
+            return Ok(true);
+        }
+        // The slow part (write + fsync) runs before any lock is taken.
+        let tmp = self.write_tmp(data)?;
+        let victims = {
+            let _gate = read(&self.swarm_gate);
+            if !self.metas.contains_key(&key.info_hash) {
+                // The swarm was removed while we were writing.
+                let _ = fs::remove_file(&tmp);
+                self.counts.refused.fetch_add(1, Relaxed);
+                return Ok(false);
+            }
+            let _stripe = lock(self.stripe(&key));
+            if self.index.contains_key(&key) {
+                // A concurrent insert of the same piece got there first.
+                let _ = fs::remove_file(&tmp);
+                self.touch(&key);
+                return Ok(true);
+            }
+            let dst = self.piece_path(&key);
+            self.place(&tmp, &dst, &self.pieces_dir(&key.info_hash))?;
+            // Durable: now it may be indexed, hence served.
+            let len = data.len() as u32; // verify_piece checked it equals piece_len (a u32)
+            let mut lru = lock(&self.lru);
+            lru.order.put(key, len);
+            lru.bytes += u64::from(len);
+            self.index.insert(key, len);
+            self.counts.inserted.fetch_add(1, Relaxed);
+            self.pop_victims(&mut lru)
+        };
+        for victim in victims {
+            self.unlink_evicted(&victim);
+        }
+        Ok(true)
+    }
+
+    pub fn contains(&self, key: &PieceKey) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// The piece, read from disk and verified again. A file that fails its hash is deleted,
+    /// counted in `read_failures`, and reported as absent. A hit promotes the piece.
+    pub fn get(&self, key: &PieceKey) -> Result<Option<Vec<u8>>, CacheError> {
+        if !self.index.contains_key(key) {
+            return Ok(None);
+        }
+        let data = match self.read_verified(key, true)? {
+            Some(d) => d,
+            None => match self.recheck_or_drop(key)? {
+                Recheck::Good(d) => d,
+                Recheck::Dropped | Recheck::Gone => return Ok(None),
+            },
+        };
+        lock(&self.lru).order.promote(key);
+        Ok(Some(data))
+    }
+
+    /// Promotes a piece in the LRU without reading it (a would-be hit). Memory only.
+    pub fn touch(&self, key: &PieceKey) {
+        lock(&self.lru).order.promote(key);
+    }
+
+    pub fn remove(&self, key: &PieceKey) -> Result<bool, CacheError> {
+        let _stripe = lock(self.stripe(key));
+        if self.unindex(key).is_none() {
+            return Ok(false);
+        }
+        remove_file_if_exists(&self.piece_path(key))?;
+        Ok(true)
+    }
+
+    /// Removes a swarm (metainfo and all its pieces); returns the piece bytes it held.
+    pub fn remove_swarm(&self, ih: &[u8; 20]) -> Result<u64, CacheError> {
+        let doomed = {
+            let _gate = write(&self.swarm_gate);
+            // Pieces are unindexed before the metainfo goes, so a concurrent get never sees
+            // an indexed piece it cannot verify (which would count as a read failure).
+            let keys: Vec<PieceKey> = self
+                .index
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| k.info_hash == *ih)
+                .collect();
+            let mut bytes = 0;
+            {
+                let mut lru = lock(&self.lru);
+                for k in &keys {
+                    if let Some(len) = lru.order.pop(k) {
+                        lru.bytes -= u64::from(len);
+                        bytes += u64::from(len);
+                        self.index.remove(k);
+                    }
+                }
+            }
+            self.metas.remove(ih);
+            // A rename is one quick step under the gate; the slow recursive delete runs
+            // after it, from tmp/ (which open clears, should we die half-way).
+            let sdir = self.swarm_dir(ih);
+            let doomed = self
+                .tmp
+                .join(format!("{}-{}.removing", hex(ih), self.next_seq()));
+            match fs::rename(&sdir, &doomed) {
+                Ok(()) => sync_dir(&self.v1)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(bytes),
+                Err(e) => return Err(CacheError::io("moving swarm directory", &sdir)(e)),
+            }
+            (doomed, bytes)
+        };
+        fs::remove_dir_all(&doomed.0).map_err(CacheError::io("removing", &doomed.0))?;
+        Ok(doomed.1)
+    }
+
+    /// Every swarm with metainfo in the store, sorted by info-hash. Scans the whole index.
+    pub fn swarms(&self) -> Vec<SwarmEntry> {
+        let mut per: HashMap<[u8; 20], (u32, u64)> = HashMap::new();
+        for e in self.index.iter() {
+            let c = per.entry(e.key().info_hash).or_default();
+            c.0 += 1;
+            c.1 += u64::from(*e.value());
+        }
+        let mut out: Vec<SwarmEntry> = self
+            .metas
+            .iter()
+            .map(|m| {
+                let (pieces_cached, bytes) = per.get(m.key()).copied().unwrap_or_default();
+                SwarmEntry {
+                    info_hash: hex(m.key()),
+                    name: m.name.clone(),
+                    piece_length: m.piece_length,
+                    pieces: m.num_pieces(),
+                    pieces_cached,
+                    bytes,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.info_hash.cmp(&b.info_hash));
+        out
+    }
+
+    /// Indices of the stored pieces of a swarm, ascending. Scans the whole index.
+    pub fn pieces(&self, ih: &[u8; 20]) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .index
+            .iter()
+            .map(|e| *e.key())
+            .filter(|k| k.info_hash == *ih)
+            .map(|k| k.index)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Reads and hashes every stored piece, removing those that fail. Does not change the
+    /// LRU order (checking is not use).
+    pub fn verify_all(&self) -> VerifyReport {
+        let keys: Vec<PieceKey> = self.index.iter().map(|e| *e.key()).collect();
+        let mut r = VerifyReport::default();
+        for key in keys {
+            let outcome = match self.read_verified(&key, false) {
+                Ok(Some(_)) => Ok(Recheck::Good(Vec::new())),
+                Ok(None) => self.recheck_or_drop(&key),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Recheck::Good(_)) => r.ok += 1,
+                Ok(Recheck::Dropped) => r.removed += 1,
+                Ok(Recheck::Gone) => continue,
+                Err(_) => r.errors += 1,
+            }
+            r.checked += 1;
+        }
+        r
+    }
+
+    pub fn counters(&self) -> StoreCounters {
+        let (stored_bytes, stored_pieces) = {
+            let l = lock(&self.lru);
+            (l.bytes, l.order.len() as u64)
+        };
+        let c = &self.counts;
+        StoreCounters {
+            stored_bytes,
+            stored_pieces,
+            evicted_bytes: c.evicted_bytes.load(Relaxed),
+            evicted_pieces: c.evicted_pieces.load(Relaxed),
+            inserted_pieces: c.inserted.load(Relaxed),
+            refused_pieces: c.refused.load(Relaxed),
+            read_failures: c.read_failures.load(Relaxed),
+            write_errors: c.write_errors.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn piece_path(&self, key: &PieceKey) -> PathBuf {
+        self.pieces_dir(&key.info_hash)
+            .join(format!("{:08x}", key.index))
+    }
+
+    /// LRU order, least recently used first.
+    #[cfg(test)]
+    pub(crate) fn lru_order(&self) -> Vec<PieceKey> {
+        let mut v: Vec<PieceKey> = lock(&self.lru).order.iter().map(|(k, _)| *k).collect();
+        v.reverse();
+        v
+    }
+
+    fn swarm_dir(&self, ih: &[u8; 20]) -> PathBuf {
+        self.v1.join(hex(ih))
+    }
+
+    fn pieces_dir(&self, ih: &[u8; 20]) -> PathBuf {
+        self.swarm_dir(ih).join("pieces")
+    }
+
+    fn stripe(&self, key: &PieceKey) -> &Mutex<()> {
+        let ih = &key.info_hash;
+        let h =
+            u32::from_le_bytes([ih[0], ih[1], ih[2], ih[3]]) ^ key.index.wrapping_mul(0x9E37_79B9);
+        &self.stripes[h as usize % STRIPES]
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.tmp_seq.fetch_add(1, Relaxed)
+    }
+
+    /// A new, fsynced file in tmp/ holding `data`.
+    fn write_tmp(&self, data: &[u8]) -> Result<PathBuf, CacheError> {
+        let path = self
+            .tmp
+            .join(format!("{}-{}.part", std::process::id(), self.next_seq()));
+        let written = File::create_new(&path).and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&path);
+            self.counts.write_errors.fetch_add(1, Relaxed);
+            return Err(CacheError::io("writing", &path)(e));
+        }
+        Ok(path)
+    }
+
+    /// Renames `tmp` to `dst` and fsyncs `dir` (the directory holding `dst`).
+    fn place(&self, tmp: &Path, dst: &Path, dir: &Path) -> Result<(), CacheError> {
+        let placed = fs::rename(tmp, dst)
+            .map_err(CacheError::io("renaming into place", dst))
+            .and_then(|()| sync_dir(dir));
+        if placed.is_err() {
+            let _ = fs::remove_file(tmp);
+            self.counts.write_errors.fetch_add(1, Relaxed);
+        }
+        placed
+    }
+
+    /// Pops least-recently-used pieces until the total fits the capacity. Their files are
+    /// unlinked afterwards, outside the LRU lock, by `unlink_evicted`.
+    fn pop_victims(&self, lru: &mut Lru) -> Vec<PieceKey> {
+        let mut victims = Vec::new();
+        while lru.bytes > self.capacity {
+            let Some((key, len)) = lru.order.pop_lru() else {
+                break;
+            };
+            lru.bytes -= u64::from(len);
+            self.index.remove(&key);
+            self.counts.evicted_pieces.fetch_add(1, Relaxed);
+            self.counts.evicted_bytes.fetch_add(u64::from(len), Relaxed);
+            victims.push(key);
+        }
+        victims
+    }
+
+    fn unlink_evicted(&self, key: &PieceKey) {
+        let _stripe = lock(self.stripe(key));
+        // Re-inserted since it was popped: that file is the new copy, keep it.
+        if self.index.contains_key(key) {
+            return;
+        }
+        // An unlink that fails leaves a verifiable file behind; it is re-indexed at the next
+        // open, so counting it is enough.
+        if remove_file_if_exists(&self.piece_path(key)).is_err() {
+            self.counts.write_errors.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn unindex(&self, key: &PieceKey) -> Option<u32> {
+        let mut lru = lock(&self.lru);
+        let len = lru.order.pop(key)?;
+        lru.bytes -= u64::from(len);
+        self.index.remove(key);
+        Some(len)
+    }
+
+    /// Reads the piece file and returns it only if it hashes right. Ok(None): missing,
+    /// unreadable, wrong length or wrong hash. Err: the file could not even be opened for a
+    /// reason that says nothing about the piece (permissions, file descriptors).
+    fn read_verified(
+        &self,
+        key: &PieceKey,
+        refresh_mtime: bool,
+    ) -> Result<Option<Vec<u8>>, CacheError> {
+        // No metainfo, no verification, no bytes.
+        let Some(meta) = self.metainfo(&key.info_hash) else {
+            return Ok(None);
+        };
+        let Some(len) = meta.piece_len(key.index) else {
+            return Ok(None);
+        };
+        let path = self.piece_path(key);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CacheError::io("opening", &path)(e)),
+        };
+        let mut data = Vec::with_capacity(len as usize);
+        // One byte past the piece, so an over-long file shows without reading all of it. A
+        // read error (EIO) means the piece cannot be served: treated like corruption.
+        if (&file)
+            .take(u64::from(len) + 1)
+            .read_to_end(&mut data)
+            .is_err()
+            || !meta.verify_piece(key.index, &data)
+        {
+            return Ok(None);
+        }
+        if refresh_mtime {
+            // Recency for the next open's LRU order; losing it costs nothing.
+            let _ = file.set_modified(SystemTime::now());
+        }
+        Ok(Some(data))
+    }
+
+    /// After a failed read: read again under the stripe lock (a remove + re-insert may have
+    /// replaced the file since), and drop the piece if it is still bad.
+    fn recheck_or_drop(&self, key: &PieceKey) -> Result<Recheck, CacheError> {
+        let _stripe = lock(self.stripe(key));
+        if !self.index.contains_key(key) {
+            return Ok(Recheck::Gone);
+        }
+        if let Some(d) = self.read_verified(key, false)? {
+            return Ok(Recheck::Good(d));
+        }
+        if self.unindex(key).is_none() {
+            return Ok(Recheck::Gone);
+        }
+        self.counts.read_failures.fetch_add(1, Relaxed);
+        remove_file_if_exists(&self.piece_path(key))?;
+        Ok(Recheck::Dropped)
+    }
+}
+
+/// The info-hash a swarm directory name stands for, if it is in canonical form.
+fn canonical_info_hash(name: &OsStr) -> Option<[u8; 20]> {
+    let s = name.to_str()?;
+    parse_info_hash(s).ok().filter(|ih| hex(ih) == s)
+}
+
+/// The piece index a piece file name stands for, if it is in canonical form.
+fn canonical_index(name: &OsStr) -> Option<u32> {
+    let s = name.to_str()?;
+    let canonical = s.len() == 8 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    canonical.then(|| u32::from_str_radix(s, 16).ok()).flatten()
+}
+
+/// The metainfo of a swarm directory, or None when its info file is missing, too large,
+/// unparsable or does not hash to the directory name.
+fn load_info(sdir: &Path, ih: &[u8; 20]) -> Result<Option<Metainfo>, CacheError> {
+    let path = sdir.join("info");
+    let raw = match File::open(&path) {
+        Ok(f) => {
+            let mut raw = Vec::new();
+            f.take(MAX_INFO_LEN as u64 + 1)
+                .read_to_end(&mut raw)
+                .map_err(CacheError::io("reading", &path))?;
+            raw
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CacheError::io("opening", &path)(e)),
+    };
+    Ok(Metainfo::from_info_checked(&raw, ih).ok())
+}
+
+/// Collects the well-formed piece files of a swarm; drops those with the wrong length.
+fn restore_pieces(
+    m: &Metainfo,
+    pdir: &Path,
+    found: &mut Vec<(SystemTime, PieceKey, u32)>,
+    opened: &mut OpenReport,
+) -> Result<(), CacheError> {
+    fs::create_dir_all(pdir).map_err(CacheError::io("creating directory", pdir))?;
+    for entry in read_dir(pdir)? {
+        let entry = entry.map_err(CacheError::io("reading directory", pdir))?;
+        let Some(index) = canonical_index(&entry.file_name()) else {
+            continue;
+        };
+        let path = entry.path();
+        let meta = entry
+            .metadata()
+            .map_err(CacheError::io("inspecting", &path))?;
+        if !meta.is_file() {
+            continue;
+        }
+        match m.piece_len(index) {
+            Some(len) if u64::from(len) == meta.len() => {
+                let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                let key = PieceKey {
+                    info_hash: m.info_hash,
+                    index,
+                };
+                found.push((mtime, key, len));
+            }
+            _ => {
+                remove_file_if_exists(&path)?;
+                opened.dropped_pieces += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Empties `dir`; returns how many entries it removed.
+fn clear_dir(dir: &Path) -> Result<u64, CacheError> {
+    let mut n = 0;
+    for entry in read_dir(dir)? {
+        let path = entry
+            .map_err(CacheError::io("reading directory", dir))?
+            .path();
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        removed.map_err(CacheError::io("removing leftover", &path))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn read_dir(dir: &Path) -> Result<fs::ReadDir, CacheError> {
+    fs::read_dir(dir).map_err(CacheError::io("reading directory", dir))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CacheError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(CacheError::io("syncing directory", dir))
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<(), CacheError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CacheError::io("removing", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+// A panic while holding one of these leaves nothing half-updated that matters more than
+// staying up, so poisoning is ignored rather than spread to every worker.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read(l: &RwLock<()>) -> std::sync::RwLockReadGuard<'_, ()> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(l: &RwLock<()>) -> std::sync::RwLockWriteGuard<'_, ()> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
