@@ -7,9 +7,15 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 
+use std::sync::Arc;
+
+use peercache::cache::PieceStore;
 use peercache::config::Config;
+use peercache::engine::Shared;
 use peercache::replay::{self, ReplayOptions};
+use peercache::report::parse_hex20;
 use peercache::report::Report;
+use peercache::swarm::{Registry, Source};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +45,8 @@ enum Cmd {
     /// Same seed and options give a byte-identical file. --truth-out writes what a correct
     /// engine must report for it (counts, gaps, stream digests); --torrent-out the .torrent.
     Synth(peercache::synth::SynthArgs),
+    /// Inspect and maintain the verified piece cache (ls, get, verify, evict).
+    Cache(peercache::cache::cli::CacheArgs),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +74,13 @@ struct ReplayArgs {
     /// (metainfo also arrives on the wire through ut_metadata, BEP 9).
     #[arg(long, value_name = "DIR")]
     metainfo: Option<PathBuf>,
+    /// Piece cache directory: verified pieces are stored there (created if missing), and
+    /// REQUESTs from subscribers count as hits against it.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Cache capacity (e.g. 500GiB); least recently used pieces are evicted past it.
+    #[arg(long, value_name = "BYTES")]
+    cache_capacity: Option<peercache::synth::ByteSize>,
     /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
     #[arg(long)]
     record_streams: bool,
@@ -85,6 +100,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
+        Cmd::Cache(a) => Ok(peercache::cache::cli::run(&a)?),
         Cmd::Synth(a) => {
             let t = peercache::synth::run(&a)?;
             eprintln!(
@@ -110,11 +126,18 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if a.metainfo.is_some() {
         cfg.metainfo_dir = a.metainfo.clone();
     }
+    if a.cache_dir.is_some() {
+        cfg.cache.dir = a.cache_dir.clone();
+    }
+    if let Some(c) = &a.cache_capacity {
+        cfg.cache.capacity_bytes = c.0;
+    }
+    let shared = shared_state(&cfg)?;
     let opts = ReplayOptions {
         workers: a.workers.max(1),
         progress: !a.no_progress && !a.json,
     };
-    let out = replay::replay(&a.files, &cfg, &opts);
+    let out = replay::replay_with(&a.files, &cfg, &opts, &shared);
     for e in &out.errors {
         eprintln!("peercache: {e}");
     }
@@ -128,6 +151,27 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// The metainfo registry and the piece sink: the disk cache when configured (its metainfo
+/// preloaded), otherwise an in-memory record of verified pieces.
+fn shared_state(cfg: &Config) -> anyhow::Result<Shared> {
+    let Some(dir) = &cfg.cache.dir else {
+        return Ok(Shared::default());
+    };
+    let store = PieceStore::open(dir, cfg.cache.capacity_bytes)
+        .with_context(|| format!("opening cache {}", dir.display()))?;
+    let registry = Registry::default();
+    for s in store.swarms() {
+        let m = parse_hex20(&s.info_hash).and_then(|ih| store.metainfo(&ih));
+        if let Some(m) = m {
+            registry.insert((*m).clone(), Source::Cache);
+        }
+    }
+    Ok(Shared {
+        registry: Arc::new(registry),
+        sink: Arc::new(store),
     })
 }
 

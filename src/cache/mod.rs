@@ -180,3 +180,55 @@ pub fn parse_info_hash(s: &str) -> Result<[u8; 20], CacheError> {
     }
     Ok(out)
 }
+
+/// The engine's view of the store. `admit` goes through `insert`, which re-verifies the
+/// piece against the stored info dictionary: the store trusts no caller.
+impl crate::swarm::PieceSink for PieceStore {
+    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool {
+        PieceStore::contains(
+            self,
+            &PieceKey {
+                info_hash: *info_hash,
+                index,
+            },
+        )
+    }
+
+    fn admit(&self, m: &crate::swarm::Metainfo, index: u32, data: &[u8]) -> bool {
+        if self.metainfo(&m.info_hash).is_none() && self.put_metainfo(m).is_err() {
+            return false;
+        }
+        // I/O errors are counted by the store (write_errors); the piece is simply not cached.
+        self.insert(
+            PieceKey {
+                info_hash: m.info_hash,
+                index,
+            },
+            data,
+        )
+        .unwrap_or(false)
+    }
+
+    fn touch(&self, info_hash: &[u8; 20], index: u32) {
+        PieceStore::touch(
+            self,
+            &PieceKey {
+                info_hash: *info_hash,
+                index,
+            },
+        )
+    }
+
+    fn learn(&self, m: &crate::swarm::Metainfo) {
+        let _ = self.put_metainfo(m);
+    }
+
+    fn cached_pieces(&self, info_hash: &[u8; 20]) -> u64 {
+        self.pieces(info_hash).len() as u64
+    }
+
+    fn stored_bytes(&self) -> (u64, u64) {
+        let c = self.counters();
+        (c.stored_bytes, c.evicted_bytes)
+    }
+}

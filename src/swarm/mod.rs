@@ -17,6 +17,8 @@ pub use pieces::{PieceSink, Pieces};
 pub enum Source {
     Wire,
     File,
+    /// Persisted by the piece cache in an earlier run (it came from the wire or a file then).
+    Cache,
 }
 
 impl Source {
@@ -24,6 +26,7 @@ impl Source {
         match self {
             Source::Wire => "wire",
             Source::File => "file",
+            Source::Cache => "cache",
         }
     }
 }
