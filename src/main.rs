@@ -239,9 +239,31 @@ fn print_summary(r: &Report, subscribers: bool) {
             print!("  to subscribers {}", human(s.subscriber_piece_bytes_in));
         }
         println!();
+        if let (Some(name), Some(pieces)) = (&s.name, s.pieces) {
+            println!(
+                "      {name}: verified {}/{pieces}, failed {}, cached {} (metainfo: {})",
+                s.pieces_verified, s.pieces_failed, s.pieces_cached, s.metainfo
+            );
+        }
+        for (peer, n) in &s.failed_by_peer {
+            println!("      hash failures from {peer}: {n}");
+        }
     }
     if r.swarms.len() > 20 {
         println!("  ... {} more (use --json for all)", r.swarms.len() - 20);
+    }
+    let c = &r.cache;
+    if c.stored_bytes > 0 || c.hits + c.misses > 0 {
+        println!(
+            "cache: stored {}  evicted {}  would-be hits {}/{} requests ({:.1}%), {} of {}",
+            human(c.stored_bytes),
+            human(c.evicted_bytes),
+            c.hits,
+            c.hits + c.misses,
+            100.0 * c.hit_ratio,
+            human(c.hit_bytes),
+            human(c.hit_bytes + c.miss_bytes)
+        );
     }
     let u = &r.unattributed;
     if u.piece_messages + u.request_messages + u.connections > 0 {

@@ -77,6 +77,9 @@ fn same_traffic(name: &str, t: &synth::Truth, r: &Report) {
     );
 }
 
+/// Rewrites an Ethernet frame into another link layer's framing.
+type Reframe = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
 fn ethertype(eth: &[u8]) -> [u8; 2] {
     [eth[12], eth[13]]
 }
@@ -90,7 +93,7 @@ fn every_link_type_sees_the_same_session() {
         ..Default::default()
     };
     let (t, eth) = frames(&a);
-    let cases: Vec<(&str, i32, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = vec![
+    let cases: Vec<(&str, i32, Reframe)> = vec![
         ("ethernet", 1, Box::new(|f: &[u8]| f.to_vec())),
         // Raw IP: the IP packet alone (DLT_RAW is 12 on Linux; libpcap writes LINKTYPE_RAW).
         ("raw", 12, Box::new(|f: &[u8]| f[14..].to_vec())),

@@ -1,0 +1,393 @@
+//! The piece cache, end to end: captures in, verified pieces on disk, the original files
+//! back out through `peercache cache get`, byte for byte; hostile peers caught; LRU order;
+//! would-be hits; and a kill -9 in the middle of cache writes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{public, repo};
+use peercache::cache::{PieceKey, PieceStore};
+use peercache::report::parse_hex20;
+use peercache::synth::{self, SynthArgs};
+use serde_json::Value;
+use sha1::Digest;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peercache")
+}
+
+/// `peercache replay --json` with the given extra arguments: the JSON as a consumer sees it.
+fn replay_cli(args: &[&str], files: &[&Path]) -> Value {
+    let out = Command::new(bin())
+        .arg("replay")
+        .arg("--json")
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sw<'a>(r: &'a Value, ih: &str) -> &'a Value {
+    r["swarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["info_hash"] == ih)
+        .unwrap_or_else(|| panic!("swarm {ih}"))
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// The file rebuilt from `cache get` of every piece, in order.
+fn rebuild(cache: &Path, ih: &str, pieces: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..pieces {
+        let o = Command::new(bin())
+            .args(["cache", "get", "--cache-dir"])
+            .arg(cache)
+            .args([ih, &i.to_string()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "piece {i} of {ih} missing");
+        out.extend_from_slice(&o.stdout);
+    }
+    out
+}
+
+fn hex(b: &[u8]) -> String {
+    peercache::report::hex(b)
+}
+
+fn lab_truth(name: &str) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(repo().join("pcaps").join(format!("{name}.json"))).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A directory holding only one .torrent, so a test can be sure where metainfo came from.
+fn torrent_dir(torrent: &Path) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(torrent, d.path().join(torrent.file_name().unwrap())).unwrap();
+    d
+}
+
+#[test]
+fn lab_captures_rebuild_their_files_byte_for_byte() {
+    for (name, with_torrent) in [
+        ("lab-tcp-plain", true),
+        ("lab-tcp-aria2", true),
+        ("lab-tcp-magnet", false),
+    ] {
+        let t = lab_truth(name);
+        let cache = tempfile::tempdir().unwrap();
+        let tdir = torrent_dir(&repo().join("pcaps").join(format!("{name}.torrent")));
+        let mut args = vec!["--cache-dir", cache.path().to_str().unwrap()];
+        if with_torrent {
+            args.extend(["--metainfo", tdir.path().to_str().unwrap()]);
+        }
+        let r = replay_cli(&args, &[&repo().join("pcaps").join(format!("{name}.pcap"))]);
+        let ih = t["info_hash"].as_str().unwrap();
+        let s = sw(&r, ih);
+        let pieces = t["num_pieces"].as_u64().unwrap();
+        assert_eq!(
+            s["metainfo"],
+            if with_torrent { "file" } else { "wire" },
+            "{name}"
+        );
+        assert_eq!(
+            (
+                n(&s["pieces_verified"]),
+                n(&s["pieces_failed"]),
+                n(&s["pieces_cached"])
+            ),
+            (pieces, 0, pieces),
+            "{name}"
+        );
+        assert_eq!(
+            n(&r["cache"]["stored_bytes"]),
+            t["file_size"].as_u64().unwrap()
+        );
+        let file = rebuild(cache.path(), ih, pieces as u32);
+        assert_eq!(
+            hex(&sha2::Sha256::digest(&file)),
+            t["sha256"].as_str().unwrap(),
+            "{name}: rebuilt file"
+        );
+    }
+}
+
+#[test]
+fn public_captures_verify_against_their_torrents() {
+    // _analysis/piece_sha1_verification.txt: pieces verified by the reference (which
+    // stopped at the first gap); sha1sums_originalfiles.txt: the original files.
+    let torrents = repo().join("../shared/pcaps-public/bittorrentreconstituter-torrents");
+    for (file, name, at_least, original_sha1) in [
+        ("lookaway", "look away.mp3", 60, None),
+        (
+            "mippo",
+            "mippo-creative_v92.mp3",
+            2,
+            Some("0718dee87ba65b201787b4ac7cd3f6f16048ec7c"),
+        ),
+        (
+            "test.txt",
+            "test.txt",
+            1,
+            Some("adf071efd9af81e591336adc5c1d2f26d7e482de"),
+        ),
+        ("codemonkey", "Code Monkey.mp3", 12, None),
+        ("codemonkey2", "Code Monkey.mp3", 100, None),
+        ("codemonkey_and_testtxt", "Code Monkey.mp3", 32, None),
+    ] {
+        let cache = tempfile::tempdir().unwrap();
+        let r = replay_cli(
+            &[
+                "--cache-dir",
+                cache.path().to_str().unwrap(),
+                "--metainfo",
+                torrents.to_str().unwrap(),
+            ],
+            &[&public(&format!("bittorrentreconstituter__{file}.pcap"))],
+        );
+        let s = r["swarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        let verified = n(&s["pieces_verified"]);
+        assert!(verified >= at_least, "{file}: {verified}");
+        assert_eq!(n(&s["pieces_failed"]), 0, "{file}: a piece failed its hash");
+        assert_eq!(n(&s["pieces_cached"]), verified);
+        if let Some(want) = original_sha1 {
+            let f = rebuild(
+                cache.path(),
+                s["info_hash"].as_str().unwrap(),
+                n(&s["pieces"]) as u32,
+            );
+            assert_eq!(hex(&sha1::Sha1::digest(&f)), want, "{file}");
+        }
+        let all: u64 = r["swarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| n(&s["pieces_verified"]))
+            .sum();
+        let store = PieceStore::open(cache.path(), u64::MAX).unwrap();
+        let v = store.verify_all();
+        assert_eq!((v.removed, v.ok), (0, all), "{file}");
+    }
+}
+
+fn synth_pcap(dir: &Path, a: SynthArgs) -> (PathBuf, synth::Truth, synth::Torrent) {
+    let out = dir.join("s.pcap");
+    let torrent = dir.join("torrents");
+    std::fs::create_dir_all(&torrent).unwrap();
+    let a = SynthArgs {
+        output: out.clone(),
+        torrent_out: Some(torrent.join("s.torrent")),
+        ..a
+    };
+    let t = synth::run(&a).unwrap();
+    (out, t, synth::torrent_for(&a).unwrap())
+}
+
+#[test]
+fn hostile_peer_is_caught_and_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two leechers of one torrent; the second one's seeder lies in every block.
+    let (pcap, truth, torrent) = synth_pcap(
+        dir.path(),
+        SynthArgs {
+            flows: 2,
+            hostile: 1,
+            size: synth::ByteSize(512 * 1024),
+            seed: 11,
+            ..Default::default()
+        },
+    );
+    let cache = dir.path().join("cache");
+    let r = replay_cli(
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--metainfo",
+            dir.path().join("torrents").to_str().unwrap(),
+        ],
+        &[&pcap],
+    );
+    let s = sw(&r, &truth.info_hash);
+    // Every piece verifies from the honest seeder's copies...
+    assert_eq!(n(&s["pieces_verified"]), torrent.num_pieces as u64);
+    // ...the liar's fail (it starts half-way through the torrent, so some of its pieces
+    // complete before the honest copies arrive), and only the liar is blamed.
+    let liar = truth.streams[1].server.clone();
+    assert!(n(&s["pieces_failed"]) > 0);
+    let blamed: Vec<&String> = s["failed_by_peer"].as_object().unwrap().keys().collect();
+    assert_eq!(blamed, vec![&liar]);
+    // The cache holds exactly the original content.
+    let ih = parse_hex20(&truth.info_hash).unwrap();
+    let store = PieceStore::open(&cache, u64::MAX).unwrap();
+    for i in 0..torrent.num_pieces {
+        let want = synth::content_byte_range(
+            11,
+            0,
+            i as u64 * torrent.piece_length as u64,
+            torrent.piece_len(i) as usize,
+        );
+        assert_eq!(
+            store
+                .get(&PieceKey {
+                    info_hash: ih,
+                    index: i
+                })
+                .unwrap(),
+            Some(want),
+            "piece {i}"
+        );
+    }
+}
+
+#[test]
+fn capacity_evicts_least_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // One leecher fetching pieces 0, 1, 2, ... in order: they verify in that order.
+    let (pcap, truth, torrent) = synth_pcap(
+        dir.path(),
+        SynthArgs {
+            size: synth::ByteSize(16 * 65536),
+            seed: 4,
+            ..Default::default()
+        },
+    );
+    let cache = dir.path().join("cache");
+    let keep = 4u64;
+    let r = replay_cli(
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--cache-capacity",
+            &(keep * 65536).to_string(),
+            "--metainfo",
+            dir.path().join("torrents").to_str().unwrap(),
+        ],
+        &[&pcap],
+    );
+    assert_eq!(n(&sw(&r, &truth.info_hash)["pieces_verified"]), 16);
+    assert_eq!(n(&r["cache"]["stored_bytes"]), keep * 65536);
+    assert_eq!(n(&r["cache"]["evicted_bytes"]), (16 - keep) * 65536);
+    let store = PieceStore::open(&cache, u64::MAX).unwrap();
+    let ih = parse_hex20(&truth.info_hash).unwrap();
+    let mut held = store.pieces(&ih);
+    held.sort();
+    assert_eq!(
+        held,
+        (torrent.num_pieces - keep as u32..torrent.num_pieces).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn second_download_from_the_cache_is_all_hits() {
+    let cache = tempfile::tempdir().unwrap();
+    let tdir = torrent_dir(&repo().join("pcaps/lab-tcp-plain.torrent"));
+    let args = [
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+        "--metainfo",
+        tdir.path().to_str().unwrap(),
+        "--subscriber-net",
+        "198.18.0.0/24",
+    ];
+    let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
+    let first = replay_cli(&args, &[&pcap]);
+    let c = |r: &Value, k: &str| n(&r["cache"][k]);
+    assert_eq!(
+        (
+            c(&first, "hits"),
+            c(&first, "misses"),
+            c(&first, "miss_bytes")
+        ),
+        (0, 64, 1 << 20)
+    );
+    // The same subscriber traffic again, against the filled cache: every REQUEST is a hit.
+    let second = replay_cli(&args, &[&pcap]);
+    assert_eq!(
+        (
+            c(&second, "hits"),
+            c(&second, "hit_bytes"),
+            c(&second, "misses")
+        ),
+        (64, 1 << 20, 0)
+    );
+    assert_eq!(second["cache"]["hit_ratio"], 1.0);
+    // Without --subscriber-net nothing is a subscriber's request.
+    let third = replay_cli(&args[..4], &[&pcap]);
+    assert_eq!((c(&third, "hits"), c(&third, "misses")), (0, 0));
+}
+
+#[test]
+fn kill_9_during_cache_writes_leaves_only_verifiable_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, truth, _) = synth_pcap(
+        dir.path(),
+        SynthArgs {
+            size: synth::ByteSize(48 << 20),
+            piece_length: 65536,
+            seed: 21,
+            ..Default::default()
+        },
+    );
+    let ih = parse_hex20(&truth.info_hash).unwrap();
+    let cache = dir.path().join("cache");
+    let pieces_dir = cache.join("v1").join(&truth.info_hash).join("pieces");
+    // Kill at three different moments; each run continues the same cache.
+    for kill_after in [5usize, 60, 200] {
+        let mut child = Command::new(bin())
+            .args(["replay", "--no-progress", "--cache-dir"])
+            .arg(&cache)
+            .arg("--metainfo")
+            .arg(dir.path().join("torrents"))
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let n = std::fs::read_dir(&pieces_dir).map_or(0, |d| d.count());
+            if n >= kill_after || start.elapsed().as_secs() > 60 {
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "replay finished before the kill at {kill_after}"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = PieceStore::open(&cache, u64::MAX).expect("a killed cache reopens");
+        let listed = store.pieces(&ih);
+        assert!(!listed.is_empty());
+        let v = store.verify_all();
+        assert_eq!(
+            (v.removed, v.errors, v.ok),
+            (0, 0, listed.len() as u64),
+            "after kill at {kill_after}"
+        );
+    }
+}
