@@ -43,6 +43,13 @@ printf "%-34s %11s %16s %14s\n" tool wall throughput "peak RSS"
 measure "peercache replay --json"          "$BIN" replay --json --no-progress "$PCAP"
 cp "$OUT/stdout" "$OUT/peercache.json"
 measure "peercache replay --workers 2"     "$BIN" replay --json --no-progress --workers 2 "$PCAP"
+TORRENT=${PCAP%.pcap}.torrent
+if [[ -f $TORRENT ]]; then
+    mkdir -p "$OUT/meta" && cp "$TORRENT" "$OUT/meta/"
+    # Verification against the .torrent and crash-safe writes into a fresh cache each run.
+    measure "peercache + verify + cache writes" bash -c 'rm -rf "$1"; exec "$2" replay --json --no-progress --metainfo "$3" --cache-dir "$1" "$4"' _ "$OUT/cache" "$BIN" "$OUT/meta" "$PCAP"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r["swarms"][0]; print("  verified %d/%d pieces, stored %d bytes" % (s["pieces_verified"], s["pieces"], r["cache"]["stored_bytes"]))' "$OUT/stdout"
+fi
 measure "tcpflow -r (streams to files)"    tcpflow -r "$PCAP" -o "$OUT/work"
 measure "tshark -Y bittorrent (dissect)"   tshark -r "$PCAP" -o tcp.reassemble_out_of_order:TRUE -d tcp.port==6881,bittorrent -Y "bittorrent.msg.type == 7" -T fields -e frame.number
 python3 - "$OUT/peercache.json" <<'PY'

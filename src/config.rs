@@ -163,7 +163,7 @@ impl Default for SwarmConfig {
             max_swarms: 65_536,
             max_distinct_blocks: 4_000_000,
             max_assembly_bytes: 256 << 20,
-            max_quarantine_bytes: 64 << 20,
+            max_quarantine_bytes: 16 << 20,
             max_block_buffer_bytes: 64 << 20,
             max_metadata_swarms: 1024,
         }

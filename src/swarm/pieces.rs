@@ -79,6 +79,32 @@ impl Assembly {
         true
     }
 
+    /// Whether first copies (and pads) cover [0, len) exactly: a walk over block starts,
+    /// so checking after every block costs nothing like building the piece would.
+    fn complete(&self, len: u32, pads: &[(u32, u32)]) -> bool {
+        let mut covered = 0u32;
+        let mut pads = pads.iter().peekable();
+        loop {
+            while let Some(&&(ps, pe)) = pads.peek() {
+                if ps > covered {
+                    break;
+                }
+                covered = covered.max(pe);
+                pads.next();
+            }
+            if covered >= len {
+                return true;
+            }
+            let Some(c) = self.blocks.get(&covered).and_then(|c| c.first()) else {
+                return false;
+            };
+            if c.data.is_empty() {
+                return false;
+            }
+            covered += c.data.len() as u32;
+        }
+    }
+
     /// The piece from the first copy of each block, if [0, len) is covered with blocks
     /// that fit exactly (pads are zero-filled). Returns the bytes and the senders used.
     fn build(
@@ -287,6 +313,9 @@ impl Pieces {
         };
         let pads = m.pad_ranges(index);
         let Some(a) = self.open.get(&key) else { return };
+        if !a.complete(len, &pads) {
+            return;
+        }
         let Some((data, from)) = a.build(len, &pads, &BTreeMap::new()) else {
             return;
         };
