@@ -25,6 +25,7 @@ pub struct Config {
     pub subscriber_nets: Vec<IpNet>,
     pub flows: FlowConfig,
     pub reassembly: ReassemblyConfig,
+    pub utp: UtpConfig,
     pub ip_fragments: FragConfig,
     pub peerwire: PeerwireConfig,
     pub swarms: SwarmConfig,
@@ -77,6 +78,24 @@ pub struct ReassemblyConfig {
     pub conflict_window: usize,
     /// Segments starting further ahead than this are refused as implausible.
     pub max_ahead: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UtpConfig {
+    /// Out-of-order uTP packets held per direction before holes are given up on.
+    pub max_ooo_packets_per_direction: usize,
+    /// Out-of-order uTP bytes held per direction (also within reassembly.max_ooo_bytes_total).
+    pub max_ooo_bytes_per_direction: usize,
+}
+
+impl Default for UtpConfig {
+    fn default() -> Self {
+        UtpConfig {
+            max_ooo_packets_per_direction: 512,
+            max_ooo_bytes_per_direction: 1 << 20,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

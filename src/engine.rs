@@ -11,14 +11,16 @@ use crate::config::Config;
 use crate::flow::ipfrag::{Defragmenter, FragResult};
 use crate::flow::table::FlowTable;
 use crate::flow::tcp::{Budget, Chunk, ReasmCounters, ReasmLimits, Reassembler};
+use crate::flow::utp::{UtpCounters, UtpLimits, UtpReasm};
 use crate::flow::{Dir, FlowKey};
 use crate::peerwire::conn::{Class, ConnState};
 use crate::peerwire::{Event, ParserLimits, StreamParser};
 use crate::report::{hex, Stats, StreamRecord, SwarmStats};
 use crate::swarm::metadata::MetadataAssembler;
 use crate::swarm::{MemorySink, PieceSink, Pieces, Registry, Source};
-use crate::wire::link::{self, Decoded, LinkType, TcpSegment, Transport};
+use crate::wire::link::{self, Decoded, LinkType, TcpSegment, Transport, UdpDatagram};
 use crate::wire::peerwire::{self, Message};
+use crate::wire::utp::{UtpPacket, UtpType};
 
 /// What to do with the frame that was handed in. Replay and tap ignore it; inline obeys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +57,10 @@ impl Default for Shared {
 
 struct Core {
     limits: ReasmLimits,
+    ulimits: UtpLimits,
     budget: Budget,
     reasm: ReasmCounters,
+    utp: UtpCounters,
     app: App,
 }
 
@@ -82,8 +86,38 @@ struct BlockBuf {
     data: Vec<u8>,
 }
 
-struct UdpFlow;
+/// A UDP flow: being probed for uTP, followed as uTP, or not ours.
+enum UdpFlow {
+    Probe(Box<UtpProbe>),
+    Utp(Box<UtpFlow>),
+    Other,
+}
 
+/// Evidence gathered before calling a UDP flow uTP: a single plausible header is not
+/// enough (DNS ids pass the header checks one time in fifty).
+#[derive(Default)]
+struct UtpProbe {
+    /// uTP-looking packets seen.
+    packets: u8,
+    ids: [Option<u16>; 2],
+    /// (sender, connection id, seq_nr) of a SYN.
+    syn: Option<(Dir, u16, u16)>,
+    /// Per direction: (connection id, last seq_nr, run length) of packets that agree.
+    runs: [Option<(u16, u16, u8)>; 2],
+    held: Vec<(Dir, Vec<u8>)>,
+}
+
+/// uTP-looking datagrams examined before a flow is given up as not uTP.
+const UTP_PROBE_PACKETS: u8 = 8;
+
+struct UtpFlow {
+    reasm: [UtpReasm; 2],
+    conn: Conn,
+    /// The connection's start (SYN) was seen: both streams start at their first byte.
+    syn_seen: bool,
+    syn_id: Option<u16>,
+    fin: [bool; 2],
+}
 enum TcpFlow {
     Active(Box<ActiveTcp>),
     /// Not ours (not BitTorrent, or encrypted): remembered only so its packets cost nothing.
@@ -106,6 +140,8 @@ struct Conn {
     counted_bt: bool,
     counted_enc: bool,
     counted_plain_after_enc: bool,
+    /// Carried over uTP (counted as such) rather than TCP.
+    utp: bool,
     hashers: Option<Box<[(Sha1, u64); 2]>>,
 }
 
@@ -134,6 +170,10 @@ impl Engine {
             resync_window: cfg.peerwire.resync_window,
             probe_bytes: cfg.peerwire.probe_bytes,
         };
+        let ulimits = UtpLimits {
+            max_ooo_packets: cfg.utp.max_ooo_packets_per_direction,
+            max_ooo_bytes: cfg.utp.max_ooo_bytes_per_direction,
+        };
         Engine {
             tcp: FlowTable::new(
                 cfg.flows.max_flows,
@@ -151,7 +191,9 @@ impl Engine {
             core: Core {
                 budget: Budget::new(cfg.reassembly.max_ooo_bytes_total),
                 limits,
+                ulimits,
                 reasm: ReasmCounters::default(),
+                utp: UtpCounters::default(),
                 app: App {
                     plim,
                     stats: Stats::default(),
@@ -211,7 +253,7 @@ impl Engine {
         let core = &mut self.core;
         self.tcp.expire(now, |k, f| core.finish(k, f, End::Expired));
         self.udp
-            .expire(now, |_, _| core.app.stats.flows.expired += 1);
+            .expire(now, |k, f| core.finish_udp(k, f, End::Expired));
     }
 
     fn transport(
@@ -224,20 +266,7 @@ impl Engine {
     ) {
         match t {
             Transport::Tcp(seg) => self.tcp_segment(ts, vlan, src, dst, &seg),
-            Transport::Udp(u) => {
-                let (key, _) = FlowKey::new(
-                    17,
-                    vlan,
-                    SocketAddr::new(src, u.src_port),
-                    SocketAddr::new(dst, u.dst_port),
-                );
-                if self.udp.get_mut(&key, ts).is_none() {
-                    self.core.app.stats.flows.udp += 1;
-                    let core = &mut self.core;
-                    self.udp
-                        .insert(key, UdpFlow, ts, |_, _| core.app.stats.flows.evicted += 1);
-                }
-            }
+            Transport::Udp(u) => self.udp_datagram(ts, vlan, src, dst, &u),
             Transport::Other(_) => {}
         }
     }
@@ -291,6 +320,7 @@ impl Engine {
             budget,
             reasm: rc,
             app: ctx,
+            ..
         } = core;
         if seg.flags.ack {
             let rd = dir.rev();
@@ -319,11 +349,91 @@ impl Engine {
         }
     }
 
+    fn udp_datagram(
+        &mut self,
+        ts: u64,
+        vlan: Option<u16>,
+        src: IpAddr,
+        dst: IpAddr,
+        u: &UdpDatagram<'_>,
+    ) {
+        let (key, dir) = FlowKey::new(
+            17,
+            vlan,
+            SocketAddr::new(src, u.src_port),
+            SocketAddr::new(dst, u.dst_port),
+        );
+        let core = &mut self.core;
+        let flow = match self.udp.get_mut(&key, ts) {
+            Some(f) => f,
+            None => {
+                core.app.stats.flows.udp += 1;
+                let f = UdpFlow::Probe(Box::default());
+                self.udp
+                    .insert(key, f, ts, |k, f| core.finish_udp(k, f, End::Evicted))
+            }
+        };
+        match flow {
+            UdpFlow::Other => {}
+            UdpFlow::Probe(p) => {
+                let Some(initiator) = p.observe(dir, u.payload) else {
+                    // Non-uTP datagrams do not condemn a flow: libtorrent sends DHT and uTP
+                    // from one socket. Only uTP-looking packets that never pair up do.
+                    if p.packets >= UTP_PROBE_PACKETS {
+                        *flow = UdpFlow::Other;
+                    }
+                    return;
+                };
+                // Confirmed: replay what the probe held through a uTP flow.
+                let held = std::mem::take(&mut p.held);
+                let syn_seen = p.syn.is_some();
+                let syn_id = p.syn.map(|(_, id, _)| id);
+                core.utp.flows += 1;
+                let start = Some(initiator).filter(|_| syn_seen);
+                let mut f = UtpFlow {
+                    reasm: [UtpReasm::default(), UtpReasm::default()],
+                    conn: Conn::new(key, start, &core.app.cfg),
+                    syn_seen,
+                    syn_id,
+                    fin: [false; 2],
+                };
+                f.conn.utp = true;
+                f.conn.state = ConnState::for_utp(start);
+                for (d, bytes) in &held {
+                    if let Some(pkt) = UtpPacket::new_checked(bytes) {
+                        core.utp_packet(&mut f, *d, &pkt);
+                    }
+                }
+                *flow = UdpFlow::Utp(Box::new(f));
+            }
+            UdpFlow::Utp(f) => {
+                let Some(pkt) = UtpPacket::new_checked(u.payload) else {
+                    return;
+                };
+                if pkt.kind == UtpType::Syn && f.syn_id != Some(pkt.conn_id) {
+                    // A new connection on the same ports: the old one is over.
+                    let old = std::mem::replace(flow, UdpFlow::Probe(Box::default()));
+                    core.finish_udp(key, old, End::Closed);
+                    if let UdpFlow::Probe(p) = flow {
+                        p.observe(dir, u.payload);
+                    }
+                    return;
+                }
+                core.utp_packet(f, dir, &pkt);
+                let closed = f.fin == [true, true] || pkt.kind == UtpType::Reset;
+                if f.conn.ignorable() || closed {
+                    let old = std::mem::replace(flow, UdpFlow::Other);
+                    core.finish_udp(key, old, End::Closed);
+                }
+            }
+        }
+    }
+
     /// End of input: finish every flow and hand back the counters.
     pub fn finish(mut self) -> Stats {
         let core = &mut self.core;
         self.tcp.drain(|k, f| core.finish(k, f, End::Drained));
-        self.udp.drain(|_, _| {});
+        self.udp.drain(|k, f| core.finish_udp(k, f, End::Drained));
         let app = &mut self.core.app;
         let mut stats = std::mem::take(&mut app.stats);
         for (ih, c) in std::mem::take(&mut app.pieces.counters) {
@@ -338,13 +448,14 @@ impl Engine {
         }
         stats.metadata_failed += app.metadata.failed;
         stats.reassembly = self.core.reasm;
+        stats.utp = self.core.utp;
         stats.ip_fragments = self.defrag.counters;
         stats
     }
 }
 
 impl Core {
-    fn finish(&mut self, key: FlowKey, flow: TcpFlow, end: End) {
+    fn finish(&mut self, _key: FlowKey, flow: TcpFlow, end: End) {
         match end {
             End::Expired => self.app.stats.flows.expired += 1,
             End::Evicted => self.app.stats.flows.evicted += 1,
@@ -364,13 +475,144 @@ impl Core {
             let at_start = reasm[d.idx()].syn_seen;
             reasm[d.idx()].flush(rc, budget, &mut |c| conn.on_chunk(d, at_start, c, ctx));
         }
+        conn.close(ctx);
+    }
+
+    fn finish_udp(&mut self, _key: FlowKey, flow: UdpFlow, end: End) {
+        match end {
+            End::Expired => self.app.stats.flows.expired += 1,
+            End::Evicted => self.app.stats.flows.evicted += 1,
+            End::Closed | End::Drained => {}
+        }
+        let UdpFlow::Utp(mut f) = flow else {
+            return;
+        };
+        let UtpFlow {
+            reasm,
+            conn,
+            syn_seen,
+            ..
+        } = &mut *f;
+        let Core {
+            budget,
+            utp,
+            app: ctx,
+            ..
+        } = self;
+        for d in [Dir::LoToHi, Dir::HiToLo] {
+            let at_start = *syn_seen;
+            reasm[d.idx()].flush(utp, budget, &mut |c| conn.on_chunk(d, at_start, c, ctx));
+        }
+        conn.close(ctx);
+    }
+
+    /// One uTP packet of a confirmed flow.
+    fn utp_packet(&mut self, f: &mut UtpFlow, dir: Dir, pkt: &UtpPacket<'_>) {
+        let Core {
+            ulimits,
+            budget,
+            utp: c,
+            app: ctx,
+            ..
+        } = self;
+        let UtpFlow {
+            reasm,
+            conn,
+            syn_seen,
+            fin,
+            ..
+        } = f;
+        c.packets += 1;
+        let at_start = *syn_seen;
+        match pkt.kind {
+            UtpType::Syn => {
+                // The initiator's first DATA carries the SYN's seq_nr + 1.
+                reasm[dir.idx()].start_at(pkt.seq.wrapping_add(1));
+                return;
+            }
+            UtpType::Reset => {
+                c.resets += 1;
+                return;
+            }
+            UtpType::Fin => fin[dir.idx()] = true,
+            UtpType::Data | UtpType::State => {}
+        }
+        let rd = dir.rev();
+        reasm[rd.idx()].ack(pkt.ack, c, budget, &mut |ch| {
+            conn.on_chunk(rd, at_start, ch, ctx)
+        });
+        if pkt.kind == UtpType::Data {
+            reasm[dir.idx()].data(pkt.seq, pkt.payload, ulimits, c, budget, &mut |ch| {
+                conn.on_chunk(dir, at_start, ch, ctx)
+            });
+        }
+    }
+}
+
+impl UtpProbe {
+    /// Record one datagram; Some(initiator) once the flow is shown to be uTP.
+    fn observe(&mut self, dir: Dir, payload: &[u8]) -> Option<Dir> {
+        let p = UtpPacket::new_checked(payload)?;
+        self.packets = self.packets.saturating_add(1);
+        if self.held.len() < UTP_PROBE_PACKETS as usize {
+            self.held.push((dir, payload.to_vec()));
+        }
+        if p.kind == UtpType::Syn {
+            self.syn = Some((dir, p.conn_id, p.seq));
+        }
+        // A SYN answered by a STATE with the SYN's id, acking its seq_nr.
+        if let Some((sd, id, seq)) = self.syn {
+            if p.kind == UtpType::State && dir != sd && p.conn_id == id && p.ack == seq {
+                return Some(sd);
+            }
+        }
+        // Mid-stream: the initiator sends with id + 1, the responder with id.
+        self.ids[dir.idx()] = Some(p.conn_id);
+        if let (Some(a), Some(b), None) = (self.ids[dir.idx()], self.ids[dir.rev().idx()], self.syn)
+        {
+            if a == b.wrapping_add(1) {
+                return Some(dir);
+            }
+            if b == a.wrapping_add(1) {
+                return Some(dir.rev());
+            }
+        }
+        // One direction only (a tap may see just one): a run of packets with one
+        // connection id and nearby sequence numbers is not an accident.
+        let run = &mut self.runs[dir.idx()];
+        *run = match *run {
+            Some((id, last, n))
+                if id == p.conn_id && p.seq.wrapping_sub(last).wrapping_add(8) <= 24 =>
+            {
+                Some((id, p.seq, n + 1))
+            }
+            _ => Some((p.conn_id, p.seq, 1)),
+        };
+        if matches!(run, Some((_, _, n)) if *n >= 3) && self.syn.is_none() {
+            // Which side opened the connection is unknown: both streams are mid-stream.
+            return Some(dir);
+        }
+        // A plaintext BitTorrent handshake as the first payload.
+        if p.kind == UtpType::Data && p.payload.starts_with(&peerwire::PROTOCOL[..]) {
+            return Some(dir);
+        }
+        None
+    }
+}
+
+impl Conn {
+    /// The connection ends: release its buffers, decide on a pending first flight, record
+    /// its streams.
+    fn close(&mut self, ctx: &mut App) {
+        let conn = self;
+        let key = conn.key;
         for b in conn.blocks.iter_mut().filter_map(Option::take) {
-            ctx.block_bytes = ctx.block_bytes.saturating_sub(b.data.capacity());
+            ctx.block_bytes = ctx.block_bytes.saturating_sub(b.length as usize);
         }
         if let Some(v) = conn.state.end_flight() {
             conn.verdict(v, ctx);
         }
-        if !conn.counted_bt && !conn.counted_enc {
+        if !conn.counted_bt && !conn.counted_enc && !conn.utp {
             ctx.stats.flows.ignored += 1;
         }
         if let Some(h) = conn.hashers.take() {
@@ -414,6 +656,7 @@ impl Conn {
             counted_bt: false,
             counted_enc: false,
             counted_plain_after_enc: false,
+            utp: false,
             hashers: cfg
                 .record_streams
                 .then(|| Box::new([(Sha1::new(), 0), (Sha1::new(), 0)])),
@@ -437,7 +680,13 @@ impl Conn {
             self.state.class = Class::Encrypted;
             if !self.counted_enc {
                 self.counted_enc = true;
-                ctx.stats.bittorrent.encrypted_connections += 1;
+                let b = &mut ctx.stats.bittorrent;
+                b.encrypted_connections += 1;
+                if self.utp {
+                    b.encrypted_utp_connections += 1;
+                } else {
+                    b.encrypted_tcp_connections += 1;
+                }
             }
             // MSE may have negotiated plaintext (crypto_provide 0x01): look for framing in
             // what follows, within the probe budget.
@@ -459,6 +708,7 @@ impl Conn {
         }
         let Conn {
             key,
+            utp,
             parsers,
             blocks,
             state,
@@ -476,6 +726,7 @@ impl Conn {
         });
         let plim = ctx.plim;
         let mut h = Handler {
+            utp: *utp,
             sender: key.src(dir),
             block: &mut blocks[dir.idx()],
             state,
@@ -488,12 +739,14 @@ impl Conn {
         match chunk {
             Chunk::Data(data) => parser.feed(data, &plim, &mut |ev| h.event(ev)),
             Chunk::Gap(n) => parser.gap(n, &mut |ev| h.event(ev)),
+            Chunk::Lost => parser.lost(&mut |ev| h.event(ev)),
         }
     }
 }
 
 /// Turns parser events into protocol state and counters.
 struct Handler<'a> {
+    utp: bool,
     sender: SocketAddr,
     block: &'a mut Option<BlockBuf>,
     state: &'a mut ConnState,
@@ -594,7 +847,11 @@ impl Handler<'_> {
         self.state.class = Class::BitTorrent;
         if !*self.counted_bt {
             *self.counted_bt = true;
-            self.ctx.stats.bittorrent.tcp_connections += 1;
+            if self.utp {
+                self.ctx.stats.bittorrent.utp_connections += 1;
+            } else {
+                self.ctx.stats.bittorrent.tcp_connections += 1;
+            }
             if self.state.midstream {
                 self.ctx.stats.bittorrent.midstream_connections += 1;
             }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::flow::ipfrag::FragCounters;
 use crate::flow::tcp::ReasmCounters;
+use crate::flow::utp::UtpCounters;
 
 /// Per-swarm (or unattributed) message accounting.
 #[derive(Debug, Default, Clone)]
@@ -86,7 +87,10 @@ pub struct FlowCounters {
 pub struct BtCounters {
     pub tcp_connections: u64,
     pub utp_connections: u64,
+    /// MSE/PE connections over any transport, and the split.
     pub encrypted_connections: u64,
+    pub encrypted_tcp_connections: u64,
+    pub encrypted_utp_connections: u64,
     /// Connections whose start was not captured, recognised from their framing.
     pub midstream_connections: u64,
     /// Encrypted (MSE) connections that went on in plaintext (crypto_provide plaintext).
@@ -122,6 +126,7 @@ pub struct Stats {
     pub flows: FlowCounters,
     pub bittorrent: BtCounters,
     pub reassembly: ReasmCounters,
+    pub utp: UtpCounters,
     pub peerwire: PeerwireCounters,
     pub ip_fragments: FragCounters,
     pub swarms: HashMap<[u8; 20], SwarmStats>,
@@ -154,6 +159,8 @@ impl Stats {
         b.tcp_connections += c.tcp_connections;
         b.utp_connections += c.utp_connections;
         b.encrypted_connections += c.encrypted_connections;
+        b.encrypted_tcp_connections += c.encrypted_tcp_connections;
+        b.encrypted_utp_connections += c.encrypted_utp_connections;
         b.midstream_connections += c.midstream_connections;
         b.encrypted_then_plain += c.encrypted_then_plain;
         let (r, s) = (&mut self.reassembly, o.reassembly);
@@ -165,6 +172,18 @@ impl Stats {
         r.out_of_order += s.out_of_order;
         r.evictions += s.evictions;
         r.out_of_window += s.out_of_window;
+        let (u, v) = (&mut self.utp, o.utp);
+        u.flows += v.flows;
+        u.packets += v.packets;
+        u.data_packets += v.data_packets;
+        u.out_of_order += v.out_of_order;
+        u.duplicates += v.duplicates;
+        u.conflicting += v.conflicting;
+        u.gaps += v.gaps;
+        u.gap_packets += v.gap_packets;
+        u.evictions += v.evictions;
+        u.resets += v.resets;
+        u.out_of_window += v.out_of_window;
         let (p, q) = (&mut self.peerwire, o.peerwire);
         p.handshakes += q.handshakes;
         p.messages += q.messages;
@@ -298,6 +317,8 @@ pub struct Report {
     pub unattributed: SwarmReport,
     pub swarms_overflow: u64,
     pub reassembly: ReasmCounters,
+    /// uTP flows and their reassembly (BEP 29).
+    pub utp: UtpCounters,
     pub peerwire: PeerwireCounters,
     pub ip_fragments: FragCounters,
     pub cache: CacheReport,
@@ -387,6 +408,7 @@ impl Report {
             unattributed: SwarmReport::new(String::new(), &stats.unattributed),
             swarms_overflow: stats.swarms_overflow,
             reassembly: stats.reassembly,
+            utp: stats.utp,
             peerwire: stats.peerwire,
             ip_fragments: stats.ip_fragments,
             cache: CacheReport {

@@ -153,7 +153,15 @@ fn modern_qbittorrent_capture() {
 fn encrypted_detection() {
     // 84 TCP flows MSE-like and 12 plaintext handshake directions (Transmission).
     let r = one("ndpi__bittorrent_transmission.pcapng");
-    assert_eq!(r.bittorrent.encrypted_connections, 84);
+    assert_eq!(r.bittorrent.encrypted_tcp_connections, 84);
+    // Almost all of its uTP flows are MSE-like too (SOURCES: 308 of 309 data directions).
+    assert!(
+        r.bittorrent.encrypted_utp_connections > 100,
+        "{:?}",
+        r.bittorrent
+    );
+    // ...and the one that is not, is plain BitTorrent over uTP.
+    assert_eq!(r.bittorrent.utp_connections, 1);
     assert_eq!(r.peerwire.handshakes, 12);
     assert_eq!(
         swarm(&r, "aa3769c4530dde06241873dad43ab5ccec2ce622").connections,

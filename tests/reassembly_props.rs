@@ -33,6 +33,7 @@ fn feed(
         &mut |ch| match ch {
             Chunk::Data(d) => out.data.extend_from_slice(d),
             Chunk::Gap(n) => out.gaps.push(n),
+            Chunk::Lost => unreachable!("TCP gaps have a length"),
         },
     );
 }
@@ -82,6 +83,7 @@ proptest! {
         r.flush(&mut c, &mut b, &mut |ch| match ch {
             Chunk::Data(d) => out.data.extend_from_slice(d),
             Chunk::Gap(n) => out.gaps.push(n),
+        Chunk::Lost => unreachable!("TCP gaps have a length"),
         });
         prop_assert_eq!(&out.data, &stream);
         prop_assert!(out.gaps.is_empty());
@@ -116,6 +118,7 @@ proptest! {
             r.on_ack(SeqNum(end_seq), &lim, &mut c, &mut b, &mut |ch| match ch {
                 Chunk::Data(d) => out.data.extend_from_slice(d),
                 Chunk::Gap(n) => out.gaps.push(n),
+        Chunk::Lost => unreachable!("TCP gaps have a length"),
             });
         }
         let (loff, llen) = segs[lost];
@@ -198,6 +201,7 @@ fn caps_bound_memory_and_count_evictions() {
     r.flush(&mut c, &mut b, &mut |ch| match ch {
         Chunk::Data(d) => out.data.extend_from_slice(d),
         Chunk::Gap(n) => out.gaps.push(n),
+        Chunk::Lost => unreachable!("TCP gaps have a length"),
     });
     assert!(out.data.len() as u64 >= delivered);
     assert_eq!(

@@ -5,5 +5,6 @@ pub mod ipfrag;
 pub mod key;
 pub mod table;
 pub mod tcp;
+pub mod utp;
 
 pub use key::{Dir, FlowKey};

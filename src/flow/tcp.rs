@@ -74,6 +74,8 @@ pub enum Chunk<'a> {
     Data(&'a [u8]),
     /// `n` bytes that will never arrive.
     Gap(u64),
+    /// Data that will never arrive, of unknown length (uTP packets lost by the capture).
+    Lost,
 }
 
 #[derive(Default)]

@@ -11,6 +11,9 @@ use crate::wire::peerwire::{self, Handshake, PROTOCOL};
 /// before it hears anything back.
 pub const MSE_FLIGHT_MIN: usize = 96;
 pub const MSE_FLIGHT_MAX: usize = 608;
+/// Over uTP the first flight may span more bytes before the responder's first DATA (the
+/// public corpus analysis used 96..808).
+pub const MSE_FLIGHT_MAX_UTP: usize = 808;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
@@ -34,6 +37,7 @@ pub struct ConnState {
     /// The start of the initiator's stream until the responder sends data.
     flight: Vec<u8>,
     flight_done: bool,
+    flight_max: usize,
     pub midstream: bool,
     /// A mid-stream connection without info-hash was counted under "unattributed".
     pub midstream_counted: bool,
@@ -50,8 +54,16 @@ impl ConnState {
             initiator,
             flight: Vec::new(),
             flight_done: initiator.is_none(),
+            flight_max: MSE_FLIGHT_MAX,
             midstream: initiator.is_none(),
             midstream_counted: false,
+        }
+    }
+
+    pub fn for_utp(initiator: Option<Dir>) -> Self {
+        ConnState {
+            flight_max: MSE_FLIGHT_MAX_UTP,
+            ..Self::new(initiator)
         }
     }
 
@@ -61,9 +73,9 @@ impl ConnState {
             return None;
         }
         if Some(dir) == self.initiator {
-            let room = (MSE_FLIGHT_MAX + 1).saturating_sub(self.flight.len());
+            let room = (self.flight_max + 1).saturating_sub(self.flight.len());
             self.flight.extend_from_slice(&data[..room.min(data.len())]);
-            if self.flight.len() > MSE_FLIGHT_MAX {
+            if self.flight.len() > self.flight_max {
                 return self.end_flight();
             }
             None
@@ -84,7 +96,7 @@ impl ConnState {
         if n > 0 && f[..n] == PROTOCOL[..n] {
             return None; // A handshake: the parser will say.
         }
-        if (MSE_FLIGHT_MIN..=MSE_FLIGHT_MAX).contains(&f.len()) && entropy::looks_random(&f) {
+        if (MSE_FLIGHT_MIN..=self.flight_max).contains(&f.len()) && entropy::looks_random(&f) {
             return Some(Class::Encrypted);
         }
         None

@@ -156,6 +156,33 @@ impl StreamParser {
         };
     }
 
+    /// Bytes of unknown number were lost (a uTP packet the capture missed): whatever
+    /// message was in progress is incomplete, and the next boundary must be hunted for.
+    pub fn lost<F: FnMut(Event<'_>)>(&mut self, out: &mut F) {
+        match &self.state {
+            State::Dead => return,
+            State::Block {
+                index,
+                begin,
+                length,
+                offset,
+            } => out(Event::BlockLost {
+                index: *index,
+                begin: *begin,
+                offset: *offset,
+                len: length - offset,
+            }),
+            State::Body { kind, .. } => out(Event::Skipped { kind: *kind }),
+            _ => {}
+        }
+        if let State::Hunt { buf, skipped, .. } = &mut self.state {
+            *skipped += buf.len() as u64;
+            buf.clear();
+            return;
+        }
+        self.lose_sync();
+    }
+
     /// `n` bytes of this direction were lost by the capture.
     pub fn gap<F: FnMut(Event<'_>)>(&mut self, n: u64, out: &mut F) {
         self.bytes_seen += n;

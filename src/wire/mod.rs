@@ -6,3 +6,4 @@ pub mod entropy;
 pub mod link;
 pub mod peerwire;
 pub mod seq;
+pub mod utp;

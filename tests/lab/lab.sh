@@ -5,11 +5,13 @@
 #   tests/lab/lab.sh record NAME   record one scenario into pcaps/lab-NAME.{pcap,torrent,json}
 #   tests/lab/lab.sh record-all    record every committed scenario
 #   tests/lab/lab.sh large         ~256 MiB plain-TCP recording into pcaps/large/ (gitignored)
-#   tests/lab/lab.sh count PCAP    tshark message counts of a capture
+#   tests/lab/lab.sh count PCAP [--utp]  tshark message counts of a capture
+#                                  (--utp: peer traffic is uTP over UDP)
 #   tests/lab/lab.sh down          remove leftover lab namespaces
 #   tests/lab/lab.sh list          list scenario names
 #
-# Scenarios: tcp-plain tcp-magnet tcp-encrypted tcp-aria2
+# Scenarios: tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet
+# (utp-*: peer connection over uTP/BEP 29 only, TCP peer connections disabled)
 # Env: LAB_OUT_DIR (default <repo>/pcaps), LAB_KEEP=1 keeps the work dir,
 #      LAB_TOPOLOGY=direct|box (box: traffic routed through namespace pc-box),
 #      LAB_SKIP_TSHARK=1, LAB_ALLOW_MISMATCH=1 (warn instead of fail).
@@ -28,7 +30,7 @@ BT_PORT=6881
 TRACKER_PORT=6969
 TRACKER_URL="http://$LAB_TRACKER_IP:$TRACKER_PORT/announce"
 OUT_DIR=${LAB_OUT_DIR:-$REPO_DIR/pcaps}
-SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2)
+SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet)
 
 WORK=""
 TCPDUMP_PID=""
@@ -112,31 +114,39 @@ stop_capture() {
     CAPTURE_DROPS=${CAPTURE_DROPS:-unknown}
 }
 
-# start_seeder TORRENT DATA_DIR ENC
+# udp_rcvbuf_errors NS: the namespace's UDP RcvbufErrors counter (/proc/net/snmp),
+# i.e. datagrams the kernel dropped because a socket's receive buffer was full.
+# Those were captured on the veth but never reached the peer (uTP resends them).
+udp_rcvbuf_errors() {
+    lab_in "$1" awk '$1 == "Udp:" { if (!n) { for (i = 2; i <= NF; i++) h[i] = $i; n = 1 }
+        else for (i = 2; i <= NF; i++) if (h[i] == "RcvbufErrors") print $i }' /proc/net/snmp
+}
+
+# start_seeder TORRENT DATA_DIR ENC [TRANSPORT(tcp|utp)]
 start_seeder() {
-    local torrent=$1 data=$2 enc=$3 ready="$WORK/seeder.ready"
+    local torrent=$1 data=$2 enc=$3 transport=${4:-tcp} ready="$WORK/seeder.ready"
     rm -f "$ready"
     lab_bg "$LAB_UP_NS" "$WORK/seeder.log" \
         "$PY" "$PEER" seed --torrent "$torrent" --data-dir "$data" \
-        --listen "$LAB_SEEDER_IP:$BT_PORT" --encryption "$enc" \
+        --listen "$LAB_SEEDER_IP:$BT_PORT" --encryption "$enc" --transport "$transport" \
         --ready-file "$ready" --max-seconds 1800
     SEEDER_PID=$LAB_LAST_PID
     lab_wait_file "$ready" 300 "$SEEDER_PID" \
         || { cat "$WORK/seeder.log" >&2; lab_die "seeder not ready"; }
-    lab_log "seeder up at $LAB_SEEDER_IP:$BT_PORT (pid $SEEDER_PID, encryption $enc)"
+    lab_log "seeder up at $LAB_SEEDER_IP:$BT_PORT (pid $SEEDER_PID, encryption $enc, transport $transport)"
 }
 
 # run_scenario NAME LEECHER(libtorrent|aria2) SOURCE(torrent|magnet) ENC(plain|rc4)
-#              SIZE PIECE_LEN OUT_DIR TIMEOUT_S
+#              SIZE PIECE_LEN OUT_DIR TIMEOUT_S [TRANSPORT(tcp|utp), default tcp]
 run_scenario() {
-    local name=$1 leecher=$2 source=$3 enc=$4 size=$5 plen=$6 out=$7 tmo=$8
+    local name=$1 leecher=$2 source=$3 enc=$4 size=$5 plen=$6 out=$7 tmo=$8 transport=${9:-tcp}
     local base="lab-$name" facts info_hash sha torrent magnet pcap truth t0 t1
     WORK=$(mktemp -d /tmp/peercache-lab.XXXXXX)
     trap cleanup EXIT
     trap 'on_signal INT' INT
     trap 'on_signal TERM' TERM
     mkdir -p "$out" "$WORK/seed" "$WORK/leech"
-    lab_log "=== scenario $name: leecher=$leecher source=$source enc=$enc size=$size piece=$plen"
+    lab_log "=== scenario $name: leecher=$leecher source=$source enc=$enc transport=$transport size=$size piece=$plen"
 
     facts=$("$PY" "$PEER" make --out-dir "$WORK/seed" --name "$base.bin" --size "$size" \
         --piece-length "$plen" --seed "peercache-$name" --tracker "$TRACKER_URL")
@@ -155,7 +165,7 @@ run_scenario() {
     esac
     start_capture "$pcap"
     start_tracker "$info_hash"
-    start_seeder "$torrent" "$WORK/seed" "$enc"
+    start_seeder "$torrent" "$WORK/seed" "$enc" "$transport"
 
     t0=$(date +%s.%N)
     case $leecher in
@@ -164,12 +174,13 @@ run_scenario() {
         [[ $source == magnet ]] && src_args=(--magnet "$magnet")
         lab_in "$LAB_SUB_NS" timeout -k 5 $((tmo + 30)) "$PY" "$PEER" leech "${src_args[@]}" \
             --save-dir "$WORK/leech" --listen "$LAB_SUB_IP:$BT_PORT" --encryption "$enc" \
-            --expect-sha256 "$sha" --truth "$truth" --timeout "$tmo" \
+            --transport "$transport" --expect-sha256 "$sha" --truth "$truth" --timeout "$tmo" \
             2> >(tee "$WORK/leecher.log" >&2) \
             || lab_die "libtorrent leecher failed"
         ;;
     aria2)
-        [[ $enc == plain && $source == torrent ]] || lab_die "aria2 scenario: plain .torrent only"
+        [[ $enc == plain && $source == torrent && $transport == tcp ]] \
+            || lab_die "aria2 scenario: plain TCP .torrent only"
         lab_in "$LAB_SUB_NS" timeout -k 5 $((tmo + 30)) aria2c \
             --no-conf=true --dir="$WORK/leech" --seed-time=0 \
             --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
@@ -196,27 +207,41 @@ run_scenario() {
     *) lab_die "unknown leecher $leecher" ;;
     esac
     t1=$(date +%s.%N)
+    local rcvbuf_sub="" rcvbuf_up=""
+    if [[ $transport == utp ]]; then
+        rcvbuf_sub=$(udp_rcvbuf_errors "$LAB_SUB_NS")
+        rcvbuf_up=$(udp_rcvbuf_errors "$LAB_UP_NS")
+        lab_log "UDP RcvbufErrors: leecher ns $rcvbuf_sub, seeder ns $rcvbuf_up"
+    fi
     stop_capture
 
     # capture facts into the truth file, then the tshark cross-check
-    "$PY" - "$truth" "$base.pcap" "$CAPTURE_DROPS" "$t0" "$t1" "$source" "$enc" <<EOF
+    "$PY" - "$truth" "$base.pcap" "$CAPTURE_DROPS" "$t0" "$t1" "$source" "$enc" "$transport" \
+        "$rcvbuf_sub" "$rcvbuf_up" <<EOF
 import json, sys
-p, pcap, drops, t0, t1, source, enc = sys.argv[1:]
+p, pcap, drops, t0, t1, source, enc, transport, rb_sub, rb_up = sys.argv[1:]
 t = json.load(open(p))
 t.update({
     "pcap": pcap, "torrent": "$base.torrent", "scenario": "$name",
-    "source": source, "encryption": enc,
+    "source": source, "encryption": enc, "transport": transport,
     "leecher_ip": "$LAB_SUB_IP", "seeder_ip": "$LAB_SEEDER_IP", "seeder_port": $BT_PORT,
     "tracker_url": "$TRACKER_URL", "topology": "${LAB_TOPOLOGY:-direct}",
     "capture_drops": int(drops) if drops.isdigit() else None,
     "leecher_wall_seconds": round(float(t1) - float(t0), 3),
 })
+if transport == "utp":
+    # UDP datagrams the kernel dropped at a full socket receive buffer (after capture)
+    t["udp_rcvbuf_errors_leecher_ns"] = int(rb_sub) if rb_sub.isdigit() else None
+    t["udp_rcvbuf_errors_seeder_ns"] = int(rb_up) if rb_up.isdigit() else None
 json.dump(t, open(p, "w"), indent=2, sort_keys=True); open(p, "a").write("\n")
 EOF
     [[ $CAPTURE_DROPS == 0 ]] || lab_log "WARNING: tcpdump reported $CAPTURE_DROPS dropped packets"
     if [[ ${LAB_SKIP_TSHARK:-0} != 1 ]]; then
         lab_log "tshark cross-check of $pcap"
-        "$PY" "$LAB_DIR/tshark_counts.py" "$pcap" --port "$BT_PORT" --truth "$truth" >&2
+        local utp_arg=()
+        [[ $transport == utp ]] && utp_arg=(--utp)
+        "$PY" "$LAB_DIR/tshark_counts.py" "$pcap" --port "$BT_PORT" "${utp_arg[@]}" \
+            --truth "$truth" >&2
     fi
     # consistency checks (non-zero exit on failure; LAB_ALLOW_MISMATCH=1 to only warn)
     "$PY" - "$truth" "$pcap" "${LAB_SKIP_TSHARK:-0}" <<'EOF' >&2 || [[ ${LAB_ALLOW_MISMATCH:-0} == 1 ]]
@@ -229,6 +254,21 @@ if t.get("capture_drops") != 0:
     print("[lab] FAIL: tcpdump dropped packets: %s" % t.get("capture_drops")); ok = False
 if skip_tshark:
     print("[lab] tshark cross-check skipped")
+elif t.get("transport") == "utp":
+    # the peer connection must be uTP only: no TCP to/from the BT port at all
+    tcp_bt, utp_n = t.get("tcp_frames_on_bt_port"), t.get("utp_packets", 0)
+    print("[lab] uTP: %d uTP packets in %d flow(s), %s connection(s), types %s "
+          "(tshark's bt-utp recognises %s: %s); TCP frames on the BT port: %s"
+          % (utp_n, t.get("utp_flows", 0), t.get("utp_connections"), t.get("utp_types"),
+             t.get("tshark_utp_packets"), t.get("tshark_utp_types"), tcp_bt))
+    if tcp_bt != 0 or not utp_n:
+        print("[lab] FAIL: capture is not uTP-only"); ok = False
+    # tshark's uTP reassembly may not find every message: record, do not fail
+    t["tshark_piece_matches_blocks_received"] = p == b
+    t["blocks_received_equals_num_blocks"] = b == t.get("num_blocks")
+    json.dump(t, open(sys.argv[1], "w"), indent=2, sort_keys=True); open(sys.argv[1], "a").write("\n")
+    print("[lab] PIECE messages: tshark %d (decode-as %s), leecher %s -> %s (uTP: recorded, not enforced)"
+          % (p, t.get("tshark_decode_as_piece_messages"), b, "MATCH" if p == b else "MISMATCH"))
 elif t["encryption"] != "plain":
     with open(sys.argv[2], "rb") as f:
         plain = b"\x13BitTorrent protocol" in f.read()
@@ -263,6 +303,8 @@ record() {
     tcp-magnet)    run_scenario "$1" libtorrent magnet  plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     tcp-encrypted) run_scenario "$1" libtorrent torrent rc4   $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     tcp-aria2)     run_scenario "$1" aria2      torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
+    utp-plain)     run_scenario "$1" libtorrent torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 utp ;;
+    utp-magnet)    run_scenario "$1" libtorrent magnet  plain $mib $((64 * kib)) "$OUT_DIR" 60 utp ;;
     *) lab_die "unknown scenario '$1' (known: ${SCENARIOS[*]})" ;;
     esac
 }
@@ -290,13 +332,13 @@ main() {
             "$OUT_DIR/large" 600
         ;;
     count)
-        [[ $# == 2 ]] || lab_die "usage: $0 count PCAP"
-        "$PY" "$LAB_DIR/tshark_counts.py" "$2" --port "$BT_PORT"
+        [[ $# == 2 || ( $# == 3 && $3 == --utp ) ]] || lab_die "usage: $0 count PCAP [--utp]"
+        "$PY" "$LAB_DIR/tshark_counts.py" "$2" --port "$BT_PORT" "${@:3}"
         ;;
     down) lab_teardown ;;
     list) printf '%s\n' "${SCENARIOS[@]}" ;;
     *)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
     esac

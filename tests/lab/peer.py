@@ -7,10 +7,11 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          writes D/N (content derived from S, reproducible), D/N.torrent (v1),
          prints a JSON line {"info_hash", "magnet", ...}.
   seed   --torrent T --data-dir D --listen IP:PORT [--encryption plain|rc4]
+         [--transport tcp|utp]
          seeds until SIGTERM/SIGINT or --max-seconds; writes --ready-file
          after the first successful tracker announce.
   leech  (--torrent T | --magnet URI) --save-dir D --listen IP:PORT
-         [--encryption plain|rc4] --expect-sha256 H --truth OUT.json
+         [--encryption plain|rc4] [--transport tcp|utp] --expect-sha256 H --truth OUT.json
          downloads (bounded by --timeout), verifies SHA-256, writes truth JSON.
   truth  --torrent T --file F --expect-sha256 H --truth OUT.json --client NAME
          [--blocks-received N --blocks-source TEXT]
@@ -18,7 +19,10 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          blocks_received is N if given (for aria2: its debug log's
          "Piece received." lines), else null.
 
-Every client has DHT, LSD, UPnP, NAT-PMP and uTP disabled; TCP only.
+Every client has DHT, LSD, UPnP, NAT-PMP disabled. Peer connections use one
+transport only: --transport tcp (default: uTP off) or --transport utp (BEP 29;
+outgoing and incoming TCP peer connections off, so peers talk uTP over the UDP
+port of --listen). Tracker announces stay HTTP over TCP either way.
 """
 
 import argparse
@@ -76,7 +80,8 @@ def torrent_facts(ti):
     }
 
 
-def session_for(listen, encryption):
+def session_for(listen, encryption, transport="tcp"):
+    utp = transport == "utp"
     s = {
         "listen_interfaces": listen,
         "outgoing_interfaces": "",
@@ -86,10 +91,11 @@ def session_for(listen, encryption):
         "enable_natpmp": False,
         "enable_ip_notifier": False,
         "dht_bootstrap_nodes": "",
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
-        "enable_outgoing_tcp": True,
-        "enable_incoming_tcp": True,
+        # exactly one peer transport (the HTTP tracker is not affected)
+        "enable_outgoing_utp": utp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_tcp": not utp,
+        "enable_incoming_tcp": not utp,
         "allow_multiple_connections_per_ip": True,
         # trackers and peers all live in 198.18.0.0/15 on port 6969/6881
         "ssrf_mitigation": False,
@@ -178,7 +184,7 @@ def cmd_make(args):
 def cmd_seed(args):
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    ses = session_for(args.listen, args.encryption)
+    ses = session_for(args.listen, args.encryption, args.transport)
     ti = lt.torrent_info(args.torrent)
     p = lt.add_torrent_params()
     p.ti = ti
@@ -232,7 +238,7 @@ def cmd_leech(args):
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     os.makedirs(args.save_dir, exist_ok=True)
-    ses = session_for(args.listen, args.encryption)
+    ses = session_for(args.listen, args.encryption, args.transport)
     if args.torrent:
         p = lt.add_torrent_params()
         p.ti = lt.torrent_info(args.torrent)
@@ -288,6 +294,7 @@ def cmd_leech(args):
         "client_version": lt.__version__,
         "source": "magnet" if args.magnet else "torrent",
         "encryption": args.encryption,
+        "transport": args.transport,
         "download_seconds": round(elapsed, 3),
     }
     with open(args.truth, "w") as f:
@@ -341,6 +348,7 @@ def main():
     s.add_argument("--data-dir", required=True)
     s.add_argument("--listen", required=True, help="IP:PORT")
     s.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
+    s.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
     s.add_argument("--ready-file")
     s.add_argument("--max-seconds", type=float, default=900)
 
@@ -351,6 +359,7 @@ def main():
     l.add_argument("--save-dir", required=True)
     l.add_argument("--listen", required=True, help="IP:PORT")
     l.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
+    l.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
     l.add_argument("--expect-sha256", required=True)
     l.add_argument("--truth", required=True)
     l.add_argument("--timeout", type=float, default=120)

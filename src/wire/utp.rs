@@ -1,0 +1,129 @@
+//! BEP 29 uTP header: a checked view. A UDP payload is only a uTP candidate here; whether a
+//! flow is uTP is decided by the engine from both directions (connection ids that pair up,
+//! a SYN answered by a STATE), because 20 random bytes pass these checks now and then.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UtpType {
+    Data,
+    Fin,
+    State,
+    Reset,
+    Syn,
+}
+
+pub const HEADER_LEN: usize = 20;
+/// libtorrent sends at most a few extensions (selective ack, extension bits).
+const MAX_EXTENSIONS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtpPacket<'a> {
+    pub kind: UtpType,
+    pub conn_id: u16,
+    pub wnd: u32,
+    pub seq: u16,
+    pub ack: u16,
+    /// Selective-ack bitmask, when present.
+    pub sack: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> UtpPacket<'a> {
+    /// Parse and check: version 1, a known type, a well-formed extension chain, and no
+    /// payload on packets that never carry one.
+    pub fn new_checked(b: &'a [u8]) -> Option<UtpPacket<'a>> {
+        let h = b.get(..HEADER_LEN)?;
+        if h[0] & 0x0f != 1 {
+            return None;
+        }
+        let kind = match h[0] >> 4 {
+            0 => UtpType::Data,
+            1 => UtpType::Fin,
+            2 => UtpType::State,
+            3 => UtpType::Reset,
+            4 => UtpType::Syn,
+            _ => return None,
+        };
+        let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
+        let be32 = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let mut ext = h[1];
+        let mut at = HEADER_LEN;
+        let mut sack = None;
+        let mut n = 0;
+        while ext != 0 {
+            n += 1;
+            if n > MAX_EXTENSIONS || ext > 4 {
+                return None;
+            }
+            let next = *b.get(at)?;
+            let len = *b.get(at + 1)? as usize;
+            let body = b.get(at + 2..at + 2 + len)?;
+            if ext == 1 {
+                // BEP 29: the bitmask is a multiple of 4 bytes, at least 4.
+                if len < 4 || len % 4 != 0 {
+                    return None;
+                }
+                sack = Some(body);
+            }
+            ext = next;
+            at += 2 + len;
+        }
+        let payload = &b[at..];
+        if !payload.is_empty() && matches!(kind, UtpType::State | UtpType::Syn | UtpType::Reset) {
+            return None;
+        }
+        Some(UtpPacket {
+            kind,
+            conn_id: be16(2),
+            wnd: be32(12),
+            seq: be16(16),
+            ack: be16(18),
+            sack,
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(kind: u8, ext: u8, conn: u16, seq: u16, ack: u16) -> Vec<u8> {
+        let mut v = vec![kind << 4 | 1, ext];
+        v.extend_from_slice(&conn.to_be_bytes());
+        v.extend_from_slice(&[0; 8]);
+        v.extend_from_slice(&65535u32.to_be_bytes());
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ack.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn parses_and_refuses() {
+        let mut d = hdr(0, 0, 7, 100, 5);
+        d.extend_from_slice(b"\x13BitTorrent protocol");
+        let p = UtpPacket::new_checked(&d).unwrap();
+        assert_eq!(
+            (p.kind, p.conn_id, p.seq, p.ack, p.payload.len()),
+            (UtpType::Data, 7, 100, 5, 20)
+        );
+        let mut s = hdr(2, 1, 7, 1, 2);
+        s.extend_from_slice(&[0, 4, 0xff, 0, 0, 0]);
+        assert_eq!(
+            UtpPacket::new_checked(&s).unwrap().sack,
+            Some(&[0xff, 0, 0, 0][..])
+        );
+        // DHT is bencoded: 'd' is type 6, version 4.
+        assert!(UtpPacket::new_checked(
+            b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"
+        )
+        .is_none());
+        // STATE with payload, broken extension chain, version 2.
+        let mut bad = hdr(2, 0, 1, 1, 1);
+        bad.push(0);
+        assert!(UtpPacket::new_checked(&bad).is_none());
+        assert!(UtpPacket::new_checked(&hdr(0, 1, 1, 1, 1)).is_none());
+        let mut v2 = hdr(0, 0, 1, 1, 1);
+        v2[0] = 0x02;
+        assert!(UtpPacket::new_checked(&v2).is_none());
+    }
+}
