@@ -162,10 +162,11 @@ fn encrypted_detection() {
     );
     // ...and the one that is not, is plain BitTorrent over uTP.
     assert_eq!(r.bittorrent.utp_connections, 1);
-    assert_eq!(r.peerwire.handshakes, 12);
+    // 12 plaintext handshake directions over TCP (SOURCES) plus the plain uTP one.
+    assert_eq!(r.peerwire.handshakes, 13);
     assert_eq!(
         swarm(&r, "aa3769c4530dde06241873dad43ab5ccec2ce622").connections,
-        12
+        13
     );
     // MSE handshake, then crypto_select plaintext: counted encrypted, and the 6 PIECE
     // headers present in the raw bytes are found (Wireshark decodes 5).
@@ -184,17 +185,28 @@ fn encrypted_detection() {
         ),
         (0, 0, 0)
     );
-    // One MSE-like TCP flow among 7 plaintext handshakes.
+    // One MSE-like TCP flow among 7 plaintext TCP handshakes; over uTP, Wireshark decodes
+    // 9 more handshake directions (16 in all), we find 8 (15 in all).
     let r = one("360bitscoping__small_torrent.pcap");
-    assert_eq!(r.bittorrent.encrypted_connections, 1);
-    assert_eq!(r.peerwire.handshakes, 7);
+    assert_eq!(r.bittorrent.encrypted_tcp_connections, 1);
+    assert!(r.bittorrent.encrypted_utp_connections >= 1);
+    assert_eq!(r.peerwire.handshakes, 15);
     // High-entropy plaintext media inside PIECE messages is not "encrypted": lookaway's
     // only BitTorrent connection stays plain.
     let r = one("bittorrentreconstituter__lookaway.pcap");
     assert_eq!(r.bittorrent.encrypted_connections, 0);
+    // SOURCES: 4 TCP handshake directions and 30 plaintext uTP directions; 2 TCP and 56 uTP
+    // MSE-like (a cruder heuristic than ours).
     let r = one("bittorrentdetector__small_bit_torrent.pcap");
-    assert_eq!(r.peerwire.handshakes, 4);
-    assert!(r.bittorrent.encrypted_connections >= 2);
+    assert_eq!(r.peerwire.handshakes, 4 + 30);
+    assert!(r.bittorrent.encrypted_tcp_connections >= 2);
+    // Mid-stream plaintext uTP: at least 63 PIECE messages (~1.03 MB) with unknown info-hash.
+    assert!(
+        r.unattributed.piece_messages >= 63,
+        "{}",
+        r.unattributed.piece_messages
+    );
+    assert!(r.bittorrent.midstream_connections > 0);
 }
 
 #[test]

@@ -58,8 +58,9 @@ impl<'a> UtpPacket<'a> {
             let len = *b.get(at + 1)? as usize;
             let body = b.get(at + 2..at + 2 + len)?;
             if ext == 1 {
-                // BEP 29: the bitmask is a multiple of 4 bytes, at least 4.
-                if len < 4 || len % 4 != 0 {
+                // BEP 29 says a multiple of 4 bytes, but libtorrent sends 2-byte masks too;
+                // an empty one is malformed.
+                if len == 0 {
                     return None;
                 }
                 sack = Some(body);
@@ -122,6 +123,10 @@ mod tests {
         bad.push(0);
         assert!(UtpPacket::new_checked(&bad).is_none());
         assert!(UtpPacket::new_checked(&hdr(0, 1, 1, 1, 1)).is_none());
+        // libtorrent's 2-byte selective ack after loss.
+        let mut s2 = hdr(2, 1, 7, 1, 2);
+        s2.extend_from_slice(&[0, 2, 0x01, 0]);
+        assert_eq!(UtpPacket::new_checked(&s2).unwrap().sack, Some(&[1, 0][..]));
         let mut v2 = hdr(0, 0, 1, 1, 1);
         v2[0] = 0x02;
         assert!(UtpPacket::new_checked(&v2).is_none());
