@@ -1,5 +1,6 @@
-//! `peercache synth`: a deterministic generator of BitTorrent-over-TCP captures with chosen
-//! capture impairments, and the exact ground truth ([`Truth`]) of what they deliver.
+//! `peercache synth`: a deterministic generator of BitTorrent-over-TCP (or, with `--utp`,
+//! over uTP / BEP 29 on UDP) captures with chosen capture impairments, and the exact ground
+//! truth ([`Truth`]) of what they deliver.
 //!
 //! Same arguments => byte-identical output: all randomness comes from
 //! `fastrand::Rng::with_seed(--seed)`, timestamps from a frame counter. Generation streams:
@@ -22,6 +23,21 @@
 //!   first half (rounded up) of D[k+1], bytes ^ 0xFF => overlaps += 1, conflicting += 1.
 //! - midstream: every frame (both directions) before the first frame of seeder data segment
 //!   `n/3` (n = seeder data segments of the session) is not written.
+//!
+//! With `--utp` the same script, cut and impairment placement apply to uTP packets (one
+//! ST_DATA per segment, `seq_nr` + 1 per packet, an ST_STATE acking each); counts go to
+//! [`UtpTruth`] instead of [`ReassemblyTruth`] (which stays all zero):
+//! - connection: `SYN(conn_id R, seq I)`, `STATE(conn_id R, seq J, ack I)`; the leecher then
+//!   sends with conn_id R + 1 starting at seq I + 1, the seeder with R starting at seq J.
+//!   STATE packets carry the sender's next seq_nr; DATA carries ack_nr = last seq_nr received.
+//! - reorder k: `D[k+1], D[k], S[k], S[k+1]` => out_of_order += 1.
+//! - duplicate k: `D[k], D[k]', S[k]` => duplicates += 1.
+//! - loss k: `D[k+1], S[k], S[k+1]` => gaps += 1, gap_packets += 1, gap_bytes += len(D[k]),
+//!   out_of_order += 1 (the delivered stream omits D[k]'s payload).
+//! - conflict k: `D[k], S[k], X[k]` (same seq_nr, payload ^ 0xFF) => duplicates += 1,
+//!   conflicting += 1; the first copy wins.
+//! - overlap-conflict: rejected (packets, not byte ranges, so there is nothing to straddle).
+//! - close: `FIN(leecher)`, `STATE`, `FIN(seeder)`, `STATE`; each FIN takes a seq_nr.
 
 mod impair;
 mod packet;
@@ -133,7 +149,7 @@ pub struct SynthArgs {
     pub size: ByteSize,
     #[arg(long, default_value_t = 65536)]
     pub piece_length: u32,
-    /// Payload bytes per TCP data segment.
+    /// Payload bytes per TCP data segment (uTP: per ST_DATA packet).
     #[arg(long, default_value_t = 1448)]
     pub mss: u16,
     /// Per session: swap a seeder data segment with the next one.
@@ -160,6 +176,9 @@ pub struct SynthArgs {
     /// 802.1Q VLAN id.
     #[arg(long)]
     pub vlan: Option<u16>,
+    /// Carry every session over uTP (BEP 29) on UDP instead of TCP.
+    #[arg(long)]
+    pub utp: bool,
     /// Outer 802.1ad (0x88a8) tag around the --vlan tag.
     #[arg(long)]
     pub qinq: Option<u16>,
@@ -198,6 +217,7 @@ impl Default for SynthArgs {
             overlap_conflict: 0,
             one_byte: false,
             midstream: false,
+            utp: false,
             vlan: None,
             qinq: None,
             ipv6: false,
@@ -225,6 +245,28 @@ pub struct ReassemblyTruth {
     pub out_of_order: u64,
 }
 
+/// Capture-level ground truth of a `--utp` run, summed over all connections. Impairments
+/// hit seeder->leecher ST_DATA packets only (see the module docs for the exact orders).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UtpTruth {
+    /// Every uTP packet written (SYN, STATE, DATA, FIN), both directions.
+    pub packets: u64,
+    /// ST_DATA packets written, both directions, copies included.
+    pub data_packets: u64,
+    /// DATA packets captured beyond a missing seq_nr (reorders, and the successor of a loss).
+    pub out_of_order: u64,
+    /// DATA packets captured again with a seq_nr already seen.
+    pub duplicates: u64,
+    /// Duplicates whose payload differs from the first copy (which wins).
+    pub conflicting: u64,
+    /// Runs of seq_nrs never captured but acknowledged by the receiver.
+    pub gaps: u64,
+    pub gap_packets: u64,
+    /// Payload bytes of the lost packets: known to the generator only, a capture cannot show
+    /// them.
+    pub gap_bytes: u64,
+}
+
 /// The delivered byte streams of one TCP flow: what a correct reassembler hands upward (the
 /// original stream minus lost segments minus everything before a midstream start; first
 /// copies win over conflicting ones). The same record the engine reports with
@@ -241,7 +283,7 @@ pub type StreamTruth = crate::report::StreamRecord;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truth {
     pub seed: u64,
-    /// Number of TCP flows.
+    /// Number of TCP flows (uTP connections with --utp).
     pub flows: u32,
     /// v1 info-hash, 40 lowercase hex digits.
     pub info_hash: String,
@@ -255,9 +297,14 @@ pub struct Truth {
     pub distinct_blocks: u64,
     /// Per message type, both directions; every type is present (0 when absent).
     pub messages: BTreeMap<String, u64>,
+    /// TCP reassembly; all zero with --utp.
     pub reassembly: ReassemblyTruth,
     /// One per flow, in flow order.
     pub streams: Vec<StreamTruth>,
+    /// Some exactly with --utp; absent from the JSON of TCP runs so their Truth files are
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utp: Option<UtpTruth>,
 }
 
 /// Every key of `Truth::messages`.
@@ -296,6 +343,13 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
     if args.mss == 0 {
         return Err(SynthError::InvalidArgs("--mss must be at least 1".into()));
     }
+    if args.utp && args.overlap_conflict > 0 {
+        // uTP retransmits whole packets by seq_nr; a copy straddling two packets has no
+        // meaning there.
+        return Err(SynthError::InvalidArgs(
+            "--overlap-conflict needs TCP (uTP has packets, not byte ranges)".into(),
+        ));
+    }
     Ok(session::Shared {
         torrent,
         link: packet::Link::new(args.vlan, args.qinq)?,
@@ -317,6 +371,7 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
             conflict: args.conflict,
             overlap_conflict: args.overlap_conflict,
         },
+        utp: args.utp,
     })
 }
 
@@ -346,7 +401,7 @@ fn generate_with(
 
     let mut active: Vec<usize> = (0..sessions.len()).collect();
     let mut frame = Vec::with_capacity(usize::from(args.mss) + 128);
-    let mut scratch = Vec::with_capacity(usize::from(args.mss));
+    let mut scratch = Vec::with_capacity(usize::from(args.mss) + 20);
     let mut tick: u64 = 0;
     while !active.is_empty() {
         // Uniform choice among open sessions: each frame comes from a random session, so
@@ -359,9 +414,10 @@ fn generate_with(
         match s.next(&sh, &mut tally)? {
             Some(q) => {
                 frame.clear();
-                s.build(&sh, &q, &mut scratch, &mut frame)?;
+                let ts_micros = START_MICROS + tick * STEP_MICROS;
+                s.build(&sh, &q, ts_micros, &mut scratch, &mut frame)?;
                 sink(Frame {
-                    ts_micros: START_MICROS + tick * STEP_MICROS,
+                    ts_micros,
                     data: &frame,
                 })?;
                 tick += 1;
@@ -392,6 +448,7 @@ fn generate_with(
         messages,
         reassembly: tally.reassembly,
         streams: sessions.iter().map(|s| s.stream_truth()).collect(),
+        utp: args.utp.then_some(tally.utp),
     })
 }
 

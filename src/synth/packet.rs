@@ -1,10 +1,11 @@
-//! Ethernet / [802.1Q | 802.1ad+802.1Q] / IPv4|IPv6 / TCP frames with correct checksums.
+//! Ethernet / [802.1Q | 802.1ad+802.1Q] / IPv4|IPv6 / TCP or UDP+uTP frames with correct
+//! checksums.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use etherparse::{
-    IpHeaders, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep, TcpHeader,
-    TcpOptionElement, VlanId,
+    IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep,
+    TcpHeader, TcpOptionElement, VlanId,
 };
 
 use super::SynthError;
@@ -106,15 +107,15 @@ pub struct Segment {
     pub mss: u16,
 }
 
-/// Appends the full frame for `seg` carrying `payload` to `out`.
-pub fn build(
+/// Link and IP headers of a frame from `src` to `dst`, up to the transport header.
+fn ip_step(
     link: &Link,
     ep: &Endpoints,
-    seg: &Segment,
-    payload: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), SynthError> {
-    let (src, dst, smac, dmac) = if seg.from_leecher {
+    from_leecher: bool,
+    ident: u16,
+    next_header: IpNumber,
+) -> Result<(PacketBuilderStep<IpHeaders>, SocketAddr, SocketAddr), SynthError> {
+    let (src, dst, smac, dmac) = if from_leecher {
         (ep.leecher, ep.seeder, ep.leecher_mac, ep.gateway_mac)
     } else {
         (ep.seeder, ep.leecher, ep.gateway_mac, ep.leecher_mac)
@@ -122,8 +123,9 @@ pub fn build(
     let ip = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => IpHeaders::Ipv4(
             Ipv4Header {
-                identification: seg.ident,
-                // Path-MTU discovery is on for TCP on every modern stack.
+                identification: ident,
+                // Path-MTU discovery is on for TCP on every modern stack, and uTP
+                // implementations (libutp, libtorrent) set DF for their MTU probing.
                 dont_fragment: true,
                 time_to_live: TTL,
                 source: s.octets(),
@@ -137,7 +139,7 @@ pub fn build(
                 traffic_class: 0,
                 flow_label: Ipv6FlowLabel::ZERO,
                 payload_length: 0, // filled in on write
-                next_header: etherparse::IpNumber::TCP,
+                next_header,
                 hop_limit: TTL,
                 source: s.octets(),
                 destination: d.octets(),
@@ -147,11 +149,23 @@ pub fn build(
         _ => return Err(SynthError::Build("mixed IPv4/IPv6 endpoints".into())),
     };
     let eth = PacketBuilder::ethernet2(smac, dmac);
-    let step: PacketBuilderStep<IpHeaders> = match (link.qinq, link.vlan) {
+    let step = match (link.qinq, link.vlan) {
         (Some(outer), Some(inner)) => eth.double_vlan(outer, inner).ip(ip),
         (None, Some(v)) => eth.single_vlan(v).ip(ip),
         _ => eth.ip(ip),
     };
+    Ok((step, src, dst))
+}
+
+/// Appends the full frame for `seg` carrying `payload` to `out`.
+pub fn build(
+    link: &Link,
+    ep: &Endpoints,
+    seg: &Segment,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SynthError> {
+    let (step, src, dst) = ip_step(link, ep, seg.from_leecher, seg.ident, IpNumber::TCP)?;
     let mut tcp = TcpHeader::new(src.port(), dst.port(), seg.seq, WINDOW);
     tcp.syn = seg.syn;
     tcp.fin = seg.fin;
@@ -166,5 +180,64 @@ pub fn build(
     }
     step.tcp_header(tcp)
         .write(out, payload)
+        .map_err(|e| SynthError::Build(e.to_string()))
+}
+
+/// BEP 29 packet types (high nibble of the first header byte).
+pub const ST_DATA: u8 = 0;
+pub const ST_FIN: u8 = 1;
+pub const ST_STATE: u8 = 2;
+#[allow(dead_code)] // never sent: every synthetic connection closes cleanly
+pub const ST_RESET: u8 = 3;
+pub const ST_SYN: u8 = 4;
+pub const UTP_VERSION: u8 = 1;
+pub const UTP_HEADER_LEN: usize = 20;
+/// Receive window both ends advertise (libtorrent's default receive buffer); like the TCP
+/// window it is far above what the request pipeline ever has in flight.
+pub const UTP_WINDOW: u32 = 1 << 20;
+
+/// uTP-level description of one frame (BEP 29). Timestamps are not here: they come from
+/// the frame clock when the frame is built.
+#[derive(Clone, Copy, Debug)]
+pub struct UtpPacket {
+    pub from_leecher: bool,
+    /// One of `ST_*`.
+    pub ty: u8,
+    pub conn_id: u16,
+    pub seq_nr: u16,
+    pub ack_nr: u16,
+    /// IPv4 identification (ignored for IPv6).
+    pub ident: u16,
+}
+
+impl UtpPacket {
+    /// The 20-byte BEP 29 header (no extensions: the receiver always has everything, so
+    /// there is never a selective ack to send).
+    pub fn header(&self, timestamp: u32, ts_diff: u32) -> [u8; UTP_HEADER_LEN] {
+        let mut h = [0u8; UTP_HEADER_LEN];
+        h[0] = self.ty << 4 | UTP_VERSION;
+        h[1] = 0; // first extension: none
+        h[2..4].copy_from_slice(&self.conn_id.to_be_bytes());
+        h[4..8].copy_from_slice(&timestamp.to_be_bytes());
+        h[8..12].copy_from_slice(&ts_diff.to_be_bytes());
+        h[12..16].copy_from_slice(&UTP_WINDOW.to_be_bytes());
+        h[16..18].copy_from_slice(&self.seq_nr.to_be_bytes());
+        h[18..20].copy_from_slice(&self.ack_nr.to_be_bytes());
+        h
+    }
+}
+
+/// Appends the full frame of a UDP datagram (a uTP header + payload) to `out`.
+pub fn build_udp(
+    link: &Link,
+    ep: &Endpoints,
+    from_leecher: bool,
+    ident: u16,
+    datagram: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SynthError> {
+    let (step, src, dst) = ip_step(link, ep, from_leecher, ident, IpNumber::UDP)?;
+    step.udp(src.port(), dst.port())
+        .write(out, datagram)
         .map_err(|e| SynthError::Build(e.to_string()))
 }

@@ -1,6 +1,7 @@
-//! One TCP session: 3-way handshake, the peer-wire script cut into MSS segments with a pure
-//! ACK after each, capture impairments, FIN/ACK close — plus the ground truth of what a
-//! capture of it delivers, accounted while it is built.
+//! One session: the peer-wire script cut into MSS segments over TCP (3-way handshake, a
+//! pure ACK after each data segment, FIN/ACK close) or over uTP (BEP 29: SYN/STATE, an
+//! ST_STATE after each ST_DATA, FIN/STATE each way), capture impairments — plus the ground
+//! truth of what a capture of it delivers, accounted while it is built.
 //!
 //! Frames are produced one application write at a time, so a session holds at most one
 //! write (one PIECE message: 16 KiB + 13 bytes) and its frame descriptors.
@@ -10,10 +11,10 @@ use std::collections::VecDeque;
 use sha1::{Digest, Sha1};
 
 use super::impair::{Counts, Kind, Plan};
-use super::packet::{self, Endpoints, Link, Segment};
+use super::packet::{self, Endpoints, Link, Segment, UtpPacket, ST_DATA, ST_FIN, ST_STATE, ST_SYN};
 use super::script::{Msg, Script, Write};
 use super::torrent::{hex, Torrent, BLOCK_LEN};
-use super::{ReassemblyTruth, StreamTruth, SynthError};
+use super::{ReassemblyTruth, StreamTruth, SynthError, UtpTruth};
 
 /// Run-wide settings every session reads.
 pub struct Shared {
@@ -29,6 +30,8 @@ pub struct Shared {
     pub hostile: u32,
     pub flows: u32,
     pub counts: Counts,
+    /// Sessions run over uTP on UDP instead of TCP.
+    pub utp: bool,
 }
 
 /// Run-wide tallies of what the capture delivers (see `Truth`).
@@ -42,6 +45,7 @@ pub struct Tally {
     /// --size (besides the info dict's 20 bytes per piece).
     seen_blocks: Vec<u64>,
     pub reassembly: ReassemblyTruth,
+    pub utp: UtpTruth,
 }
 
 impl Tally {
@@ -54,6 +58,7 @@ impl Tally {
             distinct_blocks: 0,
             seen_blocks: vec![0; t.block_id_space().div_ceil(64) as usize],
             reassembly: ReassemblyTruth::default(),
+            utp: UtpTruth::default(),
         }
     }
 
@@ -76,6 +81,46 @@ impl Tally {
             _ => {}
         }
     }
+
+    /// Accounts one impairment of a `len`-byte data segment / packet, in the transport's
+    /// own terms (see the module docs of `synth`).
+    fn impairment(&mut self, utp: bool, kind: Kind, len: usize) {
+        let len = len as u64;
+        if utp {
+            let u = &mut self.utp;
+            match kind {
+                Kind::Reorder => u.out_of_order += 1,
+                Kind::Duplicate => u.duplicates += 1,
+                Kind::Loss => {
+                    u.gaps += 1;
+                    u.gap_packets += 1;
+                    u.gap_bytes += len;
+                    u.out_of_order += 1;
+                }
+                Kind::Conflict => {
+                    u.duplicates += 1;
+                    u.conflicting += 1;
+                }
+                // Rejected with --utp before any session exists (`shared`); nothing to count.
+                Kind::OverlapConflict => {}
+            }
+            return;
+        }
+        let r = &mut self.reassembly;
+        match kind {
+            Kind::Reorder => r.out_of_order += 1,
+            Kind::Duplicate => r.overlaps += 1,
+            Kind::Loss => {
+                r.gaps += 1;
+                r.gap_bytes += len;
+                r.out_of_order += 1;
+            }
+            Kind::Conflict | Kind::OverlapConflict => {
+                r.overlaps += 1;
+                r.conflicting_overlaps += 1;
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -89,11 +134,41 @@ pub enum Payload {
     },
 }
 
+/// Transport header of a frame.
+#[derive(Clone, Copy, Debug)]
+pub enum Hdr {
+    Tcp(Segment),
+    Utp(UtpPacket),
+}
+
 /// A frame waiting to be emitted.
 #[derive(Clone, Copy, Debug)]
 pub struct Queued {
-    pub seg: Segment,
+    pub hdr: Hdr,
     pub payload: Payload,
+}
+
+/// Where a write's data frames get their numbers: TCP numbers bytes (sequence = base + byte
+/// offset), uTP numbers packets (seq_nr = base + packet index). `other_next` is the next
+/// number the other side will send.
+#[derive(Clone, Copy, Debug)]
+enum Cursor {
+    Tcp { base: u32, other_next: u32 },
+    Utp { base: u16, other_next: u16 },
+}
+
+/// uTP connection state (BEP 29).
+#[derive(Clone, Copy, Debug)]
+struct UtpConn {
+    /// The leecher's receive id: connection_id of its SYN and of everything the seeder
+    /// sends; the leecher sends everything after the SYN with `recv_id + 1`.
+    recv_id: u16,
+    /// Next seq_nr each side sends (what its STATE packets carry, as in libutp).
+    c2s_next: u16,
+    s2c_next: u16,
+    /// Offsets of each host's microsecond clock from the frame clock.
+    clock_leecher: u32,
+    clock_seeder: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +189,7 @@ struct Delivered {
 struct Survey {
     c2s_bytes: u64,
     s2c_bytes: u64,
+    c2s_segments: u64,
     s2c_segments: u64,
     /// Eligible segments for the given bounds (second pass only).
     eligible: u64,
@@ -126,6 +202,7 @@ fn survey(script: &Script, t: &Torrent, unit: usize, bounds: Option<(u64, u64)>)
     let mut out = Survey {
         c2s_bytes: 0,
         s2c_bytes: 0,
+        c2s_segments: 0,
         s2c_segments: 0,
         eligible: 0,
     };
@@ -133,6 +210,7 @@ fn survey(script: &Script, t: &Torrent, unit: usize, bounds: Option<(u64, u64)>)
         let len: u64 = w.msgs.iter().map(|m| m.encoded_len(t)).sum();
         if w.from_leecher {
             out.c2s_bytes += len;
+            out.c2s_segments += len.div_ceil(unit as u64);
             continue;
         }
         out.s2c_bytes += len;
@@ -182,6 +260,8 @@ pub struct Session {
     s2c: Delivered,
     /// This flow's seeder sends wrong block bytes.
     hostile: bool,
+    /// Some: the session runs over uTP (the TCP sequence fields are then unused).
+    utp: Option<UtpConn>,
 }
 
 impl Session {
@@ -222,6 +302,28 @@ impl Session {
         }
         let ident_leecher = rng.u16(..);
         let ident_seeder = rng.u16(..);
+        // Drawn only with --utp, so TCP captures stay byte-identical to earlier versions.
+        let utp = sh.utp.then(|| {
+            let recv_id = rng.u16(..);
+            let mut c2s_first = rng.u16(..);
+            let mut s2c_first = rng.u16(..);
+            if flow == 0 {
+                // seq_nr wrap must be exercised on every run, in both directions: the
+                // first DATA of each side sits a few packets (at most half of that
+                // direction's DATA packets) below 2^16, e.g. 65530.
+                c2s_first = 0u16.wrapping_sub(wrap_back(first.c2s_segments, 6) as u16);
+                s2c_first = 0u16.wrapping_sub(wrap_back(first.s2c_segments, 6) as u16);
+            }
+            UtpConn {
+                recv_id,
+                // The SYN takes the seq_nr before the leecher's first DATA.
+                c2s_next: c2s_first.wrapping_sub(1),
+                // The seeder's SYN-reply STATE carries the seq_nr of its first DATA.
+                s2c_next: s2c_first,
+                clock_leecher: rng.u32(..),
+                clock_seeder: rng.u32(..),
+            }
+        });
         let plan = Plan::choose(&mut rng, &sh.counts, eligible, n)?;
         Ok(Session {
             ep,
@@ -244,6 +346,7 @@ impl Session {
             c2s: Delivered::default(),
             s2c: Delivered::default(),
             hostile: flow + sh.hostile >= sh.flows,
+            utp,
         })
     }
 
@@ -251,6 +354,12 @@ impl Session {
     pub fn next(&mut self, sh: &Shared, tally: &mut Tally) -> Result<Option<Queued>, SynthError> {
         loop {
             if let Some(q) = self.queue.pop_front() {
+                if let Hdr::Utp(u) = q.hdr {
+                    tally.utp.packets += 1;
+                    if u.ty == ST_DATA {
+                        tally.utp.data_packets += 1;
+                    }
+                }
                 return Ok(Some(q));
             }
             match self.stage {
@@ -270,31 +379,63 @@ impl Session {
         }
     }
 
-    /// Builds the frame of `q` (just returned by `next`) into `out`.
+    /// Builds the frame of `q` (just returned by `next`), emitted at `ts_micros`, into `out`.
     pub fn build(
         &self,
         sh: &Shared,
         q: &Queued,
+        ts_micros: u64,
         scratch: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<(), SynthError> {
-        let payload: &[u8] = match q.payload {
+        let bytes: &[u8] = match q.payload {
             Payload::None => &[],
-            Payload::Write { off, len, xor } => {
-                let bytes = self
-                    .buf
-                    .get(off..off + len)
-                    .ok_or_else(|| SynthError::Build("segment outside its write".into()))?;
-                if xor {
-                    scratch.clear();
+            Payload::Write { off, len, .. } => self
+                .buf
+                .get(off..off + len)
+                .ok_or_else(|| SynthError::Build("segment outside its write".into()))?,
+        };
+        let xor = matches!(q.payload, Payload::Write { xor: true, .. });
+        scratch.clear();
+        match q.hdr {
+            Hdr::Tcp(seg) => {
+                let payload = if xor {
                     scratch.extend(bytes.iter().map(|b| b ^ 0xff));
-                    scratch
+                    &scratch[..]
                 } else {
                     bytes
-                }
+                };
+                packet::build(&sh.link, &self.ep, &seg, payload, out)
             }
-        };
-        packet::build(&sh.link, &self.ep, &q.seg, payload, out)
+            Hdr::Utp(u) => {
+                let conn = self
+                    .utp
+                    .as_ref()
+                    .ok_or_else(|| SynthError::Build("uTP frame in a TCP session".into()))?;
+                let (own, peer) = if u.from_leecher {
+                    (conn.clock_leecher, conn.clock_seeder)
+                } else {
+                    (conn.clock_seeder, conn.clock_leecher)
+                };
+                // Each host stamps with its own clock (the frame clock plus a fixed offset;
+                // uTP timestamps are 32-bit wrapping microseconds). The capture point has
+                // zero delay, so at receipt the sender's clock minus the peer's last stamp
+                // is just the difference of the offsets; a SYN has received nothing yet.
+                let timestamp = (ts_micros as u32).wrapping_add(own);
+                let diff = if u.ty == ST_SYN {
+                    0
+                } else {
+                    own.wrapping_sub(peer)
+                };
+                scratch.extend_from_slice(&u.header(timestamp, diff));
+                if xor {
+                    scratch.extend(bytes.iter().map(|b| b ^ 0xff));
+                } else {
+                    scratch.extend_from_slice(bytes);
+                }
+                packet::build_udp(&sh.link, &self.ep, u.from_leecher, u.ident, scratch, out)
+            }
+        }
     }
 
     pub fn stream_truth(&self) -> StreamTruth {
@@ -331,40 +472,121 @@ impl Session {
         }
     }
 
+    /// A uTP packet with a fresh IP ident; the connection_id follows BEP 29: the seeder
+    /// sends with the leecher's receive id, the leecher with receive id + 1 after its SYN.
+    fn utp_packet(&mut self, from_leecher: bool, ty: u8, seq_nr: u16, ack_nr: u16) -> Hdr {
+        let recv_id = self.utp.map_or(0, |c| c.recv_id);
+        let conn_id = if from_leecher && ty != ST_SYN {
+            recv_id.wrapping_add(1)
+        } else {
+            recv_id
+        };
+        Hdr::Utp(UtpPacket {
+            from_leecher,
+            ty,
+            conn_id,
+            seq_nr,
+            ack_nr,
+            ident: self.ident(from_leecher),
+        })
+    }
+
+    /// Data frame `i` (at write offset `off`) of a write from `dir`.
+    fn data_frame(&mut self, dir: bool, cur: Cursor, i: usize, off: usize, psh: bool) -> Hdr {
+        match cur {
+            Cursor::Tcp { base, other_next } => {
+                let mut d = self.segment(dir, base.wrapping_add(off as u32), Some(other_next));
+                d.psh = psh;
+                Hdr::Tcp(d)
+            }
+            // ack_nr: the last seq_nr received in order from the other side.
+            Cursor::Utp { base, other_next } => self.utp_packet(
+                dir,
+                ST_DATA,
+                base.wrapping_add(i as u16),
+                other_next.wrapping_sub(1),
+            ),
+        }
+    }
+
+    /// The receiver's acknowledgement of data frame `i` (ending at write offset `end`) of a
+    /// write from `dir`: a pure ACK of everything up to `end`, or an ST_STATE acking seq_nr
+    /// `base + i` and carrying the receiver's next seq_nr.
+    fn ack_frame(&mut self, dir: bool, cur: Cursor, i: usize, end: usize) -> Hdr {
+        match cur {
+            Cursor::Tcp { base, other_next } => {
+                Hdr::Tcp(self.segment(!dir, other_next, Some(base.wrapping_add(end as u32))))
+            }
+            Cursor::Utp { base, other_next } => {
+                self.utp_packet(!dir, ST_STATE, other_next, base.wrapping_add(i as u16))
+            }
+        }
+    }
+
     /// Queues a frame unless the midstream capture has not started yet.
-    fn push(&mut self, seg: Segment, payload: Payload) {
+    fn push(&mut self, hdr: Hdr, payload: Payload) {
         if self.cut_passed {
-            self.queue.push_back(Queued { seg, payload });
+            self.queue.push_back(Queued { hdr, payload });
         }
     }
 
     fn open(&mut self, sh: &Shared) {
+        if let Some(c) = self.utp {
+            // BEP 29: SYN from the initiator, the acceptor's STATE acks its seq_nr. The SYN
+            // has no ack_nr yet (0, as libutp sends it).
+            let syn = self.utp_packet(true, ST_SYN, c.c2s_next, 0);
+            self.push(syn, Payload::None);
+            let state = self.utp_packet(false, ST_STATE, c.s2c_next, c.c2s_next);
+            self.push(state, Payload::None);
+            if let Some(u) = self.utp.as_mut() {
+                u.c2s_next = c.c2s_next.wrapping_add(1);
+            }
+            return;
+        }
         let mut syn = self.segment(true, self.c2s_isn, None);
         syn.syn = true;
         syn.mss = sh.mss;
-        self.push(syn, Payload::None);
+        self.push(Hdr::Tcp(syn), Payload::None);
         let mut synack = self.segment(false, self.s2c_isn, Some(self.c2s_next));
         synack.syn = true;
         synack.mss = sh.mss;
-        self.push(synack, Payload::None);
+        self.push(Hdr::Tcp(synack), Payload::None);
         let ack = self.segment(true, self.c2s_next, Some(self.s2c_next));
-        self.push(ack, Payload::None);
+        self.push(Hdr::Tcp(ack), Payload::None);
     }
 
     fn close(&mut self) {
+        if let Some(c) = self.utp {
+            // Each side's FIN takes a seq_nr and is acked by the other's STATE; the leecher
+            // closes first.
+            let (l, s) = (c.c2s_next, c.s2c_next);
+            let fin1 = self.utp_packet(true, ST_FIN, l, s.wrapping_sub(1));
+            self.push(fin1, Payload::None);
+            let st1 = self.utp_packet(false, ST_STATE, s, l);
+            self.push(st1, Payload::None);
+            let fin2 = self.utp_packet(false, ST_FIN, s, l);
+            self.push(fin2, Payload::None);
+            let st2 = self.utp_packet(true, ST_STATE, l.wrapping_add(1), s);
+            self.push(st2, Payload::None);
+            if let Some(u) = self.utp.as_mut() {
+                u.c2s_next = l.wrapping_add(1);
+                u.s2c_next = s.wrapping_add(1);
+            }
+            return;
+        }
         // Leecher closes first, the seeder's FIN acks it, the leecher acks that.
         let mut fin1 = self.segment(true, self.c2s_next, Some(self.s2c_next));
         fin1.fin = true;
-        self.push(fin1, Payload::None);
+        self.push(Hdr::Tcp(fin1), Payload::None);
         let mut fin2 = self.segment(false, self.s2c_next, Some(self.c2s_next.wrapping_add(1)));
         fin2.fin = true;
-        self.push(fin2, Payload::None);
+        self.push(Hdr::Tcp(fin2), Payload::None);
         let last = self.segment(
             true,
             self.c2s_next.wrapping_add(1),
             Some(self.s2c_next.wrapping_add(1)),
         );
-        self.push(last, Payload::None);
+        self.push(Hdr::Tcp(last), Payload::None);
     }
 
     /// Decides the fate of the next data segment of a direction (in original send order):
@@ -411,8 +633,8 @@ impl Session {
         }
     }
 
-    /// Cuts one write into segments, applies the planned impairments, queues the frames,
-    /// and tallies the messages the capture delivers.
+    /// Cuts one write into segments (TCP) or packets (uTP), applies the planned impairments,
+    /// queues the frames, and tallies the messages the capture delivers.
     fn load(&mut self, w: Write, sh: &Shared, tally: &mut Tally) {
         let t = &sh.torrent;
         self.buf.clear();
@@ -432,12 +654,25 @@ impl Session {
         let unit = sh.unit;
         let nseg = total.div_ceil(unit);
         let dir = w.from_leecher;
-        let (base, other_next) = if dir {
-            (self.c2s_next, self.s2c_next)
-        } else {
-            (self.s2c_next, self.c2s_next)
+        let utp = self.utp.is_some();
+        let cur = match self.utp {
+            Some(c) if dir => Cursor::Utp {
+                base: c.c2s_next,
+                other_next: c.s2c_next,
+            },
+            Some(c) => Cursor::Utp {
+                base: c.s2c_next,
+                other_next: c.c2s_next,
+            },
+            None if dir => Cursor::Tcp {
+                base: self.c2s_next,
+                other_next: self.s2c_next,
+            },
+            None => Cursor::Tcp {
+                base: self.s2c_next,
+                other_next: self.c2s_next,
+            },
         };
-        let seq_at = |off: usize| base.wrapping_add(off as u32);
         let range = |i: usize| (i * unit, unit.min(total - i * unit));
 
         // Write-relative offset of the first byte the capture shows; bytes before it are
@@ -446,24 +681,25 @@ impl Session {
         let mut lost: Vec<(usize, usize)> = Vec::new();
         // The receiver's ACK of a lost segment, emitted after the next data segment (see
         // `Kind::Loss` below).
-        let mut deferred: Option<Segment> = None;
+        let mut deferred: Option<Hdr> = None;
 
         let mut i = 0;
         while i < nseg {
             let (off, len) = range(i);
             let kind = self.classify(dir, i + 1 == nseg, off, &mut first_delivered);
-            let psh = i + 1 == nseg;
-            let mut d = self.segment(dir, seq_at(off), Some(other_next));
-            d.psh = psh;
+            let d = self.data_frame(dir, cur, i, off, i + 1 == nseg);
             let data = Payload::Write {
                 off,
                 len,
                 xor: false,
             };
+            if let Some(k) = kind {
+                tally.impairment(utp, k, len);
+            }
             match kind {
                 None => {
                     self.deliver(dir, off, len);
-                    let a = self.segment(!dir, other_next, Some(seq_at(off + len)));
+                    let a = self.ack_frame(dir, cur, i, off + len);
                     self.push(d, data);
                     if let Some(x) = deferred.take() {
                         self.push(x, Payload::None);
@@ -473,32 +709,30 @@ impl Session {
                 }
                 Some(Kind::Duplicate) => {
                     // Retransmitted with the same bytes (a spurious retransmission), fresh
-                    // IP ident so no L3 de-duplication can hide it.
+                    // IP ident so no L3 de-duplication can hide it; a uTP retransmission
+                    // keeps its seq_nr.
                     self.deliver(dir, off, len);
-                    let d2 = self.segment(dir, seq_at(off), Some(other_next));
-                    let a = self.segment(!dir, other_next, Some(seq_at(off + len)));
+                    let d2 = self.data_frame(dir, cur, i, off, i + 1 == nseg);
+                    let a = self.ack_frame(dir, cur, i, off + len);
                     self.push(d, data);
-                    self.push(Segment { psh, ..d2 }, data);
+                    self.push(d2, data);
                     self.push(a, Payload::None);
-                    tally.reassembly.overlaps += 1;
                     i += 1;
                 }
                 Some(Kind::Loss) => {
                     // Never captured. Its ACK is held until the next data segment is out:
                     // then that segment is the one "beyond a hole" (out_of_order) and the
                     // hole is proven permanent by an ACK that passes it, whichever order an
-                    // engine resolves ACK-before-data in.
+                    // engine resolves ACK-before-data in. (uTP acks are cumulative too: the
+                    // STATE acking k, then the one acking k + 1.)
                     lost.push((off, off + len));
-                    deferred = Some(self.segment(!dir, other_next, Some(seq_at(off + len))));
-                    tally.reassembly.gaps += 1;
-                    tally.reassembly.gap_bytes += len as u64;
-                    tally.reassembly.out_of_order += 1;
+                    deferred = Some(self.ack_frame(dir, cur, i, off + len));
                     i += 1;
                 }
                 Some(Kind::Conflict) => {
                     self.deliver(dir, off, len);
-                    let a = self.segment(!dir, other_next, Some(seq_at(off + len)));
-                    let x = self.segment(dir, seq_at(off), Some(other_next));
+                    let a = self.ack_frame(dir, cur, i, off + len);
+                    let x = self.data_frame(dir, cur, i, off, false);
                     self.push(d, data);
                     self.push(a, Payload::None);
                     self.push(
@@ -509,8 +743,6 @@ impl Session {
                             xor: true,
                         },
                     );
-                    tally.reassembly.overlaps += 1;
-                    tally.reassembly.conflicting_overlaps += 1;
                     i += 1;
                 }
                 Some(Kind::Reorder) | Some(Kind::OverlapConflict) => {
@@ -518,8 +750,7 @@ impl Session {
                     let (off2, len2) = range(i + 1);
                     let kind2 = self.classify(dir, i + 2 == nseg, off2, &mut first_delivered);
                     debug_assert!(kind2.is_none(), "impairments are spaced 4 apart");
-                    let mut d2 = self.segment(dir, seq_at(off2), Some(other_next));
-                    d2.psh = i + 2 == nseg;
+                    let d2 = self.data_frame(dir, cur, i + 1, off2, i + 2 == nseg);
                     let data2 = Payload::Write {
                         off: off2,
                         len: len2,
@@ -527,20 +758,20 @@ impl Session {
                     };
                     self.deliver(dir, off, len);
                     self.deliver(dir, off2, len2);
-                    let a = self.segment(!dir, other_next, Some(seq_at(off + len)));
-                    let a2 = self.segment(!dir, other_next, Some(seq_at(off2 + len2)));
+                    let a = self.ack_frame(dir, cur, i, off + len);
+                    let a2 = self.ack_frame(dir, cur, i + 1, off2 + len2);
                     if kind == Some(Kind::Reorder) {
                         self.push(d2, data2);
                         self.push(d, data);
                         self.push(a, Payload::None);
                         self.push(a2, Payload::None);
-                        tally.reassembly.out_of_order += 1;
                     } else {
+                        // TCP only (rejected with --utp: uTP packets are not byte ranges).
                         // Second half of the first segment + first half of the second, so
                         // the copy straddles the boundary even for 1-byte segments.
                         let xoff = off + len / 2;
                         let xend = off2 + len2.div_ceil(2);
-                        let x = self.segment(dir, seq_at(xoff), Some(other_next));
+                        let x = self.data_frame(dir, cur, i, xoff, false);
                         self.push(d, data);
                         self.push(a, Payload::None);
                         self.push(d2, data2);
@@ -553,8 +784,6 @@ impl Session {
                                 xor: true,
                             },
                         );
-                        tally.reassembly.overlaps += 1;
-                        tally.reassembly.conflicting_overlaps += 1;
                     }
                     i += 2;
                 }
@@ -572,10 +801,25 @@ impl Session {
             }
         }
 
-        if dir {
-            self.c2s_next = base.wrapping_add(total as u32);
-        } else {
-            self.s2c_next = base.wrapping_add(total as u32);
+        match (cur, self.utp.as_mut()) {
+            (Cursor::Utp { base, .. }, Some(c)) => {
+                // One seq_nr per packet, lost ones included.
+                let next = base.wrapping_add(nseg as u16);
+                if dir {
+                    c.c2s_next = next;
+                } else {
+                    c.s2c_next = next;
+                }
+            }
+            (Cursor::Tcp { base, .. }, _) => {
+                let next = base.wrapping_add(total as u32);
+                if dir {
+                    self.c2s_next = next;
+                } else {
+                    self.s2c_next = next;
+                }
+            }
+            (Cursor::Utp { .. }, None) => {}
         }
     }
 }
