@@ -90,6 +90,8 @@ struct BlockBuf {
 enum UdpFlow {
     Probe(Box<UtpProbe>),
     Utp(Box<UtpFlow>),
+    /// A uTP connection that ended (or is not ours): its stragglers are only counted.
+    UtpDone,
     Other,
 }
 
@@ -375,6 +377,16 @@ impl Engine {
         };
         match flow {
             UdpFlow::Other => {}
+            UdpFlow::UtpDone => match UtpPacket::new_checked(u.payload) {
+                Some(p) if p.kind == UtpType::Syn => {
+                    // A new connection on the same ports.
+                    let mut probe = Box::<UtpProbe>::default();
+                    probe.observe(dir, u.payload);
+                    *flow = UdpFlow::Probe(probe);
+                }
+                Some(_) => core.utp.packets += 1,
+                None => {}
+            },
             UdpFlow::Probe(p) => {
                 let Some(initiator) = p.observe(dir, u.payload) else {
                     // Non-uTP datagrams do not condemn a flow: libtorrent sends DHT and uTP
@@ -422,7 +434,7 @@ impl Engine {
                 core.utp_packet(f, dir, &pkt);
                 let closed = f.fin == [true, true] || pkt.kind == UtpType::Reset;
                 if f.conn.ignorable() || closed {
-                    let old = std::mem::replace(flow, UdpFlow::Other);
+                    let old = std::mem::replace(flow, UdpFlow::UtpDone);
                     core.finish_udp(key, old, End::Closed);
                 }
             }

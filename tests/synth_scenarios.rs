@@ -38,11 +38,46 @@ fn replay_generated(a: &SynthArgs) -> (Truth, Report) {
 }
 
 fn check(name: &str, truth: &Truth, r: &Report, midstream: bool) {
-    assert_eq!(r.flows.tcp, truth.flows as u64, "{name}: tcp flows");
-    assert_eq!(
-        r.bittorrent.tcp_connections, truth.flows as u64,
-        "{name}: bt connections"
-    );
+    if let Some(u) = &truth.utp {
+        assert_eq!(
+            (r.flows.tcp, r.utp.flows),
+            (0, truth.flows as u64),
+            "{name}: utp flows"
+        );
+        assert_eq!(
+            r.bittorrent.utp_connections, truth.flows as u64,
+            "{name}: bt connections"
+        );
+        let x = &r.utp;
+        // A lost packet's length is not on the wire: gaps are counted in packets.
+        assert_eq!(
+            (
+                x.packets,
+                x.data_packets,
+                x.out_of_order,
+                x.duplicates,
+                x.conflicting,
+                x.gaps,
+                x.gap_packets
+            ),
+            (
+                u.packets,
+                u.data_packets,
+                u.out_of_order,
+                u.duplicates,
+                u.conflicting,
+                u.gaps,
+                u.gap_packets
+            ),
+            "{name}: utp (packets, data, out_of_order, duplicates, conflicting, gaps, gap_packets)"
+        );
+    } else {
+        assert_eq!(r.flows.tcp, truth.flows as u64, "{name}: tcp flows");
+        assert_eq!(
+            r.bittorrent.tcp_connections, truth.flows as u64,
+            "{name}: bt connections"
+        );
+    }
     let x = &r.reassembly;
     let t = &truth.reassembly;
     assert_eq!(
@@ -164,6 +199,102 @@ fn every_impairment_alone_and_together() {
     for (name, a) in cases {
         let (t, r) = replay_generated(&a);
         check(name, &t, &r, false);
+    }
+}
+
+#[test]
+fn utp_sessions_and_impairments() {
+    let cases: Vec<(&str, SynthArgs)> = vec![
+        ("utp clean", args(|a| a.utp = true)),
+        (
+            "utp reorder",
+            args(|a| {
+                a.utp = true;
+                a.reorder = 3;
+            }),
+        ),
+        (
+            "utp duplicate",
+            args(|a| {
+                a.utp = true;
+                a.duplicate = 3;
+            }),
+        ),
+        (
+            "utp loss",
+            args(|a| {
+                a.utp = true;
+                a.loss = 3;
+            }),
+        ),
+        (
+            "utp conflict",
+            args(|a| {
+                a.utp = true;
+                a.conflict = 2;
+            }),
+        ),
+        (
+            "utp all",
+            args(|a| {
+                a.utp = true;
+                a.flows = 2;
+                a.reorder = 2;
+                a.duplicate = 2;
+                a.loss = 2;
+                a.conflict = 1;
+            }),
+        ),
+        (
+            "utp ipv6 qinq",
+            args(|a| {
+                a.utp = true;
+                a.ipv6 = true;
+                a.vlan = Some(10);
+                a.qinq = Some(20);
+            }),
+        ),
+        (
+            "utp magnet",
+            args(|a| {
+                a.utp = true;
+                a.magnet = true;
+            }),
+        ),
+        (
+            "utp one-byte",
+            args(|a| {
+                a.utp = true;
+                a.one_byte = true;
+                a.size = synth::ByteSize(32 * 1024);
+            }),
+        ),
+        (
+            "utp many flows",
+            args(|a| {
+                a.utp = true;
+                a.flows = 20;
+                a.seed = 5;
+            }),
+        ),
+    ];
+    for (name, a) in cases {
+        let (t, r) = replay_generated(&a);
+        check(name, &t, &r, false);
+    }
+}
+
+#[test]
+fn utp_midstream_pickup() {
+    for seed in 1..4 {
+        let a = args(|a| {
+            a.utp = true;
+            a.midstream = true;
+            a.flows = 2;
+            a.seed = seed;
+        });
+        let (t, r) = replay_generated(&a);
+        check(&format!("utp midstream seed {seed}"), &t, &r, true);
     }
 }
 
