@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use std::sync::Arc;
 
-use peercache::cache::PieceStore;
+use peercache::cache::{PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::Shared;
 use peercache::replay::{self, ReplayOptions};
@@ -171,7 +171,7 @@ fn shared_state(cfg: &Config) -> anyhow::Result<Shared> {
     }
     Ok(Shared {
         registry: Arc::new(registry),
-        sink: Arc::new(store),
+        sink: Arc::new(StoreWriter::new(Arc::new(store), 64)),
     })
 }
 

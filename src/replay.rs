@@ -218,6 +218,8 @@ pub fn replay_with(
         b.finish_and_clear();
     }
     let stats = sink.finish();
+    // Pieces still queued for the disk are written before the cache is reported on.
+    shared.sink.flush();
     let mut report = Report::new(&stats, files);
     report.annotate(shared);
     Outcome { report, errors }

@@ -26,8 +26,10 @@ fn record(scenario: &str) -> (serde_json::Value, peercache::report::Report) {
         .expect("run tests/lab/lab.sh");
     assert!(st.success(), "lab recording of {scenario} failed");
     let name = format!("lab-{scenario}");
-    let truth: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("{name}.json"))).unwrap()).unwrap();
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(format!("{name}.json"))).unwrap(),
+    )
+    .unwrap();
     (truth, run(&dir.path().join(format!("{name}.pcap"))))
 }
 
@@ -38,10 +40,30 @@ fn fresh_recordings_match_the_leecher() {
     for scenario in ["tcp-plain", "utp-plain"] {
         let (truth, r) = record(scenario);
         let s = swarm(&r, truth["info_hash"].as_str().unwrap());
-        assert_eq!(s.piece_messages, truth["blocks_received"].as_u64().unwrap(), "{scenario}");
-        assert_eq!(s.piece_messages, truth["tshark_piece_messages"].as_u64().unwrap(), "{scenario}");
-        assert_eq!(s.piece_bytes, truth["file_size"].as_u64().unwrap(), "{scenario}");
+        assert_eq!(
+            s.piece_messages,
+            truth["blocks_received"].as_u64().unwrap(),
+            "{scenario}"
+        );
+        assert_eq!(
+            s.piece_messages,
+            truth["tshark_piece_messages"].as_u64().unwrap(),
+            "{scenario}"
+        );
+        assert_eq!(
+            s.piece_bytes,
+            truth["file_size"].as_u64().unwrap(),
+            "{scenario}"
+        );
         let (tcp, utp) = (r.bittorrent.tcp_connections, r.bittorrent.utp_connections);
-        assert_eq!((tcp, utp), if scenario.starts_with("utp") { (0, 1) } else { (1, 0) }, "{scenario}");
+        assert_eq!(
+            (tcp, utp),
+            if scenario.starts_with("utp") {
+                (0, 1)
+            } else {
+                (1, 0)
+            },
+            "{scenario}"
+        );
     }
 }

@@ -63,6 +63,7 @@ pub mod cli;
 mod store;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,7 @@ use thiserror::Error;
 use crate::swarm::MetainfoError;
 
 pub use store::PieceStore;
+pub use writer::StoreWriter;
 
 /// One piece of one swarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -194,19 +196,12 @@ impl crate::swarm::PieceSink for PieceStore {
         )
     }
 
-    fn admit(&self, m: &crate::swarm::Metainfo, index: u32, data: &[u8]) -> bool {
+    fn admit(&self, m: &crate::swarm::Metainfo, piece: crate::swarm::VerifiedPiece) -> bool {
         if self.metainfo(&m.info_hash).is_none() && self.put_metainfo(m).is_err() {
             return false;
         }
         // I/O errors are counted by the store (write_errors); the piece is simply not cached.
-        self.insert(
-            PieceKey {
-                info_hash: m.info_hash,
-                index,
-            },
-            data,
-        )
-        .unwrap_or(false)
+        self.insert_verified(&piece).unwrap_or(false)
     }
 
     fn touch(&self, info_hash: &[u8; 20], index: u32) {

@@ -190,6 +190,25 @@ impl PieceStore {
         let verified = self
             .metainfo(&key.info_hash)
             .is_some_and(|m| m.verify_piece(key.index, data));
+        self.store_piece(key, data, verified)
+    }
+
+    /// Insert a piece the engine has already verified. No second SHA-1: the hash the bytes
+    /// matched must be the one this store's own copy of the info dictionary lists (which
+    /// it re-derived from the raw dictionary), and the length must fit.
+    pub fn insert_verified(&self, p: &crate::swarm::VerifiedPiece) -> Result<bool, CacheError> {
+        let key = PieceKey {
+            info_hash: *p.info_hash(),
+            index: p.index(),
+        };
+        let ok = self.metainfo(&key.info_hash).is_some_and(|m| {
+            m.piece_hash(key.index).as_ref() == Some(p.hash())
+                && m.piece_len(key.index) == Some(p.data().len() as u32)
+        });
+        self.store_piece(key, p.data(), ok)
+    }
+
+    fn store_piece(&self, key: PieceKey, data: &[u8], verified: bool) -> Result<bool, CacheError> {
         if !verified || data.len() as u64 > self.capacity {
             self.counts.refused.fetch_add(1, Relaxed);
             return Ok(false);

@@ -452,3 +452,44 @@ fn cli_commands() {
     ]);
     assert!(matches!(err, Err(CacheError::NotACache { .. })));
 }
+
+#[test]
+fn verified_pieces_need_the_stores_own_metainfo() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, pieces) = torrent("v", 9, 3 * PL + 100);
+    let store = PieceStore::open(dir.path(), u64::MAX).unwrap();
+    let v = crate::swarm::VerifiedPiece::verify(&m, 1, pieces[1].clone()).unwrap();
+    // Without the info dictionary the store cannot check the hash the piece matched.
+    assert!(!store.insert_verified(&v).unwrap());
+    store.put_metainfo(&m).unwrap();
+    assert!(store.insert_verified(&v).unwrap());
+    assert_eq!(
+        store.get(&key(&m, 1)).unwrap().as_deref(),
+        Some(&pieces[1][..])
+    );
+    // Wrong bytes never become a VerifiedPiece in the first place.
+    let mut bad = pieces[2].clone();
+    bad[0] ^= 1;
+    assert!(crate::swarm::VerifiedPiece::verify(&m, 2, bad).is_err());
+}
+
+#[test]
+fn writer_counts_queued_pieces_as_cached_and_flushes_them() {
+    use crate::swarm::PieceSink;
+    let dir = tempfile::tempdir().unwrap();
+    let (m, pieces) = torrent("w", 4, 8 * PL);
+    let store = Arc::new(PieceStore::open(dir.path(), u64::MAX).unwrap());
+    let w = super::StoreWriter::new(store.clone(), 2);
+    for (i, p) in pieces.iter().enumerate() {
+        let v = crate::swarm::VerifiedPiece::verify(&m, i as u32, p.clone()).unwrap();
+        assert!(w.admit(&m, v));
+        assert!(
+            w.contains(&m.info_hash, i as u32),
+            "queued counts as cached"
+        );
+    }
+    w.flush();
+    assert_eq!(store.pieces(&m.info_hash).len(), pieces.len());
+    let v = store.verify_all();
+    assert_eq!((v.ok, v.removed), (pieces.len() as u64, 0));
+}

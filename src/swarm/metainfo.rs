@@ -299,3 +299,42 @@ mod tests {
         assert_eq!(m.pad_ranges(1), vec![]);
     }
 }
+
+/// A piece whose bytes hashed to the SHA-1 its metainfo lists. Only `verify` makes one, so
+/// holding one is the proof: the store takes it without hashing again (it only checks that
+/// the hash matched is the one in its own copy of the info dictionary).
+#[derive(Debug)]
+pub struct VerifiedPiece {
+    info_hash: [u8; 20],
+    index: u32,
+    hash: [u8; 20],
+    data: Vec<u8>,
+}
+
+impl VerifiedPiece {
+    /// Hash `data` against piece `index` of `m`; the bytes come back on failure.
+    pub fn verify(m: &Metainfo, index: u32, data: Vec<u8>) -> Result<VerifiedPiece, Vec<u8>> {
+        match m.piece_hash(index) {
+            Some(hash) if m.verify_piece(index, &data) => Ok(VerifiedPiece {
+                info_hash: m.info_hash,
+                index,
+                hash,
+                data,
+            }),
+            _ => Err(data),
+        }
+    }
+    pub fn info_hash(&self) -> &[u8; 20] {
+        &self.info_hash
+    }
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+    /// The SHA-1 the bytes matched.
+    pub fn hash(&self) -> &[u8; 20] {
+        &self.hash
+    }
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+}

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use metainfo::{Metainfo, MetainfoError};
+pub use metainfo::{Metainfo, MetainfoError, VerifiedPiece};
 pub use pieces::{PieceSink, Pieces};
 
 /// Where a swarm's metainfo came from. The report names these "wire", "file" or "none".
@@ -102,14 +102,13 @@ impl PieceSink for MemorySink {
     fn contains(&self, ih: &[u8; 20], index: u32) -> bool {
         self.inner.lock().is_ok_and(|g| g.0.contains(&(*ih, index)))
     }
-    /// Keeps no bytes and serves nothing, so it records what assembly verified without
-    /// hashing again (the disk store does re-verify: it serves what it keeps).
-    fn admit(&self, m: &Metainfo, index: u32, data: &[u8]) -> bool {
+    /// Keeps no bytes and serves nothing: records what assembly verified.
+    fn admit(&self, _m: &Metainfo, piece: VerifiedPiece) -> bool {
         let Ok(mut g) = self.inner.lock() else {
             return false;
         };
-        if g.0.insert((m.info_hash, index)) {
-            g.1 += data.len() as u64;
+        if g.0.insert((*piece.info_hash(), piece.index())) {
+            g.1 += piece.data().len() as u64;
             return true;
         }
         false

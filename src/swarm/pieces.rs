@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::Metainfo;
+use super::{Metainfo, VerifiedPiece};
 
 /// Where verified pieces go, and what counts as "already cached".
 pub trait PieceSink {
     fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool;
-    /// A piece that verified. The sink may re-verify; returns whether it was admitted.
-    fn admit(&self, m: &Metainfo, index: u32, data: &[u8]) -> bool;
+    /// A piece that verified (the type is the proof); returns whether it was admitted.
+    fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool;
     /// A cached piece was used (a would-be hit): for LRU order.
     fn touch(&self, info_hash: &[u8; 20], index: u32);
     /// Metainfo became known (a store persists it to re-verify pieces on its own).
@@ -31,6 +31,8 @@ pub trait PieceSink {
     fn stored_bytes(&self) -> (u64, u64) {
         (0, 0)
     }
+    /// Wait until everything admitted is stored (end of a replay).
+    fn flush(&self) {}
 }
 
 /// Alternative copies of one block start tried when the first assembly fails its hash.
@@ -320,14 +322,14 @@ impl Pieces {
             return;
         };
         // Complete: the hash decides, trying alternative copies of contested blocks.
-        let mut good = m.verify_piece(index, &data).then_some(data);
+        let mut good = VerifiedPiece::verify(m, index, data).ok();
         if good.is_none() {
             'alt: for (&begin, copies) in &a.blocks {
                 for k in 1..copies.len() {
                     let pick = BTreeMap::from([(begin, k)]);
                     if let Some((d, _)) = a.build(len, &pads, &pick) {
-                        if m.verify_piece(index, &d) {
-                            good = Some(d);
+                        if let Ok(v) = VerifiedPiece::verify(m, index, d) {
+                            good = Some(v);
                             break 'alt;
                         }
                     }
@@ -337,11 +339,11 @@ impl Pieces {
         // Senders of copies that are not in the good piece are the hostile-peer signal.
         let mut liars: Vec<SocketAddr> = Vec::new();
         match &good {
-            Some(d) => {
+            Some(v) => {
                 for (&begin, copies) in &a.blocks {
                     for c in copies {
                         let end = begin as usize + c.data.len();
-                        if d.get(begin as usize..end) != Some(&c.data[..])
+                        if v.data().get(begin as usize..end) != Some(&c.data[..])
                             && !liars.contains(&c.from)
                         {
                             liars.push(c.from);
@@ -353,9 +355,9 @@ impl Pieces {
         }
         let c = self.counters.entry(m.info_hash).or_default();
         match good {
-            Some(d) => {
+            Some(v) => {
                 c.verified += 1;
-                if sink.admit(m, index, &d) {
+                if sink.admit(m, v) {
                     c.admitted += 1;
                 }
                 self.mark_done(m.info_hash, index, m.num_pieces());
@@ -439,9 +441,12 @@ mod tests {
         fn contains(&self, _: &[u8; 20], i: u32) -> bool {
             self.0.borrow().contains(&i)
         }
-        fn admit(&self, m: &Metainfo, i: u32, d: &[u8]) -> bool {
-            assert!(m.verify_piece(i, d), "only verified pieces reach the sink");
-            self.0.borrow_mut().insert(i)
+        fn admit(&self, m: &Metainfo, p: VerifiedPiece) -> bool {
+            assert!(
+                m.verify_piece(p.index(), p.data()),
+                "only verified pieces reach the sink"
+            );
+            self.0.borrow_mut().insert(p.index())
         }
         fn touch(&self, _: &[u8; 20], _: u32) {}
     }
