@@ -64,26 +64,29 @@ fn lab_utp_captures_match_the_leecher_and_tshark() {
     }
 }
 
-#[test]
-fn utp_capture_rebuilds_its_file_from_the_cache() {
-    let t = truth("lab-utp-plain");
+/// Replay `name` into a fresh cache (with its .torrent if `with_torrent`) and rebuild the
+/// file from `cache get`; its SHA-256 must be the leecher's.
+fn rebuild_from_cache(name: &str, with_torrent: bool) {
+    let t = truth(name);
     let cache = tempfile::tempdir().unwrap();
     let meta = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("pcaps/lab-utp-plain.torrent"),
-        meta.path().join("t.torrent"),
-    )
-    .unwrap();
     let bin = env!("CARGO_BIN_EXE_peercache");
-    let st = Command::new(bin)
-        .args(["replay", "--no-progress", "--cache-dir"])
-        .arg(cache.path())
-        .arg("--metainfo")
-        .arg(meta.path())
-        .arg(repo().join("pcaps/lab-utp-plain.pcap"))
+    let mut cmd = Command::new(bin);
+    cmd.args(["replay", "--no-progress", "--cache-dir"])
+        .arg(cache.path());
+    if with_torrent {
+        std::fs::copy(
+            repo().join(format!("pcaps/{name}.torrent")),
+            meta.path().join("t.torrent"),
+        )
+        .unwrap();
+        cmd.arg("--metainfo").arg(meta.path());
+    }
+    let st = cmd
+        .arg(repo().join(format!("pcaps/{name}.pcap")))
         .output()
         .unwrap();
-    assert!(st.status.success());
+    assert!(st.status.success(), "{name}");
     let ih = t["info_hash"].as_str().unwrap();
     let mut file = Vec::new();
     for i in 0..t["num_pieces"].as_u64().unwrap() {
@@ -93,13 +96,21 @@ fn utp_capture_rebuilds_its_file_from_the_cache() {
             .args([ih, &i.to_string()])
             .output()
             .unwrap();
-        assert!(o.status.success(), "piece {i}");
+        assert!(o.status.success(), "{name}: piece {i}");
         file.extend_from_slice(&o.stdout);
     }
     assert_eq!(
         peercache::report::hex(&sha2::Sha256::digest(&file)),
-        t["sha256"].as_str().unwrap()
+        t["sha256"].as_str().unwrap(),
+        "{name}"
     );
+}
+
+#[test]
+fn utp_captures_rebuild_their_files_from_the_cache() {
+    rebuild_from_cache("lab-utp-plain", true);
+    // Magnet over uTP: the metadata comes off the wire, no .torrent given.
+    rebuild_from_cache("lab-utp-magnet", false);
 }
 
 #[test]

@@ -18,9 +18,9 @@
 //! Caps: assembly 8192 / 4096 / 1 MiB bytes and quarantine 2048 / 4096 bytes by `flags`.
 //!
 //! Checks: no panic; `held()` stays within both caps and quarantined <= held; the sink only
-//! ever gets pieces that verify, once each; counters: admitted <= verified; a piece that
-//! is done is never assembled again; after feeding a whole honest piece with the metainfo
-//! known (and an assembly cap of at least one piece) it is in the sink.
+//! ever gets pieces that verify, once each; counters: admitted <= verified; after feeding a
+//! whole honest piece with the metainfo known, to a piece no other operation touched (and an
+//! assembly cap of at least one piece), it is in the sink.
 #![no_main]
 
 use std::cell::RefCell;
@@ -107,6 +107,8 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
     let mut p = Pieces::new(max_bytes, q_max);
     let sink = Sink::default();
     let c_ih = [0xCC; 20];
+    // (swarm, index) pieces that got anything but whole honest pieces with metainfo.
+    let mut dirty: HashSet<(usize, u32)> = HashSet::new();
     let check = |p: &Pieces| {
         let (held, q) = p.held();
         assert!(held <= max_bytes, "held {held} > cap {max_bytes}");
@@ -139,6 +141,10 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
         if op & 0x80 != 0 {
             // A whole honest piece (pads included, as zeros peers would not send).
             let corrupt = len & 1 != 0;
+            let clean = !dirty.contains(&(sw, index));
+            if corrupt || meta.is_none() {
+                dirty.insert((sw, index));
+            }
             for (k, blk) in pc.chunks(512).enumerate() {
                 let mut b = blk.to_vec();
                 if corrupt && k == (x as usize / 128) % 4 {
@@ -148,7 +154,7 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
                 p.block(ih, meta, index, (k * 512) as u32, &b, from, &sink);
                 check(&p);
             }
-            if let (Some(m), false, true) = (meta, corrupt, max_bytes >= PL) {
+            if let (Some(m), false, true, true) = (meta, corrupt, clean, max_bytes >= PL) {
                 if m.piece_len(index).is_some() {
                     assert!(
                         sink.contains(&ih, index),
@@ -157,6 +163,9 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
                 }
             }
             continue;
+        }
+        if op >> 5 & 3 != 3 {
+            dirty.insert((sw, index));
         }
         match op >> 5 & 3 {
             0 | 1 => {
