@@ -446,16 +446,26 @@ impl Engine {
         let core = &mut self.core;
         self.tcp.drain(|k, f| core.finish(k, f, End::Drained));
         self.udp.drain(|k, f| core.finish_udp(k, f, End::Drained));
-        let app = &mut self.core.app;
-        let mut stats = std::mem::take(&mut app.stats);
-        for (ih, c) in std::mem::take(&mut app.pieces.counters) {
-            let sw = stats.swarms.entry(ih).or_default();
+        let stats = std::mem::take(&mut self.core.app.stats);
+        self.fold(stats)
+    }
+
+    /// The counters so far, without block sets: for live metrics while frames keep coming.
+    pub fn snapshot(&self) -> Stats {
+        self.fold(self.core.app.stats.counters())
+    }
+
+    /// Add what lives outside `Stats` (piece verification, reassembly, fragments).
+    fn fold(&self, mut stats: Stats) -> Stats {
+        let app = &self.core.app;
+        for (ih, c) in &app.pieces.counters {
+            let sw = stats.swarms.entry(*ih).or_default();
             sw.pieces_verified += c.verified;
             sw.pieces_failed += c.failed;
             sw.pieces_dropped += c.dropped;
             sw.quarantined_bytes += c.quarantined_bytes;
-            for (peer, n) in c.failed_by_peer {
-                *sw.failed_by_peer.entry(peer).or_default() += n;
+            for (peer, n) in &c.failed_by_peer {
+                *sw.failed_by_peer.entry(*peer).or_default() += n;
             }
         }
         stats.metadata_failed += app.metadata.failed;
@@ -984,6 +994,7 @@ impl Handler<'_> {
                 if !sw.blocks.contains(&b) {
                     if tracked < cap {
                         sw.blocks.insert(b);
+                        sw.distinct += 1;
                         self.ctx.blocks_tracked += 1;
                     } else {
                         sw.blocks_overflow += 1;

@@ -18,6 +18,8 @@ pub struct SwarmStats {
     pub piece_bytes_lost: u64,
     pub request_messages: u64,
     pub blocks: HashSet<(u32, u32, u32)>,
+    /// `blocks.len()`, kept so a snapshot can carry it without the set.
+    pub distinct: u64,
     pub blocks_overflow: u64,
     pub messages: BTreeMap<&'static str, u64>,
     pub extended: BTreeMap<String, u64>,
@@ -34,13 +36,28 @@ pub struct SwarmStats {
 }
 
 impl SwarmStats {
+    fn clone_counters(&self) -> SwarmStats {
+        SwarmStats {
+            blocks: HashSet::new(),
+            messages: self.messages.clone(),
+            extended: self.extended.clone(),
+            failed_by_peer: self.failed_by_peer.clone(),
+            ..*self
+        }
+    }
+
     pub fn merge(&mut self, o: SwarmStats) {
         self.connections += o.connections;
         self.piece_messages += o.piece_messages;
         self.piece_bytes += o.piece_bytes;
         self.piece_bytes_lost += o.piece_bytes_lost;
         self.request_messages += o.request_messages;
-        self.blocks.extend(o.blocks);
+        if self.blocks.is_empty() && o.blocks.is_empty() {
+            self.distinct += o.distinct; // snapshots: no sets, an approximate sum
+        } else {
+            self.blocks.extend(o.blocks);
+            self.distinct = self.blocks.len() as u64;
+        }
         self.blocks_overflow += o.blocks_overflow;
         for (k, v) in o.messages {
             *self.messages.entry(k).or_default() += v;
@@ -143,6 +160,42 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// A copy of the counters without the per-block sets and stream records: cheap enough
+    /// to take every second for live metrics.
+    pub fn counters(&self) -> Stats {
+        Stats {
+            frames: self.frames,
+            bytes: self.bytes,
+            decode_errors: self.decode_errors.clone(),
+            flows: self.flows,
+            bittorrent: self.bittorrent,
+            reassembly: self.reassembly,
+            utp: self.utp,
+            peerwire: self.peerwire,
+            ip_fragments: self.ip_fragments,
+            swarms: self
+                .swarms
+                .iter()
+                .map(|(k, v)| {
+                    let mut c = SwarmStats {
+                        blocks: HashSet::new(),
+                        ..v.clone_counters()
+                    };
+                    c.distinct = v.distinct;
+                    (*k, c)
+                })
+                .collect(),
+            swarms_overflow: self.swarms_overflow,
+            unattributed: self.unattributed.clone_counters(),
+            streams: Vec::new(),
+            hits: self.hits,
+            blocks_unbuffered: self.blocks_unbuffered,
+            metadata_failed: self.metadata_failed,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+        }
+    }
+
     pub fn merge(&mut self, o: Stats) {
         self.frames += o.frames;
         self.bytes += o.bytes;
@@ -257,7 +310,7 @@ impl SwarmReport {
             piece_bytes: s.piece_bytes,
             piece_bytes_lost: s.piece_bytes_lost,
             request_messages: s.request_messages,
-            distinct_blocks: s.blocks.len() as u64,
+            distinct_blocks: s.distinct,
             messages: s.messages.clone(),
             extended: s.extended.clone(),
             metadata_size: s.metadata_size,

@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use peercache::swarm::{Metainfo, PieceSink, Pieces};
+use peercache::swarm::{Metainfo, PieceSink, Pieces, VerifiedPiece};
 use sha1::{Digest, Sha1};
 
 const PL: usize = 2048;
@@ -41,8 +41,11 @@ impl PieceSink for Sink {
     fn contains(&self, ih: &[u8; 20], i: u32) -> bool {
         self.0.borrow().contains(&(*ih, i))
     }
-    fn admit(&self, m: &Metainfo, i: u32, d: &[u8]) -> bool {
+    fn admit(&self, m: &Metainfo, p: VerifiedPiece) -> bool {
+        let (i, d) = (p.index(), p.data());
+        assert_eq!(p.info_hash(), &m.info_hash, "piece of another swarm");
         assert!(m.verify_piece(i, d), "unverified piece {i} reached the sink");
+        assert_eq!(Some(*p.hash()), m.piece_hash(i), "hash matched is not the listed one");
         assert!(
             self.0.borrow_mut().insert((m.info_hash, i)),
             "piece {i} admitted twice"

@@ -75,6 +75,8 @@ impl Sink<'_> {
                 s.gaps += 1;
                 s.gap_bytes += n;
             }
+            // Lost (unknown length) is uTP's; TCP always knows how many bytes are missing.
+            Chunk::Lost => panic!("TCP reassembly delivered Chunk::Lost"),
         }
     }
 }

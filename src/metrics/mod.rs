@@ -1,0 +1,139 @@
+//! Live state for the operator: the latest snapshot of every counter, and a bounded history
+//! of the headline figures for charts. The drivers (replay, tap) publish; the HTTP service
+//! (`crate::http`) reads. Nothing here touches the packet path: a snapshot is taken by the
+//! driver between frames, at most once a second.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+use crate::report::Report;
+
+/// What the capture layer counted (live capture only; zero on replay).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CaptureCounters {
+    /// Frames libpcap delivered to us.
+    pub received: u64,
+    /// Dropped by the kernel because our buffer was full (pcap_stats ps_drop).
+    pub kernel_dropped: u64,
+    /// Dropped by the interface or driver (ps_ifdrop).
+    pub interface_dropped: u64,
+    /// Frames we read but could not hand to the engine (queue full).
+    pub engine_dropped: u64,
+}
+
+/// Everything the metrics endpoint and the dashboard show, at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    /// "replay", "tap" or "inline".
+    pub mode: String,
+    /// Wall-clock seconds since the start (UNIX time of the snapshot, and of the start).
+    pub unix_time: f64,
+    pub started_unix: f64,
+    /// What is being read: files for replay, the interface for tap.
+    pub source: String,
+    /// Replay progress: bytes of the input files read so far and in all.
+    pub input_read_bytes: u64,
+    pub input_total_bytes: u64,
+    pub capture: CaptureCounters,
+    /// Capacity of the piece cache when one is configured.
+    pub cache_capacity_bytes: Option<u64>,
+    /// Every engine counter, in the replay report's shape (schema: README).
+    pub report: Report,
+    /// The run is over (replay done); the service may linger.
+    pub finished: bool,
+}
+
+/// One point of the history: the figures the dashboard charts over time.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Point {
+    pub unix_time: f64,
+    pub frames: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_bytes: u64,
+    pub miss_bytes: u64,
+    pub stored_bytes: u64,
+    pub pieces_verified: u64,
+    pub pieces_failed: u64,
+    pub bt_connections: u64,
+    pub encrypted_connections: u64,
+    pub drops: u64,
+}
+
+impl Point {
+    pub fn of(s: &Snapshot) -> Point {
+        let r = &s.report;
+        let sum = |f: fn(&crate::report::SwarmReport) -> u64| r.swarms.iter().map(f).sum::<u64>();
+        Point {
+            unix_time: s.unix_time,
+            frames: r.frames,
+            bytes: r.bytes,
+            hits: r.cache.hits,
+            misses: r.cache.misses,
+            hit_bytes: r.cache.hit_bytes,
+            miss_bytes: r.cache.miss_bytes,
+            stored_bytes: r.cache.stored_bytes,
+            pieces_verified: sum(|s| s.pieces_verified),
+            pieces_failed: sum(|s| s.pieces_failed),
+            bt_connections: r.bittorrent.tcp_connections + r.bittorrent.utp_connections,
+            encrypted_connections: r.bittorrent.encrypted_connections,
+            drops: s.capture.kernel_dropped
+                + s.capture.interface_dropped
+                + s.capture.engine_dropped
+                + r.decode_errors.values().sum::<u64>(),
+        }
+    }
+}
+
+/// The published state. Cheap to read from many HTTP requests at once.
+pub struct Live {
+    latest: RwLock<Option<Arc<Snapshot>>>,
+    history: Mutex<VecDeque<Point>>,
+    max_points: usize,
+}
+
+impl Live {
+    /// `max_points`: history kept (one point per publish, normally one a second).
+    pub fn new(max_points: usize) -> Live {
+        Live {
+            latest: RwLock::new(None),
+            history: Mutex::new(VecDeque::new()),
+            max_points: max_points.max(1),
+        }
+    }
+
+    pub fn publish(&self, s: Snapshot) {
+        let p = Point::of(&s);
+        if let Ok(mut h) = self.history.lock() {
+            if h.len() == self.max_points {
+                h.pop_front();
+            }
+            h.push_back(p);
+        }
+        if let Ok(mut l) = self.latest.write() {
+            *l = Some(Arc::new(s));
+        }
+    }
+
+    /// None until the first publish.
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest.read().ok()?.clone()
+    }
+
+    pub fn history(&self) -> Vec<Point> {
+        self.history
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Seconds since the UNIX epoch, for snapshot stamps (the engine itself never reads a clock).
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
