@@ -51,7 +51,7 @@ n = int(sys.argv[2])
 pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
-           "tcp_reassembly", "engine"]
+           "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -209,6 +209,44 @@ def engine_seed(flags, frames):
         prev = ts
     return out
 
+def utp_header(b):
+    """(type, conn_id, seq, ack, payload length) if `b` passes wire::utp's checks."""
+    if len(b) < 20 or b[0] & 15 != 1 or b[0] >> 4 > 4:
+        return None
+    ext, at, n = b[1], 20, 0
+    while ext:
+        n += 1
+        if n > 4 or ext > 4 or at + 2 > len(b):
+            return None
+        nxt, ln = b[at], b[at + 1]
+        if at + 2 + ln > len(b) or (ext == 1 and ln == 0):
+            return None
+        ext, at = nxt, at + 2 + ln
+    t = b[0] >> 4
+    if at < len(b) and t in (2, 3, 4):
+        return None
+    cid, seq, ack = struct.unpack(">H", b[2:4])[0], *struct.unpack(">HH", b[16:20])
+    return (t, cid, seq, ack, len(b) - at)
+
+def utp_ops(fl, pkts):
+    """utp_reassembly input: data / ack / start_at operations, direction 0 = first sender."""
+    out = bytearray([0])
+    first = None
+    for i, (t, cid, seq, ack, plen) in pkts:
+        d = fl["udp_dir"][i]
+        if first is None:
+            first = d
+        d = 0 if d == first else 1
+        if t == 4:  # SYN: the initiator's data starts at seq + 1
+            out += bytes([(6 << 1) | d]) + struct.pack(">H", (seq + 1) & 0xFFFF)
+            continue
+        if t == 3:
+            continue
+        out += bytes([(4 << 1) | (1 - d)]) + struct.pack(">H", ack)
+        if t == 0:
+            out += bytes([d]) + struct.pack(">HH", seq, min(plen, 6000))
+    return bytes(out)
+
 for path in pcaps:
     linktype, frames = read_pcap(path)
     if linktype != 1 or not frames:
@@ -225,16 +263,38 @@ for path in pcaps:
         if not d or "payload" not in d:
             continue
         key, dr = flow_key(d)
-        fl = flows.setdefault(key, {"frames": [], "segs": ([], []), "udp": []})
+        fl = flows.setdefault(key, {"frames": [], "segs": ([], []), "udp": [], "udp_dir": []})
         fl["frames"].append((ts, data, orig))
         if d["proto"] == 6:
             fl["segs"][dr].append((d["seq"], bool(d["flags"] & SYN), d["payload"],
                                    d["ack"], d["flags"]))
         else:
             fl["udp"].append(d["payload"])
+            fl["udp_dir"].append(dr)
             pl = d["payload"]
             if pl[:1] == b"d":
                 emit("bencode", pl)  # DHT (KRPC) messages are bencoded dictionaries
+
+    # uTP (BEP 29): utp_header gets the UDP payloads that pass the header checks;
+    # utp_reassembly each uTP flow's packets as its operations; engine the flow's frames.
+    for key, fl in flows.items():
+        if key[0] != 17:
+            continue
+        utp = [(i, h) for i, pl in enumerate(fl["udp"]) for h in [utp_header(pl)] if h]
+        if not utp:
+            continue
+        for i, h in utp[:64] + utp[64::max(1, len(utp) // 64)]:
+            emit("utp_header", fl["udp"][i][:512])
+        if len(utp) < 3:
+            continue
+        fr = fl["frames"]
+        emit("engine", engine_seed(0x04, fr[:40]))
+        emit("engine", engine_seed(0x05, fr[:40]))
+        if len(fr) > 80:
+            mid = len(fr) // 2
+            emit("engine", engine_seed(0x04, fr[mid:mid + 40]))
+        for start in (0, len(utp) // 2):
+            emit("utp_reassembly", utp_ops(fl, utp[start:start + 300]))
 
     # engine: the first frames of the capture, mixed flows (UDP/DHT, ARP, ...).
     head = frames[:40]
@@ -324,15 +384,29 @@ for path in pcaps:
                 if mid_ == 20 and len(m) > 6:
                     emit("bencode", m[6:])  # extended payload after the extended id
 
+# Synthetic uTP records for the engine (cfg bit 4, link 0x40; see fuzz_targets/engine.rs):
+# SYN, STATE answering it, handshakes both ways, DATA with reordering, FIN both ways.
+def rec(ctl, sd, ad, body=b"", pair=0):
+    r = bytes([ctl, pair, sd & 0xFF, ad & 0xFF]) + body
+    return struct.pack(">HBB", len(r), 0x40, 3) + r
+bitfield = struct.pack(">IB", 2, 5) + b"\xff"
+synth = (rec(4 << 1, 0, 0) + rec(1 | 2 << 1, 0, 0) + rec(5 << 1, 1, 0)
+         + rec(1 | 5 << 1, 1, 0) + rec(0, 2, 0, bitfield) + rec(0, -1, 0, struct.pack(">IB", 1, 2))
+         + rec(1 | 2 << 1, 0, 0) + rec(1 << 1, 2, 0) + rec(1 | 1 << 1, 1, 0))
+for flags in (0x14, 0x15, 0x16):
+    emit("engine", bytes([flags]) + struct.pack(">I", 1_700_000_000) + synth)
+
 for t in torrents:
     with open(t, "rb") as f:
         data = f.read()
     emit("bencode", data)
+    emit("metainfo", data)
     # The info dictionary alone (what ut_metadata carries) and a ut_metadata data message.
     i = data.find(b"4:infod")
     if i >= 0:
         info = data[i + 6:-1]
         emit("bencode", info)
+        emit("metainfo", info)
         hdr = b"d8:msg_typei1e5:piecei0e10:total_sizei%dee" % len(info)
         emit("bencode", hdr + info[:16384])
 

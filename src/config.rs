@@ -30,10 +30,50 @@ pub struct Config {
     pub peerwire: PeerwireConfig,
     pub swarms: SwarmConfig,
     pub cache: CacheConfig,
+    pub capture: CaptureConfig,
+    pub http: HttpConfig,
     /// Directory of .torrent files whose metainfo is known from the start.
     pub metainfo_dir: Option<PathBuf>,
     /// Record SHA-1 and length of every reassembled TCP stream in the report (tests).
     pub record_streams: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Kernel capture buffer (libpcap's default of 2 MiB drops on a busy link).
+    pub buffer_bytes: usize,
+    pub snaplen: u32,
+    pub promiscuous: bool,
+    /// BPF filter applied in the kernel, e.g. "tcp or udp".
+    pub filter: Option<String>,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            buffer_bytes: 256 << 20,
+            snaplen: 65535,
+            promiscuous: true,
+            filter: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Metrics, JSON API and dashboard (tap and inline; replay only with --http).
+    /// Loopback by default: expose it deliberately.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9750))),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -206,9 +246,14 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_yaml::from_str(text).map_err(|e| match e.location() {
-            Some(l) => format!("line {} column {}: {}", l.line(), l.column(), e),
-            None => e.to_string(),
+        serde_yaml::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            match e.location() {
+                Some(l) if !msg.contains(" at line ") => {
+                    format!("line {} column {}: {msg}", l.line(), l.column())
+                }
+                _ => msg,
+            }
         })
     }
 

@@ -214,6 +214,38 @@ impl Engine {
         }
     }
 
+    /// Apply a new configuration to a running engine (SIGHUP): limits, caps and subscriber
+    /// networks take effect for what comes next; flows and held data are kept. The cache
+    /// directory and capacity are the caller's (they need the store reopened).
+    pub fn reconfigure(&mut self, cfg: Config) {
+        let core = &mut self.core;
+        core.limits = ReasmLimits {
+            max_ooo_bytes: cfg.reassembly.max_ooo_bytes_per_direction,
+            max_ooo_segments: cfg.reassembly.max_ooo_segments_per_direction,
+            conflict_window: cfg.reassembly.conflict_window,
+            max_ahead: cfg.reassembly.max_ahead,
+        };
+        core.ulimits = UtpLimits {
+            max_ooo_packets: cfg.utp.max_ooo_packets_per_direction,
+            max_ooo_bytes: cfg.utp.max_ooo_bytes_per_direction,
+        };
+        core.budget.cap = cfg.reassembly.max_ooo_bytes_total;
+        core.app.plim = ParserLimits {
+            max_message_len: cfg.peerwire.max_message_len,
+            resync_window: cfg.peerwire.resync_window,
+            probe_bytes: cfg.peerwire.probe_bytes,
+        };
+        self.tcp.set_limits(
+            cfg.flows.max_flows,
+            cfg.flows.tcp_idle_timeout_secs.saturating_mul(1_000_000),
+        );
+        self.udp.set_limits(
+            cfg.flows.max_flows,
+            cfg.flows.udp_idle_timeout_secs.saturating_mul(1_000_000),
+        );
+        core.app.cfg = cfg;
+    }
+
     pub fn config(&self) -> &Config {
         &self.core.app.cfg
     }

@@ -12,4 +12,5 @@ pub mod replay;
 pub mod report;
 pub mod swarm;
 pub mod synth;
+pub mod tap;
 pub mod wire;

@@ -47,6 +47,55 @@ enum Cmd {
     Synth(peercache::synth::SynthArgs),
     /// Inspect and maintain the verified piece cache (ls, get, verify, evict).
     Cache(peercache::cache::cli::CacheArgs),
+    /// Capture live from a tap or SPAN port and fill the cache; never sends a frame.
+    ///
+    /// Runs until SIGINT or SIGTERM (finishes in-flight work, flushes the cache, exits 0).
+    /// SIGHUP re-reads --config: a bad file is refused and the running configuration stays.
+    /// Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode), not root.
+    Tap(TapArgs),
+    /// Check a configuration file: errors name the line and column.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Parse and validate FILE; print the effective configuration with --print.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct TapArgs {
+    /// Interface to capture on (promiscuous).
+    #[arg(long)]
+    iface: String,
+    /// YAML configuration (re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Piece cache directory (overrides the config).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Cache capacity, e.g. 500GiB (overrides the config).
+    #[arg(long, value_name = "BYTES")]
+    cache_capacity: Option<peercache::synth::ByteSize>,
+    /// Directory of .torrent files known from the start.
+    #[arg(long, value_name = "DIR")]
+    metainfo: Option<PathBuf>,
+    /// Subscriber network (repeatable; adds to the config).
+    #[arg(long = "subscriber-net", value_name = "CIDR")]
+    subscriber_nets: Vec<IpNet>,
+    /// BPF filter applied in the kernel (overrides the config).
+    #[arg(long)]
+    filter: Option<String>,
+    /// Print the final report as JSON on stdout when stopped.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +150,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
         Cmd::Cache(a) => Ok(peercache::cache::cli::run(&a)?),
+        Cmd::Tap(a) => run_tap(a),
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file, print },
+        } => {
+            let cfg = Config::load(&file)?;
+            if print {
+                print!("{}", serde_yaml::to_string(&cfg).context("printing")?);
+            }
+            eprintln!("peercache: {}: OK", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Synth(a) => {
             let t = peercache::synth::run(&a)?;
             eprintln!(
@@ -152,6 +212,73 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn log_line(msg: String) {
+    eprintln!("peercache[{:.3}]: {msg}", peercache::metrics::now_unix());
+}
+
+fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    cfg.subscriber_nets
+        .extend(a.subscriber_nets.iter().copied());
+    if a.cache_dir.is_some() {
+        cfg.cache.dir = a.cache_dir.clone();
+    }
+    if let Some(c) = &a.cache_capacity {
+        cfg.cache.capacity_bytes = c.0;
+    }
+    if a.metainfo.is_some() {
+        cfg.metainfo_dir = a.metainfo.clone();
+    }
+    if a.filter.is_some() {
+        cfg.capture.filter = a.filter.clone();
+    }
+    let shared = shared_state(&cfg)?;
+    if let Some(dir) = &cfg.metainfo_dir {
+        let (n, errors) = shared.registry.load_dir(dir);
+        for e in &errors {
+            log_line(e.clone());
+        }
+        log_line(format!("{n} .torrent files loaded from {}", dir.display()));
+    }
+    match &cfg.cache.dir {
+        Some(d) => log_line(format!(
+            "cache {} (capacity {})",
+            d.display(),
+            human(cfg.cache.capacity_bytes)
+        )),
+        None => log_line("no cache directory: pieces are verified and counted only".into()),
+    }
+    let ctl = peercache::tap::Control::default();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, ctl.stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
+        .context("installing SIGHUP handler")?;
+    let out = peercache::tap::run(
+        &a.iface,
+        cfg.clone(),
+        a.config.clone(),
+        &shared,
+        None,
+        &ctl,
+        &mut log_line,
+    )?;
+    let mut report = Report::new(&out.stats, Vec::new());
+    report.annotate(&shared);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serialising the report")?
+        );
+    } else {
+        print_summary(&report, !cfg.subscriber_nets.is_empty());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The metainfo registry and the piece sink: the disk cache when configured (its metainfo

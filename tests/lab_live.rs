@@ -6,8 +6,12 @@
 mod common;
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use common::*;
+
+/// The lab's namespace names are fixed: its runs must never overlap.
+static LAB: Mutex<()> = Mutex::new(());
 
 /// Record `scenario` with the lab into a temporary directory; returns (truth, report).
 fn record(scenario: &str) -> (serde_json::Value, peercache::report::Report) {
@@ -33,10 +37,9 @@ fn record(scenario: &str) -> (serde_json::Value, peercache::report::Report) {
     (truth, run(&dir.path().join(format!("{name}.pcap"))))
 }
 
-/// One test records both transports in turn: the lab's namespace names are fixed, so two
-/// recordings must never run at once.
 #[test]
 fn fresh_recordings_match_the_leecher() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
     for scenario in ["tcp-plain", "utp-plain"] {
         let (truth, r) = record(scenario);
         let s = swarm(&r, truth["info_hash"].as_str().unwrap());
@@ -66,4 +69,70 @@ fn fresh_recordings_match_the_leecher() {
             "{scenario}"
         );
     }
+}
+
+/// `peercache tap` on the subscriber veth while the lab runs a real libtorrent transfer:
+/// the cache fills with that torrent's verified pieces, and the file rebuilds from it.
+#[test]
+fn tap_fills_the_cache_during_a_real_transfer() {
+    let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = env!("CARGO_BIN_EXE_peercache");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let meta = dir.path().join("meta");
+    std::fs::create_dir(&meta).unwrap();
+    // The lab's torrents are reproducible: this is the one the run will create.
+    std::fs::copy(
+        repo().join("pcaps/lab-tcp-plain.torrent"),
+        meta.join("t.torrent"),
+    )
+    .unwrap();
+    let report = dir.path().join("tap.json");
+    let tap = format!(
+        "exec {bin} tap --iface \"$LAB_SUB_IF\" --cache-dir {} --metainfo {} --subscriber-net 198.18.0.0/16 --json > {}",
+        cache.display(),
+        meta.display(),
+        report.display()
+    );
+    let st = Command::new("bash")
+        .arg(repo().join("tests/lab/lab.sh"))
+        .args(["record", "tcp-plain"])
+        .env("LAB_OUT_DIR", dir.path())
+        .env("LAB_TAP_CMD", &tap)
+        .env("LAB_TAP_LOG", dir.path().join("tap.log"))
+        .status()
+        .unwrap();
+    assert!(st.success(), "lab run with tap failed");
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("lab-tcp-plain.json")).unwrap(),
+    )
+    .unwrap();
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&report).expect("tap wrote its report on SIGTERM"),
+    )
+    .unwrap();
+    let ih = truth["info_hash"].as_str().unwrap();
+    let s = r["swarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["info_hash"] == ih)
+        .expect("swarm seen by tap");
+    assert_eq!(s["pieces_verified"], 16);
+    assert_eq!(s["piece_messages"], truth["blocks_received"]);
+    let store = peercache::cache::PieceStore::open(&cache, u64::MAX).unwrap();
+    let ihb = peercache::report::parse_hex20(ih).unwrap();
+    let mut file = Vec::new();
+    for i in 0..16 {
+        let key = peercache::cache::PieceKey {
+            info_hash: ihb,
+            index: i,
+        };
+        file.extend(store.get(&key).unwrap().expect("piece cached"));
+    }
+    use sha2::Digest;
+    assert_eq!(
+        peercache::report::hex(&sha2::Sha256::digest(&file)),
+        truth["sha256"].as_str().unwrap()
+    );
 }

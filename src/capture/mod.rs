@@ -1,6 +1,8 @@
 //! Frames from the outside world: pcap/pcapng files through libpcap (live capture and the
 //! inline bridge will live here too). This is the only module that talks to libpcap.
 
+pub mod live;
+
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;

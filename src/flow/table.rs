@@ -26,6 +26,12 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
         }
     }
 
+    /// New cap and idle timeout; a smaller cap takes effect as flows come and go.
+    pub fn set_limits(&mut self, cap: usize, idle_micros: u64) {
+        self.cap = cap.max(1);
+        self.idle_micros = idle_micros;
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

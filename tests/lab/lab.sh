@@ -14,7 +14,9 @@
 # (utp-*: peer connection over uTP/BEP 29 only, TCP peer connections disabled)
 # Env: LAB_OUT_DIR (default <repo>/pcaps), LAB_KEEP=1 keeps the work dir,
 #      LAB_TOPOLOGY=direct|box (box: traffic routed through namespace pc-box),
-#      LAB_SKIP_TSHARK=1, LAB_ALLOW_MISMATCH=1 (warn instead of fail).
+#      LAB_SKIP_TSHARK=1, LAB_ALLOW_MISMATCH=1 (warn instead of fail),
+#      LAB_TAP_CMD / LAB_TAP_LOG: a command run beside tcpdump in the subscriber namespace
+#      (see start_tap), e.g. the peercache tap under test.
 # Only one lab can run at a time (fixed namespace names pc-sub/pc-up/pc-box).
 # Needs root and the packages from tests/lab/install.sh.
 set -euo pipefail
@@ -34,6 +36,7 @@ SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet)
 
 WORK=""
 TCPDUMP_PID=""
+TAP_PID=""
 
 on_signal() {
     lab_log "caught SIG$1, cleaning up"
@@ -46,6 +49,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     if [[ -n $TCPDUMP_PID ]]; then lab_stop "$TCPDUMP_PID" INT 50; fi
+    if [[ -n $TAP_PID ]]; then lab_stop "$TAP_PID" TERM 100; fi
     lab_teardown
     if [[ -n $WORK && -d $WORK ]]; then
         if [[ ${LAB_KEEP:-0} == 1 || $rc != 0 ]]; then
@@ -102,6 +106,25 @@ start_capture() {
     done
     grep -q 'listening on' "$WORK/tcpdump.log" || lab_die "tcpdump not listening"
     lab_log "capturing on $LAB_SUB_NS/$LAB_SUB_IF -> $pcap"
+    start_tap
+}
+
+# start_tap: with LAB_TAP_CMD set, run it (bash -c, in the subscriber namespace, with
+# LAB_SUB_IF in its environment) beside tcpdump, e.g. a `peercache tap` under test. Use
+# `exec` in the command so SIGTERM reaches the program. Waits until its log (LAB_TAP_LOG,
+# default WORK/tap.log) says "capturing on"; stop_capture stops it with SIGTERM.
+start_tap() {
+    [[ -n ${LAB_TAP_CMD:-} ]] || return 0
+    local log=${LAB_TAP_LOG:-$WORK/tap.log} i
+    lab_bg "$LAB_SUB_NS" "$log" env LAB_SUB_IF="$LAB_SUB_IF" bash -c "$LAB_TAP_CMD"
+    TAP_PID=$LAB_LAST_PID
+    for ((i = 0; i < 100; i++)); do
+        grep -q 'capturing on' "$log" 2>/dev/null && break
+        kill -0 "$TAP_PID" 2>/dev/null || { cat "$log" >&2; lab_die "LAB_TAP_CMD died"; }
+        sleep 0.1
+    done
+    grep -q 'capturing on' "$log" || lab_die "LAB_TAP_CMD not capturing"
+    lab_log "LAB_TAP_CMD running (pid $TAP_PID)"
 }
 
 # stop_capture: SIGINT tcpdump, wait, report kernel drops (sets CAPTURE_DROPS).
@@ -109,6 +132,10 @@ stop_capture() {
     sleep 0.5   # let FIN/ACKs of the last connections land
     lab_stop "$TCPDUMP_PID" INT 100
     TCPDUMP_PID=""
+    if [[ -n $TAP_PID ]]; then
+        lab_stop "$TAP_PID" TERM 300
+        TAP_PID=""
+    fi
     cat "$WORK/tcpdump.log" >&2
     CAPTURE_DROPS=$(sed -n 's/^\([0-9]*\) packets dropped by kernel.*/\1/p' "$WORK/tcpdump.log")
     CAPTURE_DROPS=${CAPTURE_DROPS:-unknown}
