@@ -196,6 +196,7 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let opts = ReplayOptions {
         workers: a.workers.max(1),
         progress: !a.no_progress && !a.json,
+        live: None,
     };
     let out = replay::replay_with(&a.files, &cfg, &opts, &shared);
     for e in &out.errors {

@@ -13,23 +13,18 @@ use crate::capture::PcapFile;
 use crate::config::Config;
 use crate::engine::{Engine, Shared};
 use crate::flow::key::ip_pair_shard;
+use crate::metrics::{now_unix, CaptureCounters, Live};
 use crate::report::{FileReport, Report, Stats};
 use crate::wire::link::{self, Decoded, LinkType};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Default)]
 pub struct ReplayOptions {
     pub workers: usize,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
-}
-
-impl Default for ReplayOptions {
-    fn default() -> Self {
-        ReplayOptions {
-            workers: 1,
-            progress: false,
-        }
-    }
+    /// Publish a snapshot about once a second for the metrics service (one worker only;
+    /// with several, only the final state is published).
+    pub live: Option<std::sync::Arc<Live>>,
 }
 
 pub struct Outcome {
@@ -103,6 +98,14 @@ impl Sink {
         }
     }
 
+    /// Counters so far, when they can be read without stopping the workers.
+    fn snapshot(&self) -> Option<Stats> {
+        match self {
+            Sink::Direct(e) => Some(e.snapshot()),
+            Sink::Sharded { .. } => None,
+        }
+    }
+
     fn finish(self) -> Stats {
         match self {
             Sink::Direct(e) => e.finish(),
@@ -165,6 +168,28 @@ pub fn replay_with(
         None
     };
     let mut done_before = 0u64;
+    let started = now_unix();
+    let mut last_publish = std::time::Instant::now();
+    let source = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let publish = |stats: &Stats, read: u64, finished: bool| {
+        if let Some(live) = &opts.live {
+            live.publish(crate::tap::snapshot(
+                "replay",
+                &source,
+                started,
+                stats,
+                shared,
+                CaptureCounters::default(),
+                cfg,
+                (read, total),
+                finished,
+            ));
+        }
+    };
     for path in paths {
         let name = path.display().to_string();
         if let Some(b) = &bar {
@@ -198,9 +223,17 @@ pub fn replay_with(
                     break;
                 }
             }
-            if let Some(b) = &bar {
-                if file.frames % 4096 == 0 {
+            if file.frames % 4096 == 0 {
+                if let Some(b) = &bar {
                     b.set_position(done_before + pos.min(file.file_size));
+                }
+                if opts.live.is_some()
+                    && last_publish.elapsed() >= std::time::Duration::from_secs(1)
+                {
+                    last_publish = std::time::Instant::now();
+                    if let Some(st) = sink.snapshot() {
+                        publish(&st, done_before + pos.min(file.file_size), false);
+                    }
                 }
             }
         }
@@ -220,6 +253,7 @@ pub fn replay_with(
     let stats = sink.finish();
     // Pieces still queued for the disk are written before the cache is reported on.
     shared.sink.flush();
+    publish(&stats.counters(), total, true);
     let mut report = Report::new(&stats, files);
     report.annotate(shared);
     Outcome { report, errors }

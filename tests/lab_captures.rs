@@ -133,3 +133,25 @@ fn several_files_in_one_run_and_sharded_workers_agree() {
     assert_eq!(one.bittorrent.tcp_connections, 3);
     assert_eq!(three.bittorrent.tcp_connections, 3);
 }
+
+#[test]
+fn replay_publishes_a_final_snapshot_for_the_dashboard() {
+    use std::sync::Arc;
+    let live = Arc::new(peercache::metrics::Live::new(10));
+    let path = repo().join("pcaps/lab-tcp-plain.pcap");
+    let opts = peercache::replay::ReplayOptions {
+        workers: 1,
+        live: Some(live.clone()),
+        ..Default::default()
+    };
+    let out = peercache::replay::replay(&[path.clone()], &Default::default(), &opts);
+    let s = live.latest().expect("published");
+    assert!(s.finished);
+    assert_eq!(
+        (s.mode.as_str(), s.report.frames),
+        ("replay", out.report.frames)
+    );
+    assert_eq!(s.input_read_bytes, std::fs::metadata(&path).unwrap().len());
+    let h = live.history();
+    assert_eq!(h.last().map(|p| p.frames), Some(out.report.frames));
+}

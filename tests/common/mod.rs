@@ -32,7 +32,7 @@ pub fn run_with(paths: &[PathBuf], cfg: &Config, workers: usize) -> Outcome {
         cfg,
         &ReplayOptions {
             workers,
-            progress: false,
+            ..Default::default()
         },
     )
 }
