@@ -59,8 +59,10 @@ fn fixture() -> &'static Fixture {
             registry: Arc::new(registry),
             sink: Arc::new(StoreWriter::new(store, 64)),
         };
-        let mut cfg = Config::default();
-        cfg.subscriber_nets = vec!["198.18.0.0/24".parse().unwrap()];
+        let mut cfg = Config {
+            subscriber_nets: vec!["198.18.0.0/24".parse().unwrap()],
+            ..Config::default()
+        };
         cfg.cache.capacity_bytes = CACHE_CAPACITY;
 
         let file_len = std::fs::metadata(&pcap).unwrap().len();
@@ -326,6 +328,11 @@ fn metrics_pass_promtool_and_carry_the_report() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Kept beside the screenshot, for people reviewing a run.
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("metrics.txt"),
+        &m.body,
+    );
     let r = &f.report;
     let t = m.body.as_str();
     let eq = |series: &str, v: u64| assert_eq!(sample(t, series), v as f64, "{series}");
@@ -543,4 +550,77 @@ fn dashboard_renders_live_charts_in_headless_chromium() {
     );
     eprintln!("dashboard screenshot: {}", png.display());
     srv.shutdown();
+}
+
+#[test]
+fn deploy_files_and_readme_match_the_exported_metrics() {
+    let f = fixture();
+    let latest = f.live.latest().unwrap();
+    let text = peercache::metrics::prometheus::render(&latest);
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .collect();
+    assert!(exported.len() > 40, "{exported:?}");
+
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for name in &exported {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is exported but not documented in README.md"
+        );
+    }
+
+    // Every series the Grafana dashboard queries exists (a renamed metric would leave an
+    // empty panel that nobody notices until the day it is needed).
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("deploy/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 10);
+    let mut used = 0;
+    for e in &exprs {
+        for (i, _) in e.match_indices("peercache_") {
+            let name: String = e[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                exported.contains(&name.as_str()),
+                "dashboard uses unknown {name} in {e}"
+            );
+            used += 1;
+        }
+    }
+    assert!(used >= exprs.len());
+    for want in [
+        "peercache_cache_hit_bytes_total",
+        "peercache_swarms",
+        "peercache_capture_dropped_frames_total",
+        "peercache_bt_encrypted_connections_total",
+        "peercache_cache_stored_bytes",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(want)),
+            "dashboard lacks {want}"
+        );
+    }
+
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(repo().join("deploy/prometheus.yml"))
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
