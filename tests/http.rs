@@ -624,3 +624,19 @@ fn deploy_files_and_readme_match_the_exported_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn shutdown_is_not_held_up_by_an_idle_client() {
+    let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1))).unwrap();
+    // A scraper's keep-alive connection, and one that never sends a request.
+    let mut keep = TcpStream::connect(srv.local_addr).unwrap();
+    write!(keep, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = keep.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let _silent = TcpStream::connect(srv.local_addr).unwrap();
+    let t = Instant::now();
+    srv.shutdown();
+    // Bounded by the service's grace period (5 s), whatever the clients do.
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}

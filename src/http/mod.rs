@@ -58,15 +58,18 @@ pub fn serve(addr: SocketAddr, live: Arc<Live>) -> Result<HttpServer, HttpError>
         .enable_time()
         .build()
         .map_err(setup)?;
+    // Adopting the socket needs the runtime's reactor; done here so a failure is reported
+    // to the caller instead of silently ending the thread.
+    let listener = {
+        let _ctx = rt.enter();
+        tokio::net::TcpListener::from_std(listener).map_err(setup)?
+    };
     let (stop, stopped) = watch::channel(false);
     let app = routes::router(live);
     let thread = std::thread::Builder::new()
         .name("peercache-http".into())
         .spawn(move || {
             rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
                 let graceful =
                     axum::serve(listener, app).with_graceful_shutdown(signalled(stopped.clone()));
                 let deadline = async {
