@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install everything peercache needs to build, test and benchmark on Debian 12 (as root):
 # libpcap for capture, tshark/tcpflow for cross-checks and the side-by-side benchmark, and
-# the lab's real BitTorrent clients and tracker (tests/lab/install.sh).
+# the lab's real BitTorrent clients and tracker (tests/lab/install.sh); prometheus (promtool
+# and the server) and chromium (headless) for the HTTP service's tests (tests/http.rs).
 set -euo pipefail
 [[ $(id -u) == 0 ]] || { echo "install-deps.sh: run as root (sudo)" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PKGS=(build-essential pkg-config libpcap-dev tcpflow time)
+PKGS=(build-essential pkg-config libpcap-dev tcpflow time prometheus chromium)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

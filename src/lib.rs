@@ -6,6 +6,7 @@ pub mod capture;
 pub mod config;
 pub mod engine;
 pub mod flow;
+pub mod http;
 pub mod metrics;
 pub mod peerwire;
 pub mod replay;

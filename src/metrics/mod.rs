@@ -3,6 +3,9 @@
 //! (`crate::http`) reads. Nothing here touches the packet path: a snapshot is taken by the
 //! driver between frames, at most once a second.
 
+pub mod prometheus;
+pub mod top;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 
