@@ -12,6 +12,7 @@ use std::sync::Arc;
 use peercache::cache::{PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::Shared;
+use peercache::metrics::Live;
 use peercache::replay::{self, ReplayOptions};
 use peercache::report::parse_hex20;
 use peercache::report::Report;
@@ -96,6 +97,10 @@ struct TapArgs {
     /// Print the final report as JSON on stdout when stopped.
     #[arg(long)]
     json: bool,
+    /// Metrics, JSON API and dashboard address (overrides the config's http.listen,
+    /// 127.0.0.1:9750 by default).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +135,12 @@ struct ReplayArgs {
     /// Cache capacity (e.g. 500GiB); least recently used pieces are evicted past it.
     #[arg(long, value_name = "BYTES")]
     cache_capacity: Option<peercache::synth::ByteSize>,
+    /// Serve metrics, the JSON API and the dashboard at ADDR while the replay runs.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// With --http: keep serving after the replay finished, until Ctrl-C.
+    #[arg(long, requires = "http")]
+    http_linger: bool,
     /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
     #[arg(long)]
     record_streams: bool,
@@ -193,10 +204,22 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         cfg.cache.capacity_bytes = c.0;
     }
     let shared = shared_state(&cfg)?;
+    let live = a.http.map(|_| Arc::new(Live::new(3600)));
+    let server = match (a.http, &live) {
+        (Some(addr), Some(live)) => {
+            let srv = peercache::http::serve(addr, live.clone())?;
+            eprintln!(
+                "peercache: dashboard and metrics at http://{}/",
+                srv.local_addr
+            );
+            Some(srv)
+        }
+        _ => None,
+    };
     let opts = ReplayOptions {
         workers: a.workers.max(1),
         progress: !a.no_progress && !a.json,
-        live: None,
+        live: live.clone(),
     };
     let out = replay::replay_with(&a.files, &cfg, &opts, &shared);
     for e in &out.errors {
@@ -207,6 +230,23 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("{s}");
     } else {
         print_summary(&out.report, !cfg.subscriber_nets.is_empty());
+    }
+    if let Some(srv) = server {
+        if a.http_linger {
+            eprintln!(
+                "peercache: replay done; serving http://{}/ until Ctrl-C",
+                srv.local_addr
+            );
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())
+                    .context("installing signal handlers")?;
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        srv.shutdown();
     }
     Ok(if out.errors.is_empty() {
         ExitCode::SUCCESS
@@ -260,15 +300,30 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
         .context("installing SIGHUP handler")?;
+    let live = Arc::new(Live::new(3600));
+    let server = match a.http.or(cfg.http.listen) {
+        Some(addr) => {
+            let srv = peercache::http::serve(addr, live.clone())?;
+            log_line(format!(
+                "dashboard and metrics at http://{}/",
+                srv.local_addr
+            ));
+            Some(srv)
+        }
+        None => None,
+    };
     let out = peercache::tap::run(
         &a.iface,
         cfg.clone(),
         a.config.clone(),
         &shared,
-        None,
+        Some(&live),
         &ctl,
         &mut log_line,
     )?;
+    if let Some(srv) = server {
+        srv.shutdown();
+    }
     let mut report = Report::new(&out.stats, Vec::new());
     report.annotate(&shared);
     if a.json {

@@ -89,7 +89,7 @@ fn tap_fills_the_cache_during_a_real_transfer() {
     .unwrap();
     let report = dir.path().join("tap.json");
     let tap = format!(
-        "exec {bin} tap --iface \"$LAB_SUB_IF\" --cache-dir {} --metainfo {} --subscriber-net 198.18.0.0/16 --json > {}",
+        "exec {bin} tap --iface \"$LAB_SUB_IF\" --http 127.0.0.1:0 --cache-dir {} --metainfo {} --subscriber-net 198.18.0.0/16 --json > {}",
         cache.display(),
         meta.display(),
         report.display()

@@ -63,7 +63,15 @@ fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
     };
     write_cfg("1000");
     let mut child = Command::new(bin)
-        .args(["tap", "--iface", "lo", "--json", "--config"])
+        .args([
+            "tap",
+            "--iface",
+            "lo",
+            "--json",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(&cfg)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
