@@ -490,8 +490,9 @@ impl Engine {
     /// Add what lives outside `Stats` (piece verification, reassembly, fragments).
     fn fold(&self, mut stats: Stats) -> Stats {
         let app = &self.core.app;
+        let max_swarms = app.cfg.swarms.max_swarms;
         for (ih, c) in &app.pieces.counters {
-            let sw = stats.swarms.entry(*ih).or_default();
+            let sw = swarm(&mut stats, Some(*ih), max_swarms);
             sw.pieces_verified += c.verified;
             sw.pieces_failed += c.failed;
             sw.pieces_dropped += c.dropped;
@@ -814,9 +815,11 @@ struct Handler<'a> {
 impl Handler<'_> {
     fn start_block(&mut self, index: u32, begin: u32, length: u32) {
         self.drop_block();
-        // Only blocks of a known swarm can ever be verified; others are not held.
-        if self.state.info_hash.is_none() {
-            return;
+        // Only blocks of a known, tracked swarm are held: others can never be verified, and
+        // swarms past `max_swarms` must not grow per-swarm state elsewhere.
+        match self.state.info_hash {
+            Some(ih) if self.ctx.stats.swarms.contains_key(&ih) => {}
+            _ => return,
         }
         let cap = self.ctx.cfg.swarms.max_block_buffer_bytes;
         if self.ctx.block_bytes + length as usize > cap {

@@ -128,8 +128,11 @@ impl UtpReasm {
         }
         if i as i64 > next {
             c.out_of_order += 1;
-        } else if self.held.is_empty() {
+        } else {
+            // The next expected packet: deliver it now, whatever is held behind it.
             self.deliver(i, payload, sink);
+            self.drain(budget, sink);
+            self.skip_proven(c, budget, sink);
             return;
         }
         let charge = payload.len() + SEGMENT_OVERHEAD;
@@ -140,8 +143,10 @@ impl UtpReasm {
         };
         if full(self, budget) {
             c.evictions += 1;
+            // Give up holes in front of held packets, but only those before this one: the
+            // stream never moves backwards.
             while full(self, budget) {
-                let Some(&k) = self.held.keys().next() else {
+                let Some(&k) = self.held.keys().next().filter(|&&k| k < i) else {
                     break;
                 };
                 self.skip_to(k, c, sink);
@@ -226,6 +231,14 @@ impl UtpReasm {
 
     fn drain<F: FnMut(Chunk<'_>)>(&mut self, budget: &mut Budget, sink: &mut F) {
         while let (Some(next), Some(entry)) = (self.next, self.held.first_entry()) {
+            if *entry.key() < next {
+                // Already passed (delivered or skipped): release it, never deliver it twice.
+                let v = entry.remove();
+                let n = v.len() + SEGMENT_OVERHEAD;
+                self.charged = self.charged.saturating_sub(n);
+                budget.used = budget.used.saturating_sub(n);
+                continue;
+            }
             if *entry.key() != next {
                 break;
             }
@@ -299,6 +312,28 @@ mod tests {
             (c.out_of_order, c.duplicates, c.conflicting, c.gaps),
             (1, 2, 1, 0)
         );
+    }
+
+    #[test]
+    fn in_order_packet_is_delivered_even_with_others_held() {
+        // 65535 delivered; 255 held far ahead; 0 (the next) arrives too big to hold.
+        let big = vec![7u8; 6000];
+        let (out, _, c) = run(&[('d', 65535, b"a"), ('d', 255, b"z"), ('d', 0, &big)]);
+        assert_eq!(out[0], b'a');
+        assert_eq!(&out[1..6001], &big[..]);
+        assert_eq!(out.last(), Some(&b'z'));
+        assert_eq!(c.gaps, 1);
+    }
+
+    #[test]
+    fn flush_terminates_after_evictions() {
+        let mut ops: Vec<(char, u16, &[u8])> = vec![('d', 100, b"x")];
+        for s in 105..113 {
+            ops.push(('d', s, b"y"));
+        }
+        ops.push(('d', 102, b"w"));
+        let (out, _, _) = run(&ops);
+        assert!(out.starts_with(b"x"));
     }
 
     #[test]

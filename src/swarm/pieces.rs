@@ -220,6 +220,11 @@ impl Pieces {
         sink: &dyn PieceSink,
     ) {
         if let Some(m) = meta {
+            // Metainfo learnt elsewhere (another worker, a later file): release this
+            // swarm's quarantine before anything else is charged to it.
+            if self.q_swarms.contains(&ih) {
+                self.metainfo_arrived(m, sink);
+            }
             let Some(len) = m.piece_len(index) else {
                 return;
             };
@@ -314,6 +319,11 @@ impl Pieces {
             return;
         };
         let pads = m.pad_ranges(index);
+        if self.is_done(&m.info_hash, index) || sink.contains(&m.info_hash, index) {
+            // Verified already (e.g. copies that waited in quarantine): never twice.
+            self.discard(&key);
+            return;
+        }
         let Some(a) = self.open.get(&key) else { return };
         if !a.complete(len, &pads) {
             return;
@@ -536,6 +546,28 @@ mod tests {
         p.metainfo_arrived(&m, &sink);
         assert_eq!(sink.0.borrow().len(), 3);
         assert_eq!(p.held(), (0, 0));
+    }
+
+    /// A swarm's metainfo shows up only as a registry entry (learnt by another worker):
+    /// the next block releases its quarantine, so nothing more is charged against it.
+    #[test]
+    fn quarantine_released_when_metainfo_appears_elsewhere() {
+        let (m, content) = torrent();
+        let sink = Sink::default();
+        let mut p = Pieces::new(1 << 20, 16384);
+        p.block(m.info_hash, None, 0, 0, &content[..16384], peer(1), &sink);
+        assert_eq!(p.held().1, 16384);
+        p.block(
+            m.info_hash,
+            Some(&m),
+            0,
+            16384,
+            &content[16384..32768],
+            peer(1),
+            &sink,
+        );
+        assert_eq!(p.held(), (0, 0), "released, completed, verified");
+        assert!(sink.0.borrow().contains(&0));
     }
 
     #[test]
