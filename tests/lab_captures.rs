@@ -144,7 +144,7 @@ fn replay_publishes_a_final_snapshot_for_the_dashboard() {
         live: Some(live.clone()),
         ..Default::default()
     };
-    let out = peercache::replay::replay(&[path.clone()], &Default::default(), &opts);
+    let out = peercache::replay::replay(std::slice::from_ref(&path), &Default::default(), &opts);
     let s = live.latest().expect("published");
     assert!(s.finished);
     assert_eq!(
