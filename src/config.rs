@@ -83,6 +83,9 @@ pub struct CacheConfig {
     pub dir: Option<PathBuf>,
     /// Bytes of pieces kept; least recently used pieces go first past it.
     pub capacity_bytes: u64,
+    /// Verified pieces waiting for the disk writer at most; memory is this times the piece
+    /// length. When full, the engine waits for the disk (a replay never drops pieces).
+    pub write_queue_pieces: usize,
 }
 
 impl Default for CacheConfig {
@@ -90,6 +93,7 @@ impl Default for CacheConfig {
         CacheConfig {
             dir: None,
             capacity_bytes: 100 << 30,
+            write_queue_pieces: 16,
         }
     }
 }

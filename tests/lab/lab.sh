@@ -3,21 +3,41 @@
 # namespaces (addresses from 198.18.0.0/15 only; see netns.sh).
 #
 #   tests/lab/lab.sh record NAME   record one scenario into pcaps/lab-NAME.{pcap,torrent,json}
-#   tests/lab/lab.sh record-all    record every committed scenario
+#   tests/lab/lab.sh record-all    record every committed scenario (not tcp-repeat)
 #   tests/lab/lab.sh large         ~256 MiB plain-TCP recording into pcaps/large/ (gitignored)
+#   tests/lab/lab.sh demo          dashboard walkthrough: tcp-repeat with 5 downloads of a
+#                                  16 MiB file, 3 s apart, into LAB_OUT_DIR
+#                                  (default /tmp/peercache-demo); watch it with LAB_TAP_CMD
 #   tests/lab/lab.sh count PCAP [--utp]  tshark message counts of a capture
 #                                  (--utp: peer traffic is uTP over UDP)
-#   tests/lab/lab.sh down          remove leftover lab namespaces
+#   tests/lab/lab.sh down          remove leftover lab namespaces (whoever made them)
 #   tests/lab/lab.sh list          list scenario names
 #
 # Scenarios: tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet
-# (utp-*: peer connection over uTP/BEP 29 only, TCP peer connections disabled)
+# (utp-*: peer connection over uTP/BEP 29 only, TCP peer connections disabled),
+# and tcp-repeat (not committed, default output pcaps/large/): one seeder, the same
+# torrent downloaded LAB_REPEAT times in a row, plain TCP like tcp-plain, each time by
+# a new libtorrent leecher on its own subscriber address 198.18.0.2, .3, .4, ... (all
+# on pcs0 in pc-sub; each binds listen and outgoing sockets to its address); one
+# capture of the whole run; the truth JSON has a "downloads" list.
 # Env: LAB_OUT_DIR (default <repo>/pcaps), LAB_KEEP=1 keeps the work dir,
 #      LAB_TOPOLOGY=direct|box (box: traffic routed through namespace pc-box),
 #      LAB_SKIP_TSHARK=1, LAB_ALLOW_MISMATCH=1 (warn instead of fail),
 #      LAB_TAP_CMD / LAB_TAP_LOG: a command run beside tcpdump in the subscriber namespace
-#      (see start_tap), e.g. the peercache tap under test.
-# Only one lab can run at a time (fixed namespace names pc-sub/pc-up/pc-box).
+#      for the whole run (see start_tap), e.g. the peercache tap under test; it gets
+#      LAB_SUB_IF, LAB_TORRENT and LAB_METAINFO_DIR (a directory holding only the run's
+#      .torrent) in its environment,
+#      LAB_WAIT_S=N: if the lab is busy (a pc-* namespace exists), wait up to N s
+#      (default 0: fail at once),
+#      tcp-repeat and demo only: LAB_REPEAT (downloads, 1..8; default 2, demo 5),
+#      LAB_SIZE_MIB (file size, 1..1024; default 1, demo 16; 64 KiB pieces),
+#      LAB_PAUSE_S (seconds between downloads, 0..60; default 1, demo 3).
+# Example: LAB_OUT_DIR=/tmp/demo LAB_TAP_CMD='exec peercache tap --iface "$LAB_SUB_IF"
+#      --metainfo "$LAB_METAINFO_DIR" --cache-dir /tmp/demo/cache --http 127.0.0.1:8080'
+#      tests/lab/lab.sh demo   (the tap runs inside pc-sub: reach its HTTP port there,
+#      e.g. ip netns exec pc-sub curl -s http://127.0.0.1:8080/metrics)
+# Only one lab can run at a time (fixed namespace names pc-sub/pc-up/pc-box); a run
+# only deletes the namespaces it created.
 # Needs root and the packages from tests/lab/install.sh.
 set -euo pipefail
 
@@ -33,6 +53,8 @@ TRACKER_PORT=6969
 TRACKER_URL="http://$LAB_TRACKER_IP:$TRACKER_PORT/announce"
 OUT_DIR=${LAB_OUT_DIR:-$REPO_DIR/pcaps}
 SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet)
+EXTRA_SCENARIOS=(tcp-repeat)  # recordable with 'record', not part of record-all
+REPEAT_MAX=8
 
 WORK=""
 TCPDUMP_PID=""
@@ -110,13 +132,15 @@ start_capture() {
 }
 
 # start_tap: with LAB_TAP_CMD set, run it (bash -c, in the subscriber namespace, with
-# LAB_SUB_IF in its environment) beside tcpdump, e.g. a `peercache tap` under test. Use
+# LAB_SUB_IF, LAB_TORRENT and LAB_METAINFO_DIR in its environment) beside tcpdump, for
+# the whole run (all downloads of tcp-repeat), e.g. a `peercache tap` under test. Use
 # `exec` in the command so SIGTERM reaches the program. Waits until its log (LAB_TAP_LOG,
 # default WORK/tap.log) says "capturing on"; stop_capture stops it with SIGTERM.
 start_tap() {
     [[ -n ${LAB_TAP_CMD:-} ]] || return 0
     local log=${LAB_TAP_LOG:-$WORK/tap.log} i
-    lab_bg "$LAB_SUB_NS" "$log" env LAB_SUB_IF="$LAB_SUB_IF" bash -c "$LAB_TAP_CMD"
+    lab_bg "$LAB_SUB_NS" "$log" env LAB_SUB_IF="$LAB_SUB_IF" LAB_TORRENT="${LAB_TORRENT:-}" \
+        LAB_METAINFO_DIR="${LAB_METAINFO_DIR:-}" bash -c "$LAB_TAP_CMD"
     TAP_PID=$LAB_LAST_PID
     for ((i = 0; i < 100; i++)); do
         grep -q 'capturing on' "$log" 2>/dev/null && break
@@ -163,11 +187,28 @@ start_seeder() {
     lab_log "seeder up at $LAB_SEEDER_IP:$BT_PORT (pid $SEEDER_PID, encryption $enc, transport $transport)"
 }
 
-# run_scenario NAME LEECHER(libtorrent|aria2) SOURCE(torrent|magnet) ENC(plain|rc4)
-#              SIZE PIECE_LEN OUT_DIR TIMEOUT_S [TRANSPORT(tcp|utp), default tcp]
+# repeat_ip I: subscriber address of tcp-repeat's leecher I (0-based): 198.18.0.2, .3, ...
+repeat_ip() { echo "198.18.0.$((2 + $1))"; }
+
+# int_env NAME DEFAULT MIN MAX: the integer value of env NAME (DEFAULT if unset), checked.
+int_env() {
+    local v=${!1:-$2}
+    [[ $v =~ ^[0-9]+$ ]] && ((10#$v >= $3 && 10#$v <= $4)) \
+        || lab_die "$1 must be an integer in $3..$4 (got '$v')"
+    echo "$((10#$v))"
+}
+
+# run_scenario NAME LEECHER(libtorrent|libtorrent-repeat|aria2) SOURCE(torrent|magnet)
+#              ENC(plain|rc4) SIZE PIECE_LEN OUT_DIR TIMEOUT_S [TRANSPORT(tcp|utp), default tcp]
+# libtorrent-repeat: REPEAT_N downloads, one after the other, by leechers at repeat_ip
+# 0..REPEAT_N-1, REPEAT_PAUSE seconds apart (set by the caller); TIMEOUT_S is per download.
 run_scenario() {
     local name=$1 leecher=$2 source=$3 enc=$4 size=$5 plen=$6 out=$7 tmo=$8 transport=${9:-tcp}
     local base="lab-$name" facts info_hash sha torrent magnet pcap truth t0 t1
+    local leecher_ips=$LAB_SUB_IP wait_s
+    wait_s=$(int_env LAB_WAIT_S 0 0 3600)
+    lab_wait_free "$wait_s" \
+        || lab_die "lab busy: namespace(s) $(ip netns list | awk '{print $1}' | xargs) exist (another run? leftovers: 'lab.sh down')"
     WORK=$(mktemp -d /tmp/peercache-lab.XXXXXX)
     trap cleanup EXIT
     trap 'on_signal INT' INT
@@ -184,12 +225,24 @@ run_scenario() {
     pcap="$WORK/$base.pcap"
     truth="$WORK/$base.json"
     lab_log "info_hash $info_hash sha256 $sha"
+    # for LAB_TAP_CMD: the run's .torrent, alone in a directory (e.g. a tap's --metainfo)
+    mkdir -p "$WORK/metainfo"
+    cp "$torrent" "$WORK/metainfo/"
+    chmod -R a+rX "$WORK/metainfo"
+    LAB_TORRENT="$WORK/metainfo/$base.bin.torrent"
+    LAB_METAINFO_DIR="$WORK/metainfo"
 
     case ${LAB_TOPOLOGY:-direct} in
     direct) lab_setup_direct ;;
     box) lab_setup_box forward ;;
     *) lab_die "LAB_TOPOLOGY must be direct or box" ;;
     esac
+    if [[ $leecher == libtorrent-repeat ]]; then
+        local i
+        for ((i = 1; i < REPEAT_N; i++)); do lab_add_sub_ip "$(repeat_ip "$i")"; done
+        leecher_ips=$(for ((i = 0; i < REPEAT_N; i++)); do repeat_ip "$i"; done | xargs)
+        lab_log "subscriber addresses on $LAB_SUB_NS/$LAB_SUB_IF: $leecher_ips"
+    fi
     start_capture "$pcap"
     start_tracker "$info_hash"
     start_seeder "$torrent" "$WORK/seed" "$enc" "$transport"
@@ -204,6 +257,59 @@ run_scenario() {
             --transport "$transport" --expect-sha256 "$sha" --truth "$truth" --timeout "$tmo" \
             2> >(tee "$WORK/leecher.log" >&2) \
             || lab_die "libtorrent leecher failed"
+        ;;
+    libtorrent-repeat)
+        [[ $source == torrent && $transport == tcp ]] || lab_die "repeat scenario: TCP .torrent only"
+        local i ip d0 d1
+        : >"$WORK/downloads.tsv"
+        for ((i = 0; i < REPEAT_N; i++)); do
+            ip=$(repeat_ip "$i")
+            if ((i > 0)); then
+                lab_log "pause ${REPEAT_PAUSE}s before the next download"
+                sleep "$REPEAT_PAUSE" & wait $!   # (a signal is handled at once)
+            fi
+            lab_log "--- download $((i + 1))/$REPEAT_N by leecher $ip"
+            d0=$(date +%s.%N)
+            # its own address for the listen socket and every outgoing connection
+            lab_in "$LAB_SUB_NS" timeout -k 5 $((tmo + 30)) "$PY" "$PEER" leech \
+                --torrent "$torrent" --save-dir "$WORK/leech-$i" \
+                --listen "$ip:$BT_PORT" --outgoing-interfaces "$ip" --encryption "$enc" \
+                --transport "$transport" --expect-sha256 "$sha" --truth "$WORK/download-$i.json" \
+                --timeout "$tmo" 2> >(tee "$WORK/leecher-$i.log" >&2) \
+                || lab_die "libtorrent leecher $ip (download $((i + 1))) failed"
+            d1=$(date +%s.%N)
+            printf '%s\t%s\t%s\t%s\n' "$ip" "$WORK/download-$i.json" "$d0" "$d1" >>"$WORK/downloads.tsv"
+            rm -rf -- "$WORK/leech-$i"   # checked (sha256): keep the disk use flat
+        done
+        # one truth file: the torrent's facts, "downloads" (one entry per leecher), totals
+        "$PY" - "$WORK/downloads.tsv" "$truth" "$sha" "$REPEAT_PAUSE" <<'EOF'
+import json, sys
+tsv, out, sha, pause = sys.argv[1:]
+downloads = []
+for n, line in enumerate(open(tsv)):
+    ip, path, d0, d1 = line.rstrip("\n").split("\t")
+    d = json.load(open(path))
+    if n == 0:
+        t = {k: d[k] for k in ("info_hash", "file_size", "piece_length", "num_pieces",
+                               "num_blocks", "client", "client_version")}
+    downloads.append({
+        "index": n + 1, "leecher_ip": ip, "sha256": d["sha256"], "sha256_ok": d["sha256"] == sha,
+        "blocks_received": d["blocks_received"], "block_finished_alerts": d["block_finished_alerts"],
+        "requests_sent": d["requests_sent"], "payload_bytes_received": d["payload_bytes_received"],
+        "download_seconds": d["download_seconds"],
+        "leecher_wall_seconds": round(float(d1) - float(d0), 3),
+    })
+keys = ("blocks_received", "block_finished_alerts", "requests_sent", "payload_bytes_received")
+totals = {k: sum(x[k] for x in downloads) for k in keys}
+totals.update({"downloads": len(downloads),
+               "download_seconds": round(sum(x["download_seconds"] for x in downloads), 3),
+               "sha256_ok": all(x["sha256_ok"] for x in downloads)})
+# top-level blocks_received etc. are the sums over all downloads (what the capture holds)
+t.update({k: totals[k] for k in keys})
+t.update({"sha256": sha, "repeat": len(downloads), "pause_seconds": float(pause),
+          "downloads": downloads, "totals": totals})
+json.dump(t, open(out, "w"), indent=2, sort_keys=True); open(out, "a").write("\n")
+EOF
         ;;
     aria2)
         [[ $enc == plain && $source == torrent && $transport == tcp ]] \
@@ -244,14 +350,18 @@ run_scenario() {
 
     # capture facts into the truth file, then the tshark cross-check
     "$PY" - "$truth" "$base.pcap" "$CAPTURE_DROPS" "$t0" "$t1" "$source" "$enc" "$transport" \
-        "$rcvbuf_sub" "$rcvbuf_up" <<EOF
+        "$rcvbuf_sub" "$rcvbuf_up" "$leecher_ips" <<EOF
 import json, sys
-p, pcap, drops, t0, t1, source, enc, transport, rb_sub, rb_up = sys.argv[1:]
+p, pcap, drops, t0, t1, source, enc, transport, rb_sub, rb_up, ips = sys.argv[1:]
 t = json.load(open(p))
+if "downloads" in t:
+    t["leecher_ips"] = ips.split()   # tcp-repeat: one per download
+else:
+    t["leecher_ip"] = ips
 t.update({
     "pcap": pcap, "torrent": "$base.torrent", "scenario": "$name",
     "source": source, "encryption": enc, "transport": transport,
-    "leecher_ip": "$LAB_SUB_IP", "seeder_ip": "$LAB_SEEDER_IP", "seeder_port": $BT_PORT,
+    "seeder_ip": "$LAB_SEEDER_IP", "seeder_port": $BT_PORT,
     "tracker_url": "$TRACKER_URL", "topology": "${LAB_TOPOLOGY:-direct}",
     "capture_drops": int(drops) if drops.isdigit() else None,
     "leecher_wall_seconds": round(float(t1) - float(t0), 3),
@@ -267,6 +377,7 @@ EOF
         lab_log "tshark cross-check of $pcap"
         local utp_arg=()
         [[ $transport == utp ]] && utp_arg=(--utp)
+        [[ $leecher == libtorrent-repeat ]] && utp_arg=(--by-direction)
         "$PY" "$LAB_DIR/tshark_counts.py" "$pcap" --port "$BT_PORT" "${utp_arg[@]}" \
             --truth "$truth" >&2
     fi
@@ -307,6 +418,30 @@ elif b is None:
 else:
     print("[lab] PIECE messages: tshark %d, leecher %d -> %s" % (p, b, "MATCH" if p == b else "MISMATCH"))
     ok = ok and p == b
+if "downloads" in t:
+    # tcp-repeat: each download on its own, found in the capture by the leecher's address
+    by_dir = t.get("tshark_message_types_by_direction", {})
+    for d in t["downloads"]:
+        ip, seeder = d["leecher_ip"], t["seeder_ip"]
+        line = "[lab] download %d by %s: sha256 %s, blocks_received %d" % (
+            d["index"], ip, "ok" if d["sha256_ok"] else "WRONG", d["blocks_received"])
+        ok = ok and d["sha256_ok"]
+        if not skip_tshark:
+            dp = by_dir.get("%s -> %s" % (seeder, ip), {}).get("7", 0)
+            dr = by_dir.get("%s -> %s" % (ip, seeder), {}).get("6", 0)
+            d["tshark_piece_messages"], d["tshark_request_messages"] = dp, dr
+            line += ", tshark PIECE %d / REQUEST %d -> %s" % (
+                dp, dr, "MATCH" if dp == d["blocks_received"] else "MISMATCH")
+            ok = ok and dp == d["blocks_received"]
+        print(line)
+    if not skip_tshark:
+        # every BitTorrent message is between the seeder and one of the leechers
+        ends = {"%s -> %s" % (a, b_) for d in t["downloads"]
+                for a, b_ in ((t["seeder_ip"], d["leecher_ip"]), (d["leecher_ip"], t["seeder_ip"]))}
+        other = sorted(set(by_dir) - ends)
+        if other:
+            print("[lab] FAIL: BitTorrent messages between other addresses: %s" % other); ok = False
+    json.dump(t, open(sys.argv[1], "w"), indent=2, sort_keys=True); open(sys.argv[1], "a").write("\n")
 sys.exit(0 if ok else 1)
 EOF
 
@@ -326,13 +461,27 @@ EOF
 record() {
     local mib=$((1024 * 1024)) kib=1024
     case $1 in
+    tcp-repeat)
+        # not committed: by default into the gitignored pcaps/large/
+        local size_mib
+        REPEAT_N=$(int_env LAB_REPEAT 2 1 "$REPEAT_MAX")
+        size_mib=$(int_env LAB_SIZE_MIB 1 1 1024)
+        REPEAT_PAUSE=${LAB_PAUSE_S:-1}
+        [[ $REPEAT_PAUSE =~ ^[0-9]+(\.[0-9]+)?$ ]] && (( 10#${REPEAT_PAUSE%.*} <= 60 )) \
+            || lab_die "LAB_PAUSE_S must be a number of seconds in 0..60 (got '$REPEAT_PAUSE')"
+        run_scenario "$1" libtorrent-repeat torrent plain $((size_mib * mib)) $((64 * kib)) \
+            "${LAB_OUT_DIR:-$REPO_DIR/pcaps/large}" $((60 + 2 * size_mib))
+        return
+        ;;
+    esac
+    case $1 in
     tcp-plain)     run_scenario "$1" libtorrent torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     tcp-magnet)    run_scenario "$1" libtorrent magnet  plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     tcp-encrypted) run_scenario "$1" libtorrent torrent rc4   $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     tcp-aria2)     run_scenario "$1" aria2      torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     utp-plain)     run_scenario "$1" libtorrent torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 utp ;;
     utp-magnet)    run_scenario "$1" libtorrent magnet  plain $mib $((64 * kib)) "$OUT_DIR" 60 utp ;;
-    *) lab_die "unknown scenario '$1' (known: ${SCENARIOS[*]})" ;;
+    *) lab_die "unknown scenario '$1' (known: ${SCENARIOS[*]} ${EXTRA_SCENARIOS[*]})" ;;
     esac
 }
 
@@ -362,10 +511,19 @@ main() {
         [[ $# == 2 || ( $# == 3 && $3 == --utp ) ]] || lab_die "usage: $0 count PCAP [--utp]"
         "$PY" "$LAB_DIR/tshark_counts.py" "$2" --port "$BT_PORT" "${@:3}"
         ;;
-    down) lab_teardown ;;
-    list) printf '%s\n' "${SCENARIOS[@]}" ;;
+    demo)
+        # README walkthrough: 5 subscribers fetch the same 16 MiB torrent, 3 s apart
+        [[ $# == 1 ]] || lab_die "usage: $0 demo (settings through env, see the header)"
+        need_root_and_tools
+        export LAB_REPEAT=${LAB_REPEAT:-5} LAB_SIZE_MIB=${LAB_SIZE_MIB:-16} \
+            LAB_PAUSE_S=${LAB_PAUSE_S:-3} LAB_OUT_DIR=${LAB_OUT_DIR:-/tmp/peercache-demo}
+        record tcp-repeat
+        lab_log "demo done: $LAB_OUT_DIR/lab-tcp-repeat.{pcap,torrent,json}"
+        ;;
+    down) lab_teardown all ;;
+    list) printf '%s\n' "${SCENARIOS[@]}" "${EXTRA_SCENARIOS[@]}" ;;
     *)
-        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+        awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
     esac

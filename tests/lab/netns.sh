@@ -14,7 +14,12 @@
 #            instead run its own code in pc-box (e.g. the cache in inline mode).
 #
 # Roles: 198.18.0.2 = subscriber (leechers), 198.19.0.1 = tracker,
-#        198.19.0.2 = seeder (both on pc-up).
+#        198.19.0.2 = seeder (both on pc-up). lab_add_sub_ip adds more subscriber
+#        addresses (198.18.0.3, .4, ...) to pcs0, for several leechers.
+#
+# Namespaces are deleted only by the run that created them (LAB_OWNED_NS), so a run
+# that finds the lab busy fails without breaking the run that owns it;
+# 'lab_teardown all' (lab.sh down) removes leftovers whoever made them.
 #
 # IPv6 is disabled in every namespace (no ND / router-solicitation noise in
 # captures) and segmentation/checksum offloads are turned off on every veth,
@@ -46,11 +51,39 @@ lab_in() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 lab_ns_exists() { ip netns list | awk '{print $1}' | grep -qx -- "$1"; }
 
+# Namespaces this shell created (the only ones lab_teardown deletes by default).
+LAB_OWNED_NS=()
+
+# lab_busy: true while any lab namespace exists (another run, or leftovers).
+lab_busy() {
+    local ns
+    for ns in "$LAB_SUB_NS" "$LAB_UP_NS" "$LAB_BOX_NS"; do
+        lab_ns_exists "$ns" && return 0
+    done
+    return 1
+}
+
+# lab_wait_free SECONDS: wait (bounded, 1 s steps) until no lab namespace exists;
+# 1 if still busy after SECONDS (0: check once).
+lab_wait_free() {
+    local secs=${1:-0} i
+    for ((i = 0; i <= secs; i++)); do
+        lab_busy || return 0
+        if ((i == 0 && secs > 0)); then
+            lab_log "lab busy (namespaces: $(ip netns list | awk '{print $1}' | xargs)); waiting up to ${secs}s"
+        fi
+        if ((i < secs)); then sleep 1; fi
+    done
+    return 1
+}
+
 # _lab_ns_init NS: create a namespace with lo up and IPv6 off.
 _lab_ns_init() {
     local ns=$1
-    lab_ns_exists "$ns" && lab_die "namespace $ns already exists (run lab_teardown / 'lab.sh down')"
-    ip netns add "$ns"
+    lab_ns_exists "$ns" && lab_die "namespace $ns already exists (another lab run, or leftovers: 'lab.sh down')"
+    # 'ip netns add' fails if another run created it in the meantime
+    ip netns add "$ns" 2>/dev/null || lab_die "could not create namespace $ns (another lab run?)"
+    LAB_OWNED_NS+=("$ns")
     lab_in "$ns" ip link set lo up
     lab_in "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
     lab_in "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
@@ -115,6 +148,16 @@ lab_setup_box() {
         lab_check_connectivity
     fi
     LAB_TOPOLOGY=box
+}
+
+# lab_add_sub_ip IP: one more subscriber address on the subscriber veth (same /24,
+# so both topologies route it), checked with a bounded ping from that address.
+lab_add_sub_ip() {
+    local ip=$1
+    [[ $ip == 198.18.0.* ]] || lab_die "subscriber address $ip outside 198.18.0.0/24"
+    lab_in "$LAB_SUB_NS" ip addr add "$ip/24" dev "$LAB_SUB_IF"
+    lab_in "$LAB_SUB_NS" ping -n -q -c 1 -W 2 -I "$ip" "$LAB_SEEDER_IP" >/dev/null \
+        || lab_die "no connectivity $LAB_SUB_NS $ip -> $LAB_SEEDER_IP"
 }
 
 # lab_check_connectivity: bounded ping sub <-> tracker/seeder.
@@ -198,14 +241,21 @@ lab_kill_ns() {
     [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
 }
 
-# lab_teardown: stop our background processes, delete the namespaces.
+# lab_teardown [all]: stop our background processes, delete the namespaces this
+# shell created (with "all": every lab namespace, whoever created it).
 lab_teardown() {
-    local pid ns
+    local pid ns todo=()
     for pid in "${LAB_PIDS[@]:-}"; do
         [[ -n $pid ]] && lab_stop "$pid" TERM 30
     done
     LAB_PIDS=()
-    for ns in "$LAB_SUB_NS" "$LAB_BOX_NS" "$LAB_UP_NS"; do
+    if [[ ${1:-} == all ]]; then
+        todo=("$LAB_SUB_NS" "$LAB_BOX_NS" "$LAB_UP_NS")
+    else
+        todo=("${LAB_OWNED_NS[@]}")
+    fi
+    LAB_OWNED_NS=()
+    for ns in "${todo[@]}"; do
         if lab_ns_exists "$ns"; then
             lab_kill_ns "$ns"
             ip netns del "$ns" 2>/dev/null || lab_log "warning: could not delete $ns"

@@ -11,8 +11,14 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          seeds until SIGTERM/SIGINT or --max-seconds; writes --ready-file
          after the first successful tracker announce.
   leech  (--torrent T | --magnet URI) --save-dir D --listen IP:PORT
-         [--encryption plain|rc4] [--transport tcp|utp] --expect-sha256 H --truth OUT.json
+         [--encryption plain|rc4] [--transport tcp|utp] [--outgoing-interfaces IP]
+         --expect-sha256 H --truth OUT.json
          downloads (bounded by --timeout), verifies SHA-256, writes truth JSON.
+         --outgoing-interfaces IP binds outgoing peer connections to IP
+         (libtorrent's outgoing_interfaces; default "": the OS picks the source).
+         lab.sh tcp-repeat gives each leecher a second (third, ...) address on the
+         subscriber veth as --listen IP:6881 and --outgoing-interfaces IP: its peer
+         connections and its tracker announces then all come from IP.
   truth  --torrent T --file F --expect-sha256 H --truth OUT.json --client NAME
          [--blocks-received N --blocks-source TEXT]
          writes a truth JSON for a download made by another client (aria2);
@@ -80,11 +86,11 @@ def torrent_facts(ti):
     }
 
 
-def session_for(listen, encryption, transport="tcp"):
+def session_for(listen, encryption, transport="tcp", outgoing=""):
     utp = transport == "utp"
     s = {
         "listen_interfaces": listen,
-        "outgoing_interfaces": "",
+        "outgoing_interfaces": outgoing,
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
@@ -238,7 +244,7 @@ def cmd_leech(args):
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     os.makedirs(args.save_dir, exist_ok=True)
-    ses = session_for(args.listen, args.encryption, args.transport)
+    ses = session_for(args.listen, args.encryption, args.transport, args.outgoing_interfaces)
     if args.torrent:
         p = lt.add_torrent_params()
         p.ti = lt.torrent_info(args.torrent)
@@ -360,6 +366,8 @@ def main():
     l.add_argument("--listen", required=True, help="IP:PORT")
     l.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
     l.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
+    l.add_argument("--outgoing-interfaces", default="",
+                   help="libtorrent outgoing_interfaces, e.g. the --listen IP (default: OS)")
     l.add_argument("--expect-sha256", required=True)
     l.add_argument("--truth", required=True)
     l.add_argument("--timeout", type=float, default=120)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Count BitTorrent messages in a capture with tshark (independent cross-check).
 
-usage: tshark_counts.py PCAP [--port 6881] [--utp] [--truth TRUTH.json]
+usage: tshark_counts.py PCAP [--port 6881] [--utp] [--by-direction] [--truth TRUTH.json]
 
 Decodes tcp.port==PORT as BitTorrent, lists bittorrent.msg.type for every
 message (a frame may carry several, reported comma-separated) and counts
@@ -9,6 +9,9 @@ PIECE (7) and REQUEST (6) messages plus the PIECE block bytes. Prints a JSON
 object; with --truth, merges the counts into that truth file as
 tshark_piece_messages / tshark_request_messages / tshark_piece_bytes (and
 tshark_message_types, tshark_tcp_retransmissions, tshark_tcp_lost_segments).
+With --by-direction (TCP only) also tshark_message_types_by_direction:
+{"SRC_IP -> DST_IP": {type: count}}, e.g. the PIECEs each of several leechers
+got (lab.sh tcp-repeat).
 
 With --utp the peer connection is uTP (BEP 29) over UDP: tshark's bt-utp
 heuristic dissector (--enable-heuristic bt_utp_udp) hands the uTP payload to
@@ -97,6 +100,18 @@ def counts(pcap, port):
         "tshark_piece_bytes": piece_bytes,
         "tshark_message_types": {str(k): v for k, v in sorted(types.items())},
     }
+
+
+def by_direction(pcap, port):
+    """Message type counts per IP direction ("198.19.0.2 -> 198.18.0.3": {"7": 64})."""
+    dirs = {}
+    for cols in tshark_raw(pcap, port, "bittorrent.msg",
+                           ["ip.src", "ip.dst", "bittorrent.msg.type"]):
+        if len(cols) < 3:
+            continue
+        c = dirs.setdefault("%s -> %s" % (cols[0], cols[1]), collections.Counter())
+        c.update(int(x, 0) for x in cols[2].split(",") if x)
+    return {k: {str(t): n for t, n in sorted(c.items())} for k, c in sorted(dirs.items())}
 
 
 UTP_TYPE_NAMES = {0: "DATA", 1: "FIN", 2: "STATE", 3: "RESET", 4: "SYN"}
@@ -211,9 +226,15 @@ def main():
     ap.add_argument("pcap")
     ap.add_argument("--port", type=int, default=6881)
     ap.add_argument("--utp", action="store_true", help="peer connection is uTP over UDP")
+    ap.add_argument("--by-direction", action="store_true",
+                    help="also count message types per IP direction (TCP only)")
     ap.add_argument("--truth")
     a = ap.parse_args()
+    if a.by_direction and a.utp:
+        ap.error("--by-direction is for TCP captures")
     c = utp_counts(a.pcap, a.port) if a.utp else counts(a.pcap, a.port)
+    if a.by_direction:
+        c["tshark_message_types_by_direction"] = by_direction(a.pcap, a.port)
     if a.truth:
         with open(a.truth) as f:
             truth = json.load(f)
