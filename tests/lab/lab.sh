@@ -20,7 +20,8 @@
 # a new libtorrent leecher on its own subscriber address 198.18.0.2, .3, .4, ... (all
 # on pcs0 in pc-sub; each binds listen and outgoing sockets to its address); one
 # capture of the whole run; the truth JSON has a "downloads" list.
-# Env: LAB_OUT_DIR (default <repo>/pcaps), LAB_KEEP=1 keeps the work dir,
+# Env: LAB_OUT_DIR (default <repo>/pcaps; tcp-repeat: <repo>/pcaps/large, demo:
+#      /tmp/peercache-demo), LAB_KEEP=1 keeps the work dir,
 #      LAB_TOPOLOGY=direct|box (box: traffic routed through namespace pc-box),
 #      LAB_SKIP_TSHARK=1, LAB_ALLOW_MISMATCH=1 (warn instead of fail),
 #      LAB_TAP_CMD / LAB_TAP_LOG: a command run beside tcpdump in the subscriber namespace
