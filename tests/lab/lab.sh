@@ -28,6 +28,9 @@
 #      for the whole run (see start_tap), e.g. the peercache tap under test; it gets
 #      LAB_SUB_IF, LAB_TORRENT and LAB_METAINFO_DIR (a directory holding only the run's
 #      .torrent) in its environment,
+#      LAB_MGMT=1: a management link from this host into pc-sub (198.18.255.1 here,
+#      198.18.255.2 there), so a tap's dashboard (--http 198.18.255.2:9750) opens in a
+#      browser on this host,
 #      LAB_WAIT_S=N: if the lab is busy (a pc-* namespace exists), wait up to N s
 #      (default 0: fail at once),
 #      tcp-repeat and demo only: LAB_REPEAT (downloads, 1..8; default 2, demo 5),
@@ -238,6 +241,7 @@ run_scenario() {
     box) lab_setup_box forward ;;
     *) lab_die "LAB_TOPOLOGY must be direct or box" ;;
     esac
+    if [[ ${LAB_MGMT:-0} == 1 ]]; then lab_add_mgmt; fi
     if [[ $leecher == libtorrent-repeat ]]; then
         local i
         for ((i = 1; i < REPEAT_N; i++)); do lab_add_sub_ip "$(repeat_ip "$i")"; done

@@ -127,6 +127,21 @@ lab_setup_direct() {
     LAB_TOPOLOGY=direct
 }
 
+# lab_add_mgmt: a management link from this (root) namespace into pc-sub, the way an
+# appliance has a management port: 198.18.255.1/30 here, 198.18.255.2/30 in pc-sub. It
+# carries only the operator's own traffic (dashboard, Prometheus); it goes away with pc-sub.
+LAB_MGMT_HOST_IP=198.18.255.1
+LAB_MGMT_NS_IP=198.18.255.2
+lab_add_mgmt() {
+    ip link del pcmgmt0 2>/dev/null || true
+    ip link add pcmgmt0 type veth peer name pcmgmt1 netns "$LAB_SUB_NS"
+    ip addr add "$LAB_MGMT_HOST_IP/30" dev pcmgmt0
+    ip link set pcmgmt0 up
+    lab_in "$LAB_SUB_NS" ip addr add "$LAB_MGMT_NS_IP/30" dev pcmgmt1
+    lab_in "$LAB_SUB_NS" ip link set pcmgmt1 up
+    lab_log "management link: this host $LAB_MGMT_HOST_IP <-> $LAB_SUB_NS $LAB_MGMT_NS_IP"
+}
+
 # lab_setup_box [forward]: pc-sub <-> pc-box <-> pc-up. With "forward" (default)
 # pc-box routes between the sides; with "noforward" the caller must put
 # something in pc-box that carries the traffic (e.g. a transparent proxy).
