@@ -354,7 +354,10 @@ fn shared_state(cfg: &Config) -> anyhow::Result<Shared> {
     }
     Ok(Shared {
         registry: Arc::new(registry),
-        sink: Arc::new(StoreWriter::new(Arc::new(store), cfg.cache.write_queue_pieces)),
+        sink: Arc::new(StoreWriter::new(
+            Arc::new(store),
+            cfg.cache.write_queue_pieces,
+        )),
     })
 }
 

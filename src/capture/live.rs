@@ -70,17 +70,11 @@ impl LiveCapture {
     /// The next frame, or None when nothing is waiting (the caller idles briefly).
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         match self.cap.next_packet() {
-            Ok(p) => {
-                let ts = p.header.ts;
-                let micros = (ts.tv_sec.max(0) as u64)
-                    .saturating_mul(1_000_000)
-                    .saturating_add(ts.tv_usec.max(0) as u64);
-                Ok(Some(Frame {
-                    ts_micros: micros,
-                    data: p.data,
-                    orig_len: p.header.len,
-                }))
-            }
+            Ok(p) => Ok(Some(Frame {
+                ts_micros: super::micros(&p.header.ts),
+                data: p.data,
+                orig_len: p.header.len,
+            })),
             Err(pcap::Error::TimeoutExpired) => Ok(None),
             Err(e) => Err(CaptureError::Read {
                 path: self.iface.clone().into(),

@@ -35,6 +35,14 @@ pub struct Frame<'a> {
     pub orig_len: u32,
 }
 
+/// A pcap timestamp in microseconds since the epoch; pre-epoch (negative) parts count as 0
+/// and absurd values saturate (the engine copes with any timestamp).
+fn micros(ts: &libc::timeval) -> u64 {
+    (ts.tv_sec.max(0) as u64)
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.tv_usec.max(0) as u64)
+}
+
 pub struct PcapFile {
     cap: pcap::Capture<pcap::Offline>,
     path: PathBuf,
@@ -76,12 +84,8 @@ impl PcapFile {
         match self.cap.next_packet() {
             Ok(p) => {
                 self.frames += 1;
-                let ts = p.header.ts;
-                let micros = (ts.tv_sec.max(0) as u64)
-                    .saturating_mul(1_000_000)
-                    .saturating_add(ts.tv_usec.max(0) as u64);
                 Ok(Some(Frame {
-                    ts_micros: micros,
+                    ts_micros: micros(&p.header.ts),
                     data: p.data,
                     orig_len: p.header.len,
                 }))
