@@ -56,15 +56,14 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
                 None => break,
             }
         }
-        self.map.put(
-            key.clone(),
-            Entry {
+        // Callers insert only keys they did not find, so this always inserts.
+        &mut self
+            .map
+            .get_or_insert_mut(key, || Entry {
                 last_seen: now,
                 value,
-            },
-        );
-        // Just inserted, so present.
-        &mut self.map.get_mut(&key).expect("entry inserted above").value
+            })
+            .value
     }
 
     /// Remove flows idle since before `now - idle`, oldest first.
