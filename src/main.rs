@@ -229,7 +229,11 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         let s = serde_json::to_string_pretty(&out.report).context("serialising the report")?;
         println!("{s}");
     } else {
-        print_summary(&out.report, !cfg.subscriber_nets.is_empty());
+        print_summary(
+            &out.report,
+            !cfg.subscriber_nets.is_empty(),
+            cfg.cache.dir.is_some(),
+        );
     }
     if let Some(srv) = server {
         if a.http_linger {
@@ -332,7 +336,11 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&report).context("serialising the report")?
         );
     } else {
-        print_summary(&report, !cfg.subscriber_nets.is_empty());
+        print_summary(
+            &report,
+            !cfg.subscriber_nets.is_empty(),
+            cfg.cache.dir.is_some(),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -376,7 +384,7 @@ fn human(n: u64) -> String {
     }
 }
 
-fn print_summary(r: &Report, subscribers: bool) {
+fn print_summary(r: &Report, subscribers: bool, on_disk: bool) {
     println!(
         "frames {}  bytes {}  span {:.1}s",
         r.frames,
@@ -439,11 +447,23 @@ fn print_summary(r: &Report, subscribers: bool) {
         println!("  ... {} more (use --json for all)", r.swarms.len() - 20);
     }
     let c = &r.cache;
-    if c.stored_bytes > 0 || c.hits + c.misses > 0 {
+    if c.stored_bytes > 0 {
+        if on_disk {
+            println!(
+                "cache: stored {}  evicted {}",
+                human(c.stored_bytes),
+                human(c.evicted_bytes)
+            );
+        } else {
+            println!(
+                "verified pieces: {} (no --cache-dir: nothing written)",
+                human(c.stored_bytes)
+            );
+        }
+    }
+    if c.hits + c.misses > 0 {
         println!(
-            "cache: stored {}  evicted {}  would-be hits {}/{} requests ({:.1}%), {} of {}",
-            human(c.stored_bytes),
-            human(c.evicted_bytes),
+            "would-be hits: {}/{} subscriber requests ({:.1}%), {} of {} served locally",
             c.hits,
             c.hits + c.misses,
             100.0 * c.hit_ratio,
