@@ -497,6 +497,15 @@ fn print_summary(r: &Report, subscribers: bool) {
             human(c.hit_bytes + c.miss_bytes)
         );
     }
+    for (name, c) in &r.rules {
+        println!(
+            "rule {name}: matched {}  cached {}  refused {}  purged {}",
+            c.matched,
+            c.cached,
+            c.refused,
+            human(c.purged_bytes)
+        );
+    }
     let u = &r.unattributed;
     if u.piece_messages + u.request_messages + u.connections > 0 {
         println!(
