@@ -34,6 +34,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// Directory of .torrent files whose metainfo is known from the start.
     pub metainfo_dir: Option<PathBuf>,
+    /// Policy rules file (YAML, `rules/default.yaml`); none caches every verified piece.
+    /// Re-read on SIGHUP in tap mode.
+    pub rules: Option<PathBuf>,
     /// Record SHA-1 and length of every reassembled TCP stream in the report (tests).
     pub record_streams: bool,
 }

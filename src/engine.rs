@@ -17,6 +17,7 @@ use crate::peerwire::conn::{Class, ConnState};
 use crate::peerwire::{Event, ParserLimits, StreamParser};
 use crate::report::{hex, Stats, StreamRecord, SwarmStats};
 use crate::swarm::metadata::MetadataAssembler;
+use crate::swarm::pieces::FlowContext;
 use crate::swarm::{MemorySink, PieceSink, Pieces, Registry, Source};
 use crate::wire::link::{self, Decoded, LinkType, TcpSegment, Transport, UdpDatagram};
 use crate::wire::peerwire::{self, Message};
@@ -44,6 +45,9 @@ pub struct Engine {
 pub struct Shared {
     pub registry: Arc<Registry>,
     pub sink: Arc<dyn PieceSink + Send + Sync>,
+    /// The policy rules in front of `sink` (the same object), when a rules file is in
+    /// force: for reloads and the per-rule counts.
+    pub rules: Option<Arc<crate::rules::RulesSink>>,
 }
 
 impl Default for Shared {
@@ -51,6 +55,7 @@ impl Default for Shared {
         Shared {
             registry: Arc::new(Registry::default()),
             sink: Arc::new(MemorySink::default()),
+            rules: None,
         }
     }
 }
@@ -783,6 +788,8 @@ impl Conn {
         let mut h = Handler {
             utp: *utp,
             sender: key.src(dir),
+            receiver: key.src(dir.rev()),
+            vlan: key.vlan,
             block: &mut blocks[dir.idx()],
             state,
             ctx,
@@ -803,6 +810,8 @@ impl Conn {
 struct Handler<'a> {
     utp: bool,
     sender: SocketAddr,
+    receiver: SocketAddr,
+    vlan: Option<u16>,
     block: &'a mut Option<BlockBuf>,
     state: &'a mut ConnState,
     ctx: &'a mut App,
@@ -999,6 +1008,15 @@ impl Handler<'_> {
                     if sender_sub {
                         sw.subscriber_requests += 1;
                         if let Some(ih) = ih {
+                            // Policy rules learn popularity and the flow from here.
+                            self.ctx.shared.sink.requested(
+                                &ih,
+                                &FlowContext {
+                                    subscriber: self.sender,
+                                    upstream: self.receiver,
+                                    vlan: self.vlan,
+                                },
+                            );
                             self.would_be_hit(ih, b.index, b.length);
                         }
                     }

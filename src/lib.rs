@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod peerwire;
 pub mod replay;
 pub mod report;
+pub mod rules;
 pub mod swarm;
 pub mod synth;
 pub mod tap;

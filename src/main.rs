@@ -59,6 +59,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Check a policy rules file: errors name the line and column.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Parse and validate FILE (exit 0 when valid, 2 otherwise); prints the rules in
+    /// evaluation order.
+    Check { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +113,9 @@ struct TapArgs {
     /// 127.0.0.1:9750 by default).
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// Policy rules file (overrides the config's `rules`; re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -144,6 +159,9 @@ struct ReplayArgs {
     /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
     #[arg(long)]
     record_streams: bool,
+    /// Policy rules file (overrides the config's `rules`).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +188,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", serde_yaml::to_string(&cfg).context("printing")?);
             }
             eprintln!("peercache: {}: OK", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rules {
+            cmd: RulesCmd::Check { file },
+        } => {
+            let r = peercache::rules::Rules::load(&file)?;
+            eprintln!(
+                "peercache: {}: OK, rules in order: {}",
+                file.display(),
+                r.names().join(", ")
+            );
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Synth(a) => {
@@ -203,7 +232,10 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     if let Some(c) = &a.cache_capacity {
         cfg.cache.capacity_bytes = c.0;
     }
-    let shared = shared_state(&cfg)?;
+    if a.rules.is_some() {
+        cfg.rules = a.rules.clone();
+    }
+    let shared = shared_with_rules(&cfg, &mut |l| eprintln!("peercache: {l}"))?;
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
         (Some(addr), Some(live)) => {
@@ -282,7 +314,10 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     if a.filter.is_some() {
         cfg.capture.filter = a.filter.clone();
     }
-    let shared = shared_state(&cfg)?;
+    if a.rules.is_some() {
+        cfg.rules = a.rules.clone();
+    }
+    let shared = shared_with_rules(&cfg, &mut log_line)?;
     if let Some(dir) = &cfg.metainfo_dir {
         let (n, errors) = shared.registry.load_dir(dir);
         for e in &errors {
@@ -366,7 +401,18 @@ fn shared_state(cfg: &Config) -> anyhow::Result<Shared> {
             Arc::new(store),
             cfg.cache.write_queue_pieces,
         )),
+        rules: None,
     })
+}
+
+/// `shared_state`, then the policy rules named by the config in front of its sink.
+fn shared_with_rules(cfg: &Config, log: &mut dyn FnMut(String)) -> anyhow::Result<Shared> {
+    let mut shared = shared_state(cfg)?;
+    if let Some(path) = &cfg.rules {
+        let r = peercache::rules::install(&mut shared, path)?;
+        log(format!("rules {}: {r}", path.display()));
+    }
+    Ok(shared)
 }
 
 fn human(n: u64) -> String {
@@ -469,6 +515,15 @@ fn print_summary(r: &Report, subscribers: bool, on_disk: bool) {
             100.0 * c.hit_ratio,
             human(c.hit_bytes),
             human(c.hit_bytes + c.miss_bytes)
+        );
+    }
+    for (name, c) in &r.rules {
+        println!(
+            "rule {name}: matched {}  cached {}  refused {}  purged {}",
+            c.matched,
+            c.cached,
+            c.refused,
+            human(c.purged_bytes)
         );
     }
     let u = &r.unattributed;

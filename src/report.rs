@@ -378,6 +378,8 @@ pub struct Report {
     pub files: Vec<FileReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamRecord>,
+    /// Policy rule decisions per rule name; empty without a rules file.
+    pub rules: BTreeMap<String, crate::rules::RuleCounters>,
 }
 
 fn ratio(hit: u64, miss: u64) -> f64 {
@@ -406,6 +408,9 @@ impl Report {
         let (stored, evicted) = shared.sink.stored_bytes();
         self.cache.stored_bytes = stored;
         self.cache.evicted_bytes = evicted;
+        if let Some(r) = &shared.rules {
+            self.rules = r.counters();
+        }
     }
 }
 
@@ -476,6 +481,7 @@ impl Report {
             },
             files,
             streams,
+            rules: BTreeMap::new(),
         }
     }
 }

@@ -117,6 +117,10 @@ pub fn run(
             };
             log(line.clone());
             reloads.push(line);
+            if let Some(line) = reload_rules(shared, engine.config(), config_path.as_deref()) {
+                log(line.clone());
+                reloads.push(line);
+            }
         }
         if let Some(live) = live {
             if last_publish.elapsed() >= Duration::from_secs(1) {
@@ -161,6 +165,26 @@ pub fn run(
         stats,
         capture: counters,
         reloads,
+    })
+}
+
+/// SIGHUP for the policy rules: re-read the file the (re)loaded configuration names. A bad
+/// file is refused and the rules in force stay. None when no rules are in force.
+pub fn reload_rules(
+    shared: &Shared,
+    running: &Config,
+    config_path: Option<&std::path::Path>,
+) -> Option<String> {
+    let sink = shared.rules.as_ref()?;
+    // The file may name another rules file now; if it cannot be read, the running one.
+    let path = config_path
+        .and_then(|p| Config::load(p).ok())
+        .and_then(|c| c.rules)
+        .or_else(|| running.rules.clone())
+        .unwrap_or_else(|| sink.rules().path().to_owned());
+    Some(match sink.reload(&path) {
+        Ok(r) => format!("SIGHUP: rules reloaded from {}: {r}", path.display()),
+        Err(e) => format!("SIGHUP: rules refused, previous rules stay: {e}"),
     })
 }
 

@@ -58,6 +58,7 @@ fn fixture() -> &'static Fixture {
         let shared = Shared {
             registry: Arc::new(registry),
             sink: Arc::new(StoreWriter::new(store, 64)),
+            rules: None,
         };
         let mut cfg = Config {
             subscriber_nets: vec!["198.18.0.0/24".parse().unwrap()],

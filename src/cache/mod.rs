@@ -226,4 +226,9 @@ impl crate::swarm::PieceSink for PieceStore {
         let c = self.counters();
         (c.stored_bytes, c.evicted_bytes)
     }
+
+    fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, crate::swarm::pieces::PurgeError> {
+        self.remove_swarm(info_hash)
+            .map_err(|e| crate::swarm::pieces::PurgeError(e.to_string()))
+    }
 }

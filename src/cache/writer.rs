@@ -92,6 +92,11 @@ impl PieceSink for StoreWriter {
         PieceSink::stored_bytes(&*self.store)
     }
 
+    /// Pieces still queued may land after this; rules refuse new ones of a purged swarm.
+    fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, crate::swarm::pieces::PurgeError> {
+        PieceSink::purge(&*self.store, info_hash)
+    }
+
     /// Close the queue and wait for the writer to store everything in it.
     fn flush(&self) {
         if let Ok(mut tx) = self.tx.lock() {

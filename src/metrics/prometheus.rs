@@ -102,6 +102,7 @@ pub fn render(s: &Snapshot) -> String {
     traffic(&mut e, s);
     bittorrent(&mut e, s);
     cache(&mut e, s);
+    rules(&mut e, s);
     reassembly(&mut e, s);
     top(&mut e, s);
     e.out
@@ -362,6 +363,42 @@ fn cache(e: &mut Expo, s: &Snapshot) {
         "hit_bytes / (hit_bytes + miss_bytes) over the run; 0 before any request.",
         float(c.hit_ratio_bytes),
     );
+}
+
+/// Policy rule decisions: verified pieces each rule cached, refused or ignored, and bytes
+/// its takedowns purged. Absent without a rules file.
+fn rules(e: &mut Expo, s: &Snapshot) {
+    let r = &s.report.rules;
+    if r.is_empty() {
+        return;
+    }
+    e.family(
+        "rule_decisions_total",
+        "counter",
+        "Verified pieces decided by each policy rule, by decision (cached, refused, ignored).",
+    );
+    for (name, c) in r {
+        let ignored = c.matched.saturating_sub(c.cached + c.refused);
+        for (d, v) in [
+            ("cached", c.cached),
+            ("refused", c.refused),
+            ("ignored", ignored),
+        ] {
+            e.sample(
+                "rule_decisions_total",
+                &[("rule", name), ("decision", d)],
+                v,
+            );
+        }
+    }
+    e.family(
+        "rule_purged_bytes_total",
+        "counter",
+        "Bytes removed from the cache by a rule (blocklist takedowns).",
+    );
+    for (name, c) in r {
+        e.sample("rule_purged_bytes_total", &[("rule", name)], c.purged_bytes);
+    }
 }
 
 fn reassembly(e: &mut Expo, s: &Snapshot) {

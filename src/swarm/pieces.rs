@@ -33,7 +33,34 @@ pub trait PieceSink {
     }
     /// Wait until everything admitted is stored (end of a replay).
     fn flush(&self) {}
+    /// After a refused `admit`: whether this swarm's pieces should be offered again when
+    /// they next verify (policy rules waiting for popularity). Default: never.
+    fn retry_later(&self, _info_hash: &[u8; 20]) -> bool {
+        false
+    }
+    /// A subscriber REQUESTed a block of this swarm (policy rules track popularity and the
+    /// flow from it). Called once per subscriber REQUEST: keep it cheap.
+    fn requested(&self, _info_hash: &[u8; 20], _flow: &FlowContext) {}
+    /// Remove everything held for a swarm (a takedown); returns the piece bytes removed.
+    fn purge(&self, _info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
+        Ok(0)
+    }
 }
+
+/// The flow a subscriber REQUEST travelled on: what network, port and VLAN rules match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowContext {
+    /// The requesting subscriber's address.
+    pub subscriber: SocketAddr,
+    /// The peer it asked.
+    pub upstream: SocketAddr,
+    pub vlan: Option<u16>,
+}
+
+/// A purge that could not complete (the store's own error, as text: sinks differ).
+#[derive(Debug, thiserror::Error)]
+#[error("purge failed: {0}")]
+pub struct PurgeError(pub String);
 
 /// Alternative copies of one block start tried when the first assembly fails its hash.
 const MAX_ALTERNATIVES: usize = 8;
@@ -170,8 +197,14 @@ pub struct Pieces {
     q_swarms: std::collections::HashSet<[u8; 20]>,
     /// Pieces known good in this run (so later copies are not re-assembled), as bitsets.
     done: HashMap<[u8; 20], Vec<u64>>,
+    /// Pieces that verified but that the sink asked to see again (policy rules waiting for
+    /// popularity): counted as verified once, assembled again from later copies.
+    retry: std::collections::HashSet<Key>,
     pub counters: HashMap<[u8; 20], PieceCounters>,
 }
+
+/// Pieces waiting to be offered again at most; past it a refused piece is simply done.
+const MAX_RETRY: usize = 1 << 20;
 
 impl Pieces {
     pub fn new(max_bytes: usize, quarantine_max: usize) -> Self {
@@ -186,6 +219,7 @@ impl Pieces {
             quarantined: 0,
             q_swarms: Default::default(),
             done: HashMap::new(),
+            retry: Default::default(),
             counters: HashMap::new(),
         }
     }
@@ -366,11 +400,19 @@ impl Pieces {
         let c = self.counters.entry(m.info_hash).or_default();
         match good {
             Some(v) => {
-                c.verified += 1;
+                if !self.retry.remove(&key) {
+                    c.verified += 1;
+                }
                 if sink.admit(m, v) {
                     c.admitted += 1;
+                    self.mark_done(m.info_hash, index, m.num_pieces());
+                } else if sink.retry_later(&m.info_hash) && self.retry.len() < MAX_RETRY {
+                    // Refused for now (popularity): later copies may be admitted.
+                    self.retry.insert(key);
+                    self.discard(&key);
+                } else {
+                    self.mark_done(m.info_hash, index, m.num_pieces());
                 }
-                self.mark_done(m.info_hash, index, m.num_pieces());
             }
             None => c.failed += 1,
         }

@@ -1,0 +1,395 @@
+//! [`RulesSink`]: the rules applied in front of the engine's piece sink. Admission is gated
+//! here, so the store and the engine know nothing of policy. It also tracks popularity
+//! (distinct subscriber addresses per swarm, fed by REQUESTs), counts decisions per rule,
+//! and writes the audit log.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::Serialize;
+
+use super::{Action, Context, Rules, RulesError, BLOCKLIST};
+use crate::report::hex;
+use crate::swarm::pieces::{FlowContext, PurgeError};
+use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
+
+/// Per rule, in the replay report (`rules`) and in /metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RuleCounters {
+    /// Verified pieces this rule decided.
+    pub matched: u64,
+    /// Of those, admitted to the cache.
+    pub cached: u64,
+    /// Of those, refused (block, observe, allowlist, waiting for popularity). `ignore`
+    /// decisions are neither cached nor refused.
+    pub refused: u64,
+    /// Bytes removed from the cache by this rule (blocklist purges).
+    pub purged_bytes: u64,
+}
+
+/// Swarms whose requesters are tracked at once; past it the table is cleared (popularity
+/// restarts from zero, which only delays admission).
+const MAX_TRACKED_SWARMS: usize = 65_536;
+/// Refusals remembered to write one audit line per (swarm, rule, piece); past it the set is
+/// cleared and a repeated refusal may be written again.
+const MAX_AUDIT_SEEN: usize = 1 << 20;
+
+#[derive(Default)]
+struct Requesters {
+    addrs: HashSet<IpAddr>,
+    last: Option<FlowContext>,
+}
+
+/// The audit log: JSON lines, appended. Writes are best effort: a full disk must not stop
+/// the capture, so failures are counted (`write_errors`) rather than returned.
+pub struct AuditLog {
+    path: PathBuf,
+    file: File,
+    seen: HashSet<([u8; 20], String, u32)>,
+    pub write_errors: u64,
+}
+
+#[derive(Serialize)]
+struct AuditLine<'a> {
+    time: f64,
+    info_hash: String,
+    rule: &'a str,
+    /// "refuse" or "purge".
+    action: &'a str,
+    /// The rule's action (block, observe, cache while waiting for popularity, ...).
+    decision: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<u32>,
+    bytes: u64,
+}
+
+impl AuditLog {
+    pub fn open(path: &Path) -> Result<AuditLog, RulesError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| RulesError::Audit {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(AuditLog {
+            path: path.to_owned(),
+            file,
+            seen: HashSet::new(),
+            write_errors: 0,
+        })
+    }
+
+    fn write(&mut self, line: &AuditLine<'_>) {
+        let Ok(mut s) = serde_json::to_string(line) else {
+            self.write_errors += 1;
+            return;
+        };
+        s.push('\n');
+        // One write per line with O_APPEND: lines never interleave.
+        if self.file.write_all(s.as_bytes()).is_err() {
+            self.write_errors += 1;
+        }
+    }
+
+    fn refusal(&mut self, ih: &[u8; 20], rule: &str, decision: &str, index: u32, bytes: u64) {
+        if self.seen.len() >= MAX_AUDIT_SEEN {
+            self.seen.clear();
+        }
+        if !self.seen.insert((*ih, rule.to_owned(), index)) {
+            return;
+        }
+        self.write(&AuditLine {
+            time: crate::metrics::now_unix(),
+            info_hash: hex(ih),
+            rule,
+            action: "refuse",
+            decision,
+            index: Some(index),
+            bytes,
+        });
+    }
+}
+
+/// What a (re)load did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reload {
+    pub rules: usize,
+    /// Swarms purged, and their bytes.
+    pub purged_swarms: usize,
+    pub purged_bytes: u64,
+    /// Purges that failed (the swarm may still be held; retried at the next reload).
+    pub purge_errors: Vec<String>,
+}
+
+impl std::fmt::Display for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rules; purged {} swarms, {} bytes",
+            self.rules, self.purged_swarms, self.purged_bytes
+        )?;
+        for e in &self.purge_errors {
+            write!(f, "; {e}")?;
+        }
+        Ok(())
+    }
+}
+
+pub struct RulesSink {
+    inner: Arc<dyn PieceSink + Send + Sync>,
+    rules: RwLock<Arc<Rules>>,
+    counters: Mutex<BTreeMap<String, RuleCounters>>,
+    requesters: Mutex<HashMap<[u8; 20], Requesters>>,
+    /// Swarms whose last decision was "waiting for popularity": their refused pieces are
+    /// offered again by assembly (`retry_later`).
+    waiting: Mutex<HashSet<[u8; 20]>>,
+    audit: Mutex<Option<AuditLog>>,
+}
+
+impl RulesSink {
+    /// Load `path` in front of `inner`, purging what the blocklist names.
+    pub fn new(
+        inner: Arc<dyn PieceSink + Send + Sync>,
+        path: &Path,
+    ) -> Result<(RulesSink, Reload), RulesError> {
+        let rules = Rules::load(path)?;
+        let audit = rules.audit_log().map(AuditLog::open).transpose()?;
+        let sink = RulesSink {
+            inner,
+            rules: RwLock::new(Arc::new(rules_empty(path))),
+            counters: Mutex::new(BTreeMap::new()),
+            requesters: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashSet::new()),
+            audit: Mutex::new(None),
+        };
+        let r = sink.install(rules, audit);
+        Ok((sink, r))
+    }
+
+    /// Re-read `path` (SIGHUP). A bad file changes nothing: the rules in force stay.
+    pub fn reload(&self, path: &Path) -> Result<Reload, RulesError> {
+        let rules = Rules::load(path)?;
+        let same_log = {
+            let a = self.audit.lock().ok();
+            let cur = a.as_ref().and_then(|a| a.as_ref().map(|l| l.path.clone()));
+            cur.as_deref() == rules.audit_log()
+        };
+        // Open the new log before anything changes, so a bad path refuses the whole file.
+        let audit = if same_log {
+            None
+        } else {
+            rules.audit_log().map(AuditLog::open).transpose()?
+        };
+        if same_log {
+            let cur = self.audit.lock().ok().and_then(|mut a| a.take());
+            return Ok(self.install(rules, cur));
+        }
+        Ok(self.install(rules, audit))
+    }
+
+    fn install(&self, rules: Rules, audit: Option<AuditLog>) -> Reload {
+        if let Ok(mut c) = self.counters.lock() {
+            for n in rules.names() {
+                c.entry(n.to_owned()).or_default();
+            }
+        }
+        if let Ok(mut a) = self.audit.lock() {
+            *a = audit;
+        }
+        let rules = Arc::new(rules);
+        if let Ok(mut r) = self.rules.write() {
+            *r = rules.clone();
+        }
+        let mut out = Reload {
+            rules: rules.names().len(),
+            ..Reload::default()
+        };
+        let mut blocked: Vec<&[u8; 20]> = rules.blocklist().collect();
+        blocked.sort();
+        for ih in blocked {
+            match self.inner.purge(ih) {
+                Ok(0) => {}
+                Ok(bytes) => {
+                    out.purged_swarms += 1;
+                    out.purged_bytes += bytes;
+                    self.count(BLOCKLIST, |c| c.purged_bytes += bytes);
+                    if let Ok(mut a) = self.audit.lock() {
+                        if let Some(a) = a.as_mut() {
+                            a.write(&AuditLine {
+                                time: crate::metrics::now_unix(),
+                                info_hash: hex(ih),
+                                rule: BLOCKLIST,
+                                action: "purge",
+                                decision: Action::Block.as_str(),
+                                index: None,
+                                bytes,
+                            });
+                        }
+                    }
+                }
+                Err(PurgeError(e)) => out.purge_errors.push(format!("{}: {e}", hex(ih))),
+            }
+        }
+        out
+    }
+
+    pub fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => r.clone(),
+            // A panic elsewhere poisoned the lock; the value itself is still whole.
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn counters(&self) -> BTreeMap<String, RuleCounters> {
+        self.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Audit lines that could not be written.
+    pub fn audit_write_errors(&self) -> u64 {
+        self.audit
+            .lock()
+            .ok()
+            .and_then(|a| a.as_ref().map(|a| a.write_errors))
+            .unwrap_or(0)
+    }
+
+    fn count(&self, rule: &str, f: impl FnOnce(&mut RuleCounters)) {
+        if let Ok(mut c) = self.counters.lock() {
+            f(c.entry(rule.to_owned()).or_default());
+        }
+    }
+}
+
+/// A rule set with nothing in it (only used before the first install).
+fn rules_empty(path: &Path) -> Rules {
+    Rules {
+        path: path.to_owned(),
+        audit_log: None,
+        blocked: HashSet::new(),
+        allowed: None,
+        rules: Vec::new(),
+        default: Action::Cache,
+    }
+}
+
+impl PieceSink for RulesSink {
+    /// A blocked swarm is never served, even if a piece of it is still on disk.
+    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool {
+        !self.rules().is_blocked(info_hash) && self.inner.contains(info_hash, index)
+    }
+
+    fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool {
+        let rules = self.rules();
+        let (subscribers, flow) = self
+            .requesters
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&m.info_hash).map(|r| (r.addrs.len() as u32, r.last)))
+            .unwrap_or((0, None));
+        let index = piece.index();
+        let bytes = piece.data().len() as u64;
+        let d = rules.decide(&Context {
+            info_hash: &m.info_hash,
+            name: Some(&m.name),
+            piece_length: m.piece_length,
+            total_length: m.total_length,
+            index,
+            flow: flow.as_ref(),
+            subscribers,
+        });
+        if let Ok(mut w) = self.waiting.lock() {
+            if d.waiting {
+                if w.len() >= MAX_TRACKED_SWARMS {
+                    w.clear();
+                }
+                w.insert(m.info_hash);
+            } else {
+                w.remove(&m.info_hash);
+            }
+        }
+        if d.caches() {
+            let ok = self.inner.admit(m, piece);
+            self.count(d.rule, |c| {
+                c.matched += 1;
+                c.cached += u64::from(ok);
+            });
+            return ok;
+        }
+        let ignored = d.action == Action::Ignore && !d.waiting;
+        self.count(d.rule, |c| {
+            c.matched += 1;
+            c.refused += u64::from(!ignored);
+        });
+        if !ignored {
+            if let Ok(mut a) = self.audit.lock() {
+                if let Some(a) = a.as_mut() {
+                    let decision = if d.waiting {
+                        "wait_popularity"
+                    } else {
+                        d.action.as_str()
+                    };
+                    a.refusal(&m.info_hash, d.rule, decision, index, bytes);
+                }
+            }
+        }
+        false
+    }
+
+    fn touch(&self, info_hash: &[u8; 20], index: u32) {
+        self.inner.touch(info_hash, index)
+    }
+
+    /// A blocked swarm's info dictionary is not persisted either.
+    fn learn(&self, m: &Metainfo) {
+        if !self.rules().is_blocked(&m.info_hash) {
+            self.inner.learn(m)
+        }
+    }
+
+    fn cached_pieces(&self, info_hash: &[u8; 20]) -> u64 {
+        self.inner.cached_pieces(info_hash)
+    }
+
+    fn stored_bytes(&self) -> (u64, u64) {
+        self.inner.stored_bytes()
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
+
+    fn requested(&self, info_hash: &[u8; 20], flow: &FlowContext) {
+        let rules = self.rules();
+        if !rules.wants_requests() {
+            return;
+        }
+        let cap = rules.max_min_subscribers() as usize;
+        let Ok(mut t) = self.requesters.lock() else {
+            return;
+        };
+        if t.len() >= MAX_TRACKED_SWARMS && !t.contains_key(info_hash) {
+            t.clear();
+        }
+        let r = t.entry(*info_hash).or_default();
+        // Only as many addresses as the strictest rule needs are kept.
+        if r.addrs.len() < cap {
+            r.addrs.insert(flow.subscriber.ip());
+        }
+        r.last = Some(*flow);
+    }
+
+    fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
+        self.inner.purge(info_hash)
+    }
+
+    fn retry_later(&self, info_hash: &[u8; 20]) -> bool {
+        self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
+    }
+}
