@@ -95,6 +95,16 @@ enum State {
     Dead,
 }
 
+impl State {
+    /// At a message boundary: nothing of the next header read yet.
+    fn header() -> State {
+        State::Header {
+            buf: [0; 13],
+            have: 0,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct StreamParser {
     state: State,
@@ -206,10 +216,7 @@ impl StreamParser {
                 if n < left {
                     false
                 } else if n == left {
-                    self.state = State::Header {
-                        buf: [0; 13],
-                        have: 0,
-                    };
+                    self.state = State::header();
                     false
                 } else {
                     true
@@ -222,10 +229,7 @@ impl StreamParser {
                 out(Event::Skipped { kind });
                 if n <= left {
                     self.state = if n == left {
-                        State::Header {
-                            buf: [0; 13],
-                            have: 0,
-                        }
+                        State::header()
                     } else {
                         State::Skip {
                             remaining: left - n,
@@ -240,10 +244,7 @@ impl StreamParser {
                 if n <= *remaining {
                     *remaining -= n;
                     if *remaining == 0 {
-                        self.state = State::Header {
-                            buf: [0; 13],
-                            have: 0,
-                        };
+                        self.state = State::header();
                     }
                     false
                 } else {
@@ -321,10 +322,7 @@ impl StreamParser {
                         out(Event::Handshake(h));
                     }
                     self.handshake_seen = true;
-                    self.state = State::Header {
-                        buf: [0; 13],
-                        have: 0,
-                    };
+                    self.state = State::header();
                 }
                 take
             }
@@ -356,10 +354,7 @@ impl StreamParser {
                             remaining: len as u64 - 1,
                         };
                         if len == 1 {
-                            self.state = State::Header {
-                                buf: [0; 13],
-                                have: 0,
-                            };
+                            self.state = State::header();
                         }
                     } else {
                         self.lose_sync();
@@ -394,10 +389,7 @@ impl StreamParser {
                         if let Some(m) = peerwire::parse_body(kind, &[]) {
                             out(Event::Message(m));
                         }
-                        self.state = State::Header {
-                            buf: [0; 13],
-                            have: 0,
-                        };
+                        self.state = State::header();
                     } else {
                         self.state = State::Body {
                             kind,
@@ -425,10 +417,7 @@ impl StreamParser {
                     if let Some(m) = peerwire::parse_body(*kind, buf) {
                         out(Event::Message(m));
                     }
-                    self.state = State::Header {
-                        buf: [0; 13],
-                        have: 0,
-                    };
+                    self.state = State::header();
                 }
                 take
             }
@@ -447,10 +436,7 @@ impl StreamParser {
                 });
                 *offset += take as u32;
                 if *offset == *length {
-                    self.state = State::Header {
-                        buf: [0; 13],
-                        have: 0,
-                    };
+                    self.state = State::header();
                 }
                 take
             }
@@ -458,10 +444,7 @@ impl StreamParser {
                 let take = (*remaining).min(data.len() as u64) as usize;
                 *remaining -= take as u64;
                 if *remaining == 0 {
-                    self.state = State::Header {
-                        buf: [0; 13],
-                        have: 0,
-                    };
+                    self.state = State::header();
                 }
                 take
             }
@@ -505,10 +488,7 @@ impl StreamParser {
                 self.state = if hs {
                     State::Handshake { buf: Vec::new() }
                 } else {
-                    State::Header {
-                        buf: [0; 13],
-                        have: 0,
-                    }
+                    State::header()
                 };
                 // The held bytes go through the framed states next, from `feed`'s loop: a
                 // replay that loses sync again must not recurse (a peer controls the depth).
@@ -675,10 +655,7 @@ mod tests {
         let lim = ParserLimits::default();
         let s = piece(0, 0, &[5u8; 100]);
         let mut p = StreamParser::at_start();
-        p.state = State::Header {
-            buf: [0; 13],
-            have: 0,
-        };
+        p.state = State::header();
         let mut events = 0;
         p.feed(&s[..50], &lim, &mut |_| events += 1);
         p.gap(30, &mut |_| {});
