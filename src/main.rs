@@ -88,21 +88,6 @@ struct TapArgs {
     /// Interface to capture on (promiscuous).
     #[arg(long)]
     iface: String,
-    /// YAML configuration (re-read on SIGHUP).
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Piece cache directory (overrides the config).
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Cache capacity, e.g. 500GiB (overrides the config).
-    #[arg(long, value_name = "BYTES")]
-    cache_capacity: Option<peercache::synth::ByteSize>,
-    /// Directory of .torrent files known from the start.
-    #[arg(long, value_name = "DIR")]
-    metainfo: Option<PathBuf>,
-    /// Subscriber network (repeatable; adds to the config).
-    #[arg(long = "subscriber-net", value_name = "CIDR")]
-    subscriber_nets: Vec<IpNet>,
     /// BPF filter applied in the kernel (overrides the config).
     #[arg(long)]
     filter: Option<String>,
@@ -113,9 +98,8 @@ struct TapArgs {
     /// 127.0.0.1:9750 by default).
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
-    /// Policy rules file (overrides the config's `rules`; re-read on SIGHUP).
-    #[arg(long, value_name = "FILE")]
-    rules: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 #[derive(clap::Args)]
@@ -126,19 +110,36 @@ struct ReplayArgs {
     /// Print one JSON document on stdout instead of the readable summary (schema: README).
     #[arg(long)]
     json: bool,
-    /// A subscriber-side network (repeatable). PIECE bytes to and from these addresses are
-    /// reported as what a box in the path would see for its subscribers.
-    #[arg(long = "subscriber-net", value_name = "CIDR")]
-    subscriber_nets: Vec<IpNet>,
-    /// YAML configuration file (caps, timeouts, subscriber networks); defaults otherwise.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// Worker threads; frames are sharded by a symmetric hash of the address pair.
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Do not draw a progress bar (it is drawn only when stderr is a terminal anyway).
     #[arg(long)]
     no_progress: bool,
+    /// Serve metrics, the JSON API and the dashboard at ADDR while the replay runs.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// With --http: keep serving after the replay finished, until Ctrl-C.
+    #[arg(long, requires = "http")]
+    http_linger: bool,
+    /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
+    #[arg(long)]
+    record_streams: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// What replay and tap both take: the configuration file and the options that override it.
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// YAML configuration (caps, timeouts, networks, cache); defaults otherwise. Tap mode
+    /// re-reads it on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A subscriber-side network (repeatable; adds to the config). PIECE bytes to and from
+    /// these addresses, and their REQUESTs, are what a box in the path would see.
+    #[arg(long = "subscriber-net", value_name = "CIDR")]
+    subscriber_nets: Vec<IpNet>,
     /// Directory of .torrent files: their swarms' pieces are verified from the start
     /// (metainfo also arrives on the wire through ut_metadata, BEP 9).
     #[arg(long, value_name = "DIR")]
@@ -150,18 +151,34 @@ struct ReplayArgs {
     /// Cache capacity (e.g. 500GiB); least recently used pieces are evicted past it.
     #[arg(long, value_name = "BYTES")]
     cache_capacity: Option<peercache::synth::ByteSize>,
-    /// Serve metrics, the JSON API and the dashboard at ADDR while the replay runs.
-    #[arg(long, value_name = "ADDR")]
-    http: Option<std::net::SocketAddr>,
-    /// With --http: keep serving after the replay finished, until Ctrl-C.
-    #[arg(long, requires = "http")]
-    http_linger: bool,
-    /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
-    #[arg(long)]
-    record_streams: bool,
-    /// Policy rules file (overrides the config's `rules`).
+    /// Policy rules file (overrides the config's `rules`; tap re-reads it on SIGHUP).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The configuration file (or the defaults) with the command-line overrides applied.
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut cfg = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        cfg.subscriber_nets
+            .extend(self.subscriber_nets.iter().copied());
+        if self.metainfo.is_some() {
+            cfg.metainfo_dir = self.metainfo.clone();
+        }
+        if self.cache_dir.is_some() {
+            cfg.cache.dir = self.cache_dir.clone();
+        }
+        if let Some(c) = &self.cache_capacity {
+            cfg.cache.capacity_bytes = c.0;
+        }
+        if self.rules.is_some() {
+            cfg.rules = self.rules.clone();
+        }
+        Ok(cfg)
+    }
 }
 
 fn main() -> ExitCode {
@@ -216,25 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = match &a.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    cfg.subscriber_nets
-        .extend(a.subscriber_nets.iter().copied());
+    let mut cfg = a.engine.config()?;
     cfg.record_streams |= a.record_streams;
-    if a.metainfo.is_some() {
-        cfg.metainfo_dir = a.metainfo.clone();
-    }
-    if a.cache_dir.is_some() {
-        cfg.cache.dir = a.cache_dir.clone();
-    }
-    if let Some(c) = &a.cache_capacity {
-        cfg.cache.capacity_bytes = c.0;
-    }
-    if a.rules.is_some() {
-        cfg.rules = a.rules.clone();
-    }
     let shared = shared_with_rules(&cfg, &mut |l| eprintln!("peercache: {l}"))?;
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
@@ -296,26 +296,9 @@ fn log_line(msg: String) {
 }
 
 fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = match &a.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    cfg.subscriber_nets
-        .extend(a.subscriber_nets.iter().copied());
-    if a.cache_dir.is_some() {
-        cfg.cache.dir = a.cache_dir.clone();
-    }
-    if let Some(c) = &a.cache_capacity {
-        cfg.cache.capacity_bytes = c.0;
-    }
-    if a.metainfo.is_some() {
-        cfg.metainfo_dir = a.metainfo.clone();
-    }
+    let mut cfg = a.engine.config()?;
     if a.filter.is_some() {
         cfg.capture.filter = a.filter.clone();
-    }
-    if a.rules.is_some() {
-        cfg.rules = a.rules.clone();
     }
     let shared = shared_with_rules(&cfg, &mut log_line)?;
     if let Some(dir) = &cfg.metainfo_dir {
@@ -354,7 +337,7 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     let out = peercache::tap::run(
         &a.iface,
         cfg.clone(),
-        a.config.clone(),
+        a.engine.config.clone(),
         &shared,
         Some(&live),
         &ctl,
