@@ -12,6 +12,7 @@ pub mod peerwire;
 pub mod replay;
 pub mod report;
 pub mod rules;
+pub mod serve;
 pub mod swarm;
 pub mod synth;
 pub mod tap;

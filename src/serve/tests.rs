@@ -1,0 +1,389 @@
+//! The splice on hand-built connections: what the subscriber receives must be exactly the
+//! remote's stream with our PIECE messages at message boundaries, what the remote receives
+//! exactly the subscriber's stream with answered REQUESTs as no-ops, and acks must map back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use etherparse::{PacketBuilder, TcpOptionElement};
+
+use super::*;
+
+const SUB_PORT: u16 = 50_000;
+const REM_PORT: u16 = 6881;
+const MSS: u16 = 1460;
+
+struct Cached(HashMap<u32, Vec<u8>>);
+
+impl BlockSource for Cached {
+    fn lookup(&self, _ih: &[u8; 20], b: BlockRef, _f: &FlowContext) -> Lookup {
+        match self.0.get(&b.index) {
+            Some(p) => Lookup::Hit(p[b.begin as usize..(b.begin + b.length) as usize].to_vec()),
+            None => Lookup::Miss,
+        }
+    }
+}
+
+fn piece_data(i: u32) -> Vec<u8> {
+    (0..32768u32).map(|k| (k.wrapping_mul(31) ^ i) as u8).collect()
+}
+
+struct Seg<'a> {
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    fin: bool,
+    win: u16,
+    ts: Option<(u32, u32)>,
+    payload: &'a [u8],
+}
+
+fn seg(v6: bool, from_sub: bool, s: Seg<'_>) -> Vec<u8> {
+    let (sub4, rem4) = ([198, 18, 0, 2], [198, 19, 0, 2]);
+    let mut sub6 = [0u8; 16];
+    sub6[..4].copy_from_slice(&[0x20, 0x01, 0x00, 0x02]);
+    let mut rem6 = sub6;
+    sub6[15] = 2;
+    rem6[15] = 3;
+    let (src_mac, dst_mac) = if from_sub { ([2; 6], [3; 6]) } else { ([3; 6], [2; 6]) };
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac);
+    let b = match (v6, from_sub) {
+        (false, true) => b.ipv4(sub4, rem4, 64),
+        (false, false) => b.ipv4(rem4, sub4, 64),
+        (true, true) => b.ipv6(sub6, rem6, 64),
+        (true, false) => b.ipv6(rem6, sub6, 64),
+    };
+    let (sp, dp) = if from_sub { (SUB_PORT, REM_PORT) } else { (REM_PORT, SUB_PORT) };
+    let mut b = b.tcp(sp, dp, s.seq, s.win);
+    if s.syn {
+        b = b.syn();
+    }
+    if s.fin {
+        b = b.fin();
+    }
+    if let Some(a) = s.ack {
+        b = b.ack(a);
+    }
+    let mut opts = Vec::new();
+    if s.syn {
+        opts.push(TcpOptionElement::MaximumSegmentSize(MSS));
+        opts.push(TcpOptionElement::WindowScale(7));
+    }
+    if let Some((v, e)) = s.ts {
+        opts.push(TcpOptionElement::Timestamp(v, e));
+    }
+    let b = b.options(&opts).unwrap();
+    let mut out = Vec::new();
+    b.write(&mut out, s.payload).unwrap();
+    out
+}
+
+fn handshake(ih: u8, id: u8) -> Vec<u8> {
+    let mut h = crate::wire::peerwire::PROTOCOL.to_vec();
+    h.extend_from_slice(&[0; 8]);
+    h.extend_from_slice(&[ih; 20]);
+    h.extend_from_slice(&[id; 20]);
+    h
+}
+
+fn request(i: u32, b: u32, l: u32) -> Vec<u8> {
+    let mut m = vec![0, 0, 0, 13, 6];
+    for v in [i, b, l] {
+        m.extend_from_slice(&v.to_be_bytes());
+    }
+    m
+}
+
+fn piece_msg(i: u32, b: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = (9 + data.len() as u32).to_be_bytes().to_vec();
+    m.push(7);
+    m.extend_from_slice(&i.to_be_bytes());
+    m.extend_from_slice(&b.to_be_bytes());
+    m.extend_from_slice(data);
+    m
+}
+
+/// Both ends of one connection through the splice, recording what each end receives.
+struct Wire {
+    v6: bool,
+    sp: Splicer<Cached>,
+    now: u64,
+    s_next: u32,
+    r_next: u32,
+    /// What S received (S-space seq -> payload), and R likewise.
+    at_sub: BTreeMap<u32, Vec<u8>>,
+    at_rem: BTreeMap<u32, Vec<u8>>,
+    /// Acks R received.
+    acks_at_rem: Vec<u32>,
+    frames_to_sub: usize,
+}
+
+impl Wire {
+    fn new(v6: bool) -> Wire {
+        let mut cached = HashMap::new();
+        cached.insert(0, piece_data(0));
+        cached.insert(2, piece_data(2));
+        Wire {
+            v6,
+            sp: Splicer::new(InlineConfig::default(), Cached(cached)),
+            now: 1_000_000,
+            s_next: 1000,
+            r_next: 5000,
+            at_sub: BTreeMap::new(),
+            at_rem: BTreeMap::new(),
+            acks_at_rem: Vec::new(),
+            frames_to_sub: 0,
+        }
+    }
+
+    fn deliver(&mut self, from: Port, frame: &[u8]) {
+        let mut out = Vec::new();
+        self.now += 100;
+        self.sp.on_frame(self.now, from, frame, &mut out);
+        self.take(from, frame, out);
+    }
+
+    fn take(&mut self, from: Port, frame: &[u8], out: Vec<Emit>) {
+        for e in out {
+            let (port, f) = match e {
+                Emit::Original => (from.other(), frame.to_vec()),
+                Emit::Frame(p, f) => (p, f),
+            };
+            let t = TcpFrame::parse(&f).expect("emitted frame parses");
+            assert!(t.checksum_ok(&f), "emitted frame has a good checksum");
+            let data = t.payload(&f).to_vec();
+            match port {
+                Port::Subscriber => {
+                    self.frames_to_sub += 1;
+                    if !data.is_empty() {
+                        self.at_sub.insert(t.seq.0, data);
+                    }
+                }
+                Port::Upstream => {
+                    if t.has(ACK) {
+                        self.acks_at_rem.push(t.ack.0);
+                    }
+                    if !data.is_empty() {
+                        self.at_rem.insert(t.seq.0, data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self, dt: u64) {
+        self.now += dt;
+        let mut out = Vec::new();
+        self.sp.tick(self.now, &mut out);
+        self.take(Port::Upstream, &[], out);
+    }
+
+    fn open(&mut self) {
+        let f = seg(self.v6, true, Seg { seq: 999, ack: None, syn: true, fin: false, win: 65535, ts: Some((1, 0)), payload: &[] });
+        self.deliver(Port::Subscriber, &f);
+        let f = seg(self.v6, false, Seg { seq: 4999, ack: Some(1000), syn: true, fin: false, win: 65535, ts: Some((100, 1)), payload: &[] });
+        self.deliver(Port::Upstream, &f);
+        self.sub_ack(5000);
+    }
+
+    fn sub_send(&mut self, payload: &[u8]) {
+        let f = seg(self.v6, true, Seg { seq: self.s_next, ack: Some(5000), syn: false, fin: false, win: 512, ts: Some((2, 100)), payload });
+        self.s_next += payload.len() as u32;
+        self.deliver(Port::Subscriber, &f);
+    }
+
+    fn sub_ack(&mut self, ack: u32) {
+        let f = seg(self.v6, true, Seg { seq: self.s_next, ack: Some(ack), syn: false, fin: false, win: 512, ts: Some((3, 100)), payload: &[] });
+        self.deliver(Port::Subscriber, &f);
+    }
+
+    fn rem_send(&mut self, payload: &[u8]) {
+        for chunk in payload.chunks(usize::from(MSS) - 12) {
+            let f = seg(self.v6, false, Seg { seq: self.r_next, ack: Some(self.s_next), syn: false, fin: false, win: 1000, ts: Some((101, 2)), payload: chunk });
+            self.r_next += chunk.len() as u32;
+            self.deliver(Port::Upstream, &f);
+        }
+    }
+
+    /// S's view of R's stream: contiguous from 5000 (panics on a hole or a conflict).
+    fn sub_stream(&self) -> Vec<u8> {
+        contiguous(&self.at_sub, 5000)
+    }
+
+    fn rem_stream(&self) -> Vec<u8> {
+        contiguous(&self.at_rem, 1000)
+    }
+}
+
+fn contiguous(m: &BTreeMap<u32, Vec<u8>>, start: u32) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::new();
+    for (&seq, data) in m {
+        let off = (seq - start) as usize;
+        assert!(off <= out.len(), "hole before {seq}");
+        let overlap = (out.len() - off).min(data.len());
+        assert_eq!(&out[off..off + overlap], &data[..overlap], "conflicting bytes at {seq}");
+        out.extend_from_slice(&data[overlap..]);
+    }
+    out
+}
+
+#[test]
+fn answers_a_cached_block_and_translates_the_rest() {
+    for v6 in [false, true] {
+        let mut w = Wire::new(v6);
+        w.open();
+        let hs_s = handshake(7, 1);
+        let hs_r = handshake(7, 2);
+        w.sub_send(&hs_s);
+        w.rem_send(&hs_r);
+        let unchoke = [0, 0, 0, 1, 1];
+        w.rem_send(&unchoke);
+        w.sub_ack(5000 + 73);
+        // interested, a request we answer (piece 0), one we do not have (piece 1)
+        let mut reqs = vec![0, 0, 0, 1, 2];
+        reqs.extend(request(0, 16384, 16384));
+        reqs.extend(request(1, 0, 16384));
+        w.sub_send(&reqs);
+        let block = piece_data(0)[16384..].to_vec();
+        assert_eq!(w.sp.counters().served_blocks, 1, "v6={v6}");
+        assert_eq!(w.sp.counters().misses, 1);
+        // R got the same number of bytes, the answered REQUEST as no-ops
+        let mut expect_rem = hs_s.clone();
+        expect_rem.extend_from_slice(&[0, 0, 0, 1, 2]);
+        expect_rem.extend_from_slice(&framer::NOOP17);
+        expect_rem.extend(request(1, 0, 16384));
+        assert_eq!(w.rem_stream(), expect_rem);
+        // R answers the other request; S acks everything it got
+        let other = piece_data(9)[..16384].to_vec();
+        w.rem_send(&piece_msg(1, 0, &other));
+        let mut expect_sub = hs_r.clone();
+        expect_sub.extend_from_slice(&unchoke);
+        expect_sub.extend(piece_msg(0, 16384, &block));
+        expect_sub.extend(piece_msg(1, 0, &other));
+        assert_eq!(w.sub_stream(), expect_sub, "v6={v6}");
+        let all = 5000 + expect_sub.len() as u32;
+        w.sub_ack(all);
+        // R sees the ack of its own bytes only
+        assert_eq!(*w.acks_at_rem.last().unwrap(), w.r_next);
+        // an ack inside the inserted bytes maps to the insertion point
+        w.sub_ack(5000 + 73 + 100);
+        assert_eq!(*w.acks_at_rem.last().unwrap(), 5000 + 73);
+        assert_eq!(w.sp.counters().served_bytes, 16384);
+        assert_eq!(w.sp.counters().connections_spliced, 1);
+    }
+}
+
+#[test]
+fn inserts_at_the_next_boundary_splitting_a_segment() {
+    let mut w = Wire::new(false);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_ack(5068);
+    // R is in the middle of a PIECE when S asks for a cached block
+    let other = piece_data(9)[..16384].to_vec();
+    let mut rstream = piece_msg(1, 0, &other);
+    rstream.extend_from_slice(&[0, 0, 0, 5, 4, 0, 0, 0, 3]); // HAVE 3
+    let first = 4000;
+    w.rem_send(&rstream[..first]);
+    w.sub_send(&request(2, 0, 16384));
+    assert_eq!(w.sp.counters().served_blocks, 1);
+    let before = w.frames_to_sub;
+    // one segment holding the end of the PIECE and the HAVE: split around the insertion
+    let f = seg(false, false, Seg { seq: w.r_next, ack: Some(w.s_next), syn: false, fin: false, win: 1000, ts: Some((102, 2)), payload: &rstream[first..first + 1000] });
+    w.r_next += 1000;
+    w.deliver(Port::Upstream, &f);
+    w.rem_send(&rstream[first + 1000..]);
+    assert!(w.frames_to_sub > before);
+    let mut expect = handshake(7, 2);
+    expect.extend_from_slice(&rstream[..piece_msg(1, 0, &other).len()]);
+    expect.extend(piece_msg(2, 0, &piece_data(2)[..16384]));
+    expect.extend_from_slice(&[0, 0, 0, 5, 4, 0, 0, 0, 3]);
+    assert_eq!(w.sub_stream(), expect);
+    // the PIECE ends inside one of the later segments: that one was split
+    assert_eq!(w.sp.counters().split_segments, 1);
+}
+
+#[test]
+fn splits_a_segment_that_straddles_the_boundary() {
+    let mut w = Wire::new(false);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_ack(5068);
+    let have = [0u8, 0, 0, 5, 4, 0, 0, 0, 3];
+    let mut rstream = vec![0u8, 0, 0, 1, 1]; // unchoke
+    let other = piece_data(9)[..1000].to_vec();
+    rstream.extend(piece_msg(1, 0, &other));
+    rstream.extend_from_slice(&have);
+    w.rem_send(&rstream[..500]);
+    w.sub_send(&request(0, 0, 16384));
+    // rest of the PIECE and the HAVE in one segment: the boundary is inside it
+    let f = seg(false, false, Seg { seq: w.r_next, ack: Some(w.s_next), syn: false, fin: false, win: 1000, ts: Some((102, 2)), payload: &rstream[500..] });
+    w.r_next += (rstream.len() - 500) as u32;
+    w.deliver(Port::Upstream, &f);
+    assert_eq!(w.sp.counters().split_segments, 1);
+    let mut expect = handshake(7, 2);
+    expect.extend_from_slice(&rstream[..rstream.len() - have.len()]);
+    expect.extend(piece_msg(0, 0, &piece_data(0)[..16384]));
+    expect.extend_from_slice(&have);
+    assert_eq!(w.sub_stream(), expect);
+}
+
+#[test]
+fn retransmits_what_the_subscriber_did_not_ack() {
+    let mut w = Wire::new(false);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_ack(5068);
+    w.sub_send(&request(0, 0, 16384));
+    let injected = w.sp.counters().injected_segments;
+    assert_eq!(injected, 16397u64.div_ceil(u64::from(MSS) - 12));
+    // S acks the first segment only; after the timeout the rest goes again, once
+    w.sub_ack(5068 + u32::from(MSS) - 12);
+    w.at_sub.clear();
+    w.tick(150_000);
+    assert_eq!(w.sp.counters().retransmitted_segments, 0);
+    w.tick(100_000);
+    assert_eq!(w.sp.counters().retransmitted_segments, injected - 1);
+    assert_eq!(w.sp.counters().retransmitted_bytes, 16397 - u64::from(MSS - 12));
+    // all acked: nothing more
+    w.sub_ack(5068 + 16397);
+    w.tick(10_000_000);
+    assert_eq!(w.sp.counters().retransmitted_segments, injected - 1);
+}
+
+#[test]
+fn leaves_unknown_and_midstream_connections_alone() {
+    // no SYN seen: everything forwarded as it came
+    let mut w = Wire::new(false);
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_send(&request(0, 0, 16384));
+    assert_eq!(w.sp.counters().served_blocks, 0);
+    assert_eq!(w.sp.connections(), 0);
+    // MSE-looking first flight: never served, counted as not BitTorrent
+    let mut w = Wire::new(false);
+    w.open();
+    w.sub_send(&[0x5a; 96]);
+    w.rem_send(&[0xa5; 96]);
+    w.sub_send(&request(0, 0, 16384));
+    assert_eq!(w.sp.counters().served_blocks, 0);
+    assert_eq!(w.sp.counters().connections_bypassed.get("not_bittorrent"), Some(&1));
+    assert_eq!(w.rem_stream().len(), 96 + 17);
+}
+
+#[test]
+fn overload_forwards_requests() {
+    let mut w = Wire::new(false);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sp.set_overloaded(true);
+    w.sub_send(&request(0, 0, 16384));
+    assert_eq!(w.sp.counters().served_blocks, 0);
+    assert_eq!(w.sp.counters().bypassed.get("overload"), Some(&1));
+    let mut expect = handshake(7, 1);
+    expect.extend(request(0, 0, 16384));
+    assert_eq!(w.rem_stream(), expect);
+}
