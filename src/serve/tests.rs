@@ -286,9 +286,10 @@ fn inserts_at_the_next_boundary_splitting_a_segment() {
     let first = 4000;
     w.rem_send(&rstream[..first]);
     w.sub_send(&request(2, 0, 16384));
-    assert_eq!(w.sp.counters().served_blocks, 1);
+    // answered, but waiting for the end of R's PIECE
+    assert_eq!(w.sp.counters().served_blocks, 0);
+    assert_eq!(w.rem_stream()[68..], framer::NOOP17);
     let before = w.frames_to_sub;
-    // one segment holding the end of the PIECE and the HAVE: split around the insertion
     let f = seg(false, false, Seg { seq: w.r_next, ack: Some(w.s_next), syn: false, fin: false, win: 1000, ts: Some((102, 2)), payload: &rstream[first..first + 1000] });
     w.r_next += 1000;
     w.deliver(Port::Upstream, &f);
@@ -299,6 +300,7 @@ fn inserts_at_the_next_boundary_splitting_a_segment() {
     expect.extend(piece_msg(2, 0, &piece_data(2)[..16384]));
     expect.extend_from_slice(&[0, 0, 0, 5, 4, 0, 0, 0, 3]);
     assert_eq!(w.sub_stream(), expect);
+    assert_eq!(w.sp.counters().served_blocks, 1);
     // the PIECE ends inside one of the later segments: that one was split
     assert_eq!(w.sp.counters().split_segments, 1);
 }
