@@ -32,6 +32,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub capture: CaptureConfig,
     pub http: HttpConfig,
+    /// Inline mode: the splice's caps and timers.
+    pub inline: crate::serve::InlineConfig,
     /// Directory of .torrent files whose metainfo is known from the start.
     pub metainfo_dir: Option<PathBuf>,
     /// Policy rules file (YAML, `rules/default.yaml`); none caches every verified piece.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod http;
+pub mod inline;
 pub mod metrics;
 pub mod peerwire;
 pub mod replay;

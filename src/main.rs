@@ -54,6 +54,21 @@ enum Cmd {
     /// SIGHUP re-reads --config: a bad file is refused and the running configuration stays.
     /// Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode), not root.
     Tap(TapArgs),
+    /// Bridge two interfaces and answer subscribers' block requests from the cache.
+    ///
+    /// Placed in the path between subscribers and the Internet, the box forwards every frame
+    /// between --subscriber-iface and --upstream-iface unchanged, except on plain BitTorrent
+    /// TCP connections it saw open: a REQUEST for a block the cache holds verified is
+    /// answered by the box (the remote peer gets no-op bytes instead), so that block does not
+    /// cross the transit link. The cache keeps filling from what passes. Encrypted and
+    /// unknown traffic is never touched; when the engine falls behind, or a connection's
+    /// state is uncertain, the box forwards unchanged (fail-open).
+    ///
+    /// The ports must not have IP addresses in use, and GRO/LRO/TSO should be off on them
+    /// (ethtool -K IF gro off lro off tso off gso off): frames are forwarded as captured.
+    /// Runs until SIGINT or SIGTERM; SIGHUP re-reads the policy rules. Needs CAP_NET_RAW
+    /// and CAP_NET_ADMIN.
+    Inline(InlineArgs),
     /// Check a configuration file: errors name the line and column.
     Config {
         #[command(subcommand)]
@@ -94,6 +109,28 @@ struct TapArgs {
     /// Print the final report as JSON on stdout when stopped.
     #[arg(long)]
     json: bool,
+    /// Metrics, JSON API and dashboard address (overrides the config's http.listen,
+    /// 127.0.0.1:9750 by default).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+struct InlineArgs {
+    /// Port toward the subscribers (their REQUESTs arrive here; answers leave here).
+    #[arg(long, value_name = "IF")]
+    subscriber_iface: String,
+    /// Port toward the transit link / the rest of the Internet.
+    #[arg(long, value_name = "IF")]
+    upstream_iface: String,
+    /// Print the final report (engine report plus "inline" and "bridge") as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Also write that JSON report to FILE when stopping.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
     /// Metrics, JSON API and dashboard address (overrides the config's http.listen,
     /// 127.0.0.1:9750 by default).
     #[arg(long, value_name = "ADDR")]
@@ -197,6 +234,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Replay(a) => run_replay(a),
         Cmd::Cache(a) => Ok(peercache::cache::cli::run(&a)?),
         Cmd::Tap(a) => run_tap(a),
+        Cmd::Inline(a) => run_inline(a),
         Cmd::Config {
             cmd: ConfigCmd::Check { file, print },
         } => {
@@ -363,11 +401,132 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
+    let cfg = a.engine.config()?;
+    if cfg.cache.dir.is_none() {
+        anyhow::bail!("inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)");
+    }
+    let (shared, store) = shared_with_rules_and_store(&cfg, &mut log_line)?;
+    let Some(store) = store else {
+        anyhow::bail!("inline mode needs a cache directory");
+    };
+    if let Some(dir) = &cfg.metainfo_dir {
+        let (n, errors) = shared.registry.load_dir(dir);
+        for e in &errors {
+            log_line(e.clone());
+        }
+        log_line(format!("{n} .torrent files loaded from {}", dir.display()));
+    }
+    log_line(format!(
+        "cache {} (capacity {}, {} pieces held)",
+        cfg.cache.dir.as_deref().unwrap_or(std::path::Path::new("")).display(),
+        human(cfg.cache.capacity_bytes),
+        store.swarms().iter().map(|s| u64::from(s.pieces_cached)).sum::<u64>()
+    ));
+    let ctl = peercache::tap::Control::default();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, ctl.stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
+        .context("installing SIGHUP handler")?;
+    let live = Arc::new(Live::new(3600));
+    let server = match a.http.or(cfg.http.listen) {
+        Some(addr) => {
+            let srv = peercache::http::serve(addr, live.clone())?;
+            log_line(format!("dashboard and metrics at http://{}/", srv.local_addr));
+            Some(srv)
+        }
+        None => None,
+    };
+    let source = peercache::serve::source::StoreBlocks::new(
+        store,
+        shared.rules.clone(),
+        cfg.inline.piece_memory_bytes,
+    );
+    let started = peercache::metrics::now_unix();
+    let out = peercache::inline::run(
+        &a.subscriber_iface,
+        &a.upstream_iface,
+        cfg.clone(),
+        &shared,
+        source,
+        Some(&live),
+        &ctl,
+        a.engine.config.clone(),
+        &mut log_line,
+    )?;
+    let capture = peercache::metrics::CaptureCounters {
+        received: out.bridge.subscriber.received + out.bridge.upstream.received,
+        kernel_dropped: out.bridge.subscriber.kernel_dropped + out.bridge.upstream.kernel_dropped,
+        interface_dropped: out.bridge.subscriber.interface_dropped
+            + out.bridge.upstream.interface_dropped,
+        engine_dropped: out.serve.engine_dropped,
+    };
+    let mut snap = peercache::tap::snapshot(
+        "inline",
+        &format!("{}<->{}", a.subscriber_iface, a.upstream_iface),
+        started,
+        &out.stats.counters(),
+        &shared,
+        capture,
+        &cfg,
+        (0, 0),
+        true,
+    );
+    snap.inline = Some(out.serve.clone());
+    live.publish(snap);
+    if let Some(srv) = server {
+        srv.shutdown();
+    }
+    let mut report = Report::new(&out.stats, Vec::new());
+    report.annotate(&shared);
+    let mut doc = serde_json::to_value(&report).context("serialising the report")?;
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("inline".into(), serde_json::to_value(&out.serve)?);
+        obj.insert("bridge".into(), serde_json::to_value(&out.bridge)?);
+    }
+    let text = serde_json::to_string_pretty(&doc).context("serialising the report")?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    if a.json {
+        println!("{text}");
+    } else {
+        let s = &out.serve;
+        println!(
+            "inline: {} connections ({} spliced); {} requests: {} served from cache ({}), {} misses ({})",
+            s.connections,
+            s.connections_spliced,
+            s.requests,
+            s.served_blocks,
+            human(s.served_bytes),
+            s.misses,
+            human(s.miss_bytes)
+        );
+        let by: Vec<String> = s.bypassed.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        if !by.is_empty() {
+            println!("forwarded instead of served: {}", by.join(", "));
+        }
+        println!(
+            "retransmitted {} segments ({}); forwarded {} frames to subscribers, {} upstream; send errors {}",
+            s.retransmitted_segments,
+            human(s.retransmitted_bytes),
+            out.bridge.subscriber.sent,
+            out.bridge.upstream.sent,
+            out.bridge.subscriber.send_errors + out.bridge.upstream.send_errors
+        );
+        print_summary(&report, !cfg.subscriber_nets.is_empty(), true);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The metainfo registry and the piece sink: the disk cache when configured (its metainfo
-/// preloaded), otherwise an in-memory record of verified pieces.
-fn shared_state(cfg: &Config) -> anyhow::Result<Shared> {
+/// preloaded), otherwise an in-memory record of verified pieces; and the store itself when
+/// there is one (inline mode reads from it).
+fn shared_state_and_store(cfg: &Config) -> anyhow::Result<(Shared, Option<Arc<PieceStore>>)> {
     let Some(dir) = &cfg.cache.dir else {
-        return Ok(Shared::default());
+        return Ok((Shared::default(), None));
     };
     let store = PieceStore::open(dir, cfg.cache.capacity_bytes)
         .with_context(|| format!("opening cache {}", dir.display()))?;
@@ -378,24 +537,32 @@ fn shared_state(cfg: &Config) -> anyhow::Result<Shared> {
             registry.insert((*m).clone(), Source::Cache);
         }
     }
-    Ok(Shared {
-        registry: Arc::new(registry),
-        sink: Arc::new(StoreWriter::new(
-            Arc::new(store),
-            cfg.cache.write_queue_pieces,
-        )),
-        rules: None,
-    })
+    let store = Arc::new(store);
+    Ok((
+        Shared {
+            registry: Arc::new(registry),
+            sink: Arc::new(StoreWriter::new(store.clone(), cfg.cache.write_queue_pieces)),
+            rules: None,
+        },
+        Some(store),
+    ))
 }
 
-/// `shared_state`, then the policy rules named by the config in front of its sink.
+/// `shared_state_and_store`, then the policy rules named by the config in front of its sink.
 fn shared_with_rules(cfg: &Config, log: &mut dyn FnMut(String)) -> anyhow::Result<Shared> {
-    let mut shared = shared_state(cfg)?;
+    Ok(shared_with_rules_and_store(cfg, log)?.0)
+}
+
+fn shared_with_rules_and_store(
+    cfg: &Config,
+    log: &mut dyn FnMut(String),
+) -> anyhow::Result<(Shared, Option<Arc<PieceStore>>)> {
+    let (mut shared, store) = shared_state_and_store(cfg)?;
     if let Some(path) = &cfg.rules {
         let r = peercache::rules::install(&mut shared, path)?;
         log(format!("rules {}: {r}", path.display()));
     }
-    Ok(shared)
+    Ok((shared, store))
 }
 
 fn human(n: u64) -> String {

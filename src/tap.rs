@@ -55,6 +55,7 @@ pub fn snapshot(
         cache_capacity_bytes: cfg.cache.dir.as_ref().map(|_| cfg.cache.capacity_bytes),
         report,
         finished,
+        inline: None,
     }
 }
 

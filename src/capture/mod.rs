@@ -1,6 +1,7 @@
-//! Frames from the outside world: pcap/pcapng files through libpcap (live capture and the
-//! inline bridge will live here too). This is the only module that talks to libpcap.
+//! Frames from the outside world through libpcap: pcap/pcapng files, live capture, and the
+//! inline bridge's two ports. This is the only module that talks to libpcap.
 
+pub mod bridge;
 pub mod live;
 
 use std::path::{Path, PathBuf};

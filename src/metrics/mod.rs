@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub report: Report,
     /// The run is over (replay done); the service may linger.
     pub finished: bool,
+    /// Inline mode: what the splice did.
+    pub inline: Option<crate::serve::ServeCounters>,
 }
 
 /// One point of the history: the figures the dashboard charts over time.

@@ -104,8 +104,110 @@ pub fn render(s: &Snapshot) -> String {
     cache(&mut e, s);
     rules(&mut e, s);
     reassembly(&mut e, s);
+    inline(&mut e, s);
     top(&mut e, s);
     e.out
+}
+
+/// Inline mode only: what the splice answered, forwarded and retransmitted.
+fn inline(e: &mut Expo, s: &Snapshot) {
+    let Some(c) = &s.inline else { return };
+    e.counter(
+        "inline_connections_total",
+        "TCP connections the bridge saw open and tracked.",
+        c.connections,
+    );
+    e.counter(
+        "inline_connections_spliced_total",
+        "Connections into which at least one cached block was inserted.",
+        c.connections_spliced,
+    );
+    e.counter(
+        "inline_requests_total",
+        "REQUESTs from subscribers on tracked connections.",
+        c.requests,
+    );
+    e.counter(
+        "inline_served_blocks_total",
+        "REQUESTs answered from the cache (hits): blocks inserted toward subscribers.",
+        c.served_blocks,
+    );
+    e.counter(
+        "inline_served_bytes_total",
+        "Block payload bytes served from the cache (bytes that did not cross transit).",
+        c.served_bytes,
+    );
+    e.counter(
+        "inline_misses_total",
+        "REQUESTs for blocks the cache does not hold (forwarded upstream).",
+        c.misses,
+    );
+    e.counter(
+        "inline_miss_bytes_total",
+        "Block bytes requested but not cached.",
+        c.miss_bytes,
+    );
+    e.family(
+        "inline_bypassed_requests_total",
+        "counter",
+        "REQUESTs forwarded although they might have been answered, by reason.",
+    );
+    for (reason, n) in &c.bypassed {
+        e.sample("inline_bypassed_requests_total", &[("reason", reason)], n);
+    }
+    e.family(
+        "inline_bypassed_connections_total",
+        "counter",
+        "Connections that stopped being served (fail-open), by reason.",
+    );
+    for (reason, n) in &c.connections_bypassed {
+        e.sample("inline_bypassed_connections_total", &[("reason", reason)], n);
+    }
+    e.counter(
+        "inline_injected_segments_total",
+        "Segments sent toward subscribers carrying inserted bytes (first sends).",
+        c.injected_segments,
+    );
+    e.counter(
+        "inline_retransmitted_segments_total",
+        "Inserted segments sent again because the subscriber had not acked them.",
+        c.retransmitted_segments,
+    );
+    e.counter(
+        "inline_retransmitted_bytes_total",
+        "Bytes of inserted segments sent again.",
+        c.retransmitted_bytes,
+    );
+    e.counter(
+        "inline_retransmits_abandoned_total",
+        "Inserted segments given up after inline.max_retransmits.",
+        c.retransmits_abandoned,
+    );
+    e.counter(
+        "inline_rewritten_segments_total",
+        "Segments rewritten in place (sequence/ack translation, substitutions).",
+        c.rewritten_segments,
+    );
+    e.counter(
+        "inline_split_segments_total",
+        "Remote segments split at an insertion point.",
+        c.split_segments,
+    );
+    e.counter(
+        "inline_cancels_absorbed_total",
+        "CANCELs of answered blocks replaced by no-ops.",
+        c.cancels_absorbed,
+    );
+    e.counter(
+        "inline_bad_checksum_dropped_total",
+        "Remote segments that had to be split but arrived with a bad checksum (dropped).",
+        c.bad_checksum_dropped,
+    );
+    e.counter(
+        "inline_read_failures_total",
+        "Cached blocks that could not be read back verified (not served).",
+        c.read_failures,
+    );
 }
 
 fn process(e: &mut Expo, s: &Snapshot) {

@@ -1,0 +1,263 @@
+//! Inline mode: the box bridges its two ports and answers subscribers' block requests from
+//! the cache. One thread owns the bridge and the splice (no locks on the forwarding path);
+//! a second runs the analysis engine, fed copies of every frame through a bounded queue, so
+//! the cache keeps filling from what passes. When that queue backs up the splice stops
+//! answering new requests (fail-open) and, if it is full, frames are forwarded without
+//! analysis (counted): forwarding never waits for the engine.
+//!
+//! Signals: SIGINT/SIGTERM stop (the engine drains its queue, the cache writer flushes);
+//! SIGHUP re-reads the policy rules.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::capture::bridge::{wait_readable, BridgePort, PortStats};
+use crate::capture::CaptureError;
+use crate::config::Config;
+use crate::engine::{Engine, Shared};
+use crate::metrics::{now_unix, CaptureCounters, Live};
+use crate::report::Stats;
+use crate::serve::{BlockSource, Emit, Port, ServeCounters, Splicer};
+use crate::tap::Control;
+use crate::wire::link::LinkType;
+
+/// What the bridge thread did, for the report.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BridgeCounters {
+    pub subscriber: PortStats,
+    pub upstream: PortStats,
+}
+
+pub struct InlineOutcome {
+    pub stats: Stats,
+    pub serve: ServeCounters,
+    pub bridge: BridgeCounters,
+}
+
+/// Figures the bridge thread hands to the engine thread's metrics publisher.
+#[derive(Default)]
+struct Latest {
+    capture: CaptureCounters,
+    serve: ServeCounters,
+}
+
+struct Queued {
+    ts: u64,
+    frame: Vec<u8>,
+}
+
+/// Frames drained from one port before looking at the other (fairness under load).
+const BURST: usize = 64;
+
+pub fn run<S: BlockSource>(
+    sub_if: &str,
+    up_if: &str,
+    cfg: Config,
+    shared: &Shared,
+    source: S,
+    live: Option<&Arc<Live>>,
+    ctl: &Control,
+    config_path: Option<PathBuf>,
+    log: &mut dyn FnMut(String),
+) -> Result<InlineOutcome, CaptureError> {
+    let mut sub = BridgePort::open(sub_if, cfg.capture.buffer_bytes)?;
+    let mut up = BridgePort::open(up_if, cfg.capture.buffer_bytes)?;
+    let icfg = cfg.inline.clone();
+    let mut splicer = Splicer::new(icfg.clone(), source);
+
+    let (tx, rx) = sync_channel::<Queued>(icfg.engine_queue_frames.max(1));
+    let depth = Arc::new(AtomicUsize::new(0));
+    let latest = Arc::new(Mutex::new(Latest::default()));
+    let engine_thread = {
+        let (cfg, shared, depth, latest, live) = (
+            cfg.clone(),
+            shared.clone(),
+            depth.clone(),
+            latest.clone(),
+            live.cloned(),
+        );
+        let label = format!("{sub_if}<->{up_if}");
+        std::thread::Builder::new()
+            .name("peercache-engine".into())
+            .spawn(move || engine_loop(rx, cfg, shared, depth, latest, live, label))
+            .map_err(|e| CaptureError::Open {
+                path: sub_if.into(),
+                msg: format!("cannot start the engine thread: {e}"),
+            })?
+    };
+
+    log(format!(
+        "bridging {sub_if} (subscribers) <-> {up_if} (upstream); serving cached blocks inline"
+    ));
+    let t0 = Instant::now();
+    let mut out: Vec<Emit> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(65_536);
+    let mut last_report = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut engine_dropped = 0u64;
+    let mut result = Ok(());
+    'run: while !ctl.stop.load(Ordering::Relaxed) {
+        wait_readable(&sub, &up, 5);
+        for from in [Port::Subscriber, Port::Upstream] {
+            for _ in 0..BURST {
+                let port = match from {
+                    Port::Subscriber => &mut sub,
+                    Port::Upstream => &mut up,
+                };
+                let ts = match port.next_into(&mut buf) {
+                    Ok(Some(ts)) => ts,
+                    Ok(None) => break,
+                    Err(e) => {
+                        result = Err(e);
+                        break 'run;
+                    }
+                };
+                // Analysis first (a copy): the engine sees frames as they were on the wire.
+                depth.fetch_add(1, Ordering::Relaxed);
+                match tx.try_send(Queued {
+                    ts,
+                    frame: buf.clone(),
+                }) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                        depth.fetch_sub(1, Ordering::Relaxed);
+                        engine_dropped += 1;
+                    }
+                }
+                splicer.set_overloaded(depth.load(Ordering::Relaxed) > icfg.overload_queue_frames);
+                let now = t0.elapsed().as_micros() as u64;
+                splicer.on_frame(now, from, &buf, &mut out);
+                send_all(&mut out, from, &buf, &mut sub, &mut up);
+            }
+        }
+        if last_tick.elapsed() >= Duration::from_millis(5) {
+            last_tick = Instant::now();
+            splicer.tick(t0.elapsed().as_micros() as u64, &mut out);
+            send_all(&mut out, Port::Upstream, &[], &mut sub, &mut up);
+        }
+        if ctl.reload.swap(false, Ordering::Relaxed) {
+            match crate::tap::reload_rules(shared, &cfg, config_path.as_deref()) {
+                Some(line) => log(line),
+                None => log("SIGHUP: no rules in force; nothing to reload".into()),
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            for p in [&mut sub, &mut up] {
+                if let Some(e) = p.take_error() {
+                    log(format!("{}: send failed: {e}", p.iface));
+                }
+            }
+            splicer.counters_mut().engine_dropped = engine_dropped;
+            if let Ok(mut l) = latest.lock() {
+                l.capture = capture_counters(&mut sub, &mut up, engine_dropped);
+                l.serve = splicer.counters().clone();
+            }
+        }
+    }
+    splicer.counters_mut().engine_dropped = engine_dropped;
+    let capture = capture_counters(&mut sub, &mut up, engine_dropped);
+    if let Ok(mut l) = latest.lock() {
+        l.capture = capture;
+        l.serve = splicer.counters().clone();
+    }
+    drop(tx);
+    let stats = engine_thread.join().unwrap_or_default();
+    shared.sink.flush();
+    let bridge = BridgeCounters {
+        subscriber: sub.stats(),
+        upstream: up.stats(),
+    };
+    let s = splicer.counters();
+    log(format!(
+        "stopping: forwarded {} + {} frames; served {} blocks ({} bytes) to subscribers, {} misses",
+        bridge.subscriber.sent, bridge.upstream.sent, s.served_blocks, s.served_bytes, s.misses
+    ));
+    result?;
+    Ok(InlineOutcome {
+        stats,
+        serve: splicer.counters().clone(),
+        bridge,
+    })
+}
+
+fn send_all(out: &mut Vec<Emit>, from: Port, original: &[u8], sub: &mut BridgePort, up: &mut BridgePort) {
+    for e in out.drain(..) {
+        let (port, bytes): (Port, &[u8]) = match &e {
+            Emit::Original => (from.other(), original),
+            Emit::Frame(p, f) => (*p, f),
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        match port {
+            Port::Subscriber => sub.send(bytes),
+            Port::Upstream => up.send(bytes),
+        }
+    }
+}
+
+fn capture_counters(sub: &mut BridgePort, up: &mut BridgePort, engine_dropped: u64) -> CaptureCounters {
+    let (a, b) = (sub.stats(), up.stats());
+    CaptureCounters {
+        received: a.received + b.received,
+        kernel_dropped: a.kernel_dropped + b.kernel_dropped,
+        interface_dropped: a.interface_dropped + b.interface_dropped,
+        engine_dropped,
+    }
+}
+
+fn engine_loop(
+    rx: Receiver<Queued>,
+    cfg: Config,
+    shared: Shared,
+    depth: Arc<AtomicUsize>,
+    latest: Arc<Mutex<Latest>>,
+    live: Option<Arc<Live>>,
+    label: String,
+) -> Stats {
+    let mut engine = Engine::with_shared(cfg, shared.clone());
+    let started = now_unix();
+    let mut last_publish = Instant::now();
+    let publish = |engine: &Engine| {
+        let Some(live) = &live else { return };
+        let (capture, serve) = latest
+            .lock()
+            .map(|l| (l.capture, l.serve.clone()))
+            .unwrap_or_default();
+        let mut snap = crate::tap::snapshot(
+            "inline",
+            &label,
+            started,
+            &engine.snapshot(),
+            &shared,
+            capture,
+            engine.config(),
+            (0, 0),
+            false,
+        );
+        snap.inline = Some(serve);
+        live.publish(snap);
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(q) => {
+                depth.fetch_sub(1, Ordering::Relaxed);
+                engine.handle(q.ts, LinkType::Ethernet, &q.frame, q.frame.len() as u32);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_publish.elapsed() >= Duration::from_secs(1) {
+            last_publish = Instant::now();
+            publish(&engine);
+        }
+    }
+    // The final snapshot is published by the caller, with the final counters.
+    engine.finish()
+}
