@@ -48,9 +48,9 @@ pub enum RulesError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
-    /// Store verified pieces.
+    /// Store verified pieces (inline mode does not serve them).
     Cache,
-    /// Store, and serve inline. Inline mode does not exist yet: recorded like `cache`.
+    /// Store, and serve inline (`peercache inline` answers requests for it).
     Serve,
     /// Count only: never stored. Refusals are audited.
     Observe,
