@@ -51,7 +51,7 @@ n = int(sys.argv[2])
 pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
-           "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo"]
+           "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -209,6 +209,20 @@ def engine_seed(flags, frames):
         prev = ts
     return out
 
+def splice_seed(flags, frames):
+    """splice target: Ethernet frames, the port chosen by the IPv4 source (198.18/15 is the
+    subscriber side, as in the lab), timers after every 8th frame."""
+    if not frames:
+        return None
+    out = bytearray([flags])
+    prev = frames[0][0]
+    for n, (ts, data, orig) in enumerate(frames):
+        upstream = not (len(data) > 28 and data[26] == 198 and data[27] == 18)
+        ctl = (1 if upstream else 0) | (2 if n % 8 == 7 else 0)
+        out += struct.pack(">HBB", len(data), ctl, dt_byte(prev, ts) if ts >= prev else 0) + data
+        prev = ts
+    return out
+
 def utp_header(b):
     """(type, conn_id, seq, ack, payload length) if `b` passes wire::utp's checks."""
     if len(b) < 20 or b[0] & 15 != 1 or b[0] >> 4 > 4:
@@ -312,6 +326,7 @@ for path in pcaps:
         # engine: one connection from its start, and a window from its middle (mid-stream
         # pick-up); tiny caps on every other seed.
         emit("engine", engine_seed(0x04 | (rank & 1), fr[:40]))
+        emit("splice", splice_seed(rank & 1, fr[:200]))
         if len(fr) > 80:
             mid = len(fr) // 2
             emit("engine", engine_seed(0x06 | (rank & 1), fr[mid:mid + 40]))

@@ -1,0 +1,87 @@
+//! The inline splice, fed hostile frames from both ports.
+//!
+//! Input: `[cfg]` then frames, each `[len: u16 BE][ctl][dt][len bytes]` (the last may be
+//! short):
+//! - `cfg` bit 0: tiny caps (2 connections, 40 KiB queued, 1 retransmit) so the cap paths
+//!   run; bit 1: the engine is overloaded (nothing new is answered);
+//! - `ctl` bit 0: the frame arrives on the upstream port (else the subscriber port); bit 1:
+//!   run the timers after it;
+//! - `dt`: time advances by dt^2 ms.
+//! The block source holds blocks of even pieces (and odd `begin`s), so hits and misses mix.
+//!
+//! Checks (no panic, and): a frame from a subscriber goes upstream with its length
+//! unchanged (substitution never moves a sequence number); everything emitted parses as a
+//! TCP frame, with a good checksum when the input's was good.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use peercache::serve::frame::TcpFrame;
+use peercache::serve::{BlockSource, Emit, InlineConfig, Lookup, Port, Splicer};
+use peercache::swarm::pieces::FlowContext;
+use peercache::wire::peerwire::BlockRef;
+
+struct Source;
+
+/// The block's bytes are a function of (index, begin, offset): checkable downstream.
+fn byte(b: &BlockRef, k: u32) -> u8 {
+    (b.index ^ b.begin.wrapping_add(k)) as u8
+}
+
+impl BlockSource for Source {
+    fn lookup(&self, _ih: &[u8; 20], b: BlockRef, _f: &FlowContext) -> Lookup {
+        if b.length == 0 || b.length > 1 << 17 {
+            return Lookup::Miss;
+        }
+        if b.index % 2 == 0 || b.begin & 1 == 1 {
+            Lookup::Hit((0..b.length).map(|k| byte(&b, k)).collect())
+        } else {
+            Lookup::Miss
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cfg, mut rest)) = data.split_first() else { return };
+    let mut c = InlineConfig::default();
+    if cfg & 1 != 0 {
+        c.max_connections = 2;
+        c.max_queued_bytes_per_connection = 40 << 10;
+        c.max_queued_bytes = 60 << 10;
+        c.max_retransmits = 1;
+    }
+    let mut sp = Splicer::new(c, Source);
+    sp.set_overloaded(cfg & 2 != 0);
+    let mut now = 0u64;
+    let mut out = Vec::new();
+    while rest.len() >= 4 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let (ctl, dt) = (rest[2], rest[3]);
+        rest = &rest[4..];
+        let frame = &rest[..len.min(rest.len())];
+        rest = &rest[frame.len()..];
+        now += u64::from(dt) * u64::from(dt) * 1000;
+        let from = if ctl & 1 != 0 { Port::Upstream } else { Port::Subscriber };
+        let good = TcpFrame::parse(frame).is_some_and(|t| t.checksum_ok(frame));
+        sp.on_frame(now, from, frame, &mut out);
+        for e in out.drain(..) {
+            let Emit::Frame(port, f) = e else { continue };
+            let t = TcpFrame::parse(&f).expect("emitted frames parse");
+            if port == Port::Upstream {
+                assert_eq!(from, Port::Subscriber);
+                assert_eq!(f.len(), frame.len(), "substitution keeps the length");
+            }
+            if good {
+                assert!(t.checksum_ok(&f), "a good frame stays good");
+            }
+        }
+        if ctl & 2 != 0 {
+            sp.tick(now, &mut out);
+            for e in out.drain(..) {
+                if let Emit::Frame(_, f) = e {
+                    let t = TcpFrame::parse(&f).expect("retransmissions parse");
+                    assert!(t.checksum_ok(&f));
+                }
+            }
+        }
+    }
+});
