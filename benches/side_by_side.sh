@@ -5,18 +5,26 @@
 #
 #   benches/side_by_side.sh [PCAP]     default: pcaps/large/lab-large.pcap
 #                                      (make it with: sudo tests/lab/lab.sh large)
-# Each tool runs RUNS times (default 3); the best wall time is kept. The file is read once
-# first so every tool starts with it in the page cache.
+#   PEERCACHE=path/to/peercache benches/side_by_side.sh    times that build instead
+# Each tool runs RUNS times (default 5); the best wall time is kept. The file is read once
+# first so every tool starts with it in the page cache. tcpflow leaves its output in the page
+# cache (written back later, outside its time); peercache's cache writes are durable before
+# it exits, so tcpflow also runs once more followed by `sync -f` on its output, the like-for-
+# like comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PCAP=${1:-pcaps/large/lab-large.pcap}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 [[ -f $PCAP ]] || { echo "side_by_side: $PCAP not found (sudo tests/lab/lab.sh large)" >&2; exit 1; }
 for t in tcpflow tshark /usr/bin/time; do
     command -v "$t" >/dev/null || { echo "side_by_side: $t missing (sudo deploy/install-deps.sh)" >&2; exit 1; }
 done
-cargo build --release --quiet
-BIN=target/release/peercache
+if [[ -n ${PEERCACHE:-} ]]; then
+    BIN=$PEERCACHE # another build to compare, e.g. before a change
+else
+    cargo build --release --quiet
+    BIN=${CARGO_TARGET_DIR:-target}/release/peercache
+fi
 SIZE=$(stat -c %s "$PCAP")
 cat "$PCAP" >/dev/null
 OUT=$(mktemp -d)
@@ -26,7 +34,9 @@ measure() { # name, command...
     local name=$1; shift
     local best="" rss=0
     for _ in $(seq "$RUNS"); do
-        rm -rf "$OUT/work"; mkdir -p "$OUT/work"
+        # Outside the timing: a fresh output directory, and no dirty pages left from the
+        # run before (they would be written back during this one).
+        rm -rf "$OUT/work"; mkdir -p "$OUT/work"; sync
         /usr/bin/time -f '%e %M' -o "$OUT/t" "$@" >"$OUT/stdout" 2>"$OUT/stderr" || {
             echo "side_by_side: $name failed:" >&2; tail -3 "$OUT/stderr" >&2; return 1; }
         read -r secs kb <"$OUT/t"
@@ -46,11 +56,13 @@ measure "peercache replay --workers 2"     "$BIN" replay --json --no-progress --
 TORRENT=${PCAP%.pcap}.torrent
 if [[ -f $TORRENT ]]; then
     mkdir -p "$OUT/meta" && cp "$TORRENT" "$OUT/meta/"
-    # Verification against the .torrent and crash-safe writes into a fresh cache each run.
-    measure "peercache + verify + cache writes" bash -c 'rm -rf "$1"; exec "$2" replay --json --no-progress --metainfo "$3" --cache-dir "$1" "$4"' _ "$OUT/cache" "$BIN" "$OUT/meta" "$PCAP"
+    # Verification against the .torrent, then also crash-safe writes into a fresh cache.
+    measure "peercache + verify (no cache)"    "$BIN" replay --json --no-progress --metainfo "$OUT/meta" "$PCAP"
+    measure "peercache + verify + cache writes" "$BIN" replay --json --no-progress --metainfo "$OUT/meta" --cache-dir "$OUT/work/cache" "$PCAP"
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); s=r["swarms"][0]; print("  verified %d/%d pieces, stored %d bytes" % (s["pieces_verified"], s["pieces"], r["cache"]["stored_bytes"]))' "$OUT/stdout"
 fi
 measure "tcpflow -r (streams to files)"    tcpflow -r "$PCAP" -o "$OUT/work"
+measure "tcpflow -r, then sync -f"         bash -c 'tcpflow -r "$1" -o "$2" && sync -f "$2"' _ "$PCAP" "$OUT/work"
 measure "tshark -Y bittorrent (dissect)"   tshark -r "$PCAP" -o tcp.reassemble_out_of_order:TRUE -d tcp.port==6881,bittorrent -Y "bittorrent.msg.type == 7" -T fields -e frame.number
 python3 - "$OUT/peercache.json" <<'PY'
 import json, sys

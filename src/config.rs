@@ -89,7 +89,8 @@ pub struct CacheConfig {
     /// Bytes of pieces kept; least recently used pieces go first past it.
     pub capacity_bytes: u64,
     /// Verified pieces waiting for the disk writer at most; memory is this times the piece
-    /// length. When full, the engine waits for the disk (a replay never drops pieces).
+    /// length. When full, the engine waits for the disk (a replay never drops pieces). Also
+    /// the largest batch the writer makes durable with one sync (capped at 64).
     pub write_queue_pieces: usize,
 }
 

@@ -39,6 +39,24 @@ struct Counts {
     write_errors: AtomicU64,
 }
 
+/// A piece whose bytes are in a temp file, not yet durable nor indexed.
+pub(crate) struct Staged {
+    key: PieceKey,
+    len: u32,
+    tmp: PathBuf,
+    file: File,
+}
+
+/// What [`PieceStore::stage_verified`] did with a piece.
+pub(crate) enum Staging {
+    /// Not for this store (see `insert_verified`); counted as refused.
+    Refused,
+    /// Indexed already (promoted in the LRU); nothing to commit.
+    Present,
+    /// Written to `tmp/`; pass it to [`PieceStore::commit`].
+    Staged(Staged),
+}
+
 /// Outcome of reading a piece again under its stripe lock.
 enum Recheck {
     Good(Vec<u8>),
@@ -171,7 +189,12 @@ impl PieceStore {
         let sdir = self.swarm_dir(&m.info_hash);
         let pdir = sdir.join("pieces");
         fs::create_dir_all(&pdir).map_err(CacheError::io("creating directory", &pdir))?;
-        let tmp = self.write_tmp(&m.info)?;
+        let (tmp, file) = self.write_tmp(&m.info)?;
+        if let Err(e) = file.sync_all() {
+            let _ = fs::remove_file(&tmp);
+            self.counts.write_errors.fetch_add(1, Relaxed);
+            return Err(CacheError::io("writing", &tmp)(e));
+        }
         // The swarm dir's fsync covers both new entries (pieces/, info); v1's covers the dir.
         self.place(&tmp, &sdir.join("info"), &sdir)?;
         sync_dir(&self.v1)?;
@@ -197,6 +220,28 @@ impl PieceStore {
     /// matched must be the one this store's own copy of the info dictionary lists (which
     /// it re-derived from the raw dictionary), and the length must fit.
     pub fn insert_verified(&self, p: &crate::swarm::VerifiedPiece) -> Result<bool, CacheError> {
+        self.commit_one(self.stage_verified(p)?)
+    }
+
+    fn store_piece(&self, key: PieceKey, data: &[u8], verified: bool) -> Result<bool, CacheError> {
+        self.commit_one(self.stage(key, data, verified)?)
+    }
+
+    fn commit_one(&self, staging: Staging) -> Result<bool, CacheError> {
+        match staging {
+            Staging::Refused => Ok(false),
+            Staging::Present => Ok(true),
+            Staging::Staged(s) => self.commit(vec![s]).map(|stored| stored == 1),
+        }
+    }
+
+    /// First half of [`Self::insert_verified`], same checks: the bytes go to a new file in
+    /// `tmp/`, neither synced nor indexed yet. The writer thread stages a batch of pieces,
+    /// then commits them together with [`Self::commit`].
+    pub(crate) fn stage_verified(
+        &self,
+        p: &crate::swarm::VerifiedPiece,
+    ) -> Result<Staging, CacheError> {
         let key = PieceKey {
             info_hash: *p.info_hash(),
             index: p.index(),
@@ -205,50 +250,124 @@ impl PieceStore {
             m.piece_hash(key.index).as_ref() == Some(p.hash())
                 && m.piece_len(key.index) == Some(p.data().len() as u32)
         });
-        self.store_piece(key, p.data(), ok)
+        self.stage(key, p.data(), ok)
     }
 
-    fn store_piece(&self, key: PieceKey, data: &[u8], verified: bool) -> Result<bool, CacheError> {
+    fn stage(&self, key: PieceKey, data: &[u8], verified: bool) -> Result<Staging, CacheError> {
         if !verified || data.len() as u64 > self.capacity {
             self.counts.refused.fetch_add(1, Relaxed);
-            return Ok(false);
+            return Ok(Staging::Refused);
         }
         if self.index.contains_key(&key) {
             self.touch(&key);
-            return Ok(true);
+            return Ok(Staging::Present);
         }
-        // The slow part (write + fsync) runs before any lock is taken.
-        let tmp = self.write_tmp(data)?;
+        let (tmp, file) = self.write_tmp(data)?;
+        Ok(Staging::Staged(Staged {
+            key,
+            len: data.len() as u32, // the caller checked it equals piece_len (a u32)
+            tmp,
+            file,
+        }))
+    }
+
+    /// Second half of an insert: makes a batch of staged pieces durable, then indexes them.
+    /// In order: the temp files are synced (one `syncfs` for the batch, else one fsync each),
+    /// all are renamed into place, each `pieces/` directory they went to is fsynced once, and
+    /// only then are they indexed (so served).
+    /// Returns how many of the batch are now in the store (inserted, or already present).
+    /// A failure drops only the pieces it concerns (their files are removed, the error is
+    /// counted and the first one returned); the rest of the batch is still committed.
+    pub(crate) fn commit(&self, batch: Vec<Staged>) -> Result<usize, CacheError> {
+        let mut first_err = None;
+        let mut note = |e: CacheError| {
+            self.counts.write_errors.fetch_add(1, Relaxed);
+            first_err.get_or_insert(e);
+        };
+        // The slow part (waiting for the disk) runs before any lock is taken.
+        let synced: Vec<Staged> = if sync_batch(&batch) {
+            batch
+        } else {
+            batch
+                .into_iter()
+                .filter_map(|s| match s.file.sync_all() {
+                    Ok(()) => Some(s),
+                    Err(e) => {
+                        let _ = fs::remove_file(&s.tmp);
+                        note(CacheError::io("writing", &s.tmp)(e));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let mut stored = 0;
         let victims = {
             let _gate = read(&self.swarm_gate);
-            if !self.metas.contains_key(&key.info_hash) {
-                // The swarm was removed while we were writing.
-                let _ = fs::remove_file(&tmp);
-                self.counts.refused.fetch_add(1, Relaxed);
-                return Ok(false);
+            // Every stripe of the batch, in ascending order (so no two committers deadlock),
+            // from the first rename to the last index update.
+            let mut ids: Vec<usize> = synced.iter().map(|s| self.stripe_id(&s.key)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let _stripes: Vec<_> = ids.iter().map(|&i| lock(&self.stripes[i])).collect();
+            let mut placed: Vec<(PieceKey, u32, PathBuf)> = Vec::with_capacity(synced.len());
+            for s in synced {
+                if !self.metas.contains_key(&s.key.info_hash) {
+                    // The swarm was removed while we were writing.
+                    let _ = fs::remove_file(&s.tmp);
+                    self.counts.refused.fetch_add(1, Relaxed);
+                    continue;
+                }
+                if self.index.contains_key(&s.key) || placed.iter().any(|p| p.0 == s.key) {
+                    // A concurrent insert (or this batch) has it already.
+                    let _ = fs::remove_file(&s.tmp);
+                    self.touch(&s.key);
+                    stored += 1;
+                    continue;
+                }
+                let dst = self.piece_path(&s.key);
+                match fs::rename(&s.tmp, &dst) {
+                    Ok(()) => placed.push((s.key, s.len, dst)),
+                    Err(e) => {
+                        let _ = fs::remove_file(&s.tmp);
+                        note(CacheError::io("renaming into place", &dst)(e));
+                    }
+                }
             }
-            let _stripe = lock(self.stripe(&key));
-            if self.index.contains_key(&key) {
-                // A concurrent insert of the same piece got there first.
-                let _ = fs::remove_file(&tmp);
-                self.touch(&key);
-                return Ok(true);
+            let mut dirs: Vec<[u8; 20]> = placed.iter().map(|p| p.0.info_hash).collect();
+            dirs.sort_unstable();
+            dirs.dedup();
+            for ih in dirs {
+                let dir = self.pieces_dir(&ih);
+                if let Err(e) = sync_dir(&dir) {
+                    // Not durable, so never indexed; the files go too (best effort).
+                    placed.retain(|p| {
+                        let keep = p.0.info_hash != ih;
+                        if !keep {
+                            let _ = fs::remove_file(&p.2);
+                        }
+                        keep
+                    });
+                    note(e);
+                }
             }
-            let dst = self.piece_path(&key);
-            self.place(&tmp, &dst, &self.pieces_dir(&key.info_hash))?;
-            // Durable: now it may be indexed, hence served.
-            let len = data.len() as u32; // verify_piece checked it equals piece_len (a u32)
+            // Durable: now they may be indexed, hence served.
             let mut lru = lock(&self.lru);
-            lru.order.put(key, len);
-            lru.bytes += u64::from(len);
-            self.index.insert(key, len);
-            self.counts.inserted.fetch_add(1, Relaxed);
+            for (key, len, _) in placed {
+                lru.order.put(key, len);
+                lru.bytes += u64::from(len);
+                self.index.insert(key, len);
+                self.counts.inserted.fetch_add(1, Relaxed);
+                stored += 1;
+            }
             self.pop_victims(&mut lru)
         };
         for victim in victims {
             self.unlink_evicted(&victim);
         }
-        Ok(true)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(stored),
+        }
     }
 
     pub fn contains(&self, key: &PieceKey) -> bool {
@@ -429,31 +548,37 @@ impl PieceStore {
     }
 
     fn stripe(&self, key: &PieceKey) -> &Mutex<()> {
+        &self.stripes[self.stripe_id(key)]
+    }
+
+    fn stripe_id(&self, key: &PieceKey) -> usize {
         let ih = &key.info_hash;
         let h =
             u32::from_le_bytes([ih[0], ih[1], ih[2], ih[3]]) ^ key.index.wrapping_mul(0x9E37_79B9);
-        &self.stripes[h as usize % STRIPES]
+        h as usize % STRIPES
     }
 
     fn next_seq(&self) -> u64 {
         self.tmp_seq.fetch_add(1, Relaxed)
     }
 
-    /// A new, fsynced file in tmp/ holding `data`.
-    fn write_tmp(&self, data: &[u8]) -> Result<PathBuf, CacheError> {
+    /// A new file in tmp/ holding `data`, not yet synced.
+    fn write_tmp(&self, data: &[u8]) -> Result<(PathBuf, File), CacheError> {
         let path = self
             .tmp
             .join(format!("{}-{}.part", std::process::id(), self.next_seq()));
         let written = File::create_new(&path).and_then(|mut f| {
             f.write_all(data)?;
-            f.sync_all()
+            Ok(f)
         });
-        if let Err(e) = written {
-            let _ = fs::remove_file(&path);
-            self.counts.write_errors.fetch_add(1, Relaxed);
-            return Err(CacheError::io("writing", &path)(e));
+        match written {
+            Ok(f) => Ok((path, f)),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                self.counts.write_errors.fetch_add(1, Relaxed);
+                Err(CacheError::io("writing", &path)(e))
+            }
         }
-        Ok(path)
     }
 
     /// Renames `tmp` to `dst` and fsyncs `dir` (the directory holding `dst`).
@@ -653,6 +778,26 @@ fn clear_dir(dir: &Path) -> Result<u64, CacheError> {
 
 fn read_dir(dir: &Path) -> Result<fs::ReadDir, CacheError> {
     fs::read_dir(dir).map_err(CacheError::io("reading directory", dir))
+}
+
+/// Makes the temp files of a batch durable with one `syncfs(2)` on their filesystem: it
+/// writes back every dirty inode at once, so the metadata blocks several files share are
+/// written, and the disk cache flushed, once per batch instead of once per file. (It also
+/// writes back whatever else is dirty on that filesystem, which is why the cache should have
+/// its own.) Since Linux 5.8 it reports write-back errors that happened since `fd` was opened;
+/// every file of the batch was opened after the first one. false: it failed or is not
+/// available, and the caller syncs file by file, which says which ones failed.
+fn sync_batch(batch: &[Staged]) -> bool {
+    let Some(first) = batch.first() else {
+        return true;
+    };
+    #[cfg(target_os = "linux")]
+    return rustix::fs::syncfs(&first.file).is_ok();
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = first;
+        false
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CacheError> {

@@ -493,3 +493,44 @@ fn writer_counts_queued_pieces_as_cached_and_flushes_them() {
     let v = store.verify_all();
     assert_eq!((v.ok, v.removed), (pieces.len() as u64, 0));
 }
+
+#[test]
+fn staged_pieces_are_indexed_only_by_their_batch_commit() {
+    use super::store::Staging;
+    let dir = tempfile::tempdir().unwrap();
+    let (m, pieces) = torrent("b", 5, 6 * PL);
+    let (other, op) = torrent("o", 6, 2 * PL);
+    let store = PieceStore::open(dir.path(), u64::MAX).unwrap();
+    store.put_metainfo(&m).unwrap();
+    store.put_metainfo(&other).unwrap();
+    let stage = |m: &Metainfo, i: u32, p: &[u8]| {
+        let v = crate::swarm::VerifiedPiece::verify(m, i, p.to_vec()).unwrap();
+        match store.stage_verified(&v).unwrap() {
+            Staging::Staged(s) => s,
+            _ => panic!("piece {i} not staged"),
+        }
+    };
+    let mut batch: Vec<_> = (0..4u32)
+        .map(|i| stage(&m, i, &pieces[i as usize]))
+        .collect();
+    batch.push(stage(&m, 1, &pieces[1])); // the same piece twice in one batch
+    batch.push(stage(&other, 0, &op[0])); // another swarm's directory
+    batch.push(stage(&other, 1, &op[1]));
+    // Staged is neither listed nor served: only the temp files exist.
+    assert!(store.pieces(&m.info_hash).is_empty());
+    assert_eq!(store.get(&key(&m, 0)).unwrap(), None);
+    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 7);
+    // A swarm removed between staging and commit gets none of its pieces back.
+    store.remove_swarm(&other.info_hash).unwrap();
+    assert_eq!(store.commit(batch).unwrap(), 5);
+    assert_eq!(store.pieces(&m.info_hash), vec![0, 1, 2, 3]);
+    assert!(store.pieces(&other.info_hash).is_empty());
+    assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    let c = store.counters();
+    assert_eq!((c.inserted_pieces, c.write_errors), (4, 0));
+    drop(store);
+    let again = PieceStore::open(dir.path(), u64::MAX).unwrap();
+    assert_eq!(again.pieces(&m.info_hash), vec![0, 1, 2, 3]);
+    let v = again.verify_all();
+    assert_eq!((v.ok, v.removed), (4, 0));
+}

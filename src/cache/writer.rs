@@ -1,13 +1,21 @@
-//! Cache writes off the packet path. Writing a piece means a file write and two fsyncs;
-//! the engine hands verified pieces to this writer thread through a bounded queue and goes
-//! on (when the queue is full it waits: a replay must not lose pieces). Until a queued
-//! piece is on disk it counts as cached, so would-be hits do not depend on disk latency.
+//! Cache writes off the packet path. The engine hands verified pieces to this writer thread
+//! through a bounded queue and goes on (when the queue is full it waits: a replay must not
+//! lose pieces). Until a queued piece is on disk it counts as cached, so would-be hits do not
+//! depend on disk latency.
+//!
+//! The thread works in batches: it waits for one piece, then takes whatever else is queued
+//! (at most the queue size, and [`MAX_BATCH`]). Each piece goes to its temp file at once and
+//! its buffer is freed; then the batch is made durable together and only then indexed
+//! ([`PieceStore::commit`]: one sync of the files, renames, one fsync per directory). The
+//! busier the disk, the longer the queue, the larger the batches and the fewer the syncs per
+//! piece; when the disk keeps up, batches are small and a piece is on disk sooner.
 
 use std::collections::HashSet;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::store::Staging;
 use super::{PieceKey, PieceStore};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
 
@@ -17,6 +25,10 @@ pub struct StoreWriter {
     pending: Arc<Mutex<HashSet<PieceKey>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// Pieces per batch at most, whatever the queue size: each holds an open file until its batch
+/// is committed.
+pub const MAX_BATCH: usize = 64;
 
 fn key_of(p: &VerifiedPiece) -> PieceKey {
     PieceKey {
@@ -28,15 +40,34 @@ fn key_of(p: &VerifiedPiece) -> PieceKey {
 impl StoreWriter {
     /// `queue`: pieces waiting for the disk at most (memory: queue x piece length).
     pub fn new(store: Arc<PieceStore>, queue: usize) -> StoreWriter {
-        let (tx, rx) = sync_channel::<VerifiedPiece>(queue.max(1));
+        let queue = queue.max(1);
+        let (tx, rx) = sync_channel::<VerifiedPiece>(queue);
         let pending: Arc<Mutex<HashSet<PieceKey>>> = Arc::default();
         let (st, pe) = (store.clone(), pending.clone());
+        let most = queue.min(MAX_BATCH);
         let thread = std::thread::spawn(move || {
-            for piece in rx {
-                // Errors are counted by the store; the piece is then simply not cached.
-                let _ = st.insert_verified(&piece);
+            let mut keys = Vec::with_capacity(most);
+            let mut batch = Vec::with_capacity(most);
+            while let Ok(first) = rx.recv() {
+                let mut next = Some(first);
+                while let Some(piece) = next.take() {
+                    keys.push(key_of(&piece));
+                    // Not durable yet, so not indexed: `pending` keeps it counted as cached.
+                    if let Ok(Staging::Staged(s)) = st.stage_verified(&piece) {
+                        batch.push(s);
+                    }
+                    drop(piece);
+                    if keys.len() < most {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                // Durable, then indexed. Errors are counted by the store; such pieces are
+                // simply not cached.
+                let _ = st.commit(std::mem::take(&mut batch));
                 if let Ok(mut p) = pe.lock() {
-                    p.remove(&key_of(&piece));
+                    for k in keys.drain(..) {
+                        p.remove(&k);
+                    }
                 }
             }
         });
