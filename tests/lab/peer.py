@@ -8,6 +8,7 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          prints a JSON line {"info_hash", "magnet", ...}.
   seed   --torrent T --data-dir D --listen IP:PORT [--encryption plain|rc4]
          [--transport tcp|utp] [--upload-limit BYTES_PER_S] [--stats-file F]
+         [--outgoing-interfaces IP]
          seeds until SIGTERM/SIGINT or --max-seconds; writes --ready-file
          after the first successful tracker announce.
          --upload-limit caps its upload (libtorrent upload_rate_limit for the
@@ -54,6 +55,7 @@ port of --listen). Tracker announces stay HTTP over TCP either way.
 """
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import os
@@ -252,7 +254,7 @@ def cmd_seed(args):
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGUSR1, _on_usr1)
-    ses = session_for(args.listen, args.encryption, args.transport)
+    ses = session_for(args.listen, args.encryption, args.transport, args.outgoing_interfaces)
     if args.upload_limit:
         ses.apply_settings({"upload_rate_limit": args.upload_limit})
     ti = lt.torrent_info(args.torrent)
@@ -508,6 +510,7 @@ def cmd_truth(args):
 
 
 def main():
+    faulthandler.enable()  # a crash inside libtorrent prints the Python stack
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -528,6 +531,8 @@ def main():
     s.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
     s.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
     s.add_argument("--ready-file")
+    s.add_argument("--outgoing-interfaces", default="",
+                   help="libtorrent outgoing_interfaces, e.g. the --listen IP (default: OS)")
     s.add_argument("--upload-limit", type=int, default=0,
                    help="upload rate limit, bytes/s (0: none)")
     s.add_argument("--stats-file", help="upload counters JSON (see the module doc)")
