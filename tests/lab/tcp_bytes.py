@@ -12,9 +12,9 @@ headers only) counts the same as a full one. Prints a JSON object:
   payload_bytes      sum of the payload of every matching segment, retransmissions
                      included: what the sender put on the wire
   new_payload_bytes  the same without retransmitted bytes: per direction of a
-                     connection, only bytes beyond the highest sequence number seen so
-                     far count (captured at the sender's side, segments leave in order,
-                     so anything at or below that mark is a retransmission)
+                     connection, the size of the union of the sequence ranges the
+                     segments carried (each byte of the stream counts once, however
+                     often it was sent; a capture may also list segments out of order)
   segments, payload_segments, flows ([{src, sport, dst, dport, ...}, ...]),
   frames (all frames in the file), truncated_frames (captured length shorter than the
   headers: not counted, should be 0)
@@ -103,23 +103,35 @@ def main():
         fl = flows.get(key)
         if fl is None:
             fl = flows[key] = {"segments": 0, "payload_segments": 0, "payload_bytes": 0,
-                               "new_payload_bytes": 0, "high": None}
+                               "base": None, "hi": 0, "ranges": []}
         fl["segments"] += 1
         if plen == 0:
             continue
         fl["payload_segments"] += 1
         fl["payload_bytes"] += plen
-        end = (seq + plen) & 0xFFFFFFFF
-        if fl["high"] is None:
-            fl["high"] = seq  # first data seen: everything from here on is new
-        ahead = (end - fl["high"]) & 0xFFFFFFFF  # modular: how far end is past the mark
-        if 0 < ahead <= plen:
-            fl["new_payload_bytes"] += ahead
-            fl["high"] = end
-        elif 0 < ahead < 0x80000000:  # a hole before it (not captured): count it all
-            fl["new_payload_bytes"] += plen
-            fl["high"] = end
+        # unwrap the 32-bit sequence number: offset from the flow's first data segment,
+        # taken as the nearest (signed) distance from the highest end seen so far
+        if fl["base"] is None:
+            fl["base"] = seq
+        d = (seq - fl["base"] - fl["hi"]) & 0xFFFFFFFF
+        if d >= 0x80000000:
+            d -= 1 << 32
+        start = fl["hi"] + d
+        fl["ranges"].append((start, start + plen))
+        fl["hi"] = max(fl["hi"], start + plen)
 
+    for f in flows.values():
+        new, cur_s, cur_e = 0, None, None
+        for a_, b_ in sorted(f.pop("ranges")):
+            if cur_e is None or a_ > cur_e:
+                if cur_e is not None:
+                    new += cur_e - cur_s
+                cur_s, cur_e = a_, b_
+            else:
+                cur_e = max(cur_e, b_)
+        if cur_e is not None:
+            new += cur_e - cur_s
+        f["new_payload_bytes"] = new
     out = {"frames": n_frames, "truncated_frames": truncated, "flows": []}
     for k in ("segments", "payload_segments", "payload_bytes", "new_payload_bytes"):
         out[k] = sum(f[k] for f in flows.values())
