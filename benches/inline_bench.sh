@@ -175,3 +175,4 @@ if results:
         if v and up_speed:
             print("%s / fill (served from cache vs rate-limited upstream): %.1fx" % (n, v / up_speed))
 EOF
+exit 0

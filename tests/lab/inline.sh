@@ -290,9 +290,10 @@ step_result() { # COMPLETED(true|false) SHA256 EXPECTED_SHA256 LOG
     fi
 }
 
-# add_sub_ip IP: a subscriber address for one client (198.18.0.2 is there already)
+# add_sub_ip IP: a subscriber address for one client (unless there already: 198.18.0.2,
+# or a step run again)
 add_sub_ip() {
-    [[ $1 == "$LAB_SUB_IP" ]] || lab_add_sub_ip "$1"
+    lab_in "$LAB_SUB_NS" ip -o -4 addr show dev "$LAB_SUB_IF" | grep -q " $1/" || lab_add_sub_ip "$1"
 }
 
 box_alive() {
@@ -333,7 +334,9 @@ libtorrent_attempt() {
     put file_size n "$SIZE"
     add_sub_ip "$ip"
     measure_begin "$name" "$stats" "$spid"
-    lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 90)) "$PY" "$PEER" leech \
+    # shellcheck disable=SC2086  # LAB_LEECH_WRAP: a debugging prefix, e.g.
+    # 'gdb -q -batch -ex run -ex "thread apply all bt" --args' (a client crash's stack)
+    lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 90)) ${LAB_LEECH_WRAP:-} "$PY" "$PEER" leech \
         --torrent "$torrent" --save-dir "$WORK/dl/$name" \
         --listen "$ip:$BT_PORT" --outgoing-interfaces "$ip" --encryption "$enc" \
         --expect-sha256 "$sha" --truth "$truth" --timeout "$STEP_TMO" --recheck \
@@ -739,4 +742,4 @@ with open(sys.argv[1], "wb") as f:
     fi
 }
 
-main "$@"
+main "$@"; exit $?   # one line: bash reads no further (safe if the file changes meanwhile)
