@@ -139,6 +139,8 @@ def session_for(listen, encryption, transport="tcp", outgoing=""):
         | lt.alert_category.stats
         | lt.alert_category.block_progress,
         "user_agent": "peercache-lab/libtorrent-" + lt.__version__,
+        # alerts are popped every 10..200 ms (wait_alerts): room for a fast download's
+        "alert_queue_size": 100000,
     }
     if encryption == "rc4":
         s["out_enc_policy"] = int(lt.enc_policy.forced)
@@ -161,6 +163,15 @@ def _on_signal(_sig, _frm):
 
 
 BLOCKS_FINISHED = 0  # block_finished_alert count, across every drain()
+
+
+def wait_alerts(ms):
+    """Wait before the next pop_alerts(). Not session.wait_for_alert(): its Python binding
+    converts the alert it returns (a dynamic_cast) after the call, while libtorrent's
+    network thread may already have grown the alert queue under it; under a steady flow of
+    block alerts that segfaulted (python3-libtorrent 2.0.8, about once in 25 rate-limited
+    8 MiB downloads; cf. libtorrent issue 5018). Polling with a short sleep is safe."""
+    time.sleep(ms / 1000.0)
 
 
 def drain(ses, verbose=True):
@@ -270,7 +281,7 @@ def cmd_seed(args):
     ready = False
     next_announce = 0.0
     while not STOP and time.monotonic() < deadline:
-        ses.wait_for_alert(100)
+        wait_alerts(100)
         if STATS_REQUESTED or time.monotonic() >= stats.next:
             STATS_REQUESTED = False
             stats.write()
@@ -304,7 +315,7 @@ def collect_stats(ses, names, timeout=5.0):
     ses.post_session_stats()
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        ses.wait_for_alert(200)
+        wait_alerts(200)
         for a in drain(ses, verbose=False):
             if isinstance(a, lt.session_stats_alert):
                 vals = a.values
@@ -332,7 +343,7 @@ def cmd_leech(args):
     hash_failures = 0
     freeze = Freeze(args, t0)
     while not STOP and time.monotonic() < deadline:
-        ses.wait_for_alert(20 if freeze.pending() else 200)
+        wait_alerts(10 if freeze.pending() else 50)
         for a in drain(ses, verbose=args.verbose):
             if isinstance(a, (lt.tracker_reply_alert, lt.tracker_error_alert,
                                 lt.metadata_received_alert, lt.peer_connect_alert,
@@ -416,7 +427,7 @@ def recheck(ses, h, ti, timeout=60.0):
     h.force_recheck()
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        ses.wait_for_alert(200)
+        wait_alerts(200)
         for a in drain(ses, verbose=False):
             if isinstance(a, lt.torrent_checked_alert):
                 st = h.status()
