@@ -9,6 +9,8 @@ PKGS=(
     python3 python3-libtorrent      # peer.py (libtorrent-rasterbar 2.0)
     aria2                           # second leecher implementation
     opentracker                     # HTTP tracker (whitelist mode)
+    curl                            # inline.sh: plain HTTP through the box
+    iperf3                          # benches/inline_bench.sh: forwarding rate
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -13,6 +13,15 @@
 #            198.18.0.1, up routes 198.18.0.0/24 via 198.19.0.254. A test may
 #            instead run its own code in pc-box (e.g. the cache in inline mode).
 #
+#   bridge:  pc-sub [pcs0 198.18.0.2/24] <--veth--> [bxs0] pc-box [bxu0] <--veth-->
+#            [pcu0 198.19.0.1/24 + .2/24 + .3/24] pc-up
+#            pc-box's two ports have NO addresses: pc-box is a transparent layer-2
+#            bridge. As in direct, sub and up have on-link routes to each other's /24
+#            (ARP crosses the bridge). Nothing passes until lab_box_bridge_start puts a
+#            bridge in pc-box: a program under test (e.g. `peercache inline` on
+#            bxs0/bxu0) or, without one, the kernel's bridge (the reference).
+#            198.19.0.3 is a second seeder address (another swarm, e.g. encrypted).
+#
 # Roles: 198.18.0.2 = subscriber (leechers), 198.19.0.1 = tracker,
 #        198.19.0.2 = seeder (both on pc-up). lab_add_sub_ip adds more subscriber
 #        addresses (198.18.0.3, .4, ...) to pcs0, for several leechers.
@@ -39,6 +48,7 @@ LAB_SUB_NET=198.18.0.0/24
 LAB_UP_NET=198.19.0.0/24
 LAB_TRACKER_IP=198.19.0.1
 LAB_SEEDER_IP=198.19.0.2
+LAB_SEEDER2_IP=198.19.0.3   # bridge topology only
 LAB_BOX_SUB_IP=198.18.0.1
 LAB_BOX_UP_IP=198.19.0.254
 LAB_MTU=${LAB_MTU:-1500}
@@ -163,6 +173,119 @@ lab_setup_box() {
         lab_check_connectivity
     fi
     LAB_TOPOLOGY=box
+}
+
+# lab_setup_bridge: pc-sub <-> pc-box <-> pc-up, pc-box an address-less layer-2 hop.
+# Connectivity is checked by lab_box_bridge_start (nothing crosses pc-box before).
+lab_setup_bridge() {
+    _lab_ns_init "$LAB_SUB_NS"
+    _lab_ns_init "$LAB_UP_NS"
+    _lab_ns_init "$LAB_BOX_NS"
+    _lab_veth "$LAB_SUB_NS" "$LAB_SUB_IF" "$LAB_BOX_NS" "$LAB_BOX_SUB_IF"
+    _lab_veth "$LAB_BOX_NS" "$LAB_BOX_UP_IF" "$LAB_UP_NS" "$LAB_UP_IF"
+    lab_in "$LAB_SUB_NS" ip addr add "$LAB_SUB_IP/24" dev "$LAB_SUB_IF"
+    _lab_up_addrs
+    lab_in "$LAB_UP_NS" ip addr add "$LAB_SEEDER2_IP/24" dev "$LAB_UP_IF"
+    lab_in "$LAB_SUB_NS" ip route add "$LAB_UP_NET" dev "$LAB_SUB_IF"
+    lab_in "$LAB_UP_NS" ip route add "$LAB_SUB_NET" dev "$LAB_UP_IF"
+    # pc-box never routes and has no address: it can only bridge
+    lab_in "$LAB_BOX_NS" sysctl -qw net.ipv4.ip_forward=0
+    LAB_TOPOLOGY=bridge
+    LAB_BOX_KIND=""
+    LAB_BOX_PID=""
+}
+
+# lab_box_bridge_start [CMD]: put a bridge between bxs0 and bxu0 in pc-box, then check
+# (bounded) that sub reaches up through it.
+#  - CMD (default: env LAB_BOX_CMD) non-empty: run `bash -c CMD` in pc-box, in the
+#    background, output to LAB_BOX_LOG (default /tmp/peercache-lab-box.log), with
+#    LAB_BOX_SUB_IF=bxs0 LAB_BOX_UP_IF=bxu0 LAB_SUB_NET LAB_UP_NET in its environment
+#    (plus whatever the caller exported, e.g. LAB_BOX_METAINFO_DIR, LAB_BOX_WORK,
+#    LAB_BOX_REPORT). Use `exec` in CMD so signals reach the program. Ready when a line
+#    of its log contains "bridging" (bounded: LAB_BOX_READY_S, default 60 s; fails at
+#    once if it exits). lab_box_bridge_stop sends it SIGTERM.
+#  - CMD empty: the kernel bridge br0 (both ports enslaved, STP off, forward delay 0):
+#    the reference, to validate the lab itself and for the latency bench.
+# Sets LAB_BOX_KIND (command|kernel) and LAB_BOX_PID (command only).
+lab_box_bridge_start() {
+    local cmd=${1-${LAB_BOX_CMD:-}} log=${LAB_BOX_LOG:-/tmp/peercache-lab-box.log}
+    local ready_s=${LAB_BOX_READY_S:-60} i ip
+    [[ ${LAB_TOPOLOGY:-} == bridge ]] || lab_die "lab_box_bridge_start: run lab_setup_bridge first"
+    if [[ -n $cmd ]]; then
+        : >"$log"
+        lab_bg "$LAB_BOX_NS" "$log" env LAB_BOX_SUB_IF="$LAB_BOX_SUB_IF" \
+            LAB_BOX_UP_IF="$LAB_BOX_UP_IF" LAB_SUB_NET="$LAB_SUB_NET" LAB_UP_NET="$LAB_UP_NET" \
+            bash -c "$cmd"
+        LAB_BOX_PID=$LAB_LAST_PID
+        LAB_BOX_KIND=command
+        for ((i = 0; i < ready_s * 10; i++)); do
+            grep -q bridging "$log" 2>/dev/null && break
+            if ! kill -0 "$LAB_BOX_PID" 2>/dev/null; then
+                cat "$log" >&2
+                lab_die "box command exited before it was bridging (log: $log)"
+            fi
+            sleep 0.1
+        done
+        grep -q bridging "$log" \
+            || { cat "$log" >&2; lab_die "box command not bridging after ${ready_s}s (log: $log)"; }
+        lab_log "box command bridging $LAB_BOX_SUB_IF <-> $LAB_BOX_UP_IF (pid $LAB_BOX_PID, log $log)"
+    else
+        lab_in "$LAB_BOX_NS" ip link add br0 type bridge stp_state 0 forward_delay 0
+        lab_in "$LAB_BOX_NS" ip link set "$LAB_BOX_SUB_IF" master br0
+        lab_in "$LAB_BOX_NS" ip link set "$LAB_BOX_UP_IF" master br0
+        lab_in "$LAB_BOX_NS" ip link set br0 up
+        LAB_BOX_KIND=kernel
+        lab_log "kernel bridge br0: $LAB_BOX_SUB_IF <-> $LAB_BOX_UP_IF"
+    fi
+    # the first packets may still be learning (ARP): up to 5 tries of 2 s each
+    for ip in "$LAB_TRACKER_IP" "$LAB_SEEDER_IP" "$LAB_SEEDER2_IP"; do
+        for ((i = 0; i < 5; i++)); do
+            lab_in "$LAB_SUB_NS" ping -n -q -c 1 -W 2 "$ip" >/dev/null && break
+        done
+        ((i < 5)) || lab_die "no connectivity $LAB_SUB_NS -> $ip through the $LAB_BOX_KIND bridge"
+    done
+}
+
+# lab_box_bridge_stop: stop what lab_box_bridge_start started. A box command gets
+# SIGTERM and LAB_BOX_STOP_S (default 30) seconds to exit (it may write a report), then
+# SIGKILL. Sets LAB_BOX_EXIT: its exit status, "killed", or "" (kernel bridge).
+lab_box_bridge_stop() {
+    local stop_s=${LAB_BOX_STOP_S:-30} i rc
+    LAB_BOX_EXIT=""
+    case ${LAB_BOX_KIND:-} in
+    command)
+        if kill -0 "$LAB_BOX_PID" 2>/dev/null; then
+            kill -TERM "$LAB_BOX_PID" 2>/dev/null || true
+            for ((i = 0; i < stop_s * 10; i++)); do
+                kill -0 "$LAB_BOX_PID" 2>/dev/null || break
+                sleep 0.1
+            done
+            if kill -0 "$LAB_BOX_PID" 2>/dev/null; then
+                lab_log "box command (pid $LAB_BOX_PID) ignored SIGTERM for ${stop_s}s, killing"
+                kill -KILL "$LAB_BOX_PID" 2>/dev/null || true
+                wait "$LAB_BOX_PID" 2>/dev/null || true
+                LAB_BOX_EXIT=killed
+            fi
+        fi
+        if [[ -z $LAB_BOX_EXIT ]]; then
+            rc=0
+            wait "$LAB_BOX_PID" 2>/dev/null || rc=$?
+            LAB_BOX_EXIT=$rc
+        fi
+        lab_log "box command stopped (exit $LAB_BOX_EXIT)"
+        ;;
+    kernel)
+        lab_in "$LAB_BOX_NS" ip link del br0 2>/dev/null || true
+        ;;
+    esac
+    LAB_BOX_KIND=""
+    LAB_BOX_PID=""
+}
+
+# lab_if_stat NS IF COUNTER: a /sys/class/net statistics counter (tx_bytes, rx_packets,
+# ...) of interface IF in namespace NS (bytes count whole frames, headers included).
+lab_if_stat() {
+    lab_in "$1" cat "/sys/class/net/$2/statistics/$3"
 }
 
 # lab_add_sub_ip IP: one more subscriber address on the subscriber veth (same /24,

@@ -7,13 +7,36 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          writes D/N (content derived from S, reproducible), D/N.torrent (v1),
          prints a JSON line {"info_hash", "magnet", ...}.
   seed   --torrent T --data-dir D --listen IP:PORT [--encryption plain|rc4]
-         [--transport tcp|utp]
+         [--transport tcp|utp] [--upload-limit BYTES_PER_S] [--stats-file F]
+         [--outgoing-interfaces IP]
          seeds until SIGTERM/SIGINT or --max-seconds; writes --ready-file
          after the first successful tracker announce.
+         --upload-limit caps its upload (libtorrent upload_rate_limit for the
+         session and the torrent's own limit; 0 = none).
+         --stats-file: a JSON snapshot of its upload counters ("pid", "seq",
+         "total_payload_upload" = piece payload bytes sent, "total_upload" = all
+         peer-protocol bytes, "final"), rewritten atomically (rename) every
+         0.5 s, at once on SIGUSR1 (a caller wanting a fresh value sends
+         SIGUSR1 and waits for "seq" to change), and on exit ("final": true).
+         Freezing a seeder: SIGSTOP its pid (the "pid" of the stats file). Its
+         kernel keeps the TCP connections open (ACKs, buffers requests) but
+         nothing more is sent; SIGCONT resumes it. SIGKILL would close them.
   leech  (--torrent T | --magnet URI) --save-dir D --listen IP:PORT
          [--encryption plain|rc4] [--transport tcp|utp] [--outgoing-interfaces IP]
+         [--recheck] [--freeze-pid PID [--freeze-at-bytes N] [--freeze-hold S]]
          --expect-sha256 H --truth OUT.json
-         downloads (bounded by --timeout), verifies SHA-256, writes truth JSON.
+         downloads (bounded by --timeout), verifies SHA-256, writes truth JSON
+         ("completed": false plus progress when it fails, then exits 1).
+         "hash_failures" counts hash_failed_alerts (pieces that failed
+         libtorrent's SHA-1 check and were downloaded again).
+         --recheck: once finished, libtorrent re-verifies every piece on disk
+         (force_recheck); "recheck_ok" says all pieces passed.
+         --freeze-pid PID: SIGSTOP process PID (a seeder) as soon as this
+         leecher has received --freeze-at-bytes payload bytes (default 1: its
+         first data); with --freeze-hold S > 0, SIGCONT it again after S s if
+         the download is not complete by then (0: stay frozen; the caller
+         resumes it after the leecher exits). The truth JSON's "freeze" object
+         records when (bytes, seconds), and what came while it was frozen.
          --outgoing-interfaces IP binds outgoing peer connections to IP
          (libtorrent's outgoing_interfaces; default "": the OS picks the source).
          lab.sh tcp-repeat gives each leecher a second (third, ...) address on the
@@ -32,6 +55,7 @@ port of --listen). Tracker announces stay HTTP over TCP either way.
 """
 
 import argparse
+import faulthandler
 import hashlib
 import json
 import os
@@ -115,6 +139,8 @@ def session_for(listen, encryption, transport="tcp", outgoing=""):
         | lt.alert_category.stats
         | lt.alert_category.block_progress,
         "user_agent": "peercache-lab/libtorrent-" + lt.__version__,
+        # alerts are popped every 10..200 ms (wait_alerts): room for a fast download's
+        "alert_queue_size": 100000,
     }
     if encryption == "rc4":
         s["out_enc_policy"] = int(lt.enc_policy.forced)
@@ -137,6 +163,15 @@ def _on_signal(_sig, _frm):
 
 
 BLOCKS_FINISHED = 0  # block_finished_alert count, across every drain()
+
+
+def wait_alerts(ms):
+    """Wait before the next pop_alerts(). Not session.wait_for_alert(): its Python binding
+    converts the alert it returns (a dynamic_cast) after the call, while libtorrent's
+    network thread may already have grown the alert queue under it; under a steady flow of
+    block alerts that segfaulted (python3-libtorrent 2.0.8, about once in 25 rate-limited
+    8 MiB downloads; cf. libtorrent issue 5018). Polling with a short sleep is safe."""
+    time.sleep(ms / 1000.0)
 
 
 def drain(ses, verbose=True):
@@ -187,20 +222,69 @@ def cmd_make(args):
     print(json.dumps(facts))
 
 
+STATS_REQUESTED = False
+
+
+def _on_usr1(_sig, _frm):
+    global STATS_REQUESTED
+    STATS_REQUESTED = True
+
+
+class SeedStats:
+    """The seeder's upload counters in a JSON file, replaced atomically."""
+
+    def __init__(self, path, handle):
+        self.path, self.h, self.seq, self.next = path, handle, 0, 0.0
+
+    def write(self, final=False):
+        if not self.path:
+            return
+        st = self.h.status()
+        self.seq += 1
+        d = {
+            "pid": os.getpid(),
+            "seq": self.seq,
+            "time": time.time(),
+            "final": final,
+            "total_payload_upload": st.total_payload_upload,
+            "total_upload": st.total_upload,
+            "all_time_upload": st.all_time_upload,
+            "num_peers": st.num_peers,
+            "upload_limit": self.h.upload_limit(),
+        }
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(d, f, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.path)
+        self.next = time.monotonic() + 0.5
+
+
 def cmd_seed(args):
+    global STATS_REQUESTED
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    ses = session_for(args.listen, args.encryption, args.transport)
+    signal.signal(signal.SIGUSR1, _on_usr1)
+    ses = session_for(args.listen, args.encryption, args.transport, args.outgoing_interfaces)
+    if args.upload_limit:
+        ses.apply_settings({"upload_rate_limit": args.upload_limit})
     ti = lt.torrent_info(args.torrent)
     p = lt.add_torrent_params()
     p.ti = ti
     p.save_path = args.data_dir
     h = ses.add_torrent(p)
+    if args.upload_limit:
+        h.set_upload_limit(args.upload_limit)
+    stats = SeedStats(args.stats_file, h)
+    stats.write()
     deadline = time.monotonic() + args.max_seconds
     ready = False
     next_announce = 0.0
     while not STOP and time.monotonic() < deadline:
-        ses.wait_for_alert(200)
+        wait_alerts(100)
+        if STATS_REQUESTED or time.monotonic() >= stats.next:
+            STATS_REQUESTED = False
+            stats.write()
         for a in drain(ses):
             if isinstance(a, lt.tracker_reply_alert) and not ready:
                 st = h.status()
@@ -221,6 +305,7 @@ def cmd_seed(args):
             h.force_reannounce()
             next_announce = time.monotonic() + 2.0
     st = h.status()
+    stats.write(final=True)
     log("seeder exiting: uploaded %d bytes (payload %d)" % (st.total_upload, st.total_payload_upload))
     sys.exit(0 if ready else 1)
 
@@ -230,7 +315,7 @@ def collect_stats(ses, names, timeout=5.0):
     ses.post_session_stats()
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        ses.wait_for_alert(200)
+        wait_alerts(200)
         for a in drain(ses, verbose=False):
             if isinstance(a, lt.session_stats_alert):
                 vals = a.values
@@ -255,23 +340,36 @@ def cmd_leech(args):
     t0 = time.monotonic()
     deadline = t0 + args.timeout
     done = False
+    hash_failures = 0
+    freeze = Freeze(args, t0)
     while not STOP and time.monotonic() < deadline:
-        ses.wait_for_alert(200)
+        wait_alerts(10 if freeze.pending() else 50)
         for a in drain(ses, verbose=args.verbose):
             if isinstance(a, (lt.tracker_reply_alert, lt.tracker_error_alert,
                                 lt.metadata_received_alert, lt.peer_connect_alert,
                                 lt.peer_disconnected_alert, lt.torrent_finished_alert,
-                                lt.torrent_error_alert)) and not args.verbose:
+                                lt.torrent_error_alert, lt.hash_failed_alert)) and not args.verbose:
                 log(type(a).__name__ + ":", a.message())
+            if isinstance(a, lt.hash_failed_alert):
+                hash_failures += 1
             if isinstance(a, lt.torrent_finished_alert):
                 done = True
         if done:
             break
+        freeze.poll(h)
     elapsed = time.monotonic() - t0
+    freeze.finish(h, done)
     if not done:
         st = h.status()
         log("FAILED: not finished after %.1fs (state %s, progress %.3f, peers %d)"
             % (elapsed, st.state, st.progress, st.num_peers))
+        write_json(args.truth, {
+            "completed": False, "progress": st.progress,
+            "payload_bytes_received": st.total_payload_download,
+            "hash_failures": hash_failures, "elapsed_seconds": round(elapsed, 3),
+            "freeze": freeze.record(), "client": "libtorrent",
+            "client_version": lt.__version__,
+        })
         sys.exit(1)
     # let in-flight (endgame duplicate) PIECE messages land before counting
     time.sleep(args.settle)
@@ -280,12 +378,16 @@ def cmd_leech(args):
     ti = h.torrent_file()
     facts = torrent_facts(ti)
     path = os.path.join(args.save_dir, ti.files().file_path(0))
-    got = sha256_file(path)
-    if got != args.expect_sha256:
-        log("FAILED: sha256 mismatch %s != %s" % (got, args.expect_sha256))
-        sys.exit(1)
     st = h.status()
+    payload = st.total_payload_download
+    recheck_ok = recheck(ses, h, ti) if args.recheck else None
+    got = sha256_file(path)
     truth = {
+        "completed": True,
+        "sha256_ok": got == args.expect_sha256,
+        "hash_failures": hash_failures,
+        "recheck_ok": recheck_ok,
+        "freeze": freeze.record(),
         "info_hash": facts["info_hash"],
         "file_size": facts["file_size"],
         "piece_length": facts["piece_length"],
@@ -294,7 +396,7 @@ def cmd_leech(args):
         "blocks_received": stats["ses.num_incoming_piece"],
         "block_finished_alerts": BLOCKS_FINISHED,
         "requests_sent": stats["ses.num_outgoing_request"],
-        "payload_bytes_received": st.total_payload_download,
+        "payload_bytes_received": payload,
         "sha256": got,
         "client": "libtorrent",
         "client_version": lt.__version__,
@@ -303,10 +405,93 @@ def cmd_leech(args):
         "transport": args.transport,
         "download_seconds": round(elapsed, 3),
     }
-    with open(args.truth, "w") as f:
-        json.dump(truth, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json(args.truth, truth)
+    if got != args.expect_sha256:
+        log("FAILED: sha256 mismatch %s != %s" % (got, args.expect_sha256))
+        sys.exit(1)
+    if args.recheck and not recheck_ok:
+        log("FAILED: libtorrent's recheck of the finished download failed")
+        sys.exit(1)
     log("leech OK in %.2fs: %s" % (elapsed, json.dumps(truth)))
+
+
+def write_json(path, d):
+    with open(path, "w") as f:
+        json.dump(d, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def recheck(ses, h, ti, timeout=60.0):
+    """libtorrent's own verification of the finished download: force_recheck re-hashes
+    every piece on disk; True when all of them pass (the torrent is whole again)."""
+    h.force_recheck()
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        wait_alerts(200)
+        for a in drain(ses, verbose=False):
+            if isinstance(a, lt.torrent_checked_alert):
+                st = h.status()
+                ok = st.num_pieces == ti.num_pieces() and st.progress >= 1.0
+                log("recheck: %d/%d pieces pass" % (st.num_pieces, ti.num_pieces()))
+                return ok
+    log("recheck: no torrent_checked_alert after %.0fs" % timeout)
+    return False
+
+
+class Freeze:
+    """Stop (SIGSTOP) a seeder once this leecher has its first data, see --freeze-pid."""
+
+    def __init__(self, args, t0):
+        self.pid, self.at, self.hold = args.freeze_pid, args.freeze_at_bytes, args.freeze_hold
+        self.t0 = t0
+        self.frozen_at = None   # (monotonic time, payload bytes) at SIGSTOP
+        self.resumed_at = None  # (monotonic time, payload bytes) at SIGCONT, if any
+        self.end = None         # (monotonic time, payload bytes) when the download ended
+        self.done = False
+
+    def pending(self):
+        return self.pid is not None and self.frozen_at is None
+
+    def poll(self, h):
+        if self.pid is None:
+            return
+        if self.frozen_at is None:
+            got = h.status().total_payload_download
+            if got >= self.at:
+                os.kill(self.pid, signal.SIGSTOP)
+                self.frozen_at = (time.monotonic(), got)
+                log("FREEZE: SIGSTOP seeder pid %d after %d payload bytes (%.2fs)"
+                    % (self.pid, got, self.frozen_at[0] - self.t0))
+        elif self.resumed_at is None and self.hold > 0 \
+                and time.monotonic() >= self.frozen_at[0] + self.hold:
+            os.kill(self.pid, signal.SIGCONT)
+            self.resumed_at = (time.monotonic(), h.status().total_payload_download)
+            log("FREEZE: SIGCONT seeder pid %d after %.1fs frozen (%d payload bytes now)"
+                % (self.pid, self.hold, self.resumed_at[1]))
+
+    def finish(self, h, done):
+        if self.pid is not None:
+            self.end = (time.monotonic(), h.status().total_payload_download)
+            self.done = done
+
+    def record(self):
+        if self.pid is None:
+            return None
+        r = {"pid": self.pid, "at_bytes_threshold": self.at, "hold_seconds": self.hold,
+             "frozen": self.frozen_at is not None, "resumed": self.resumed_at is not None}
+        if self.frozen_at is not None:
+            t, b = self.frozen_at
+            stop_t, stop_b = self.resumed_at or self.end
+            r.update({
+                "frozen_at_seconds": round(t - self.t0, 3),
+                "payload_bytes_before_freeze": b,
+                "payload_bytes_after_freeze": self.end[1] - b,
+                # while the seeder was stopped (until SIGCONT or the end of the download)
+                "payload_bytes_while_frozen": stop_b - b,
+                "frozen_seconds": round(stop_t - t, 3),
+                "completed_while_frozen": self.done and self.resumed_at is None,
+            })
+        return r
 
 
 def cmd_truth(args):
@@ -336,6 +521,7 @@ def cmd_truth(args):
 
 
 def main():
+    faulthandler.enable()  # a crash inside libtorrent prints the Python stack
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -356,6 +542,11 @@ def main():
     s.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
     s.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
     s.add_argument("--ready-file")
+    s.add_argument("--outgoing-interfaces", default="",
+                   help="libtorrent outgoing_interfaces, e.g. the --listen IP (default: OS)")
+    s.add_argument("--upload-limit", type=int, default=0,
+                   help="upload rate limit, bytes/s (0: none)")
+    s.add_argument("--stats-file", help="upload counters JSON (see the module doc)")
     s.add_argument("--max-seconds", type=float, default=900)
 
     l = sub.add_parser("leech")
@@ -372,6 +563,13 @@ def main():
     l.add_argument("--truth", required=True)
     l.add_argument("--timeout", type=float, default=120)
     l.add_argument("--settle", type=float, default=1.0)
+    l.add_argument("--recheck", action="store_true",
+                   help="re-verify every piece on disk with libtorrent once finished")
+    l.add_argument("--freeze-pid", type=int, default=None,
+                   help="SIGSTOP this pid (a seeder) once --freeze-at-bytes arrived")
+    l.add_argument("--freeze-at-bytes", type=int, default=1)
+    l.add_argument("--freeze-hold", type=float, default=0.0,
+                   help="SIGCONT the frozen pid after this many seconds (0: never)")
     l.add_argument("--verbose", action="store_true")
 
     t = sub.add_parser("truth")

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Inline bench (issue 5; a bench, not a timed test): in the lab's `bridge` topology
+# (tests/lab/netns.sh: pc-sub <-> pc-box <-> pc-up, pc-box an address-less bridge), the box
+# under test (LAB_BOX_CMD, e.g. `peercache inline`, same contract as tests/lab/inline.sh)
+# against the kernel's bridge:
+#   - latency the bridge adds: PINGS (default 1000) pings sub -> up, 10 ms apart; p50/p99/max
+#     of the per-packet RTTs (parsed from each reply line, not ping's summary);
+#   - forwarding rate: iperf3 TCP sub -> up (Gbit/s, IPERF_S seconds, default 5) and UDP with
+#     64-byte payloads at full speed (packets/s that reached pc-up, loss);
+#   - served-from-cache download speed against the rate-limited upstream speed, taken from a
+#     tests/lab/inline.sh results file: fill (from the seeders, rate-limited) versus
+#     libtorrent-again and aria2-again (from the cache when the box caches).
+#
+#   sudo LAB_BOX_CMD='exec target/release/peercache inline --subscriber-iface "$LAB_BOX_SUB_IF"
+#        --upstream-iface "$LAB_BOX_UP_IF" --cache-dir "$LAB_BOX_WORK/cache"
+#        --metainfo "$LAB_BOX_METAINFO_DIR" --report "$LAB_BOX_REPORT"' benches/inline_bench.sh
+#   benches/inline_bench.sh --results RESULTS.json   use an existing inline.sh results file
+#   benches/inline_bench.sh --no-downloads           latency and forwarding only
+# Without --results (and without --no-downloads) it runs tests/lab/inline.sh once with
+# LAB_BOX_CMD (kernel bridge when unset) into its work dir. Without LAB_BOX_CMD only the
+# kernel bridge is measured. Needs root, the lab's packages and iperf3
+# (tests/lab/install.sh); the forwarding rows are skipped when iperf3 is missing.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_DIR="$HERE/../tests/lab"
+# shellcheck source=../tests/lab/netns.sh
+source "$LAB_DIR/netns.sh"
+PY=/usr/bin/python3
+PINGS=${PINGS:-1000}
+IPERF_S=${IPERF_S:-5}
+RESULTS=""
+DOWNLOADS=1
+while (($#)); do
+    case $1 in
+    --results) RESULTS=$2; shift 2 ;;
+    --no-downloads) DOWNLOADS=0; shift ;;
+    *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    esac
+done
+[[ $(id -u) == 0 ]] || lab_die "must run as root (network namespaces)"
+[[ $PINGS =~ ^[0-9]+$ && $PINGS -ge 10 && $PINGS -le 100000 ]] || lab_die "PINGS: 10..100000"
+[[ $IPERF_S =~ ^[0-9]+$ && $IPERF_S -ge 1 && $IPERF_S -le 120 ]] || lab_die "IPERF_S: 1..120"
+HAVE_IPERF=1
+command -v iperf3 >/dev/null || { HAVE_IPERF=0; lab_log "iperf3 missing: no forwarding rows (tests/lab/install.sh)"; }
+lab_wait_free "${LAB_WAIT_S:-0}" || lab_die "lab busy (namespaces exist; 'tests/lab/lab.sh down' clears leftovers)"
+
+OUT=$(mktemp -d /tmp/peercache-inline-bench.XXXXXX)
+chmod 755 "$OUT"
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n ${LAB_BOX_KIND:-} ]]; then lab_box_bridge_stop || true; fi
+    lab_teardown
+    if [[ $rc != 0 ]]; then
+        for f in "$OUT"/*.log; do [[ -f $f ]] && { echo "----- $f" >&2; tail -n 30 "$f" >&2; }; done
+        lab_log "bench failed; work dir kept: $OUT"
+    else
+        rm -rf -- "$OUT"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# measure KIND CMD: one lab, one bridge, every measurement into $OUT/KIND.*
+measure() {
+    local kind=$1 cmd=$2 pid
+    lab_log "--- $kind"
+    lab_setup_bridge
+    mkdir -p "$OUT/$kind-box" "$OUT/$kind-meta"
+    # the same environment as tests/lab/inline.sh gives the box (no torrents here)
+    export LAB_BOX_LOG="$OUT/$kind-box.log" LAB_BOX_WORK="$OUT/$kind-box" \
+        LAB_BOX_METAINFO_DIR="$OUT/$kind-meta" LAB_BOX_REPORT="$OUT/$kind-box/report.json"
+    lab_box_bridge_start "$cmd"
+    # warm-up (ARP, learning), then the timed run
+    lab_in "$LAB_SUB_NS" ping -n -q -c 20 -i 0.01 -W 1 "$LAB_SEEDER_IP" >/dev/null || true
+    lab_in "$LAB_SUB_NS" timeout $((PINGS / 50 + 60)) ping -n -i 0.01 -c "$PINGS" -W 1 \
+        "$LAB_SEEDER_IP" >"$OUT/$kind.ping" 2>&1 || true
+    if ((HAVE_IPERF)); then
+        lab_bg "$LAB_UP_NS" "$OUT/$kind-iperf3-server.log" iperf3 -s -B "$LAB_SEEDER_IP" -p 5201
+        pid=$LAB_LAST_PID
+        lab_wait_port "$LAB_UP_NS" "$LAB_SEEDER_IP" 5201 50 || lab_die "iperf3 server did not start"
+        lab_in "$LAB_SUB_NS" timeout $((IPERF_S + 30)) iperf3 -c "$LAB_SEEDER_IP" -p 5201 \
+            -B "$LAB_SUB_IP" -t "$IPERF_S" -J >"$OUT/$kind.tcp.json" 2>"$OUT/$kind-iperf3-tcp.log" \
+            || lab_log "iperf3 TCP failed ($kind)"
+        sleep 0.5
+        lab_in "$LAB_SUB_NS" timeout $((IPERF_S + 30)) iperf3 -c "$LAB_SEEDER_IP" -p 5201 \
+            -B "$LAB_SUB_IP" -u -b 0 -l 64 -t "$IPERF_S" -J >"$OUT/$kind.udp.json" \
+            2>"$OUT/$kind-iperf3-udp.log" || lab_log "iperf3 UDP failed ($kind)"
+        lab_stop "$pid" TERM 50
+    fi
+    lab_box_bridge_stop
+    lab_teardown
+}
+
+measure kernel ""
+if [[ -n ${LAB_BOX_CMD:-} ]]; then measure box "$LAB_BOX_CMD"; fi
+
+if ((DOWNLOADS)) && [[ -z $RESULTS ]]; then
+    lab_log "--- downloads: tests/lab/inline.sh (${LAB_BOX_CMD:+box command}${LAB_BOX_CMD:-kernel bridge})"
+    RESULTS="$OUT/inline/results.json"
+    LAB_WAIT_S=${LAB_WAIT_S:-30} "$LAB_DIR/inline.sh" "$RESULTS" >"$OUT/inline.log" 2>&1 \
+        || { tail -n 40 "$OUT/inline.log" >&2; lab_die "tests/lab/inline.sh failed"; }
+fi
+
+"$PY" - "$OUT" "$PINGS" "${RESULTS:-}" "${LAB_BOX_CMD:+box}" <<'EOF'
+import json, os, re, sys
+out, pings, results, has_box = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+kinds = ["kernel"] + (["box"] if has_box else [])
+label = {"kernel": "kernel bridge", "box": "box (LAB_BOX_CMD)"}
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+def load(path):
+    try:
+        return json.load(open(path))
+    except (OSError, ValueError):
+        return None
+
+print("\nlatency: %d pings pc-sub -> pc-up through pc-box, 10 ms apart (RTT, ms)" % pings)
+print("%-20s %8s %8s %8s %8s %7s" % ("bridge", "p50", "p99", "max", "mean", "loss"))
+for k in kinds:
+    rtts = [float(m.group(1)) for m in re.finditer(r"time=([0-9.]+) ms", open(os.path.join(out, k + ".ping")).read())]
+    loss = 100.0 * (pings - len(rtts)) / pings
+    f = lambda v: "%8.3f" % v if v is not None else "%8s" % "-"
+    print("%-20s %s %s %s %s %6.1f%%" % (label[k], f(pct(rtts, 50)), f(pct(rtts, 99)),
+          f(max(rtts) if rtts else None), f(sum(rtts) / len(rtts) if rtts else None), loss))
+
+if any(os.path.exists(os.path.join(out, k + ".tcp.json")) for k in kinds):
+    print("\nforwarding: iperf3 pc-sub -> pc-up (offloads off on every veth)")
+    print("%-20s %14s %16s %10s" % ("bridge", "TCP Gbit/s", "UDP 64 B pkt/s", "UDP loss"))
+    for k in kinds:
+        t, u = load(os.path.join(out, k + ".tcp.json")), load(os.path.join(out, k + ".udp.json"))
+        try:
+            gbps = "%14.3f" % (t["end"]["sum_received"]["bits_per_second"] / 1e9)
+        except (TypeError, KeyError):
+            gbps = "%14s" % "-"
+        try:
+            s = u["end"]["sum"]
+            pps = "%16.0f" % ((s["packets"] - s["lost_packets"]) / s["seconds"])
+            loss = "%9.1f%%" % s["lost_percent"]
+        except (TypeError, KeyError, ZeroDivisionError):
+            pps, loss = "%16s" % "-", "%10s" % "-"
+        print("%-20s %s %s %s" % (label[k], gbps, pps, loss))
+
+if results:
+    r = json.load(open(results))
+    size = r["file_size"]
+    print("\ndownloads (%s): %.1f MiB file, seeders limited to %s B/s; %s"
+          % (results, size / 1048576, r["upload_limit"],
+             "box command" if r["box"]["kind"] == "command" else "kernel bridge (nothing cached)"))
+    print("%-17s %-10s %9s %12s %10s" % ("step", "client", "seconds", "MiB/s", "upstream"))
+    for s in r["steps"]:
+        secs = s.get("download_seconds")
+        up = s.get("upstream", {})
+        sent = max(x for x in (up.get("seeder_payload_upload_bytes"), up.get("tcp_payload_bytes"), 0) if x is not None)
+        print("%-17s %-10s %9s %12s %9.1f%%" % (
+            s["name"], s["client"], "%.3f" % secs if secs else "-",
+            "%.2f" % (size / 1048576 / secs) if secs and s.get("completed") else "-",
+            100.0 * sent / size))
+    by = {s["name"]: s for s in r["steps"]}
+    def speed(n):
+        s = by.get(n)
+        return size / s["download_seconds"] if s and s.get("completed") and s.get("download_seconds") else None
+    up_speed = speed("fill")
+    for n in ("libtorrent-again", "aria2-again"):
+        v = speed(n)
+        if v and up_speed:
+            print("%s / fill (served from cache vs rate-limited upstream): %.1fx" % (n, v / up_speed))
+EOF
+exit 0

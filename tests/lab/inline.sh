@@ -1,0 +1,745 @@
+#!/usr/bin/env bash
+# peercache test lab, end to end through an inline box (issue 5): the `bridge` topology of
+# netns.sh (pc-sub <-> pc-box <-> pc-up, pc-box an address-less layer-2 bridge), one box
+# process bridging bxs0/bxu0 for the whole run, opentracker and two rate-limited libtorrent
+# seeders in pc-up, and one download per step by a fresh client on its own subscriber
+# address in pc-sub:
+#
+#   fill              libtorrent at 198.18.0.2 downloads torrent A (the box's cache fills)
+#   libtorrent-again  libtorrent at 198.18.0.3 downloads A again (new save dir)
+#   aria2-again       aria2c at 198.18.0.4 downloads A again (plain BitTorrent)
+#   seeder-freeze     libtorrent at 198.18.0.5 downloads A; the seeder is frozen (SIGSTOP)
+#                     as soon as this leecher has its first payload bytes (see below)
+#   http              curl at 198.18.0.6 fetches a file from python's http.server at
+#                     198.19.0.1:8080 (plain HTTP through the box)
+#   encrypted         libtorrent at 198.18.0.7 downloads torrent B (other content) from
+#                     the second seeder 198.19.0.3, RC4 forced on both ends
+#
+#   tests/lab/inline.sh [RESULTS.json]    (default: env LAB_INLINE_RESULTS, else
+#                                          /tmp/peercache-inline/results.json)
+#
+# The script measures and records; it does not judge (tests/inline.rs does): it exits 0
+# once the sequence ran and RESULTS.json is written, even if a step failed (that step
+# then says "completed": false; its log is printed and the work dir kept), and non-zero
+# only when the lab itself could not run (setup, box command died, ...), or, with
+# LAB_INLINE_STRICT=1, when a step did not complete byte-identical.
+#
+# The box: env LAB_BOX_CMD, run with `bash -c` in pc-box (use `exec` so SIGTERM reaches
+# the program), with in its environment:
+#   LAB_BOX_SUB_IF=bxs0 LAB_BOX_UP_IF=bxu0   the two ports to bridge (subscriber, upstream)
+#   LAB_SUB_NET=198.18.0.0/24 LAB_UP_NET=198.19.0.0/24
+#   LAB_BOX_METAINFO_DIR   a directory holding the run's two .torrent files (A and B)
+#   LAB_BOX_WORK           an empty directory for it (cache, report, ...)
+#   LAB_BOX_REPORT         $LAB_BOX_WORK/report.json: where the run looks for its report
+# It is ready when a line of its output contains "bridging" (bounded: LAB_BOX_READY_S,
+# default 60); it gets SIGTERM after the last step and LAB_BOX_STOP_S (default 30) seconds
+# to exit and write its report. Its output and report are copied beside RESULTS.json
+# (box.log, box-report.json). E.g.
+#   LAB_BOX_CMD='exec peercache inline --subscriber-iface "$LAB_BOX_SUB_IF"
+#     --upstream-iface "$LAB_BOX_UP_IF" --cache-dir "$LAB_BOX_WORK/cache"
+#     --metainfo "$LAB_BOX_METAINFO_DIR" --report "$LAB_BOX_REPORT"' tests/lab/inline.sh
+# Without LAB_BOX_CMD pc-box gets the kernel's bridge: the reference that validates the
+# lab (every step completes byte-identical; nothing is cached, so upstream ~ 100%).
+#
+# Upstream bytes of a step ("upstream" in each step), measured two independent ways:
+#   seeder_payload_upload_bytes / seeder_total_upload_bytes: the step's seeder's own
+#       libtorrent counters (total_payload_upload = piece data it sent; total_upload = all
+#       peer-protocol bytes), as the difference of two fresh snapshots (peer.py
+#       --stats-file, SIGUSR1) taken before the step and after the client exited;
+#   tcp_payload_bytes / tcp_new_payload_bytes: TCP payload bytes sent by the step's server
+#       (seeder address 198.19.0.2 or 198.19.0.3, any port: each seeder has an address of
+#       its own and binds its connections to it; http 198.19.0.1 port 8080) to any
+#       subscriber address, in a capture on pcu0 in pc-up (the upstream side of the
+#       box) covering the step: all segments / without retransmissions (tcp_bytes.py);
+#       tcp_payload_bytes_all: every TCP payload byte from pc-up to the subscribers in that
+#       capture (tracker replies included); if_tx_bytes / if_tx_packets: pcu0's kernel
+#       counters (whole frames, ARP and headers included). capture_drops: packets tcpdump
+#       lost (kernel drops + filtered but unwritten; should be 0, the tcp_* are then exact).
+# The seeder-freeze step's capture stops before the seeder is resumed (SIGCONT); its
+# seeder counters are read after (a frozen process cannot answer), so they may include a
+# few bytes it wrote after waking into connections the client had closed.
+#
+# "Half-way" in seeder-freeze: the client SIGSTOPs the seeder itself (peer.py
+# --freeze-pid) as soon as it has received LAB_FREEZE_AT_BYTES payload bytes (default 1,
+# i.e. its first data): by then the connection is fully set up (handshake, bitfield,
+# unchoke, requests flowing, the first PIECE passed the box), and whatever still comes
+# must come from the cache. The step records the payload bytes before/after the freeze,
+# those received while frozen, and "completed_while_frozen"; a test can then require e.g.
+# that at least half the file arrived after the freeze. With LAB_INLINE_EXPECT_CACHE=0
+# (default without LAB_BOX_CMD) the client resumes the seeder after LAB_FREEZE_HOLD_S
+# (default 3) seconds, so the step completes through a plain bridge too (and shows what a
+# frozen seeder delivers: ~nothing); with 1 (default with LAB_BOX_CMD) the seeder stays
+# frozen until the download ends or times out.
+#
+# Env: LAB_SIZE_MIB (file size of A and B, 1..256, default 8), LAB_PIECE_KIB (16..4096,
+#      default 64), LAB_UPLOAD_LIMIT (each seeder's upload limit in bytes/s, default
+#      1048576; 0: none), LAB_FREEZE_AT_BYTES, LAB_FREEZE_HOLD_S, LAB_INLINE_EXPECT_CACHE
+#      (above), LAB_STEP_TIMEOUT_S (per download; default 3 x size/limit + 60),
+#      LAB_INLINE_STEPS (comma list, a subset in the same order; default all),
+#      LAB_INLINE_STRICT=1, LAB_KEEP=1 (keep the work dir), LAB_WAIT_S (wait up to N s
+#      while the lab is busy; default 0), LAB_BOX_LOG is set by the script.
+# Needs root and the packages of tests/lab/install.sh.
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=netns.sh
+source "$LAB_DIR/netns.sh"
+
+PY=/usr/bin/python3
+PEER="$LAB_DIR/peer.py"
+BT_PORT=6881
+TRACKER_PORT=6969
+TRACKER_URL="http://$LAB_TRACKER_IP:$TRACKER_PORT/announce"
+HTTP_IP=$LAB_TRACKER_IP
+HTTP_PORT=8080
+ALL_STEPS=(fill libtorrent-again aria2-again seeder-freeze http encrypted)
+MIB=$((1024 * 1024))
+
+WORK=""
+CAP_PID=""
+SEEDER_PIDS=()   # python pids of the seeders (for SIGCONT in cleanup)
+declare -A SERVER_PIDS   # tracker, seeder, seeder-enc, http-server -> pid (lab_bg)
+STEP_FAILED=0
+
+int_env() {
+    local v=${!1:-$2}
+    [[ $v =~ ^[0-9]+$ ]] && ((10#$v >= $3 && 10#$v <= $4)) \
+        || lab_die "$1 must be an integer in $3..$4 (got '$v')"
+    echo "$((10#$v))"
+}
+
+on_signal() {
+    lab_log "caught SIG$1, cleaning up"
+    if [[ $1 == INT ]]; then exit 130; fi
+    exit 143
+}
+
+print_logs() {
+    local f
+    for f in "$WORK"/*.log "$WORK"/box/*.log; do
+        [[ -f $f ]] || continue
+        echo "----- $f (last 40 lines)" >&2
+        tail -n 40 "$f" >&2
+    done
+}
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${SEEDER_PIDS[@]:-}"; do
+        [[ -n $pid ]] && kill -CONT "$pid" 2>/dev/null || true
+    done
+    if [[ -n $CAP_PID ]]; then lab_stop "$CAP_PID" INT 50; fi
+    if [[ -n ${LAB_BOX_KIND:-} ]]; then lab_box_bridge_stop || true; fi
+    lab_teardown
+    if [[ -n $WORK && -d $WORK ]]; then
+        if [[ $rc != 0 ]]; then
+            print_logs
+            lab_log "FAILED (exit $rc); work dir kept: $WORK"
+        elif [[ ${LAB_KEEP:-0} == 1 || $STEP_FAILED == 1 ]]; then
+            lab_log "work dir kept: $WORK"
+        else
+            rm -rf -- "$WORK"
+        fi
+    fi
+    exit "$rc"
+}
+
+need_root_and_tools() {
+    [[ $(id -u) == 0 ]] || lab_die "must run as root (network namespaces)"
+    local t
+    for t in ip ethtool ping ss tcpdump opentracker aria2c curl timeout; do
+        command -v "$t" >/dev/null || lab_die "missing $t (run tests/lab/install.sh)"
+    done
+    "$PY" -c 'import libtorrent' 2>/dev/null || lab_die "python3-libtorrent missing for $PY"
+}
+
+json_get() { "$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# ---- results: one "key<TAB>type<TAB>value" file per step (type s string, n number,
+# b bool, j JSON file, z null; dotted keys nest), assembled by write_results.
+STEP_KV=""
+put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$STEP_KV"; }
+STEP_NO=0
+step_open() { # NAME CLIENT [again: start the same step over]
+    [[ ${3:-} == again ]] || STEP_NO=$((STEP_NO + 1))
+    STEP_KV=$(printf '%s/steps/%02d-%s.kv' "$WORK" "$STEP_NO" "$1")
+    : >"$STEP_KV"
+    put name s "$1"
+    put client s "$2"
+    lab_log "=== step $STEP_NO: $1 ($2)${3:+ (again)}"
+}
+
+# ---- measurements around a step
+# cap_start NAME: tcpdump on the upstream veth (pcu0 in pc-up), TCP headers only.
+cap_start() {
+    local pcap="$WORK/cap/$1.pcap" log="$WORK/cap/$1.tcpdump.log" i
+    # --immediate-mode: every packet is handed to tcpdump at once (otherwise the kernel
+    # ring's last, partly filled block may still be unread when tcpdump stops)
+    lab_bg "$LAB_UP_NS" "$log" tcpdump -i "$LAB_UP_IF" -n -s 160 -B 16384 --immediate-mode \
+        -U -Z root -w "$pcap" tcp
+    CAP_PID=$LAB_LAST_PID
+    for ((i = 0; i < 50; i++)); do
+        grep -q 'listening on' "$log" 2>/dev/null && break
+        kill -0 "$CAP_PID" 2>/dev/null || { cat "$log" >&2; lab_die "tcpdump died"; }
+        sleep 0.1
+    done
+    grep -q 'listening on' "$log" || lab_die "tcpdump not listening on $LAB_UP_IF"
+    CAP_PCAP=$pcap
+    CAP_LOG=$log
+}
+# cap_stop: sets CAP_DROPS = packets the kernel dropped + packets that passed the filter
+# but never reached the file (-1: tcpdump printed no statistics).
+cap_stop() {
+    local dropped captured received
+    sleep 0.5   # the last ACKs/FINs
+    lab_stop "$CAP_PID" INT 100
+    CAP_PID=""
+    dropped=$(sed -n 's/^\([0-9]*\) packets\{0,1\} dropped by kernel.*/\1/p' "$CAP_LOG")
+    captured=$(sed -n 's/^\([0-9]*\) packets\{0,1\} captured.*/\1/p' "$CAP_LOG")
+    received=$(sed -n 's/^\([0-9]*\) packets\{0,1\} received by filter.*/\1/p' "$CAP_LOG")
+    if [[ -n $dropped && -n $captured && -n $received ]]; then
+        CAP_DROPS=$((dropped + received - captured))
+    else
+        CAP_DROPS=-1
+    fi
+    ((CAP_DROPS == 0)) || lab_log "WARNING: capture $CAP_PCAP incomplete ($(tr '\n' ' ' <"$CAP_LOG"))"
+}
+
+# seeder_snapshot STATS_FILE PID: fresh upload counters of a seeder (SIGUSR1, then wait,
+# bounded, until its stats file was rewritten twice: the second write began after the
+# signal). Prints "payload total".
+stat_field() { sed -n "s/.*\"$2\": \\([0-9]*\\).*/\\1/p" "$1"; }
+seeder_snapshot() {
+    local f=$1 pid=$2 seq0 seq i
+    seq0=$(stat_field "$f" seq)
+    if kill -USR1 "$pid" 2>/dev/null; then
+        for ((i = 0; i < 50; i++)); do
+            seq=$(stat_field "$f" seq)
+            [[ -n $seq && -n $seq0 ]] && ((seq >= seq0 + 2)) && break
+            sleep 0.1
+        done
+        ((i < 50)) || lab_log "warning: seeder $pid did not refresh $f"
+    else
+        lab_log "warning: seeder $pid is gone; its last counters are used"
+    fi
+    echo "$(stat_field "$f" total_payload_upload) $(stat_field "$f" total_upload)"
+}
+
+# measure_begin NAME SEEDER_STATS SEEDER_PID (the last two empty: no seeder)
+measure_begin() {
+    M_SEEDER_STATS=$2
+    M_SEEDER_PID=$3
+    if [[ -n $M_SEEDER_PID ]]; then
+        read -r M_PAY0 M_TOT0 < <(seeder_snapshot "$M_SEEDER_STATS" "$M_SEEDER_PID")
+    fi
+    M_TX0=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_bytes)
+    M_TXP0=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_packets)
+    cap_start "$1"
+    M_T0=$(date +%s.%N)
+}
+
+# measure_end SERVER_IP [SERVER_PORT]: stop the capture, resume the seeder (SIGCONT, a
+# no-op unless frozen), read its counters, count the capture; writes "upstream.*".
+measure_end() {
+    local ip=$1 port=${2:-} t1 tx1 txp1 pay1 tot1 counts all sport=()
+    t1=$(date +%s.%N)
+    cap_stop
+    tx1=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_bytes)
+    txp1=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_packets)
+    put wall_seconds n "$(awk -v a="$M_T0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')"
+    if [[ -n $M_SEEDER_PID ]]; then
+        kill -CONT "$M_SEEDER_PID" 2>/dev/null || true
+        read -r pay1 tot1 < <(seeder_snapshot "$M_SEEDER_STATS" "$M_SEEDER_PID")
+        put upstream.seeder_payload_upload_bytes n $((pay1 - M_PAY0))
+        put upstream.seeder_total_upload_bytes n $((tot1 - M_TOT0))
+    else
+        put upstream.seeder_payload_upload_bytes z ""
+        put upstream.seeder_total_upload_bytes z ""
+    fi
+    counts="$WORK/cap/$STEP_NO.server.json"
+    all="$WORK/cap/$STEP_NO.all.json"
+    [[ -n $port ]] && sport=(--sport "$port")
+    "$PY" "$LAB_DIR/tcp_bytes.py" "$CAP_PCAP" --src "$ip" "${sport[@]}" \
+        --dst-net "$LAB_SUB_NET" >"$counts"
+    "$PY" "$LAB_DIR/tcp_bytes.py" "$CAP_PCAP" --dst-net "$LAB_SUB_NET" >"$all"
+    put upstream.server s "$ip${port:+:$port}"
+    put upstream.tcp_payload_bytes n "$(json_get "$(cat "$counts")" payload_bytes)"
+    put upstream.tcp_new_payload_bytes n "$(json_get "$(cat "$counts")" new_payload_bytes)"
+    put upstream.tcp_payload_bytes_all n "$(json_get "$(cat "$all")" payload_bytes)"
+    put upstream.tcp_counts j "$counts"
+    put upstream.if_tx_bytes n $((tx1 - M_TX0))
+    put upstream.if_tx_packets n $((txp1 - M_TXP0))
+    put upstream.capture_drops n "$CAP_DROPS"
+    put upstream.capture s "$CAP_PCAP"
+}
+
+# step_result OK SHA: the common verdict fields; logs and keeps the work dir on failure.
+step_result() { # COMPLETED(true|false) SHA256 EXPECTED_SHA256 LOG
+    local ok=$1 sha=$2 want=$3 log=$4 same=false
+    [[ -n $sha && $sha == "$want" ]] && same=true
+    put completed b "$ok"
+    put sha256 s "$sha"
+    put expected_sha256 s "$want"
+    put sha256_ok b "$same"
+    put log s "$RDIR/logs/$(basename "$log")"   # copied there at the end
+    if [[ $ok != true || $same != true ]]; then
+        STEP_FAILED=1
+        lab_log "step failed (completed=$ok, byte-identical=$same); log $log:"
+        tail -n 40 "$log" >&2 || true
+    fi
+}
+
+# add_sub_ip IP: a subscriber address for one client (unless there already: 198.18.0.2,
+# or a step run again)
+add_sub_ip() {
+    lab_in "$LAB_SUB_NS" ip -o -4 addr show dev "$LAB_SUB_IF" | grep -q " $1/" || lab_add_sub_ip "$1"
+}
+
+box_alive() {
+    [[ ${LAB_BOX_KIND:-} != command ]] || kill -0 "$LAB_BOX_PID" 2>/dev/null
+}
+
+# ---- the clients
+# libtorrent_step NAME IP TORRENT SHA ENC SEEDER_IP STATS PID [peer.py leech args...]
+# python3-libtorrent 2.0.8 very rarely segfaults in a client (seen twice in ~25 runs of
+# 8 MiB, never in the box's favour or against it): a client killed by a signal, with no
+# verdict written, is run once more, from scratch (new measurements); the step then
+# records "crashed_attempt_exit_code".
+libtorrent_step() {
+    local attempt crash=""
+    for attempt in 1 2; do
+        libtorrent_attempt "$attempt" "$crash" "$@"
+        [[ -n $LT_CRASH ]] || break
+        crash=$LT_CRASH
+        ((attempt == 1)) && lab_log "$1: libtorrent client died of a signal (exit $crash, log $WORK/$1.log); once more"
+    done
+}
+
+libtorrent_attempt() {
+    local attempt=$1 crash=$2 name=$3 ip=$4 torrent=$5 sha=$6 enc=$7 sip=$8 stats=$9 spid=${10}
+    shift 10
+    local truth="$WORK/$name.truth.json" log="$WORK/$name.log" rc=0 ok=false got=""
+    LT_CRASH=""
+    if ((attempt == 1)); then
+        step_open "$name" libtorrent
+    else
+        mv -f "$log" "$WORK/$name.crashed.log"
+        rm -rf -- "$WORK/dl/$name" "$truth"
+        step_open "$name" libtorrent again
+        put crashed_attempt_exit_code n "$crash"
+    fi
+    put leecher_ip s "$ip"
+    put encryption s "$enc"
+    put file_size n "$SIZE"
+    add_sub_ip "$ip"
+    measure_begin "$name" "$stats" "$spid"
+    # shellcheck disable=SC2086  # LAB_LEECH_WRAP: a debugging prefix, e.g.
+    # 'gdb -q -batch -ex run -ex "thread apply all bt" --args' (a client crash's stack)
+    lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 90)) ${LAB_LEECH_WRAP:-} "$PY" "$PEER" leech \
+        --torrent "$torrent" --save-dir "$WORK/dl/$name" \
+        --listen "$ip:$BT_PORT" --outgoing-interfaces "$ip" --encryption "$enc" \
+        --expect-sha256 "$sha" --truth "$truth" --timeout "$STEP_TMO" --recheck \
+        "$@" 2>"$log" || rc=$?
+    measure_end "$sip"
+    put exit_code n "$rc"
+    # 124: timeout's verdict (not a crash); > 128: killed by a signal
+    if ((attempt == 1 && rc > 128)) && [[ ! -f $truth ]]; then
+        LT_CRASH=$rc
+        return 0
+    fi
+    if [[ -f $truth ]]; then
+        put client_detail j "$truth"
+        [[ $(json_get "$(cat "$truth")" completed) == True ]] && ok=true
+        if [[ $ok == true ]]; then
+            got=$(json_get "$(cat "$truth")" sha256)
+            put download_seconds n "$(json_get "$(cat "$truth")" download_seconds)"
+            # libtorrent's own check: no piece failed its SHA-1 on the way, and a full
+            # recheck of the file on disk passes
+            if [[ $(json_get "$(cat "$truth")" recheck_ok) == True \
+                && $(json_get "$(cat "$truth")" hash_failures) == 0 ]]; then
+                put client_hash_check_ok b true
+            else
+                put client_hash_check_ok b false
+            fi
+        fi
+    fi
+    if [[ $ok != true ]]; then
+        put download_seconds z ""
+        put client_hash_check_ok b false
+    fi
+    step_result "$ok" "$got" "$sha" "$log"
+    [[ $ok == true ]] && lab_log "$name: done in $(json_get "$(cat "$truth")" download_seconds)s"
+    rm -rf -- "$WORK/dl/$name"   # checked: keep the disk use flat
+}
+
+aria2_step() { # NAME IP
+    local name=$1 ip=$2 log="$WORK/$1.log" alog="$WORK/$1.aria2.log" rc=0 ok=false got=""
+    local dir="$WORK/dl/$1" t0 t1 wrong check_rc=0
+    step_open "$name" aria2
+    put client_version s "$(aria2c --version | awk 'NR==1{print $3}')"
+    put leecher_ip s "$ip"
+    put encryption s plain
+    put file_size n "$SIZE"
+    add_sub_ip "$ip"
+    measure_begin "$name" "$SEEDER_STATS" "$SEEDER_PID"
+    t0=$(date +%s.%N)
+    # plain BitTorrent only (no MSE/PE), every socket bound to its address, exits when
+    # done (--seed-time=0); aria2 checks every piece's SHA-1 as it arrives
+    # (--check-integrity; a bad piece logs "We got wrong piece") and the whole file
+    # before it would seed (--bt-hash-check-seed)
+    lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 30)) aria2c \
+        --no-conf=true --dir="$dir" --seed-time=0 --interface="$ip" \
+        --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+        --enable-peer-exchange=false --bt-require-crypto=false \
+        --bt-min-crypto-level=plain --disable-ipv6=true \
+        --listen-port="$BT_PORT" --file-allocation=none \
+        --timeout=30 --connect-timeout=10 --bt-stop-timeout="$STEP_TMO" \
+        --bt-tracker-connect-timeout=10 --bt-tracker-timeout=20 \
+        --summary-interval=0 --console-log-level=notice \
+        --log="$alog" --log-level=info --enable-color=false \
+        --check-integrity=true --bt-hash-check-seed=true --auto-save-interval=0 \
+        "$TORRENT_A" >"$log" 2>&1 || rc=$?
+    t1=$(date +%s.%N)
+    measure_end "$LAB_SEEDER_IP"
+    put exit_code n "$rc"
+    put download_seconds n "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')"
+    wrong=$(grep -c 'We got wrong piece' "$alog" 2>/dev/null || true)
+    put hash_failures n "${wrong:-0}"
+    if [[ $rc == 0 && -f $dir/$NAME_A ]]; then
+        ok=true
+        got=$(sha256sum "$dir/$NAME_A" | awk '{print $1}')
+        # aria2's own verdict on the file on disk: a second aria2c that only checks
+        # every piece hash (--hash-check-only) and exits 0 when all pass
+        lab_in "$LAB_SUB_NS" timeout -k 5 120 aria2c --no-conf=true --dir="$dir" \
+            --interface="$ip" --check-integrity=true --hash-check-only=true \
+            --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
+            --disable-ipv6=true --summary-interval=0 --console-log-level=notice \
+            --enable-color=false "$TORRENT_A" >>"$log" 2>&1 || check_rc=$?
+        put hash_check_only_exit_code n "$check_rc"
+        if [[ $check_rc == 0 && ${wrong:-0} == 0 ]] && grep -q 'Verification finished successfully' "$log"; then
+            put client_hash_check_ok b true
+        else
+            put client_hash_check_ok b false
+        fi
+    else
+        put client_hash_check_ok b false
+    fi
+    cat "$alog" >>"$log" 2>/dev/null || true
+    step_result "$ok" "$got" "$SHA_A" "$log"
+    rm -rf -- "$dir"
+}
+
+http_step() { # NAME IP
+    local name=$1 ip=$2 log="$WORK/$1.log" rc=0 ok=false got="" out="$WORK/dl/$1.bin" w
+    step_open "$name" curl
+    put leecher_ip s "$ip"
+    put file_size n "$SIZE"
+    put client_hash_check_ok z ""
+    add_sub_ip "$ip"
+    measure_begin "$name" "" ""
+    w=$(lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 30)) curl -sS --fail \
+        --interface "$ip" --max-time "$STEP_TMO" -o "$out" \
+        -w '%{size_download} %{time_total}' "http://$HTTP_IP:$HTTP_PORT/http.bin" 2>"$log") || rc=$?
+    measure_end "$HTTP_IP" "$HTTP_PORT"
+    echo "curl: $w (exit $rc)" >>"$log"
+    put exit_code n "$rc"
+    if [[ $rc == 0 && -f $out ]]; then
+        ok=true
+        got=$(sha256sum "$out" | awk '{print $1}')
+        put download_seconds n "${w#* }"
+    else
+        put download_seconds z ""
+    fi
+    step_result "$ok" "$got" "$SHA_HTTP" "$log"
+    rm -f -- "$out"
+}
+
+# skipped_step NAME CLIENT WHY
+skipped_step() {
+    step_open "$1" "$2"
+    put completed b false
+    put skipped s "$3"
+    STEP_FAILED=1
+    lab_log "step $1 skipped: $3"
+}
+
+# check_servers STEP: the tracker, seeders and http.server must outlive every step; a
+# dead one makes the rest of the run meaningless (exit status 139 = segfault).
+check_servers() {
+    local name pid rc
+    for name in tracker seeder seeder-enc http-server; do
+        pid=${SERVER_PIDS[$name]}
+        kill -0 "$pid" 2>/dev/null && continue
+        rc=0
+        wait "$pid" 2>/dev/null || rc=$?
+        lab_die "$name (pid $pid) exited with status $rc during step $1 (log: $WORK/$name.log)"
+    done
+}
+
+# ---- setup
+start_tracker() {
+    local dir="$WORK/tracker" user=_opentracker h
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    : >"$dir/whitelist.txt"
+    for h in "$@"; do echo "$h" >>"$dir/whitelist.txt"; done
+    chmod 644 "$dir/whitelist.txt"
+    id "$user" >/dev/null 2>&1 || user=nobody
+    lab_bg "$LAB_UP_NS" "$WORK/tracker.log" \
+        opentracker -i "$LAB_TRACKER_IP" -p "$TRACKER_PORT" -P "$TRACKER_PORT" \
+        -d "$dir" -u "$user" -w /whitelist.txt
+    SERVER_PIDS[tracker]=$LAB_LAST_PID
+    lab_wait_port "$LAB_UP_NS" "$LAB_TRACKER_IP" "$TRACKER_PORT" 50 \
+        || { cat "$WORK/tracker.log" >&2; lab_die "tracker did not start"; }
+    sleep 0.3   # whitelist is loaded by a thread right after start
+    lab_log "tracker up at $TRACKER_URL"
+}
+
+# start_seeder NAME TORRENT IP ENC: sets SEEDER_STARTED_PID (python's pid) and the stats file
+start_seeder() {
+    local name=$1 torrent=$2 ip=$3 enc=$4 ready="$WORK/$1.ready" stats="$WORK/$1.stats.json" pid
+    lab_bg "$LAB_UP_NS" "$WORK/$name.log" \
+        "$PY" "$PEER" seed --torrent "$torrent" --data-dir "$WORK/seed" \
+        --listen "$ip:$BT_PORT" --outgoing-interfaces "$ip" --encryption "$enc" \
+        --upload-limit "$UPLOAD_LIMIT" \
+        --stats-file "$stats" --ready-file "$ready" --max-seconds 3600
+    lab_wait_file "$ready" 300 "$LAB_LAST_PID" \
+        || { cat "$WORK/$name.log" >&2; lab_die "$name not ready"; }
+    pid=$(stat_field "$stats" pid)
+    [[ -n $pid ]] || lab_die "$name: no pid in $stats"
+    [[ $pid == "$LAB_LAST_PID" ]] || lab_log "note: $name python pid $pid (started as $LAB_LAST_PID)"
+    SEEDER_PIDS+=("$pid")
+    SERVER_PIDS[$name]=$LAB_LAST_PID
+    SEEDER_STARTED_PID=$pid
+    lab_log "$name up at $ip:$BT_PORT (pid $pid, encryption $enc, upload limit $UPLOAD_LIMIT B/s)"
+}
+
+write_results() { # RESULTS_FILE
+    "$PY" - "$1" "$WORK/top.kv" "$WORK"/steps/*.kv <<'EOF'
+import json, sys
+out, top, steps = sys.argv[1], sys.argv[2], sys.argv[3:]
+
+def load(path):
+    d = {}
+    for line in open(path):
+        k, t, v = line.rstrip("\n").split("\t", 2)
+        if t == "s":
+            val = v
+        elif t == "n":
+            val = float(v) if "." in v else int(v)
+        elif t == "b":
+            val = v == "true"
+        elif t == "j":
+            val = json.load(open(v))
+        else:
+            val = None
+        cur = d
+        parts = k.split(".")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        cur[parts[-1]] = val
+    return d
+
+r = load(top)
+r["steps"] = [load(p) for p in steps]
+r["all_completed"] = all(s.get("completed") for s in r["steps"])
+r["all_byte_identical"] = all(s.get("sha256_ok") for s in r["steps"])
+json.dump(r, open(out, "w"), indent=2, sort_keys=True)
+open(out, "a").write("\n")
+EOF
+}
+
+print_summary() { # RESULTS_FILE
+    "$PY" - "$1" <<'EOF' >&2
+import json, sys
+r = json.load(open(sys.argv[1]))
+size = r["file_size"]
+print("[lab] box: %s; file %d bytes; seeder upload limit %s B/s"
+      % (r["box"]["kind"], size, r["upload_limit"]))
+print("[lab] %-17s %-10s %-5s %-5s %-5s %8s %12s %12s %12s %7s"
+      % ("step", "client", "done", "same", "check", "seconds", "seeder-pay", "tcp-pay", "tcp-new", "up/size"))
+for s in r["steps"]:
+    u = s.get("upstream", {})
+    pay = u.get("seeder_payload_upload_bytes")
+    tcp = u.get("tcp_payload_bytes")
+    new = u.get("tcp_new_payload_bytes")
+    m = max(x for x in (pay, tcp, 0) if x is not None)
+    print("[lab] %-17s %-10s %-5s %-5s %-5s %8s %12s %12s %12s %6.1f%%"
+          % (s["name"], s["client"], s.get("completed"), s.get("sha256_ok"),
+             s.get("client_hash_check_ok"), s.get("download_seconds"), pay, tcp, new,
+             100.0 * m / size))
+    f = (s.get("client_detail") or {}).get("freeze")
+    if f:
+        print("[lab]   freeze: %s" % json.dumps(f, sort_keys=True))
+EOF
+}
+
+main() {
+    need_root_and_tools
+    local results=${1:-${LAB_INLINE_RESULTS:-/tmp/peercache-inline/results.json}}
+    local size_mib piece_kib wait_s expect hold steps s
+    size_mib=$(int_env LAB_SIZE_MIB 8 1 256)
+    piece_kib=$(int_env LAB_PIECE_KIB 64 16 4096)
+    UPLOAD_LIMIT=$(int_env LAB_UPLOAD_LIMIT $MIB 0 $((1 << 30)))
+    SIZE=$((size_mib * MIB))
+    if [[ -n ${LAB_BOX_CMD:-} ]]; then expect=1; else expect=0; fi
+    expect=$(int_env LAB_INLINE_EXPECT_CACHE "$expect" 0 1)
+    if ((expect)); then hold=0; else hold=3; fi
+    hold=$(int_env LAB_FREEZE_HOLD_S "$hold" 0 3600)
+    FREEZE_AT=$(int_env LAB_FREEZE_AT_BYTES 1 1 $((1 << 40)))
+    local rated=60
+    ((UPLOAD_LIMIT > 0)) && rated=$(((SIZE + UPLOAD_LIMIT - 1) / UPLOAD_LIMIT))
+    STEP_TMO=$(int_env LAB_STEP_TIMEOUT_S $((3 * rated + 60)) 10 7200)
+    steps=${LAB_INLINE_STEPS:-$(IFS=,; echo "${ALL_STEPS[*]}")}
+    for s in ${steps//,/ }; do
+        [[ " ${ALL_STEPS[*]} " == *" $s "* ]] || lab_die "unknown step '$s' (known: ${ALL_STEPS[*]})"
+    done
+    mkdir -p "$(dirname "$results")"
+    results=$(cd "$(dirname "$results")" && pwd)/$(basename "$results")
+    local rdir
+    rdir=$(dirname "$results")
+    RDIR=$rdir
+    rm -rf -- "$results" "$rdir/box.log" "$rdir/box-report.json" "$rdir/logs"
+
+    wait_s=$(int_env LAB_WAIT_S 0 0 3600)
+    lab_wait_free "$wait_s" \
+        || lab_die "lab busy: namespace(s) $(ip netns list | awk '{print $1}' | xargs) exist (another run? leftovers: 'lab.sh down')"
+    WORK=$(mktemp -d /tmp/peercache-inline.XXXXXX)
+    trap cleanup EXIT
+    trap 'on_signal INT' INT
+    trap 'on_signal TERM' TERM
+    mkdir -p "$WORK/seed" "$WORK/dl" "$WORK/cap" "$WORK/steps" "$WORK/metainfo" "$WORK/box" "$WORK/http"
+    chmod 755 "$WORK"
+    lab_log "work dir $WORK; results -> $results"
+
+    # two torrents (A plain, B for the encrypted step) and the HTTP file, all different
+    local facts_a facts_b
+    NAME_A=inline-a.bin
+    facts_a=$("$PY" "$PEER" make --out-dir "$WORK/seed" --name "$NAME_A" --size "$SIZE" \
+        --piece-length $((piece_kib * 1024)) --seed peercache-inline-a --tracker "$TRACKER_URL")
+    facts_b=$("$PY" "$PEER" make --out-dir "$WORK/seed" --name inline-b.bin --size "$SIZE" \
+        --piece-length $((piece_kib * 1024)) --seed peercache-inline-b --tracker "$TRACKER_URL")
+    TORRENT_A="$WORK/seed/$NAME_A.torrent"
+    TORRENT_B="$WORK/seed/inline-b.bin.torrent"
+    SHA_A=$(json_get "$facts_a" sha256)
+    SHA_B=$(json_get "$facts_b" sha256)
+    cp "$TORRENT_A" "$TORRENT_B" "$WORK/metainfo/"
+    "$PY" -c '
+import hashlib, sys
+with open(sys.argv[1], "wb") as f:
+    for i in range(0, int(sys.argv[2]), 1 << 20):
+        f.write(hashlib.shake_256(b"peercache-inline-http" + i.to_bytes(8, "big")).digest(min(1 << 20, int(sys.argv[2]) - i)))
+' "$WORK/http/http.bin" "$SIZE"
+    SHA_HTTP=$(sha256sum "$WORK/http/http.bin" | awk '{print $1}')
+    chmod -R a+rX "$WORK/metainfo" "$WORK/seed" "$WORK/http"
+
+    local top="$WORK/top.kv"
+    STEP_KV=$top
+    : >"$top"
+    put version n 1
+    put file_size n "$SIZE"
+    put piece_length n $((piece_kib * 1024))
+    put upload_limit n "$UPLOAD_LIMIT"
+    put step_timeout_seconds n "$STEP_TMO"
+    put expect_cache b "$( ((expect)) && echo true || echo false)"
+    put freeze_at_bytes n "$FREEZE_AT"
+    put freeze_hold_seconds n "$hold"
+    put torrents.plain.info_hash s "$(json_get "$facts_a" info_hash)"
+    put torrents.plain.sha256 s "$SHA_A"
+    put torrents.plain.name s "$NAME_A"
+    put torrents.encrypted.info_hash s "$(json_get "$facts_b" info_hash)"
+    put torrents.encrypted.sha256 s "$SHA_B"
+    put torrents.encrypted.name s inline-b.bin
+    put http.sha256 s "$SHA_HTTP"
+    put http.url s "http://$HTTP_IP:$HTTP_PORT/http.bin"
+    put work_dir s "$WORK"   # removed at the end unless LAB_KEEP=1 or something failed
+
+    # the lab, then the box (one process for every step)
+    lab_setup_bridge
+    export LAB_BOX_METAINFO_DIR="$WORK/metainfo" LAB_BOX_WORK="$WORK/box"
+    export LAB_BOX_REPORT="$WORK/box/report.json" LAB_BOX_LOG="$WORK/box.log"
+    local t_run0
+    t_run0=$(date +%s.%N)
+    lab_box_bridge_start "${LAB_BOX_CMD:-}"
+    STEP_KV=$top
+    put box.kind s "$LAB_BOX_KIND"
+    if [[ $LAB_BOX_KIND == command ]]; then put box.cmd s "$LAB_BOX_CMD"; else put box.cmd z ""; fi
+
+    start_tracker "$(json_get "$facts_a" info_hash)" "$(json_get "$facts_b" info_hash)"
+    start_seeder seeder "$TORRENT_A" "$LAB_SEEDER_IP" plain
+    SEEDER_PID=$SEEDER_STARTED_PID
+    SEEDER_STATS="$WORK/seeder.stats.json"
+    start_seeder seeder-enc "$TORRENT_B" "$LAB_SEEDER2_IP" rc4
+    SEEDER2_PID=$SEEDER_STARTED_PID
+    lab_bg "$LAB_UP_NS" "$WORK/http-server.log" \
+        "$PY" -m http.server --bind "$HTTP_IP" --directory "$WORK/http" "$HTTP_PORT"
+    SERVER_PIDS[http-server]=$LAB_LAST_PID
+    lab_wait_port "$LAB_UP_NS" "$HTTP_IP" "$HTTP_PORT" 100 || lab_die "http.server did not start"
+
+    local client
+    for s in ${steps//,/ }; do
+        case $s in
+        aria2-again) client=aria2 ;; http) client=curl ;; *) client=libtorrent ;;
+        esac
+        if ! box_alive; then
+            skipped_step "$s" "$client" "the box command exited"
+            continue
+        fi
+        case $s in
+        fill)
+            libtorrent_step fill 198.18.0.2 "$TORRENT_A" "$SHA_A" plain \
+                "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
+        libtorrent-again)
+            libtorrent_step libtorrent-again 198.18.0.3 "$TORRENT_A" "$SHA_A" plain \
+                "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
+        aria2-again)
+            aria2_step aria2-again 198.18.0.4 ;;
+        seeder-freeze)
+            libtorrent_step seeder-freeze 198.18.0.5 "$TORRENT_A" "$SHA_A" plain \
+                "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" \
+                --freeze-pid "$SEEDER_PID" --freeze-at-bytes "$FREEZE_AT" --freeze-hold "$hold" ;;
+        http)
+            http_step http 198.18.0.6 ;;
+        encrypted)
+            libtorrent_step encrypted 198.18.0.7 "$TORRENT_B" "$SHA_B" rc4 \
+                "$LAB_SEEDER2_IP" "$WORK/seeder-enc.stats.json" "$SEEDER2_PID" ;;
+        esac
+        if ! box_alive; then lab_log "WARNING: the box command exited during step $s"; fi
+        check_servers "$s"
+    done
+
+    # stop the box (it writes its report), keep its output beside the results
+    local box_alive_at_end=true
+    box_alive || box_alive_at_end=false
+    lab_box_bridge_stop
+    STEP_KV=$top
+    put box.alive_at_end b "$box_alive_at_end"
+    if [[ $LAB_BOX_EXIT =~ ^[0-9]+$ ]]; then put box.exit_code n "$LAB_BOX_EXIT"
+    else put box.exit_code s "${LAB_BOX_EXIT:-none}"; fi
+    put run_seconds n "$(awk -v a="$t_run0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.3f", b - a}')"
+    if [[ -f $LAB_BOX_LOG ]]; then
+        cp "$LAB_BOX_LOG" "$rdir/box.log"
+        put box.log s "$rdir/box.log"
+    else
+        put box.log z ""
+    fi
+    if [[ -f $LAB_BOX_REPORT ]]; then
+        cp "$LAB_BOX_REPORT" "$rdir/box-report.json"
+        put box.report s "$rdir/box-report.json"
+    else
+        put box.report z ""
+    fi
+    mkdir -p "$rdir/logs"
+    cp "$WORK"/*.log "$rdir/logs/" 2>/dev/null || true
+    write_results "$results"
+    print_summary "$results"
+    lab_log "results: $results"
+    if [[ ${LAB_INLINE_STRICT:-0} == 1 ]]; then
+        [[ $(json_get "$(cat "$results")" all_completed) == True \
+            && $(json_get "$(cat "$results")" all_byte_identical) == True ]] \
+            || lab_die "LAB_INLINE_STRICT: a step did not complete byte-identical"
+    fi
+}
+
+main "$@"; exit $?   # one line: bash reads no further (safe if the file changes meanwhile)

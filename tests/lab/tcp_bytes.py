@@ -1,0 +1,150 @@
+#!/usr/bin/python3
+"""TCP payload bytes in a capture, per direction of each connection (no tshark needed).
+
+usage: tcp_bytes.py PCAP [--src IP] [--sport PORT] [--dst-net CIDR]
+
+Reads a classic libpcap file (tcpdump -w; Ethernet, optionally 802.1Q) and counts, for
+every TCP segment whose source is --src (and source port --sport, and destination inside
+--dst-net, when given), its TCP payload length taken from the IP header (ip total length
+- IP header - TCP header), so a capture made with a small snap length (tcpdump -s 160:
+headers only) counts the same as a full one. Prints a JSON object:
+
+  payload_bytes      sum of the payload of every matching segment, retransmissions
+                     included: what the sender put on the wire
+  new_payload_bytes  the same without retransmitted bytes: per direction of a
+                     connection, the size of the union of the sequence ranges the
+                     segments carried (each byte of the stream counts once, however
+                     often it was sent; a capture may also list segments out of order)
+  segments, payload_segments, flows ([{src, sport, dst, dport, ...}, ...]),
+  frames (all frames in the file), truncated_frames (captured length shorter than the
+  headers: not counted, should be 0)
+"""
+
+import argparse
+import ipaddress
+import json
+import struct
+import sys
+
+
+def frames(path):
+    with open(path, "rb") as f:
+        hdr = f.read(24)
+        if len(hdr) < 24:
+            return
+        magic = struct.unpack("<I", hdr[:4])[0]
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
+            end = "<"
+        elif magic in (0xD4C3B2A1, 0x4D3CB2A1):
+            end = ">"
+        else:
+            raise SystemExit("%s: not a classic pcap file (magic %08x)" % (path, magic))
+        linktype = struct.unpack(end + "I", hdr[20:24])[0]
+        if linktype != 1:
+            raise SystemExit("%s: link type %d, expected Ethernet (1)" % (path, linktype))
+        rec = struct.Struct(end + "IIII")
+        while True:
+            h = f.read(16)
+            if len(h) < 16:
+                return
+            _ts, _tu, incl, _orig = rec.unpack(h)
+            data = f.read(incl)
+            if len(data) < incl:
+                return
+            yield data
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("pcap")
+    ap.add_argument("--src")
+    ap.add_argument("--sport", type=int)
+    ap.add_argument("--dst-net")
+    a = ap.parse_args()
+    src = ipaddress.IPv4Address(a.src).packed if a.src else None
+    net = ipaddress.IPv4Network(a.dst_net) if a.dst_net else None
+
+    flows = {}
+    n_frames = truncated = 0
+    for d in frames(a.pcap):
+        n_frames += 1
+        off, etype = 14, None
+        if len(d) >= 14:
+            etype = struct.unpack("!H", d[12:14])[0]
+            while etype == 0x8100 and len(d) >= off + 4:  # VLAN tags
+                etype = struct.unpack("!H", d[off + 2:off + 4])[0]
+                off += 4
+        if etype != 0x0800:
+            continue
+        if len(d) < off + 20:
+            truncated += 1
+            continue
+        vihl, tot_len, proto = d[off], struct.unpack("!H", d[off + 2:off + 4])[0], d[off + 9]
+        ihl = (vihl & 0x0F) * 4
+        frag = struct.unpack("!H", d[off + 6:off + 8])[0] & 0x1FFF
+        if proto != 6 or frag != 0:
+            continue
+        s_ip, d_ip = d[off + 12:off + 16], d[off + 16:off + 20]
+        t = off + ihl
+        if len(d) < t + 20:
+            truncated += 1
+            continue
+        sport, dport, seq = struct.unpack("!HHI", d[t:t + 8])
+        doff = (d[t + 12] >> 4) * 4
+        if src is not None and s_ip != src:
+            continue
+        if a.sport is not None and sport != a.sport:
+            continue
+        if net is not None and ipaddress.IPv4Address(d_ip) not in net:
+            continue
+        plen = max(0, tot_len - ihl - doff)
+        key = (s_ip, sport, d_ip, dport)
+        fl = flows.get(key)
+        if fl is None:
+            fl = flows[key] = {"segments": 0, "payload_segments": 0, "payload_bytes": 0,
+                               "base": None, "hi": 0, "ranges": []}
+        fl["segments"] += 1
+        if plen == 0:
+            continue
+        fl["payload_segments"] += 1
+        fl["payload_bytes"] += plen
+        # unwrap the 32-bit sequence number: offset from the flow's first data segment,
+        # taken as the nearest (signed) distance from the highest end seen so far
+        if fl["base"] is None:
+            fl["base"] = seq
+        d = (seq - fl["base"] - fl["hi"]) & 0xFFFFFFFF
+        if d >= 0x80000000:
+            d -= 1 << 32
+        start = fl["hi"] + d
+        fl["ranges"].append((start, start + plen))
+        fl["hi"] = max(fl["hi"], start + plen)
+
+    for f in flows.values():
+        new, cur_s, cur_e = 0, None, None
+        for a_, b_ in sorted(f.pop("ranges")):
+            if cur_e is None or a_ > cur_e:
+                if cur_e is not None:
+                    new += cur_e - cur_s
+                cur_s, cur_e = a_, b_
+            else:
+                cur_e = max(cur_e, b_)
+        if cur_e is not None:
+            new += cur_e - cur_s
+        f["new_payload_bytes"] = new
+    out = {"frames": n_frames, "truncated_frames": truncated, "flows": []}
+    for k in ("segments", "payload_segments", "payload_bytes", "new_payload_bytes"):
+        out[k] = sum(f[k] for f in flows.values())
+    for (s, sp, d, dp), f in sorted(flows.items()):
+        out["flows"].append({
+            "src": str(ipaddress.IPv4Address(s)), "sport": sp,
+            "dst": str(ipaddress.IPv4Address(d)), "dport": dp,
+            "segments": f["segments"], "payload_bytes": f["payload_bytes"],
+            "new_payload_bytes": f["new_payload_bytes"],
+        })
+    json.dump(out, sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
