@@ -54,6 +54,7 @@ struct Queued {
 /// Frames drained from one port before looking at the other (fairness under load).
 const BURST: usize = 64;
 
+#[allow(clippy::too_many_arguments)]
 pub fn run<S: BlockSource>(
     sub_if: &str,
     up_if: &str,
@@ -186,7 +187,13 @@ pub fn run<S: BlockSource>(
     })
 }
 
-fn send_all(out: &mut Vec<Emit>, from: Port, original: &[u8], sub: &mut BridgePort, up: &mut BridgePort) {
+fn send_all(
+    out: &mut Vec<Emit>,
+    from: Port,
+    original: &[u8],
+    sub: &mut BridgePort,
+    up: &mut BridgePort,
+) {
     for e in out.drain(..) {
         let (port, bytes): (Port, &[u8]) = match &e {
             Emit::Original => (from.other(), original),
@@ -202,7 +209,11 @@ fn send_all(out: &mut Vec<Emit>, from: Port, original: &[u8], sub: &mut BridgePo
     }
 }
 
-fn capture_counters(sub: &mut BridgePort, up: &mut BridgePort, engine_dropped: u64) -> CaptureCounters {
+fn capture_counters(
+    sub: &mut BridgePort,
+    up: &mut BridgePort,
+    engine_dropped: u64,
+) -> CaptureCounters {
     let (a, b) = (sub.stats(), up.stats());
     CaptureCounters {
         received: a.received + b.received,

@@ -404,7 +404,9 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
 fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.engine.config()?;
     if cfg.cache.dir.is_none() {
-        anyhow::bail!("inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)");
+        anyhow::bail!(
+            "inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)"
+        );
     }
     let (shared, store) = shared_with_rules_and_store(&cfg, &mut log_line)?;
     let Some(store) = store else {
@@ -419,9 +421,17 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     }
     log_line(format!(
         "cache {} (capacity {}, {} pieces held)",
-        cfg.cache.dir.as_deref().unwrap_or(std::path::Path::new("")).display(),
+        cfg.cache
+            .dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""))
+            .display(),
         human(cfg.cache.capacity_bytes),
-        store.swarms().iter().map(|s| u64::from(s.pieces_cached)).sum::<u64>()
+        store
+            .swarms()
+            .iter()
+            .map(|s| u64::from(s.pieces_cached))
+            .sum::<u64>()
     ));
     let ctl = peercache::tap::Control::default();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -433,7 +443,10 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let server = match a.http.or(cfg.http.listen) {
         Some(addr) => {
             let srv = peercache::http::serve(addr, live.clone())?;
-            log_line(format!("dashboard and metrics at http://{}/", srv.local_addr));
+            log_line(format!(
+                "dashboard and metrics at http://{}/",
+                srv.local_addr
+            ));
             Some(srv)
         }
         None => None,
@@ -541,7 +554,10 @@ fn shared_state_and_store(cfg: &Config) -> anyhow::Result<(Shared, Option<Arc<Pi
     Ok((
         Shared {
             registry: Arc::new(registry),
-            sink: Arc::new(StoreWriter::new(store.clone(), cfg.cache.write_queue_pieces)),
+            sink: Arc::new(StoreWriter::new(
+                store.clone(),
+                cfg.cache.write_queue_pieces,
+            )),
             rules: None,
         },
         Some(store),

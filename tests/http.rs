@@ -108,6 +108,7 @@ fn fixture() -> &'static Fixture {
                 cache_capacity_bytes: Some(CACHE_CAPACITY),
                 report: r,
                 finished,
+                inline: None,
             });
         }
         Fixture {

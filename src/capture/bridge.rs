@@ -50,7 +50,11 @@ impl BridgePort {
             .buffer_size(i32::try_from(buffer_bytes).unwrap_or(i32::MAX))
             .immediate_mode(true)
             .open()
-            .map_err(|e| err(format!("cannot open (needs CAP_NET_RAW and CAP_NET_ADMIN): {e}")))?;
+            .map_err(|e| {
+                err(format!(
+                    "cannot open (needs CAP_NET_RAW and CAP_NET_ADMIN): {e}"
+                ))
+            })?;
         cap.direction(pcap::Direction::In)
             .map_err(|e| err(format!("cannot capture inbound only: {e}")))?;
         let cap = cap.setnonblock().map_err(|e| err(e.to_string()))?;

@@ -161,7 +161,11 @@ fn inline(e: &mut Expo, s: &Snapshot) {
         "Connections that stopped being served (fail-open), by reason.",
     );
     for (reason, n) in &c.connections_bypassed {
-        e.sample("inline_bypassed_connections_total", &[("reason", reason)], n);
+        e.sample(
+            "inline_bypassed_connections_total",
+            &[("reason", reason)],
+            n,
+        );
     }
     e.counter(
         "inline_injected_segments_total",
@@ -192,6 +196,11 @@ fn inline(e: &mut Expo, s: &Snapshot) {
         "inline_split_segments_total",
         "Remote segments split at an insertion point.",
         c.split_segments,
+    );
+    e.counter(
+        "inline_split_requests_answered_total",
+        "REQUESTs split across segments: answered from the cache and also left to the remote.",
+        c.split_requests_answered,
     );
     e.counter(
         "inline_cancels_absorbed_total",

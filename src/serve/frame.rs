@@ -367,7 +367,12 @@ pub fn build(template: &[u8], t: &TcpFrame, s: &SegmentSpec<'_>) -> Vec<u8> {
 /// Copy of `frame` carrying only payload bytes `range` (offsets into the payload) at
 /// sequence number `seq`; FIN kept only on the part that ends the payload, PSH likewise.
 /// TCP options are kept as they were.
-pub fn slice_segment(frame: &[u8], t: &TcpFrame, range: std::ops::Range<usize>, seq: SeqNum) -> Vec<u8> {
+pub fn slice_segment(
+    frame: &[u8],
+    t: &TcpFrame,
+    range: std::ops::Range<usize>,
+    seq: SeqNum,
+) -> Vec<u8> {
     let payload_len = t.end - t.data;
     let last = range.end == payload_len;
     let mut out = Vec::with_capacity(t.data + range.len());
@@ -410,7 +415,11 @@ mod tests {
     fn frame(payload: &[u8], v6: bool) -> Vec<u8> {
         let b = PacketBuilder::ethernet2([1; 6], [2; 6]);
         let b = if v6 {
-            b.ipv6([0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+            b.ipv6(
+                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
         } else {
             b.ipv4([198, 18, 0, 2], [198, 19, 0, 2], 64)
         };
@@ -419,7 +428,10 @@ mod tests {
             .ack(77)
             .options(&[
                 etherparse::TcpOptionElement::Timestamp(5, 6),
-                etherparse::TcpOptionElement::SelectiveAcknowledgement((100, 200), [None, None, None]),
+                etherparse::TcpOptionElement::SelectiveAcknowledgement(
+                    (100, 200),
+                    [None, None, None],
+                ),
             ])
             .unwrap();
         let mut out = Vec::new();
@@ -433,7 +445,10 @@ mod tests {
             let f = frame(b"hello world", v6);
             let t = TcpFrame::parse(&f).unwrap();
             assert_eq!(t.payload(&f), b"hello world");
-            assert_eq!((t.sport, t.dport, t.seq, t.ack), (50000, 6881, SeqNum(1000), SeqNum(77)));
+            assert_eq!(
+                (t.sport, t.dport, t.seq, t.ack),
+                (50000, 6881, SeqNum(1000), SeqNum(77))
+            );
             assert!(t.checksum_ok(&f));
             assert_eq!(t.timestamps(&f), Some((5, 6)));
         }

@@ -17,7 +17,11 @@ pub enum Item {
     Boundary { end: usize },
     /// A REQUEST (or CANCEL) occupying `start..start+17` of this run; `start` is None when it
     /// began in an earlier run (it cannot be rewritten then).
-    Request { start: Option<usize>, block: BlockRef, cancel: bool },
+    Request {
+        start: Option<usize>,
+        block: BlockRef,
+        cancel: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +92,10 @@ impl Framer {
                     if self.have == HANDSHAKE_LEN {
                         let mut ih = [0u8; 20];
                         ih.copy_from_slice(&self.hdr[28..48]);
-                        out.push(Item::Handshake { end: i, info_hash: ih });
+                        out.push(Item::Handshake {
+                            end: i,
+                            info_hash: ih,
+                        });
                         self.have = 0;
                         self.state = State::Header;
                     }
@@ -108,11 +115,7 @@ impl Framer {
                         self.hdr_start = Some(i);
                     }
                     // Length prefix first, then id and (for REQUEST/CANCEL) the body.
-                    let want = if self.have < 4 {
-                        4
-                    } else {
-                        self.header_len()
-                    };
+                    let want = if self.have < 4 { 4 } else { self.header_len() };
                     let take = (want - self.have).min(buf.len() - i);
                     self.hdr[self.have..self.have + take].copy_from_slice(&buf[i..i + take]);
                     self.have += take;
@@ -165,7 +168,12 @@ impl Framer {
         }
         if self.have == 17 {
             let be = |at: usize| {
-                u32::from_be_bytes([self.hdr[at], self.hdr[at + 1], self.hdr[at + 2], self.hdr[at + 3]])
+                u32::from_be_bytes([
+                    self.hdr[at],
+                    self.hdr[at + 1],
+                    self.hdr[at + 2],
+                    self.hdr[at + 3],
+                ])
             };
             out.push(Item::Request {
                 start: self.hdr_start,
@@ -229,7 +237,13 @@ mod tests {
         let s = stream();
         let mut whole = Vec::new();
         Framer::new(1 << 20).feed(&s, &mut whole);
-        assert_eq!(whole[0], Item::Handshake { end: 68, info_hash: [7; 20] });
+        assert_eq!(
+            whole[0],
+            Item::Handshake {
+                end: 68,
+                info_hash: [7; 20]
+            }
+        );
         let reqs: Vec<_> = whole
             .iter()
             .filter_map(|i| match i {
@@ -266,7 +280,10 @@ mod tests {
             assert_eq!(ends2, ends, "cut {cut}");
             // a request split across runs has no start in the run it completes in
             for it in &b {
-                if let Item::Request { start: Some(st), .. } = it {
+                if let Item::Request {
+                    start: Some(st), ..
+                } = it
+                {
                     assert!(*st + cut >= cut);
                 }
             }
@@ -304,6 +321,11 @@ mod tests {
         let mut f = Framer::new(1 << 20);
         f.feed(&s, &mut out);
         assert!(f.at_boundary());
-        assert_eq!(out.iter().filter(|i| matches!(i, Item::Boundary { .. })).count(), 4);
+        assert_eq!(
+            out.iter()
+                .filter(|i| matches!(i, Item::Boundary { .. }))
+                .count(),
+            4
+        );
     }
 }

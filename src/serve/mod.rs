@@ -129,8 +129,6 @@ pub enum Bypass {
     UnexpectedAck,
     /// The engine fell behind; fail-open until it catches up.
     Overload,
-    /// The REQUEST straddled two segments (the first was already forwarded).
-    SplitRequest,
     /// The connection's (or the box's) insert queue is full.
     QueueFull,
     /// The policy rules do not allow serving this swarm.
@@ -147,7 +145,6 @@ impl Bypass {
             Bypass::Gap => "gap",
             Bypass::UnexpectedAck => "unexpected_ack",
             Bypass::Overload => "overload",
-            Bypass::SplitRequest => "split_request",
             Bypass::QueueFull => "queue_full",
             Bypass::Policy => "policy",
             Bypass::TableFull => "table_full",
@@ -174,6 +171,9 @@ pub struct ServeCounters {
     pub bypassed: BTreeMap<String, u64>,
     /// Connections that stopped being served, by reason (each connection once).
     pub connections_bypassed: BTreeMap<String, u64>,
+    /// REQUESTs split across two segments (the first part already forwarded): answered
+    /// from the cache and also left to the remote peer (which may send the block as well).
+    pub split_requests_answered: u64,
     /// CANCELs of answered blocks replaced by no-ops.
     pub cancels_absorbed: u64,
     /// Segments the box sent toward subscribers carrying inserted bytes (first sends).
@@ -389,7 +389,9 @@ impl Conn {
             return Err(b);
         }
         match (self.s.info_hash, self.r.info_hash) {
-            (Some(a), Some(b)) if a == b && self.template.is_some() && self.s_ack.is_some() => Ok(a),
+            (Some(a), Some(b)) if a == b && self.template.is_some() && self.s_ack.is_some() => {
+                Ok(a)
+            }
             _ => Err(Bypass::NotBittorrent),
         }
     }
@@ -461,7 +463,7 @@ impl<S: BlockSource> Splicer<S> {
         };
         if !self.conns.contains_key(&key) {
             // Only a first SYN opens a connection we can follow.
-            if !(t.has(SYN) && !t.has(ACK)) {
+            if !t.has(SYN) || t.has(ACK) {
                 out.push(Emit::Original);
                 return;
             }
@@ -486,8 +488,8 @@ impl<S: BlockSource> Splicer<S> {
         };
         c.last_seen = now;
         match from {
-            Port::Subscriber => self.from_subscriber(now, &key, &mut c, frame, &t, out),
-            Port::Upstream => self.from_upstream(now, &key, &mut c, frame, &t, out),
+            Port::Subscriber => self.on_subscriber_frame(now, &key, &mut c, frame, &t, out),
+            Port::Upstream => self.on_upstream_frame(now, &key, &mut c, frame, &t, out),
         }
         if t.has(RST) || (c.s.fin && c.r.fin && c.unacked.is_empty()) {
             c.closed = true;
@@ -513,7 +515,9 @@ impl<S: BlockSource> Splicer<S> {
             .map(|(k, _)| *k)
             .collect();
         for k in keys {
-            let Some(mut c) = self.conns.remove(&k) else { continue };
+            let Some(mut c) = self.conns.remove(&k) else {
+                continue;
+            };
             self.retransmit_due(now, &mut c, out);
             if let Some(next) = c.r.next {
                 if c.r.framer.at_boundary() {
@@ -555,7 +559,7 @@ impl<S: BlockSource> Splicer<S> {
         }
     }
 
-    fn from_subscriber(
+    fn on_subscriber_frame(
         &mut self,
         now: u64,
         key: &ConnKey,
@@ -726,10 +730,6 @@ impl<S: BlockSource> Splicer<S> {
             self.counters.bypass(Bypass::Overload);
             return None;
         }
-        let Some(at) = start else {
-            self.counters.bypass(Bypass::SplitRequest);
-            return None;
-        };
         let len = block.length as usize;
         if c.queued_bytes + len > self.cfg.max_queued_bytes_per_connection
             || self.queued_bytes + len > self.cfg.max_queued_bytes
@@ -752,7 +752,17 @@ impl<S: BlockSource> Splicer<S> {
                 }
                 c.answered.push_back(block);
                 c.pending.push_back(Pending { block, data });
-                Some(at)
+                match start {
+                    Some(at) => Some(at),
+                    None => {
+                        // Its first bytes already went upstream: it cannot be hidden from R
+                        // any more. Answer it anyway (a remote that went silent must not
+                        // stall the download); if R answers too, S gets the block twice and
+                        // drops the second copy as unrequested.
+                        self.counters.split_requests_answered += 1;
+                        None
+                    }
+                }
             }
             Lookup::Hit(_) => {
                 self.counters.read_failures += 1;
@@ -772,7 +782,15 @@ impl<S: BlockSource> Splicer<S> {
 
     /// S acked up to `ack` with `win` bytes of window: retire inserted bytes, fast
     /// retransmit on three duplicate acks, remember the window.
-    fn on_sub_ack(&mut self, now: u64, c: &mut Conn, ack: SeqNum, win: u32, pure: bool, out: &mut Vec<Emit>) {
+    fn on_sub_ack(
+        &mut self,
+        now: u64,
+        c: &mut Conn,
+        ack: SeqNum,
+        win: u32,
+        pure: bool,
+        out: &mut Vec<Emit>,
+    ) {
         let advanced = c.s_ack.is_none_or(|a| ack > a);
         if advanced {
             c.s_ack = Some(ack);
@@ -807,7 +825,7 @@ impl<S: BlockSource> Splicer<S> {
         }
     }
 
-    fn from_upstream(
+    fn on_upstream_frame(
         &mut self,
         now: u64,
         _key: &ConnKey,
@@ -980,7 +998,9 @@ impl<S: BlockSource> Splicer<S> {
             if (s_start + (bytes.len() + msg_len) as u32) > right {
                 break;
             }
-            let Some(b) = c.pending.pop_front() else { break };
+            let Some(b) = c.pending.pop_front() else {
+                break;
+            };
             bytes.extend_from_slice(&(9 + b.data.len() as u32).to_be_bytes());
             bytes.push(7);
             bytes.extend_from_slice(&b.block.index.to_be_bytes());
@@ -1038,7 +1058,9 @@ impl<S: BlockSource> Splicer<S> {
     }
 
     fn retransmit_due(&mut self, now: u64, c: &mut Conn, out: &mut Vec<Emit>) {
-        let Some((tmpl, tt)) = c.template.as_ref() else { return };
+        let Some((tmpl, tt)) = c.template.as_ref() else {
+            return;
+        };
         let ts = (c.s.ts && c.r.ts).then_some((c.r.tsval, c.s.tsval));
         let mut abandoned = 0;
         for inj in c.unacked.iter_mut() {

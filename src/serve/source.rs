@@ -27,7 +27,11 @@ struct Recent {
 
 impl StoreBlocks {
     /// `memory_bytes`: verified pieces kept in memory at most.
-    pub fn new(store: Arc<PieceStore>, rules: Option<Arc<RulesSink>>, memory_bytes: usize) -> StoreBlocks {
+    pub fn new(
+        store: Arc<PieceStore>,
+        rules: Option<Arc<RulesSink>>,
+        memory_bytes: usize,
+    ) -> StoreBlocks {
         StoreBlocks {
             store,
             rules,

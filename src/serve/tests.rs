@@ -24,7 +24,9 @@ impl BlockSource for Cached {
 }
 
 fn piece_data(i: u32) -> Vec<u8> {
-    (0..32768u32).map(|k| (k.wrapping_mul(31) ^ i) as u8).collect()
+    (0..32768u32)
+        .map(|k| (k.wrapping_mul(31) ^ i) as u8)
+        .collect()
 }
 
 struct Seg<'a> {
@@ -44,7 +46,11 @@ fn seg(v6: bool, from_sub: bool, s: Seg<'_>) -> Vec<u8> {
     let mut rem6 = sub6;
     sub6[15] = 2;
     rem6[15] = 3;
-    let (src_mac, dst_mac) = if from_sub { ([2; 6], [3; 6]) } else { ([3; 6], [2; 6]) };
+    let (src_mac, dst_mac) = if from_sub {
+        ([2; 6], [3; 6])
+    } else {
+        ([3; 6], [2; 6])
+    };
     let b = PacketBuilder::ethernet2(src_mac, dst_mac);
     let b = match (v6, from_sub) {
         (false, true) => b.ipv4(sub4, rem4, 64),
@@ -52,7 +58,11 @@ fn seg(v6: bool, from_sub: bool, s: Seg<'_>) -> Vec<u8> {
         (true, true) => b.ipv6(sub6, rem6, 64),
         (true, false) => b.ipv6(rem6, sub6, 64),
     };
-    let (sp, dp) = if from_sub { (SUB_PORT, REM_PORT) } else { (REM_PORT, SUB_PORT) };
+    let (sp, dp) = if from_sub {
+        (SUB_PORT, REM_PORT)
+    } else {
+        (REM_PORT, SUB_PORT)
+    };
     let mut b = b.tcp(sp, dp, s.seq, s.win);
     if s.syn {
         b = b.syn();
@@ -178,27 +188,87 @@ impl Wire {
     }
 
     fn open(&mut self) {
-        let f = seg(self.v6, true, Seg { seq: 999, ack: None, syn: true, fin: false, win: 65535, ts: Some((1, 0)), payload: &[] });
+        let f = seg(
+            self.v6,
+            true,
+            Seg {
+                seq: 999,
+                ack: None,
+                syn: true,
+                fin: false,
+                win: 65535,
+                ts: Some((1, 0)),
+                payload: &[],
+            },
+        );
         self.deliver(Port::Subscriber, &f);
-        let f = seg(self.v6, false, Seg { seq: 4999, ack: Some(1000), syn: true, fin: false, win: 65535, ts: Some((100, 1)), payload: &[] });
+        let f = seg(
+            self.v6,
+            false,
+            Seg {
+                seq: 4999,
+                ack: Some(1000),
+                syn: true,
+                fin: false,
+                win: 65535,
+                ts: Some((100, 1)),
+                payload: &[],
+            },
+        );
         self.deliver(Port::Upstream, &f);
         self.sub_ack(5000);
     }
 
     fn sub_send(&mut self, payload: &[u8]) {
-        let f = seg(self.v6, true, Seg { seq: self.s_next, ack: Some(5000), syn: false, fin: false, win: 512, ts: Some((2, 100)), payload });
+        let f = seg(
+            self.v6,
+            true,
+            Seg {
+                seq: self.s_next,
+                ack: Some(5000),
+                syn: false,
+                fin: false,
+                win: 512,
+                ts: Some((2, 100)),
+                payload,
+            },
+        );
         self.s_next += payload.len() as u32;
         self.deliver(Port::Subscriber, &f);
     }
 
     fn sub_ack(&mut self, ack: u32) {
-        let f = seg(self.v6, true, Seg { seq: self.s_next, ack: Some(ack), syn: false, fin: false, win: 512, ts: Some((3, 100)), payload: &[] });
+        let f = seg(
+            self.v6,
+            true,
+            Seg {
+                seq: self.s_next,
+                ack: Some(ack),
+                syn: false,
+                fin: false,
+                win: 512,
+                ts: Some((3, 100)),
+                payload: &[],
+            },
+        );
         self.deliver(Port::Subscriber, &f);
     }
 
     fn rem_send(&mut self, payload: &[u8]) {
         for chunk in payload.chunks(usize::from(MSS) - 12) {
-            let f = seg(self.v6, false, Seg { seq: self.r_next, ack: Some(self.s_next), syn: false, fin: false, win: 1000, ts: Some((101, 2)), payload: chunk });
+            let f = seg(
+                self.v6,
+                false,
+                Seg {
+                    seq: self.r_next,
+                    ack: Some(self.s_next),
+                    syn: false,
+                    fin: false,
+                    win: 1000,
+                    ts: Some((101, 2)),
+                    payload: chunk,
+                },
+            );
             self.r_next += chunk.len() as u32;
             self.deliver(Port::Upstream, &f);
         }
@@ -220,7 +290,11 @@ fn contiguous(m: &BTreeMap<u32, Vec<u8>>, start: u32) -> Vec<u8> {
         let off = (seq - start) as usize;
         assert!(off <= out.len(), "hole before {seq}");
         let overlap = (out.len() - off).min(data.len());
-        assert_eq!(&out[off..off + overlap], &data[..overlap], "conflicting bytes at {seq}");
+        assert_eq!(
+            &out[off..off + overlap],
+            &data[..overlap],
+            "conflicting bytes at {seq}"
+        );
         out.extend_from_slice(&data[overlap..]);
     }
     out
@@ -290,7 +364,19 @@ fn inserts_at_the_next_boundary_splitting_a_segment() {
     assert_eq!(w.sp.counters().served_blocks, 0);
     assert_eq!(w.rem_stream()[68..], framer::NOOP17);
     let before = w.frames_to_sub;
-    let f = seg(false, false, Seg { seq: w.r_next, ack: Some(w.s_next), syn: false, fin: false, win: 1000, ts: Some((102, 2)), payload: &rstream[first..first + 1000] });
+    let f = seg(
+        false,
+        false,
+        Seg {
+            seq: w.r_next,
+            ack: Some(w.s_next),
+            syn: false,
+            fin: false,
+            win: 1000,
+            ts: Some((102, 2)),
+            payload: &rstream[first..first + 1000],
+        },
+    );
     w.r_next += 1000;
     w.deliver(Port::Upstream, &f);
     w.rem_send(&rstream[first + 1000..]);
@@ -320,7 +406,19 @@ fn splits_a_segment_that_straddles_the_boundary() {
     w.rem_send(&rstream[..500]);
     w.sub_send(&request(0, 0, 16384));
     // rest of the PIECE and the HAVE in one segment: the boundary is inside it
-    let f = seg(false, false, Seg { seq: w.r_next, ack: Some(w.s_next), syn: false, fin: false, win: 1000, ts: Some((102, 2)), payload: &rstream[500..] });
+    let f = seg(
+        false,
+        false,
+        Seg {
+            seq: w.r_next,
+            ack: Some(w.s_next),
+            syn: false,
+            fin: false,
+            win: 1000,
+            ts: Some((102, 2)),
+            payload: &rstream[500..],
+        },
+    );
     w.r_next += (rstream.len() - 500) as u32;
     w.deliver(Port::Upstream, &f);
     assert_eq!(w.sp.counters().split_segments, 1);
@@ -348,7 +446,10 @@ fn retransmits_what_the_subscriber_did_not_ack() {
     assert_eq!(w.sp.counters().retransmitted_segments, 0);
     w.tick(100_000);
     assert_eq!(w.sp.counters().retransmitted_segments, injected - 1);
-    assert_eq!(w.sp.counters().retransmitted_bytes, 16397 - u64::from(MSS - 12));
+    assert_eq!(
+        w.sp.counters().retransmitted_bytes,
+        16397 - u64::from(MSS - 12)
+    );
     // all acked: nothing more
     w.sub_ack(5068 + 16397);
     w.tick(10_000_000);
@@ -371,7 +472,10 @@ fn leaves_unknown_and_midstream_connections_alone() {
     w.rem_send(&[0xa5; 96]);
     w.sub_send(&request(0, 0, 16384));
     assert_eq!(w.sp.counters().served_blocks, 0);
-    assert_eq!(w.sp.counters().connections_bypassed.get("not_bittorrent"), Some(&1));
+    assert_eq!(
+        w.sp.counters().connections_bypassed.get("not_bittorrent"),
+        Some(&1)
+    );
     assert_eq!(w.rem_stream().len(), 96 + 17);
 }
 
