@@ -5,9 +5,8 @@
 //!
 //! Why libpcap and not AF_PACKET through pnet: both end in the same kernel packet socket
 //! with a memory-mapped receive ring; libpcap is already the capture layer of tap and
-//! replay, gives kernel drop counters, and measured within noise of the kernel bridge's
-//! latency in the lab (README, "Inline mode"), so a second crate for the same job buys
-//! nothing.
+//! replay, and gives kernel drop counters, so a second crate for the same job buys nothing.
+//! What the bridge costs against the kernel's own bridge: `benches/inline_bench.sh`.
 
 use std::os::fd::AsRawFd;
 
