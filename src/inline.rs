@@ -37,6 +37,8 @@ pub struct InlineOutcome {
     pub stats: Stats,
     pub serve: ServeCounters,
     pub bridge: BridgeCounters,
+    /// Both ports' capture counters summed, as the metrics report them.
+    pub capture: CaptureCounters,
 }
 
 /// Figures the bridge thread hands to the engine thread's metrics publisher.
@@ -184,6 +186,7 @@ pub fn run<S: BlockSource>(
         stats,
         serve: splicer.counters().clone(),
         bridge,
+        capture,
     })
 }
 

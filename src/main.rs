@@ -339,13 +339,7 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         cfg.capture.filter = a.filter.clone();
     }
     let shared = shared_with_rules(&cfg, &mut log_line)?;
-    if let Some(dir) = &cfg.metainfo_dir {
-        let (n, errors) = shared.registry.load_dir(dir);
-        for e in &errors {
-            log_line(e.clone());
-        }
-        log_line(format!("{n} .torrent files loaded from {}", dir.display()));
-    }
+    load_metainfo(&cfg, &shared);
     match &cfg.cache.dir {
         Some(d) => log_line(format!(
             "cache {} (capacity {})",
@@ -354,24 +348,9 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         )),
         None => log_line("no cache directory: pieces are verified and counted only".into()),
     }
-    let ctl = peercache::tap::Control::default();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, ctl.stop.clone()).context("installing signal handlers")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
-        .context("installing SIGHUP handler")?;
+    let ctl = signal_control()?;
     let live = Arc::new(Live::new(3600));
-    let server = match a.http.or(cfg.http.listen) {
-        Some(addr) => {
-            let srv = peercache::http::serve(addr, live.clone())?;
-            log_line(format!(
-                "dashboard and metrics at http://{}/",
-                srv.local_addr
-            ));
-            Some(srv)
-        }
-        None => None,
-    };
+    let server = start_http(a.http.or(cfg.http.listen), &live)?;
     let out = peercache::tap::run(
         &a.iface,
         cfg.clone(),
@@ -401,6 +380,42 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The .torrent files of `metainfo_dir` into the registry; each bad file gets a log line.
+fn load_metainfo(cfg: &Config, shared: &Shared) {
+    if let Some(dir) = &cfg.metainfo_dir {
+        let (n, errors) = shared.registry.load_dir(dir);
+        for e in &errors {
+            log_line(e.clone());
+        }
+        log_line(format!("{n} .torrent files loaded from {}", dir.display()));
+    }
+}
+
+/// Stop on SIGINT/SIGTERM, reload on SIGHUP (the long-running modes).
+fn signal_control() -> anyhow::Result<peercache::tap::Control> {
+    let ctl = peercache::tap::Control::default();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, ctl.stop.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
+        .context("installing SIGHUP handler")?;
+    Ok(ctl)
+}
+
+/// The metrics, JSON API and dashboard service at `addr`, when one is configured.
+fn start_http(
+    addr: Option<std::net::SocketAddr>,
+    live: &Arc<Live>,
+) -> anyhow::Result<Option<peercache::http::HttpServer>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let srv = peercache::http::serve(addr, live.clone())?;
+    log_line(format!(
+        "dashboard and metrics at http://{}/",
+        srv.local_addr
+    ));
+    Ok(Some(srv))
+}
+
 fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.engine.config()?;
     if cfg.cache.dir.is_none() {
@@ -412,13 +427,7 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
-    if let Some(dir) = &cfg.metainfo_dir {
-        let (n, errors) = shared.registry.load_dir(dir);
-        for e in &errors {
-            log_line(e.clone());
-        }
-        log_line(format!("{n} .torrent files loaded from {}", dir.display()));
-    }
+    load_metainfo(&cfg, &shared);
     log_line(format!(
         "cache {} (capacity {}, {} pieces held)",
         cfg.cache
@@ -433,24 +442,9 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
             .map(|s| u64::from(s.pieces_cached))
             .sum::<u64>()
     ));
-    let ctl = peercache::tap::Control::default();
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, ctl.stop.clone()).context("installing signal handlers")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
-        .context("installing SIGHUP handler")?;
+    let ctl = signal_control()?;
     let live = Arc::new(Live::new(3600));
-    let server = match a.http.or(cfg.http.listen) {
-        Some(addr) => {
-            let srv = peercache::http::serve(addr, live.clone())?;
-            log_line(format!(
-                "dashboard and metrics at http://{}/",
-                srv.local_addr
-            ));
-            Some(srv)
-        }
-        None => None,
-    };
+    let server = start_http(a.http.or(cfg.http.listen), &live)?;
     let source = peercache::serve::source::StoreBlocks::new(
         store,
         shared.rules.clone(),
@@ -468,20 +462,13 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         a.engine.config.clone(),
         &mut log_line,
     )?;
-    let capture = peercache::metrics::CaptureCounters {
-        received: out.bridge.subscriber.received + out.bridge.upstream.received,
-        kernel_dropped: out.bridge.subscriber.kernel_dropped + out.bridge.upstream.kernel_dropped,
-        interface_dropped: out.bridge.subscriber.interface_dropped
-            + out.bridge.upstream.interface_dropped,
-        engine_dropped: out.serve.engine_dropped,
-    };
     let mut snap = peercache::tap::snapshot(
         "inline",
         &format!("{}<->{}", a.subscriber_iface, a.upstream_iface),
         started,
         &out.stats.counters(),
         &shared,
-        capture,
+        out.capture,
         &cfg,
         (0, 0),
         true,

@@ -23,7 +23,7 @@ pub mod framer;
 pub mod source;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -489,7 +489,7 @@ impl<S: BlockSource> Splicer<S> {
         c.last_seen = now;
         match from {
             Port::Subscriber => self.on_subscriber_frame(now, &key, &mut c, frame, &t, out),
-            Port::Upstream => self.on_upstream_frame(now, &key, &mut c, frame, &t, out),
+            Port::Upstream => self.on_upstream_frame(now, &mut c, frame, &t, out),
         }
         if t.has(RST) || (c.s.fin && c.r.fin && c.unacked.is_empty()) {
             c.closed = true;
@@ -828,7 +828,6 @@ impl<S: BlockSource> Splicer<S> {
     fn on_upstream_frame(
         &mut self,
         now: u64,
-        _key: &ConnKey,
         c: &mut Conn,
         frame: &[u8],
         t: &TcpFrame,
@@ -1106,14 +1105,6 @@ impl<S: BlockSource> Splicer<S> {
             self.queued_bytes = self.queued_bytes.saturating_sub(freed);
             self.counters.retransmits_abandoned += abandoned;
         }
-    }
-
-    /// Addresses of connections currently tracked (tests, debugging).
-    pub fn tracked(&self) -> Vec<(IpAddr, u16, IpAddr, u16)> {
-        self.conns
-            .keys()
-            .map(|k| (k.sub.ip(), k.sub.port(), k.rem.ip(), k.rem.port()))
-            .collect()
     }
 }
 
