@@ -51,7 +51,8 @@ n = int(sys.argv[2])
 pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
-           "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice"]
+           "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice",
+           "classic_pcap"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -262,6 +263,9 @@ def utp_ops(fl, pkts):
     return bytes(out)
 
 for path in pcaps:
+    # classic_pcap: the file itself (converted to classic pcap), its first 64 KiB.
+    with open(path, "rb") as f:
+        emit("classic_pcap", f.read(64 << 10))
     linktype, frames = read_pcap(path)
     if linktype != 1 or not frames:
         continue  # all our captures are Ethernet; others would need their own dissector

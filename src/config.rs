@@ -89,9 +89,13 @@ pub struct CacheConfig {
     /// Bytes of pieces kept; least recently used pieces go first past it.
     pub capacity_bytes: u64,
     /// Verified pieces waiting for the disk writer at most; memory is this times the piece
-    /// length. When full, the engine waits for the disk (a replay never drops pieces). Also
-    /// the largest batch the writer makes durable with one sync (capped at 64).
+    /// length. When full, the engine waits for the disk (a replay never drops pieces).
     pub write_queue_pieces: usize,
+    /// Group commit: written pieces are made durable (and only then indexed, so served)
+    /// together once this many bytes are waiting ...
+    pub commit_bytes: u64,
+    /// ... or this long after the first of them was written, whichever comes first.
+    pub commit_interval_ms: u64,
 }
 
 impl Default for CacheConfig {
@@ -100,6 +104,8 @@ impl Default for CacheConfig {
             dir: None,
             capacity_bytes: 100 << 30,
             write_queue_pieces: 16,
+            commit_bytes: 64 << 20,
+            commit_interval_ms: 200,
         }
     }
 }
@@ -178,6 +184,12 @@ pub struct SwarmConfig {
     pub max_assembly_bytes: usize,
     /// Of those, bytes of swarms whose metainfo is not known yet (quarantine).
     pub max_quarantine_bytes: usize,
+    /// Threads hashing complete pieces beside parsing (per worker); 0 hashes on the
+    /// worker's own thread.
+    pub verify_threads: usize,
+    /// Bytes held by complete pieces waiting for or under SHA-1 on those threads (per
+    /// worker; at least one piece).
+    pub verify_ahead_bytes: usize,
     /// Bytes of partly received blocks held over all connections (per worker).
     pub max_block_buffer_bytes: usize,
     /// Swarms assembling BEP 9 metadata at once (per worker).
@@ -233,6 +245,8 @@ impl Default for SwarmConfig {
             max_distinct_blocks: 4_000_000,
             max_assembly_bytes: 256 << 20,
             max_quarantine_bytes: 16 << 20,
+            verify_threads: 1,
+            verify_ahead_bytes: 16 << 20,
             max_block_buffer_bytes: 64 << 20,
             max_metadata_swarms: 1024,
         }

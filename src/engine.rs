@@ -205,10 +205,19 @@ impl Engine {
                     plim,
                     stats: Stats::default(),
                     blocks_tracked: 0,
-                    pieces: Pieces::new(
-                        cfg.swarms.max_assembly_bytes,
-                        cfg.swarms.max_quarantine_bytes,
-                    ),
+                    pieces: {
+                        let mut p = Pieces::new(
+                            cfg.swarms.max_assembly_bytes,
+                            cfg.swarms.max_quarantine_bytes,
+                        );
+                        if cfg.swarms.verify_threads > 0 {
+                            p.verify_on_threads(
+                                cfg.swarms.verify_threads,
+                                cfg.swarms.verify_ahead_bytes,
+                            );
+                        }
+                        p
+                    },
                     metadata: MetadataAssembler::new(cfg.swarms.max_metadata_swarms),
                     block_bytes: 0,
                     shared,
@@ -483,6 +492,8 @@ impl Engine {
         let core = &mut self.core;
         self.tcp.drain(|k, f| core.finish(k, f, End::Drained));
         self.udp.drain(|k, f| core.finish_udp(k, f, End::Drained));
+        let sink = self.core.app.shared.sink.clone();
+        self.core.app.pieces.settle(&*sink);
         let stats = std::mem::take(&mut self.core.app.stats);
         self.fold(stats)
     }
@@ -872,13 +883,16 @@ impl Handler<'_> {
             meta.as_ref(),
             b.index,
             b.begin,
-            &b.data,
+            b.data,
             self.sender,
             &*sink,
         );
     }
 
     fn would_be_hit(&mut self, ih: [u8; 20], index: u32, length: u32) {
+        // A piece being verified is cached or not by its verdict, as if it had come first.
+        let sink = self.ctx.shared.sink.clone();
+        self.ctx.pieces.settle_piece(&ih, index, &*sink);
         let h = &mut self.ctx.stats.hits;
         if self.ctx.shared.sink.contains(&ih, index) {
             self.ctx.shared.sink.touch(&ih, index);
@@ -1008,7 +1022,12 @@ impl Handler<'_> {
                     if sender_sub {
                         sw.subscriber_requests += 1;
                         if let Some(ih) = ih {
-                            // Policy rules learn popularity and the flow from here.
+                            // Policy rules learn popularity and the flow from here; verdicts
+                            // due before this REQUEST are decided without it.
+                            let sink = self.ctx.shared.sink.clone();
+                            if sink.watches_requests() {
+                                self.ctx.pieces.settle_swarm(&ih, &*sink);
+                            }
                             self.ctx.shared.sink.requested(
                                 &ih,
                                 &FlowContext {

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use std::sync::Arc;
 
-use peercache::cache::{PieceStore, StoreWriter};
+use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::Shared;
 use peercache::metrics::Live;
@@ -544,6 +544,10 @@ fn shared_state_and_store(cfg: &Config) -> anyhow::Result<(Shared, Option<Arc<Pi
             sink: Arc::new(StoreWriter::new(
                 store.clone(),
                 cfg.cache.write_queue_pieces,
+                CommitPolicy {
+                    bytes: cfg.cache.commit_bytes.max(1),
+                    interval: std::time::Duration::from_millis(cfg.cache.commit_interval_ms),
+                },
             )),
             rules: None,
         },

@@ -391,3 +391,74 @@ fn kill_9_during_cache_writes_leaves_only_verifiable_pieces() {
         );
     }
 }
+
+/// Hashing beside parsing must not change a single figure: verdicts take effect where the
+/// packet stream says, never when a thread happens to finish. Each capture is replayed with
+/// hashing on the engine thread, on one and two hash threads, and with a one-byte
+/// look-ahead (every verdict forced as soon as the next piece completes), into fresh
+/// caches, with subscriber REQUESTs counted as would-be hits.
+#[test]
+fn hash_threads_change_no_result() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four leechers of one torrent at once, one seeder lying: contested blocks, failures
+    // and REQUESTs for pieces that have just completed.
+    let (synth, _, _) = synth_pcap(
+        dir.path(),
+        SynthArgs {
+            flows: 4,
+            hostile: 1,
+            size: synth::ByteSize(2 << 20),
+            seed: 5,
+            ..Default::default()
+        },
+    );
+    let torrents = dir.path().join("torrents");
+    for f in ["lab-tcp-plain.torrent", "lab-tcp-aria2.torrent", "lab-utp-plain.torrent"] {
+        std::fs::copy(repo().join("pcaps").join(f), torrents.join(f)).unwrap();
+    }
+    let captures = [
+        synth,
+        repo().join("pcaps/lab-tcp-plain.pcap"),
+        repo().join("pcaps/lab-tcp-aria2.pcap"),
+        repo().join("pcaps/lab-utp-plain.pcap"),
+        repo().join("pcaps/lab-tcp-magnet.pcap"),
+    ];
+    let runs = [("0", "16777216"), ("1", "16777216"), ("2", "16777216"), ("1", "1")];
+    for pcap in &captures {
+        let mut seen: Option<Value> = None;
+        for (k, (threads, ahead)) in runs.iter().enumerate() {
+            let cfg = dir.path().join(format!("c{k}.yaml"));
+            std::fs::write(
+                &cfg,
+                format!("swarms:\n  verify_threads: {threads}\n  verify_ahead_bytes: {ahead}\n"),
+            )
+            .unwrap();
+            let cache = dir.path().join(format!("cache-{k}"));
+            let _ = std::fs::remove_dir_all(&cache);
+            let mut r = replay_cli(
+                &[
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "--cache-dir",
+                    cache.to_str().unwrap(),
+                    "--metainfo",
+                    torrents.to_str().unwrap(),
+                    "--subscriber-net",
+                    "198.18.0.0/16",
+                ],
+                &[pcap],
+            );
+            r.as_object_mut().unwrap().remove("duration_secs");
+            assert!(n(&r["cache"]["stored_bytes"]) > 0, "{}", pcap.display());
+            match &seen {
+                None => seen = Some(r),
+                Some(first) => assert_eq!(
+                    &r,
+                    first,
+                    "{}: verify_threads {threads}, verify_ahead_bytes {ahead}",
+                    pcap.display()
+                ),
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::repo;
-use peercache::cache::{PieceStore, StoreWriter};
+use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::capture::PcapFile;
 use peercache::config::Config;
 use peercache::engine::{Engine, Shared};
@@ -57,7 +57,7 @@ fn fixture() -> &'static Fixture {
         let store = Arc::new(PieceStore::open(cache.path(), CACHE_CAPACITY).unwrap());
         let shared = Shared {
             registry: Arc::new(registry),
-            sink: Arc::new(StoreWriter::new(store, 64)),
+            sink: Arc::new(StoreWriter::new(store, 64, CommitPolicy::default())),
             rules: None,
         };
         let mut cfg = Config {

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use common::repo;
-use peercache::cache::{PieceStore, StoreWriter};
+use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::{Engine, Shared};
 use peercache::replay::{replay_with, ReplayOptions};
@@ -72,7 +72,7 @@ fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
     let store = Arc::new(PieceStore::open(&dir.path().join("cache"), 1 << 30).unwrap());
     let mut shared = Shared {
         registry: Arc::new(Registry::default()),
-        sink: Arc::new(StoreWriter::new(store, 16)),
+        sink: Arc::new(StoreWriter::new(store, 16, CommitPolicy::default())),
         rules: None,
     };
     rules::install(&mut shared, &rules_path).unwrap();

@@ -154,7 +154,7 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
                     let i = x as usize % b.len();
                     b[i] ^= 0x80;
                 }
-                p.block(ih, meta, index, (k * 512) as u32, &b, from, &sink);
+                p.block(ih, meta, index, (k * 512) as u32, b.as_slice(), from, &sink);
                 check(&p);
             }
             if let (Some(m), false, true, true) = (meta, corrupt, clean, max_bytes >= PL) {
@@ -181,12 +181,12 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
                     let i = x as usize % b.len();
                     b[i] ^= 1 << (x % 8);
                 }
-                p.block(ih, meta, index, b0 as u32, &b, from, &sink);
+                p.block(ih, meta, index, b0 as u32, b.as_slice(), from, &sink);
             }
             2 => {
                 let b0 = begin as usize % 8 * 256;
                 let b: Vec<u8> = (b0..b0 + 256).filter_map(|i| pc.get(i).copied()).collect();
-                p.block(ih, meta, index, b0 as u32, &b, from, &sink);
+                p.block(ih, meta, index, b0 as u32, b.as_slice(), from, &sink);
             }
             _ => {
                 if sw < 2 {

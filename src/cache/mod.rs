@@ -84,7 +84,7 @@ use thiserror::Error;
 use crate::swarm::MetainfoError;
 
 pub use store::PieceStore;
-pub use writer::StoreWriter;
+pub use writer::{CommitPolicy, StoreWriter};
 
 /// One piece of one swarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

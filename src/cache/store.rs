@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -44,7 +44,6 @@ pub(crate) struct Staged {
     key: PieceKey,
     len: u32,
     tmp: PathBuf,
-    file: File,
 }
 
 /// What [`PieceStore::stage_verified`] did with a piece.
@@ -79,6 +78,8 @@ pub struct PieceStore {
     /// remove_swarm holds it exclusively, so no write lands in a swarm being removed.
     swarm_gate: RwLock<()>,
     tmp_seq: AtomicU64,
+    /// Write aligned pieces with O_DIRECT (cleared for good when the file system refuses).
+    direct: AtomicBool,
     counts: Counts,
     opened: OpenReport,
 }
@@ -117,6 +118,7 @@ impl PieceStore {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             swarm_gate: RwLock::new(()),
             tmp_seq: AtomicU64::new(0),
+            direct: AtomicBool::new(cfg!(target_os = "linux")),
             counts: Counts::default(),
             opened: OpenReport::default(),
         };
@@ -189,8 +191,8 @@ impl PieceStore {
         let sdir = self.swarm_dir(&m.info_hash);
         let pdir = sdir.join("pieces");
         fs::create_dir_all(&pdir).map_err(CacheError::io("creating directory", &pdir))?;
-        let (tmp, file) = self.write_tmp(&m.info)?;
-        if let Err(e) = file.sync_all() {
+        let tmp = self.write_tmp(&m.info)?;
+        if let Err(e) = sync_file(&tmp) {
             let _ = fs::remove_file(&tmp);
             self.counts.write_errors.fetch_add(1, Relaxed);
             return Err(CacheError::io("writing", &tmp)(e));
@@ -262,12 +264,11 @@ impl PieceStore {
             self.touch(&key);
             return Ok(Staging::Present);
         }
-        let (tmp, file) = self.write_tmp(data)?;
+        let tmp = self.write_tmp(data)?;
         Ok(Staging::Staged(Staged {
             key,
             len: data.len() as u32, // the caller checked it equals piece_len (a u32)
             tmp,
-            file,
         }))
     }
 
@@ -285,12 +286,12 @@ impl PieceStore {
             first_err.get_or_insert(e);
         };
         // The slow part (waiting for the disk) runs before any lock is taken.
-        let synced: Vec<Staged> = if sync_batch(&batch) {
+        let synced: Vec<Staged> = if batch.is_empty() || self.sync_tmp_fs() {
             batch
         } else {
             batch
                 .into_iter()
-                .filter_map(|s| match s.file.sync_all() {
+                .filter_map(|s| match sync_file(&s.tmp) {
                     Ok(()) => Some(s),
                     Err(e) => {
                         let _ = fs::remove_file(&s.tmp);
@@ -563,16 +564,45 @@ impl PieceStore {
     }
 
     /// A new file in tmp/ holding `data`, not yet synced.
-    fn write_tmp(&self, data: &[u8]) -> Result<(PathBuf, File), CacheError> {
+    /// One `syncfs` of the file system holding `tmp/` (so every staged file); false when
+    /// it failed or is not available here, and files must be synced one by one.
+    fn sync_tmp_fs(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return File::open(&self.tmp).is_ok_and(|d| rustix::fs::syncfs(&d).is_ok());
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
+    /// Whether pieces whose bytes are aligned for it are written with O_DIRECT (the
+    /// default on Linux): the disk reads them from the piece buffer itself, with no copy
+    /// into the page cache, which a cache filling at line rate would only churn. A file
+    /// system that refuses O_DIRECT turns it off by itself.
+    pub fn set_direct_io(&self, on: bool) {
+        self.direct.store(on && cfg!(target_os = "linux"), Relaxed);
+    }
+
+    /// The bytes to a new file in `tmp/`, closed at once (a batch may hold thousands of
+    /// pieces; it is synced by file system, or reopened one by one in the fallback).
+    fn write_tmp(&self, data: &[u8]) -> Result<PathBuf, CacheError> {
         let path = self
             .tmp
             .join(format!("{}-{}.part", std::process::id(), self.next_seq()));
-        let written = File::create_new(&path).and_then(|mut f| {
-            f.write_all(data)?;
-            Ok(f)
-        });
+        if self.direct.load(Relaxed) && direct_io_fits(data) {
+            match write_direct(&path, data) {
+                Ok(()) => return Ok(path),
+                Err(e) => {
+                    // EINVAL: not on this file system (tmpfs, some FUSE). Either way the
+                    // buffered write below decides whether this piece fails.
+                    if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
+                        self.direct.store(false, Relaxed);
+                    }
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let written = File::create_new(&path).and_then(|mut f| f.write_all(data));
         match written {
-            Ok(f) => Ok((path, f)),
+            Ok(()) => Ok(path),
             Err(e) => {
                 let _ = fs::remove_file(&path);
                 self.counts.write_errors.fetch_add(1, Relaxed);
@@ -787,17 +817,33 @@ fn read_dir(dir: &Path) -> Result<fs::ReadDir, CacheError> {
 /// its own.) Since Linux 5.8 it reports write-back errors that happened since `fd` was opened;
 /// every file of the batch was opened after the first one. false: it failed or is not
 /// available, and the caller syncs file by file, which says which ones failed.
-fn sync_batch(batch: &[Staged]) -> bool {
-    let Some(first) = batch.first() else {
-        return true;
-    };
-    #[cfg(target_os = "linux")]
-    return rustix::fs::syncfs(&first.file).is_ok();
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = first;
-        false
-    }
+/// O_DIRECT needs the buffer address, the length and the file offset aligned to the device's
+/// logical block; 4 KiB covers 512-byte and 4 KiB devices. `Pieces` builds pieces at such an
+/// address ([`crate::swarm::PIECE_ALIGN`]); a last piece of odd length is written buffered.
+fn direct_io_fits(data: &[u8]) -> bool {
+    const A: usize = crate::swarm::PIECE_ALIGN;
+    !data.is_empty() && data.len() % A == 0 && data.as_ptr().align_offset(A) == 0
+}
+
+#[cfg(target_os = "linux")]
+fn write_direct(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)?
+        .write_all(data)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_direct(_: &Path, _: &[u8]) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Durable contents of one closed temp file (the fallback when `syncfs` is unavailable).
+fn sync_file(path: &Path) -> io::Result<()> {
+    fs::OpenOptions::new().write(true).open(path)?.sync_all()
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CacheError> {

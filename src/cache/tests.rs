@@ -479,7 +479,11 @@ fn writer_counts_queued_pieces_as_cached_and_flushes_them() {
     let dir = tempfile::tempdir().unwrap();
     let (m, pieces) = torrent("w", 4, 8 * PL);
     let store = Arc::new(PieceStore::open(dir.path(), u64::MAX).unwrap());
-    let w = super::StoreWriter::new(store.clone(), 2);
+    let policy = super::CommitPolicy {
+        bytes: 3 * PL as u64,
+        interval: std::time::Duration::from_secs(3600),
+    };
+    let w = super::StoreWriter::new(store.clone(), 2, policy);
     for (i, p) in pieces.iter().enumerate() {
         let v = crate::swarm::VerifiedPiece::verify(&m, i as u32, p.clone()).unwrap();
         assert!(w.admit(&m, v));

@@ -3,19 +3,21 @@
 //! lose pieces). Until a queued piece is on disk it counts as cached, so would-be hits do not
 //! depend on disk latency.
 //!
-//! The thread works in batches: it waits for one piece, then takes whatever else is queued
-//! (at most the queue size, and [`MAX_BATCH`]). Each piece goes to its temp file at once and
-//! its buffer is freed; then the batch is made durable together and only then indexed
-//! ([`PieceStore::commit`]: one sync of the files, renames, one fsync per directory). The
-//! busier the disk, the longer the queue, the larger the batches and the fewer the syncs per
-//! piece; when the disk keeps up, batches are small and a piece is on disk sooner.
+//! The thread makes pieces durable in groups (group commit): each piece goes to its temp
+//! file at once and its buffer is freed; the group is synced, renamed and only then indexed
+//! ([`PieceStore::commit`]: one sync of the file system, renames, one fsync per directory)
+//! when it holds [`CommitPolicy::bytes`], or [`CommitPolicy::interval`] after its first
+//! piece, or when the queue closes. One sync per piece would cost the disk a flush per
+//! piece (256 syncs for a 256 MiB torrent of 1 MiB pieces, about 0.4 s on the bench disk);
+//! per group the disk writes in long runs, and a piece is servable at most `interval` later.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::store::Staging;
+use super::store::{Staged, Staging};
 use super::{PieceKey, PieceStore};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
 
@@ -26,9 +28,32 @@ pub struct StoreWriter {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Pieces per batch at most, whatever the queue size: each holds an open file until its batch
-/// is committed.
-pub const MAX_BATCH: usize = 64;
+/// When the writer makes what it has written durable (see the module comment).
+#[derive(Clone, Copy, Debug)]
+pub struct CommitPolicy {
+    /// Bytes written but not yet synced at most: also how far the files on disk may run
+    /// past the cache capacity until the group's evictions.
+    pub bytes: u64,
+    /// Time from a group's first piece to its commit at most.
+    pub interval: Duration,
+}
+
+impl Default for CommitPolicy {
+    /// The config defaults (`cache.commit_bytes`, `cache.commit_interval_ms`).
+    fn default() -> Self {
+        CommitPolicy {
+            bytes: 64 << 20,
+            interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Groups written and waiting for the committer at most (so, with the one it syncs and the
+/// one being written, unsynced bytes stay within a few `CommitPolicy::bytes`).
+const COMMITS_QUEUED: usize = 1;
+
+/// Pieces per group at most, whatever their size (the group's bookkeeping is per piece).
+pub const MAX_GROUP: usize = 4096;
 
 fn key_of(p: &VerifiedPiece) -> PieceKey {
     PieceKey {
@@ -39,37 +64,70 @@ fn key_of(p: &VerifiedPiece) -> PieceKey {
 
 impl StoreWriter {
     /// `queue`: pieces waiting for the disk at most (memory: queue x piece length).
-    pub fn new(store: Arc<PieceStore>, queue: usize) -> StoreWriter {
-        let queue = queue.max(1);
-        let (tx, rx) = sync_channel::<VerifiedPiece>(queue);
+    pub fn new(store: Arc<PieceStore>, queue: usize, policy: CommitPolicy) -> StoreWriter {
+        let (tx, rx) = sync_channel::<VerifiedPiece>(queue.max(1));
         let pending: Arc<Mutex<HashSet<PieceKey>>> = Arc::default();
         let (st, pe) = (store.clone(), pending.clone());
-        let most = queue.min(MAX_BATCH);
-        let thread = std::thread::spawn(move || {
-            let mut keys = Vec::with_capacity(most);
-            let mut batch = Vec::with_capacity(most);
-            while let Ok(first) = rx.recv() {
-                let mut next = Some(first);
-                while let Some(piece) = next.take() {
-                    keys.push(key_of(&piece));
-                    // Not durable yet, so not indexed: `pending` keeps it counted as cached.
-                    if let Ok(Staging::Staged(s)) = st.stage_verified(&piece) {
-                        batch.push(s);
-                    }
-                    drop(piece);
-                    if keys.len() < most {
-                        next = rx.try_recv().ok();
-                    }
-                }
+        // Groups written but not yet durable, queued for the committer: while one group
+        // syncs, the next is written (so the disk flushes while pieces keep coming).
+        let (gtx, grx) = sync_channel::<(Vec<Staged>, Vec<PieceKey>)>(COMMITS_QUEUED);
+        let committer = std::thread::spawn(move || {
+            for (group, keys) in grx {
                 // Durable, then indexed. Errors are counted by the store; such pieces are
                 // simply not cached.
-                let _ = st.commit(std::mem::take(&mut batch));
+                let _ = st.commit(group);
                 if let Ok(mut p) = pe.lock() {
-                    for k in keys.drain(..) {
+                    for k in keys {
                         p.remove(&k);
                     }
                 }
             }
+        });
+        let st = store.clone();
+        let thread = std::thread::spawn(move || {
+            let mut keys = Vec::new();
+            let mut group = Vec::new();
+            let mut bytes = 0u64;
+            let mut deadline = Instant::now();
+            let hand_over = |group: &mut Vec<Staged>, keys: &mut Vec<PieceKey>, b: &mut u64| {
+                *b = 0;
+                if !keys.is_empty() {
+                    let _ = gtx.send((std::mem::take(group), std::mem::take(keys)));
+                }
+            };
+            loop {
+                let next = if keys.is_empty() {
+                    rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                } else {
+                    rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                };
+                let piece = match next {
+                    Ok(p) => p,
+                    Err(RecvTimeoutError::Timeout) => {
+                        hand_over(&mut group, &mut keys, &mut bytes);
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        hand_over(&mut group, &mut keys, &mut bytes);
+                        break;
+                    }
+                };
+                if keys.is_empty() {
+                    deadline = Instant::now() + policy.interval;
+                }
+                keys.push(key_of(&piece));
+                bytes += piece.data().len() as u64;
+                // Not durable yet, so not indexed: `pending` keeps it counted as cached.
+                if let Ok(Staging::Staged(s)) = st.stage_verified(&piece) {
+                    group.push(s);
+                }
+                drop(piece);
+                if bytes >= policy.bytes || keys.len() >= MAX_GROUP {
+                    hand_over(&mut group, &mut keys, &mut bytes);
+                }
+            }
+            drop(gtx); // closes the committer's queue: it finishes and ends
+            let _ = committer.join();
         });
         StoreWriter {
             store,

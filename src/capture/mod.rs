@@ -2,6 +2,7 @@
 //! inline bridge's two ports. This is the only module that talks to libpcap.
 
 pub mod bridge;
+pub mod classic;
 pub mod live;
 
 use std::path::{Path, PathBuf};
@@ -45,11 +46,16 @@ fn micros(ts: &libc::timeval) -> u64 {
 }
 
 pub struct PcapFile {
-    cap: pcap::Capture<pcap::Offline>,
+    source: Source,
     path: PathBuf,
     pub link: LinkType,
     pub frames: u64,
     pub file_size: u64,
+}
+
+enum Source {
+    Classic(Box<classic::Reader>),
+    Libpcap(pcap::Capture<pcap::Offline>),
 }
 
 impl PcapFile {
@@ -63,16 +69,30 @@ impl PcapFile {
         if meta.is_dir() {
             return Err(open_err("is a directory".into()));
         }
-        let cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Micro)
-            .map_err(|e| open_err(format!("not a readable pcap or pcapng file ({e})")))?;
-        let dl = cap.get_datalink();
-        let link = LinkType::from_dlt(dl.0).ok_or_else(|| CaptureError::LinkType {
-            path: path.to_owned(),
-            dlt: dl.0,
-            name: dl.get_name().unwrap_or_else(|_| "unknown".into()),
-        })?;
+        // Classic pcap is read directly (see `classic`), everything else by libpcap.
+        let direct = std::fs::File::open(path)
+            .and_then(classic::Reader::open)
+            .map_err(|e| open_err(e.to_string()))?;
+        let (source, link) = match direct {
+            Some(r) => {
+                let link = LinkType::from_dlt(r.linktype() as i32)
+                    .ok_or_else(|| open_err("link type not known".into()))?;
+                (Source::Classic(Box::new(r)), link)
+            }
+            None => {
+                let cap = pcap::Capture::from_file_with_precision(path, pcap::Precision::Micro)
+                    .map_err(|e| open_err(format!("not a readable pcap or pcapng file ({e})")))?;
+                let dl = cap.get_datalink();
+                let link = LinkType::from_dlt(dl.0).ok_or_else(|| CaptureError::LinkType {
+                    path: path.to_owned(),
+                    dlt: dl.0,
+                    name: dl.get_name().unwrap_or_else(|_| "unknown".into()),
+                })?;
+                (Source::Libpcap(cap), link)
+            }
+        };
         Ok(PcapFile {
-            cap,
+            source,
             path: path.to_owned(),
             link,
             frames: 0,
@@ -82,7 +102,28 @@ impl PcapFile {
 
     /// The next frame, None at the end of the file.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
-        match self.cap.next_packet() {
+        let cap = match &mut self.source {
+            Source::Libpcap(cap) => cap,
+            Source::Classic(r) => {
+                return match r.read_record() {
+                    Ok(Some(rec)) => {
+                        self.frames += 1;
+                        Ok(Some(Frame {
+                            ts_micros: rec.ts_micros,
+                            data: rec.data,
+                            orig_len: rec.orig_len,
+                        }))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(CaptureError::Read {
+                        path: self.path.clone(),
+                        frames: self.frames,
+                        msg: e.to_string(),
+                    }),
+                }
+            }
+        };
+        match cap.next_packet() {
             Ok(p) => {
                 self.frames += 1;
                 Ok(Some(Frame {

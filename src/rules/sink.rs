@@ -389,6 +389,10 @@ impl PieceSink for RulesSink {
         self.inner.purge(info_hash)
     }
 
+    fn watches_requests(&self) -> bool {
+        self.rules().wants_requests()
+    }
+
     fn retry_later(&self, info_hash: &[u8; 20]) -> bool {
         self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
     }

@@ -308,20 +308,37 @@ pub struct VerifiedPiece {
     info_hash: [u8; 20],
     index: u32,
     hash: [u8; 20],
-    data: Vec<u8>,
+    /// The piece is `buf[start..]` (see [`Self::verify_at`]).
+    buf: Vec<u8>,
+    start: usize,
 }
 
 impl VerifiedPiece {
     /// Hash `data` against piece `index` of `m`; the bytes come back on failure.
     pub fn verify(m: &Metainfo, index: u32, data: Vec<u8>) -> Result<VerifiedPiece, Vec<u8>> {
+        Self::verify_at(m, index, data, 0)
+    }
+
+    /// The same for the piece in `buf[start..]`: what comes before is only there to put
+    /// the piece at an aligned address (see `PIECE_ALIGN`).
+    pub fn verify_at(
+        m: &Metainfo,
+        index: u32,
+        buf: Vec<u8>,
+        start: usize,
+    ) -> Result<VerifiedPiece, Vec<u8>> {
+        let Some(data) = buf.get(start..) else {
+            return Err(buf);
+        };
         match m.piece_hash(index) {
-            Some(hash) if m.verify_piece(index, &data) => Ok(VerifiedPiece {
+            Some(hash) if m.verify_piece(index, data) => Ok(VerifiedPiece {
                 info_hash: m.info_hash,
                 index,
                 hash,
-                data,
+                buf,
+                start,
             }),
-            _ => Err(data),
+            _ => Err(buf),
         }
     }
     pub fn info_hash(&self) -> &[u8; 20] {
@@ -335,6 +352,6 @@ impl VerifiedPiece {
         &self.hash
     }
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.buf.get(self.start..).unwrap_or_default()
     }
 }

@@ -4,6 +4,7 @@
 pub mod metadata;
 pub mod metainfo;
 pub mod pieces;
+mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -11,6 +12,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use metainfo::{Metainfo, MetainfoError, VerifiedPiece};
 pub use pieces::{PieceSink, Pieces};
+
+/// Address alignment of the pieces `Pieces` builds, so the cache can hand them to the disk
+/// with O_DIRECT as they are (4 KiB: the largest logical block of common devices).
+pub const PIECE_ALIGN: usize = 4096;
 
 /// Where a swarm's metainfo came from. The report names these "wire", "file" or "none".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

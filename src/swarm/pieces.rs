@@ -7,11 +7,20 @@
 //! Memory: every held block is charged to one budget per worker (`max_assembly_bytes`);
 //! when it is full the oldest incomplete piece is dropped (counted). Quarantine has its own,
 //! smaller cap.
+//!
+//! Hashing may run on a thread of its own ([`Pieces::verify_on_thread`]), pipelined with
+//! parsing: a complete piece leaves assembly for the hash thread, and its verdict (counters,
+//! admission to the sink) takes effect only at points the packet stream decides, in the
+//! order the pieces completed: when the bytes in flight pass their cap, and before
+//! anything whose answer the verdict could change (a block or would-be hit of that piece,
+//! a REQUEST the sink's rules watch, the end of input). So a replay gives the same results
+//! on every run and with hashing on the engine thread.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::verify::Worker;
 use super::{Metainfo, VerifiedPiece};
 
 /// Where verified pieces go, and what counts as "already cached".
@@ -41,6 +50,11 @@ pub trait PieceSink {
     /// A subscriber REQUESTed a block of this swarm (policy rules track popularity and the
     /// flow from it). Called once per subscriber REQUEST: keep it cheap.
     fn requested(&self, _info_hash: &[u8; 20], _flow: &FlowContext) {}
+    /// Whether `requested` can change what `admit` decides (so verdicts on a swarm's pieces
+    /// must take effect before its next REQUEST is reported).
+    fn watches_requests(&self) -> bool {
+        false
+    }
     /// Remove everything held for a swarm (a takedown); returns the piece bytes removed.
     fn purge(&self, _info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
         Ok(0)
@@ -95,16 +109,13 @@ struct Assembly {
 
 impl Assembly {
     /// Add a block; false when an identical copy is already held.
-    fn add(&mut self, begin: u32, data: &[u8], from: SocketAddr) -> bool {
+    fn add(&mut self, begin: u32, data: Vec<u8>, from: SocketAddr) -> bool {
         let copies = self.blocks.entry(begin).or_default();
         if copies.iter().any(|c| c.data == data) || copies.len() >= MAX_ALTERNATIVES {
             return false;
         }
-        copies.push(Copy {
-            data: data.to_vec(),
-            from,
-        });
         self.bytes += data.len();
+        copies.push(Copy { data, from });
         true
     }
 
@@ -135,21 +146,31 @@ impl Assembly {
     }
 
     /// The piece from the first copy of each block, if [0, len) is covered with blocks
-    /// that fit exactly (pads are zero-filled). Returns the bytes and the senders used.
+    /// that fit exactly (pads are zero-filled). Returns a buffer holding the piece from an
+    /// offset that puts it at a [`super::PIECE_ALIGN`]-aligned address, the offset, and the
+    /// senders used.
     fn build(
         &self,
         len: u32,
         pads: &[(u32, u32)],
         pick: &BTreeMap<u32, usize>,
-    ) -> Option<(Vec<u8>, Vec<SocketAddr>)> {
-        let mut out = vec![0u8; len as usize];
+    ) -> Option<(Vec<u8>, usize, Vec<SocketAddr>)> {
+        // Filled front to back (pads as zeros), so never zeroed first: the piece so far is
+        // out[start..], and covered == out.len() - start.
+        let mut out: Vec<u8> = Vec::with_capacity(len as usize + super::PIECE_ALIGN);
+        let start = out.as_ptr().align_offset(super::PIECE_ALIGN);
+        if start > super::PIECE_ALIGN {
+            return None; // cannot happen for bytes; never index past the capacity
+        }
+        out.resize(start, 0);
         let mut covered = 0u32;
         let mut from = Vec::new();
         let mut pads = pads.iter().peekable();
         loop {
             while let Some(&&(ps, pe)) = pads.peek() {
                 if ps <= covered && pe > covered {
-                    covered = pe;
+                    covered = pe.min(len);
+                    out.resize(start + covered as usize, 0);
                 }
                 if ps <= covered {
                     pads.next();
@@ -158,7 +179,7 @@ impl Assembly {
                 }
             }
             if covered >= len {
-                return Some((out, from));
+                return Some((out, start, from));
             }
             let copies = self.blocks.get(&covered)?;
             let c = &copies[pick
@@ -170,7 +191,7 @@ impl Assembly {
             if end > len as usize || c.data.is_empty() {
                 return None;
             }
-            out[covered as usize..end].copy_from_slice(&c.data);
+            out.extend_from_slice(&c.data);
             if !from.contains(&c.from) {
                 from.push(c.from);
             }
@@ -201,6 +222,9 @@ pub struct Pieces {
     /// popularity): counted as verified once, assembled again from later copies.
     retry: std::collections::HashSet<Key>,
     pub counters: HashMap<[u8; 20], PieceCounters>,
+    /// The hash thread, when there is one, and the bytes it may hold.
+    worker: Option<Worker<Key, Job, Judged>>,
+    ahead_max: usize,
 }
 
 /// Pieces waiting to be offered again at most; past it a refused piece is simply done.
@@ -221,6 +245,8 @@ impl Pieces {
             done: HashMap::new(),
             retry: Default::default(),
             counters: HashMap::new(),
+            worker: None,
+            ahead_max: 0,
         }
     }
 
@@ -242,6 +268,7 @@ impl Pieces {
     }
 
     /// A complete block of swarm `ih` from `from`. `meta` is its metainfo when known.
+    /// An owned buffer is kept as it is (no copy on the packet path).
     #[allow(clippy::too_many_arguments)]
     pub fn block(
         &mut self,
@@ -249,10 +276,13 @@ impl Pieces {
         meta: Option<&Arc<Metainfo>>,
         index: u32,
         begin: u32,
-        data: &[u8],
+        data: impl Into<Vec<u8>>,
         from: SocketAddr,
         sink: &dyn PieceSink,
     ) {
+        let data: Vec<u8> = data.into();
+        // A copy of a piece being verified: as if the verdict had come first.
+        self.settle_piece(&ih, index, sink);
         if let Some(m) = meta {
             // Metainfo learnt elsewhere (another worker, a later file): release this
             // swarm's quarantine before anything else is charged to it.
@@ -305,12 +335,13 @@ impl Pieces {
         let Some(a) = self.open.get_mut(&key) else {
             return;
         };
+        let n = data.len();
         if a.add(begin, data, from) {
-            self.held += data.len();
+            self.held += n;
             if a.quarantined {
                 self.q_swarms.insert(ih);
-                self.quarantined += data.len();
-                self.counters.entry(ih).or_default().quarantined_bytes += data.len() as u64;
+                self.quarantined += n;
+                self.counters.entry(ih).or_default().quarantined_bytes += n as u64;
             }
         }
         if let Some(m) = meta {
@@ -347,56 +378,59 @@ impl Pieces {
         }
     }
 
-    fn try_complete(&mut self, m: &Metainfo, index: u32, sink: &dyn PieceSink) {
+    fn try_complete(&mut self, m: &Arc<Metainfo>, index: u32, sink: &dyn PieceSink) {
         let key = (m.info_hash, index);
         let Some(len) = m.piece_len(index) else {
             return;
         };
-        let pads = m.pad_ranges(index);
         if self.is_done(&m.info_hash, index) || sink.contains(&m.info_hash, index) {
             // Verified already (e.g. copies that waited in quarantine): never twice.
             self.discard(&key);
             return;
         }
         let Some(a) = self.open.get(&key) else { return };
-        if !a.complete(len, &pads) {
+        if !a.complete(len, &m.pad_ranges(index)) {
             return;
         }
-        let Some((data, from)) = a.build(len, &pads, &BTreeMap::new()) else {
+        // Complete: out of assembly, to be judged by its hash.
+        let Some(a) = self.discard(&key) else { return };
+        if let Some(w) = &self.worker {
+            if w.alive() {
+                // Held until judged: its blocks, then the piece built from them.
+                let weight = a.bytes.saturating_mul(2);
+                while self.worker.as_ref().is_some_and(|w| {
+                    w.len() > 0 && w.weight().saturating_add(weight) > self.ahead_max
+                }) {
+                    self.settle_one(sink);
+                }
+                let job = Job {
+                    meta: m.clone(),
+                    index,
+                    assembly: a,
+                };
+                let job = match self.worker.as_mut() {
+                    Some(w) => match w.submit(key, weight, job) {
+                        Ok(()) => return,
+                        Err(job) => job, // the thread is gone: judged here
+                    },
+                    None => job,
+                };
+                let verdict = judge(&job.meta, index, &job.assembly);
+                self.apply(m, index, verdict, sink);
+                return;
+            }
+        }
+        let verdict = judge(m, index, &a);
+        self.apply(m, index, verdict, sink);
+    }
+
+    /// A verdict takes effect: counters, admission to the sink, done or retried later.
+    fn apply(&mut self, m: &Metainfo, index: u32, verdict: Option<Verdict>, sink: &dyn PieceSink) {
+        // No verdict: blocks that cannot make the piece (one runs past its end).
+        let Some(Verdict { good, liars }) = verdict else {
             return;
         };
-        // Complete: the hash decides, trying alternative copies of contested blocks.
-        let mut good = VerifiedPiece::verify(m, index, data).ok();
-        if good.is_none() {
-            'alt: for (&begin, copies) in &a.blocks {
-                for k in 1..copies.len() {
-                    let pick = BTreeMap::from([(begin, k)]);
-                    if let Some((d, _)) = a.build(len, &pads, &pick) {
-                        if let Ok(v) = VerifiedPiece::verify(m, index, d) {
-                            good = Some(v);
-                            break 'alt;
-                        }
-                    }
-                }
-            }
-        }
-        // Senders of copies that are not in the good piece are the hostile-peer signal.
-        let mut liars: Vec<SocketAddr> = Vec::new();
-        match &good {
-            Some(v) => {
-                for (&begin, copies) in &a.blocks {
-                    for c in copies {
-                        let end = begin as usize + c.data.len();
-                        if v.data().get(begin as usize..end) != Some(&c.data[..])
-                            && !liars.contains(&c.from)
-                        {
-                            liars.push(c.from);
-                        }
-                    }
-                }
-            }
-            None => liars = from,
-        }
+        let key = (m.info_hash, index);
         let c = self.counters.entry(m.info_hash).or_default();
         match good {
             Some(v) => {
@@ -409,7 +443,6 @@ impl Pieces {
                 } else if sink.retry_later(&m.info_hash) && self.retry.len() < MAX_RETRY {
                     // Refused for now (popularity): later copies may be admitted.
                     self.retry.insert(key);
-                    self.discard(&key);
                 } else {
                     self.mark_done(m.info_hash, index, m.num_pieces());
                 }
@@ -420,18 +453,75 @@ impl Pieces {
         for p in liars {
             *c.failed_by_peer.entry(p).or_default() += 1;
         }
-        self.discard(&key);
     }
 
-    fn discard(&mut self, key: &Key) {
-        if let Some(a) = self.open.remove(key) {
-            self.held = self.held.saturating_sub(a.bytes);
-            self.order.remove(&a.seq);
-            if a.quarantined {
-                self.quarantined = self.quarantined.saturating_sub(a.bytes);
-                self.q_order.remove(&a.seq);
+    /// Hash on `threads` threads of their own from now on, with at most `ahead_bytes` held
+    /// by pieces waiting for or under verification (at least one piece, however large).
+    /// False when no thread can be started: hashing stays on the caller's thread.
+    pub fn verify_on_threads(&mut self, threads: usize, ahead_bytes: usize) -> bool {
+        self.ahead_max = ahead_bytes;
+        self.worker = Worker::start("peercache-hash", threads, |j: Job| {
+            let verdict = judge(&j.meta, j.index, &j.assembly);
+            (j.meta, j.index, verdict)
+        });
+        self.worker.is_some()
+    }
+
+    /// Take the oldest verdict from the hash thread (waiting for it) and apply it.
+    fn settle_one(&mut self, sink: &dyn PieceSink) -> bool {
+        let Some((m, index, verdict)) = self.worker.as_mut().and_then(|w| w.next()) else {
+            return false;
+        };
+        self.apply(&m, index, verdict, sink);
+        true
+    }
+
+    fn settle_through(&mut self, n: Option<usize>, sink: &dyn PieceSink) {
+        for _ in 0..n.unwrap_or(0) {
+            if !self.settle_one(sink) {
+                break;
             }
         }
+    }
+
+    /// Before anything that asks whether this piece is cached or done: its verdict, if it
+    /// is being verified, takes effect (with those of pieces completed before it).
+    pub fn settle_piece(&mut self, ih: &[u8; 20], index: u32, sink: &dyn PieceSink) {
+        let n = self.worker.as_ref().and_then(|w| {
+            if w.len() == 0 {
+                return None;
+            }
+            w.through(|k| k.0 == *ih && k.1 == index)
+        });
+        self.settle_through(n, sink);
+    }
+
+    /// The same for every piece of a swarm being verified.
+    pub fn settle_swarm(&mut self, ih: &[u8; 20], sink: &dyn PieceSink) {
+        let n = self.worker.as_ref().and_then(|w| {
+            if w.len() == 0 {
+                return None;
+            }
+            w.through(|k| k.0 == *ih)
+        });
+        self.settle_through(n, sink);
+    }
+
+    /// Every verdict pending takes effect (end of input, or before reporting).
+    pub fn settle(&mut self, sink: &dyn PieceSink) {
+        while self.settle_one(sink) {}
+    }
+
+    /// Out of assembly, charges released; the assembly is handed back.
+    fn discard(&mut self, key: &Key) -> Option<Assembly> {
+        let a = self.open.remove(key)?;
+        self.held = self.held.saturating_sub(a.bytes);
+        self.order.remove(&a.seq);
+        if a.quarantined {
+            self.quarantined = self.quarantined.saturating_sub(a.bytes);
+            self.q_order.remove(&a.seq);
+        }
+        Some(a)
     }
 
     /// Drop the oldest incomplete piece (the oldest quarantined one if `quarantine_only`).
@@ -454,10 +544,70 @@ impl Pieces {
         true
     }
 
-    /// Bytes held for pieces in progress, and of those, in quarantine.
+    /// Bytes held for pieces in progress (assembling or being verified), and of those, in
+    /// quarantine.
     pub fn held(&self) -> (usize, usize) {
-        (self.held, self.quarantined)
+        let judging = self.worker.as_ref().map_or(0, |w| w.weight());
+        (self.held + judging, self.quarantined)
     }
+}
+
+/// What a complete piece's hash decided.
+struct Verdict {
+    good: Option<VerifiedPiece>,
+    /// Senders of copies that are not in the good piece (all of the senders when none
+    /// verified): the hostile-peer signal.
+    liars: Vec<SocketAddr>,
+}
+
+/// What the hash thread hands back: the piece's swarm and index, and the verdict.
+type Judged = (Arc<Metainfo>, u32, Option<Verdict>);
+
+/// A complete piece for the hash thread.
+struct Job {
+    meta: Arc<Metainfo>,
+    index: u32,
+    assembly: Assembly,
+}
+
+/// The hash decides, trying alternative copies of contested blocks. Pure: runs on the
+/// engine thread or the hash thread alike. None when the blocks cannot make the piece.
+fn judge(m: &Metainfo, index: u32, a: &Assembly) -> Option<Verdict> {
+    let len = m.piece_len(index)?;
+    let pads = m.pad_ranges(index);
+    let (data, start, from) = a.build(len, &pads, &BTreeMap::new())?;
+    let mut good = VerifiedPiece::verify_at(m, index, data, start).ok();
+    if good.is_none() {
+        'alt: for (&begin, copies) in &a.blocks {
+            for k in 1..copies.len() {
+                let pick = BTreeMap::from([(begin, k)]);
+                if let Some((d, at, _)) = a.build(len, &pads, &pick) {
+                    if let Ok(v) = VerifiedPiece::verify_at(m, index, d, at) {
+                        good = Some(v);
+                        break 'alt;
+                    }
+                }
+            }
+        }
+    }
+    let mut liars: Vec<SocketAddr> = Vec::new();
+    match &good {
+        Some(v) => {
+            // A block's only copy is in the good piece by construction: compare the rest.
+            for (&begin, copies) in a.blocks.iter().filter(|(_, c)| c.len() > 1) {
+                for c in copies {
+                    let end = begin as usize + c.data.len();
+                    if v.data().get(begin as usize..end) != Some(&c.data[..])
+                        && !liars.contains(&c.from)
+                    {
+                        liars.push(c.from);
+                    }
+                }
+            }
+        }
+        None => liars = from,
+    }
+    Some(Verdict { good, liars })
 }
 
 #[cfg(test)]
@@ -525,7 +675,7 @@ mod tests {
             if corrupt == Some(begin as u32) {
                 b[5] ^= 0xff;
             }
-            p.block(ih, m, index, begin as u32, &b, from, sink);
+            p.block(ih, m, index, begin as u32, b.as_slice(), from, sink);
         }
     }
 
@@ -543,7 +693,7 @@ mod tests {
             Some(&m),
             1,
             0,
-            &{
+            {
                 let mut b = content[32768..49152].to_vec();
                 b[5] ^= 0xff;
                 b

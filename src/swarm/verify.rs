@@ -1,0 +1,133 @@
+//! Worker threads that run jobs and hand the results back in the order the jobs were given:
+//! piece hashing off the engine thread (see `Pieces`). Job k goes to thread k mod n and its
+//! result is taken from there, so order needs no sorting. The caller decides when to take
+//! results, so where they take effect in the packet stream is decided by the caller alone,
+//! never by thread timing: replays stay deterministic.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+pub(crate) struct Worker<T, J, O> {
+    /// Per thread: its job queue and its results. Empty once a thread is found gone.
+    lanes: Vec<(Sender<J>, Receiver<O>)>,
+    /// Lane of the next job given, and of the oldest job in flight.
+    next_in: usize,
+    next_out: usize,
+    /// What each job in flight is about (oldest first), with its weight (bytes held).
+    in_flight: VecDeque<(T, usize)>,
+    weight: usize,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
+    /// `n` threads (at least one). None when none can be started (the caller then does the
+    /// work itself).
+    pub(crate) fn start(
+        name: &str,
+        n: usize,
+        work: impl Fn(J) -> O + Send + Clone + 'static,
+    ) -> Option<Self> {
+        let mut lanes = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..n.max(1) {
+            let (jobs, rx) = channel::<J>();
+            let (tx, results) = channel::<O>();
+            let work = work.clone();
+            let spawned = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    for job in rx {
+                        if tx.send(work(job)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => {
+                    lanes.push((jobs, results));
+                    threads.push(t);
+                }
+                Err(_) => break,
+            }
+        }
+        if lanes.is_empty() {
+            return None;
+        }
+        Some(Worker {
+            lanes,
+            next_in: 0,
+            next_out: 0,
+            in_flight: VecDeque::new(),
+            weight: 0,
+            threads,
+        })
+    }
+
+    /// Queue a job; `tag` names it for [`Self::through`], `weight` is what it holds.
+    /// Err gives the job back when the threads are gone.
+    pub(crate) fn submit(&mut self, tag: T, weight: usize, job: J) -> Result<(), J> {
+        let Some((tx, _)) = self.lanes.get(self.next_in) else {
+            return Err(job);
+        };
+        tx.send(job).map_err(|e| e.0)?;
+        self.next_in = (self.next_in + 1) % self.lanes.len();
+        self.in_flight.push_back((tag, weight));
+        self.weight += weight;
+        Ok(())
+    }
+
+    /// The result of the oldest job in flight, waiting for it. None when nothing is in
+    /// flight or a thread died (whatever was in flight is then lost, and forgotten; no
+    /// more jobs are taken).
+    pub(crate) fn next(&mut self) -> Option<O> {
+        let (_, w) = self.in_flight.pop_front()?;
+        self.weight -= w;
+        let got = self
+            .lanes
+            .get(self.next_out)
+            .and_then(|(_, rx)| rx.recv().ok());
+        match got {
+            Some(o) => {
+                self.next_out = (self.next_out + 1) % self.lanes.len();
+                Some(o)
+            }
+            None => {
+                self.in_flight.clear();
+                self.weight = 0;
+                self.lanes.clear();
+                None
+            }
+        }
+    }
+
+    /// How many results to take to have that of the newest job whose tag matches.
+    pub(crate) fn through(&self, tag: impl Fn(&T) -> bool) -> Option<usize> {
+        self.in_flight
+            .iter()
+            .rposition(|(t, _)| tag(t))
+            .map(|i| i + 1)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Weight of the jobs in flight.
+    pub(crate) fn weight(&self) -> usize {
+        self.weight
+    }
+
+    pub(crate) fn alive(&self) -> bool {
+        !self.lanes.is_empty()
+    }
+}
+
+impl<T, J, O> Drop for Worker<T, J, O> {
+    fn drop(&mut self) {
+        self.lanes.clear(); // closes the queues: each thread finishes what it has and ends
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
