@@ -105,7 +105,7 @@ impl Default for CacheConfig {
             capacity_bytes: 100 << 30,
             write_queue_pieces: 16,
             commit_bytes: 64 << 20,
-            commit_interval_ms: 200,
+            commit_interval_ms: 50,
         }
     }
 }

@@ -487,6 +487,14 @@ impl Engine {
         }
     }
 
+    /// Live capture: piece verdicts already made take effect now (see `Pieces::settle_ready`).
+    /// Returns whether pieces are still being verified, so an idle loop can come back soon.
+    pub fn settle_ready(&mut self) -> bool {
+        let sink = self.core.app.shared.sink.clone();
+        self.core.app.pieces.settle_ready(&*sink);
+        self.core.app.pieces.verifying()
+    }
+
     /// End of input: finish every flow and hand back the counters.
     pub fn finish(mut self) -> Stats {
         let core = &mut self.core;

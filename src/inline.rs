@@ -258,8 +258,11 @@ fn engine_loop(
         snap.inline = Some(serve);
         live.publish(snap);
     };
+    let mut verifying = false;
     loop {
-        match rx.recv_timeout(Duration::from_millis(250)) {
+        // While pieces are on the hash thread, come back soon to cache them once proven.
+        let wait = Duration::from_millis(if verifying { 2 } else { 250 });
+        match rx.recv_timeout(wait) {
             Ok(q) => {
                 depth.fetch_sub(1, Ordering::Relaxed);
                 engine.handle(q.ts, LinkType::Ethernet, &q.frame, q.frame.len() as u32);
@@ -267,6 +270,7 @@ fn engine_loop(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
+        verifying = engine.settle_ready();
         if last_publish.elapsed() >= Duration::from_secs(1) {
             last_publish = Instant::now();
             publish(&engine);

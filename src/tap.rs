@@ -95,6 +95,8 @@ pub fn run(
             // waiting and this is never reached.
             None => std::thread::sleep(Duration::from_millis(2)),
         }
+        // Pieces proven on the hash thread are cached now, not at the next settle point.
+        engine.settle_ready();
         if ctl.reload.swap(false, Ordering::Relaxed) {
             let line = match &config_path {
                 None => "SIGHUP: no --config file to reload".to_string(),

@@ -413,7 +413,11 @@ fn hash_threads_change_no_result() {
         },
     );
     let torrents = dir.path().join("torrents");
-    for f in ["lab-tcp-plain.torrent", "lab-tcp-aria2.torrent", "lab-utp-plain.torrent"] {
+    for f in [
+        "lab-tcp-plain.torrent",
+        "lab-tcp-aria2.torrent",
+        "lab-utp-plain.torrent",
+    ] {
         std::fs::copy(repo().join("pcaps").join(f), torrents.join(f)).unwrap();
     }
     let captures = [
@@ -423,7 +427,12 @@ fn hash_threads_change_no_result() {
         repo().join("pcaps/lab-utp-plain.pcap"),
         repo().join("pcaps/lab-tcp-magnet.pcap"),
     ];
-    let runs = [("0", "16777216"), ("1", "16777216"), ("2", "16777216"), ("1", "1")];
+    let runs = [
+        ("0", "16777216"),
+        ("1", "16777216"),
+        ("2", "16777216"),
+        ("1", "1"),
+    ];
     for pcap in &captures {
         let mut seen: Option<Value> = None;
         for (k, (threads, ahead)) in runs.iter().enumerate() {

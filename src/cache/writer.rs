@@ -43,7 +43,7 @@ impl Default for CommitPolicy {
     fn default() -> Self {
         CommitPolicy {
             bytes: 64 << 20,
-            interval: Duration::from_millis(200),
+            interval: Duration::from_millis(50),
         }
     }
 }

@@ -507,6 +507,20 @@ impl Pieces {
         self.settle_through(n, sink);
     }
 
+    /// Verdicts already made take effect, in order, without waiting for the rest. For live
+    /// capture, where a piece should be cached as soon as it is proven, not when the next
+    /// settle point comes; replays leave it alone to stay deterministic.
+    pub fn settle_ready(&mut self, sink: &dyn PieceSink) {
+        while let Some((m, index, verdict)) = self.worker.as_mut().and_then(|w| w.try_next()) {
+            self.apply(&m, index, verdict, sink);
+        }
+    }
+
+    /// Whether pieces are waiting for or under verification.
+    pub fn verifying(&self) -> bool {
+        self.worker.as_ref().is_some_and(|w| w.len() > 0)
+    }
+
     /// Every verdict pending takes effect (end of input, or before reporting).
     pub fn settle(&mut self, sink: &dyn PieceSink) {
         while self.settle_one(sink) {}

@@ -101,6 +101,31 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
         }
     }
 
+    /// The oldest job's result if it is ready, without waiting (live capture: verdicts take
+    /// effect as soon as they exist; a replay never calls this).
+    pub(crate) fn try_next(&mut self) -> Option<O> {
+        if self.in_flight.is_empty() {
+            return None;
+        }
+        let got = self.lanes.get(self.next_out)?.1.try_recv();
+        match got {
+            Ok(o) => {
+                if let Some((_, w)) = self.in_flight.pop_front() {
+                    self.weight -= w;
+                }
+                self.next_out = (self.next_out + 1) % self.lanes.len();
+                Some(o)
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                self.in_flight.clear();
+                self.weight = 0;
+                self.lanes.clear();
+                None
+            }
+        }
+    }
+
     /// How many results to take to have that of the newest job whose tag matches.
     pub(crate) fn through(&self, tag: impl Fn(&T) -> bool) -> Option<usize> {
         self.in_flight
