@@ -1030,9 +1030,12 @@ impl Handler<'_> {
                     if sender_sub {
                         sw.subscriber_requests += 1;
                         if let Some(ih) = ih {
-                            // Policy rules learn popularity and the flow from here; verdicts
-                            // due before this REQUEST are decided without it.
+                            // Policy rules learn popularity and the flow from here. Verdicts
+                            // due before this REQUEST take effect first, as if hashed inline:
+                            // that of the piece asked for (and those before it), and all of
+                            // the swarm's when the rules watch REQUESTs.
                             let sink = self.ctx.shared.sink.clone();
+                            self.ctx.pieces.settle_piece(&ih, b.index, &*sink);
                             if sink.watches_requests() {
                                 self.ctx.pieces.settle_swarm(&ih, &*sink);
                             }

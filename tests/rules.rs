@@ -256,6 +256,9 @@ impl PieceSink for Probe {
     fn retry_later(&self, ih: &[u8; 20]) -> bool {
         self.inner.retry_later(ih)
     }
+    fn watches_requests(&self) -> bool {
+        self.inner.watches_requests()
+    }
     fn requested(&self, ih: &[u8; 20], flow: &FlowContext) {
         self.events
             .lock()
