@@ -6,7 +6,7 @@
 //! anything else (pcapng, modified pcap, other link types) [`super::PcapFile`] uses libpcap.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 
 /// libpcap's largest accepted record (MAXIMUM_SNAPLEN): a larger length is a corrupt file.
 const MAX_RECORD: u32 = 262_144;
@@ -93,7 +93,10 @@ pub struct Record<'a> {
 pub struct Reader<R: Read = File> {
     input: BufReader<R>,
     header: Header,
+    /// A record that straddles two reads is put together here.
     data: Vec<u8>,
+    /// Bytes of the read buffer lent out as the last record, consumed on the next call.
+    lent: usize,
 }
 
 /// What went wrong reading a record, in libpcap's words.
@@ -138,6 +141,7 @@ impl<R: Read> Reader<R> {
             input: BufReader::with_capacity(READ_BUFFER, file),
             header,
             data: Vec::new(),
+            lent: 0,
         }))
     }
 
@@ -145,8 +149,33 @@ impl<R: Read> Reader<R> {
         self.header.linktype
     }
 
-    /// The next record; None at the end.
+    /// The next record; None at the end. A record wholly inside the read buffer is lent
+    /// from there (no copy); one that straddles two reads is copied together.
     pub fn read_record(&mut self) -> Result<Option<Record<'_>>, RecordError> {
+        self.input.consume(std::mem::take(&mut self.lent));
+        if self.input.buffer().is_empty() {
+            self.input.fill_buf().map_err(RecordError::Io)?;
+        }
+        let buf = self.input.buffer();
+        if let Some(h) = buf.get(..16) {
+            let mut head = [0u8; 16];
+            head.copy_from_slice(h);
+            let (ts, caplen, len) = self.header.record(&head);
+            let end = 16 + caplen.min(MAX_RECORD + 1) as usize;
+            if caplen <= MAX_RECORD && buf.len() >= end {
+                self.lent = end;
+                let keep = end.min(16 + self.header.snapshot as usize);
+                return Ok(Some(Record {
+                    ts_micros: ts,
+                    data: &self.input.buffer()[16..keep],
+                    orig_len: len,
+                }));
+            }
+        }
+        self.read_copied()
+    }
+
+    fn read_copied(&mut self) -> Result<Option<Record<'_>>, RecordError> {
         let mut r = [0u8; 16];
         match read_full(&mut self.input, &mut r).map_err(RecordError::Io)? {
             0 => return Ok(None),
