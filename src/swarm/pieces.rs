@@ -225,6 +225,8 @@ pub struct Pieces {
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
     ahead_max: usize,
+    /// Threads to start with the first complete piece (0: none, or started already).
+    hash_threads: usize,
 }
 
 /// Pieces waiting to be offered again at most; past it a refused piece is simply done.
@@ -247,6 +249,7 @@ impl Pieces {
             counters: HashMap::new(),
             worker: None,
             ahead_max: 0,
+            hash_threads: 0,
         }
     }
 
@@ -394,6 +397,7 @@ impl Pieces {
         }
         // Complete: out of assembly, to be judged by its hash.
         let Some(a) = self.discard(&key) else { return };
+        self.start_hashing();
         if let Some(w) = &self.worker {
             if w.alive() {
                 // Held until judged: its blocks, then the piece built from them.
@@ -457,14 +461,21 @@ impl Pieces {
 
     /// Hash on `threads` threads of their own from now on, with at most `ahead_bytes` held
     /// by pieces waiting for or under verification (at least one piece, however large).
-    /// False when no thread can be started: hashing stays on the caller's thread.
-    pub fn verify_on_threads(&mut self, threads: usize, ahead_bytes: usize) -> bool {
+    /// The threads start with the first complete piece (an engine that never verifies one
+    /// costs none); if they cannot, hashing stays on the caller's thread.
+    pub fn verify_on_threads(&mut self, threads: usize, ahead_bytes: usize) {
         self.ahead_max = ahead_bytes;
-        self.worker = Worker::start("peercache-hash", threads, |j: Job| {
-            let verdict = judge(&j.meta, j.index, &j.assembly);
-            (j.meta, j.index, verdict)
-        });
-        self.worker.is_some()
+        self.hash_threads = threads;
+    }
+
+    fn start_hashing(&mut self) {
+        if self.worker.is_none() && self.hash_threads > 0 {
+            self.worker = Worker::start("peercache-hash", self.hash_threads, |j: Job| {
+                let verdict = judge(&j.meta, j.index, &j.assembly);
+                (j.meta, j.index, verdict)
+            });
+            self.hash_threads = 0; // started, or never will be
+        }
     }
 
     /// Take the oldest verdict from the hash thread (waiting for it) and apply it.

@@ -156,3 +156,53 @@ impl<T, J, O> Drop for Worker<T, J, O> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Worker;
+    use std::time::Duration;
+
+    #[test]
+    fn results_come_back_in_submission_order() {
+        // Later jobs finish first on their threads; order must not follow.
+        let mut w = Worker::start("t", 3, |n: u64| {
+            std::thread::sleep(Duration::from_millis(10 - n % 10));
+            n * 2
+        })
+        .unwrap();
+        for n in 0..20u64 {
+            w.submit(n, n as usize, n).unwrap();
+        }
+        assert_eq!(w.weight(), (0..20).sum::<usize>());
+        assert_eq!(w.through(|&t| t == 4), Some(5));
+        assert_eq!(
+            w.through(|&t| t % 2 == 0),
+            Some(19),
+            "the newest match counts"
+        );
+        let got: Vec<u64> = std::iter::from_fn(|| w.next()).collect();
+        assert_eq!(got, (0..20).map(|n| n * 2).collect::<Vec<_>>());
+        assert_eq!((w.len(), w.weight()), (0, 0));
+    }
+
+    #[test]
+    fn a_dead_thread_loses_its_jobs_and_takes_no_more() {
+        let mut w = Worker::start("t", 1, |n: u32| {
+            assert!(n != 3, "job 3 kills the thread");
+            n
+        })
+        .unwrap();
+        for n in 0..5 {
+            w.submit(n, 1, n).unwrap();
+        }
+        let got: Vec<u32> = std::iter::from_fn(|| w.next()).collect();
+        assert_eq!(got, vec![0, 1, 2]);
+        assert!(!w.alive());
+        assert_eq!((w.len(), w.weight()), (0, 0));
+        assert_eq!(
+            w.submit(9, 1, 9),
+            Err(9),
+            "the job comes back to be done inline"
+        );
+    }
+}
