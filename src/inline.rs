@@ -48,12 +48,34 @@ struct Latest {
     serve: ServeCounters,
 }
 
-struct Queued {
-    ts: u64,
-    frame: Vec<u8>,
+/// Frames for the engine, handed over together: one wake-up of the engine thread per batch
+/// rather than per frame (per-frame hand-off was most of the bridge's CPU: futex wake-ups
+/// and context switches), and one allocation for all their bytes.
+#[derive(Default)]
+struct Batch {
+    /// Per frame: capture time and where its bytes end in `bytes`.
+    frames: Vec<(u64, usize)>,
+    bytes: Vec<u8>,
 }
 
-/// Frames drained from one port before looking at the other (fairness under load).
+impl Batch {
+    fn push(&mut self, ts: u64, frame: &[u8]) {
+        self.bytes.extend_from_slice(frame);
+        self.frames.push((ts, self.bytes.len()));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.frames.iter().map(move |&(ts, end)| {
+            let f = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            (ts, f)
+        })
+    }
+}
+
+/// Frames drained from one port before looking at the other (fairness under load); also
+/// the most frames a batch for the engine holds.
 const BURST: usize = 64;
 
 #[allow(clippy::too_many_arguments)]
@@ -73,7 +95,8 @@ pub fn run<S: BlockSource>(
     let icfg = cfg.inline.clone();
     let mut splicer = Splicer::new(icfg.clone(), source);
 
-    let (tx, rx) = sync_channel::<Queued>(icfg.engine_queue_frames.max(1));
+    // Capacity in batches; `depth` counts the frames in them against the caps.
+    let (tx, rx) = sync_channel::<Batch>((icfg.engine_queue_frames / BURST).max(1));
     let depth = Arc::new(AtomicUsize::new(0));
     let latest = Arc::new(Mutex::new(Latest::default()));
     let engine_thread = {
@@ -103,6 +126,31 @@ pub fn run<S: BlockSource>(
     let mut last_report = Instant::now();
     let mut last_tick = Instant::now();
     let mut engine_dropped = 0u64;
+    let mut batch = Batch::default();
+    // Hand the batch to the engine; a full queue drops it (forwarding never waits).
+    let hand_over = |batch: &mut Batch, engine_dropped: &mut u64| {
+        let n = batch.frames.len();
+        if n == 0 {
+            return;
+        }
+        if depth.load(Ordering::Relaxed) + n > icfg.engine_queue_frames.max(1) {
+            *engine_dropped += n as u64;
+            batch.frames.clear();
+            batch.bytes.clear();
+            return;
+        }
+        depth.fetch_add(n, Ordering::Relaxed);
+        match tx.try_send(std::mem::take(batch)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(mut b)) | Err(TrySendError::Disconnected(mut b)) => {
+                depth.fetch_sub(n, Ordering::Relaxed);
+                *engine_dropped += n as u64;
+                b.frames.clear();
+                b.bytes.clear();
+                *batch = b; // keep its allocations
+            }
+        }
+    };
     let mut result = Ok(());
     'run: while !ctl.stop.load(Ordering::Relaxed) {
         wait_readable(&sub, &up, 5);
@@ -121,23 +169,20 @@ pub fn run<S: BlockSource>(
                     }
                 };
                 // Analysis first (a copy): the engine sees frames as they were on the wire.
-                depth.fetch_add(1, Ordering::Relaxed);
-                match tx.try_send(Queued {
-                    ts,
-                    frame: buf.clone(),
-                }) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                        depth.fetch_sub(1, Ordering::Relaxed);
-                        engine_dropped += 1;
-                    }
+                batch.push(ts, &buf);
+                if batch.frames.len() >= BURST {
+                    hand_over(&mut batch, &mut engine_dropped);
                 }
-                splicer.set_overloaded(depth.load(Ordering::Relaxed) > icfg.overload_queue_frames);
+                splicer.set_overloaded(
+                    depth.load(Ordering::Relaxed) + batch.frames.len() > icfg.overload_queue_frames,
+                );
                 let now = t0.elapsed().as_micros() as u64;
                 splicer.on_frame(now, from, &buf, &mut out);
                 send_all(&mut out, from, &buf, &mut sub, &mut up);
             }
         }
+        // Whatever this pass read goes to the engine now, however few frames.
+        hand_over(&mut batch, &mut engine_dropped);
         if last_tick.elapsed() >= Duration::from_millis(5) {
             last_tick = Instant::now();
             splicer.tick(t0.elapsed().as_micros() as u64, &mut out);
@@ -169,6 +214,7 @@ pub fn run<S: BlockSource>(
         l.capture = capture;
         l.serve = splicer.counters().clone();
     }
+    hand_over(&mut batch, &mut engine_dropped);
     drop(tx);
     let stats = engine_thread.join().unwrap_or_default();
     shared.sink.flush();
@@ -227,7 +273,7 @@ fn capture_counters(
 }
 
 fn engine_loop(
-    rx: Receiver<Queued>,
+    rx: Receiver<Batch>,
     cfg: Config,
     shared: Shared,
     depth: Arc<AtomicUsize>,
@@ -263,9 +309,11 @@ fn engine_loop(
         // While pieces are on the hash thread, come back soon to cache them once proven.
         let wait = Duration::from_millis(if verifying { 2 } else { 250 });
         match rx.recv_timeout(wait) {
-            Ok(q) => {
-                depth.fetch_sub(1, Ordering::Relaxed);
-                engine.handle(q.ts, LinkType::Ethernet, &q.frame, q.frame.len() as u32);
+            Ok(b) => {
+                for (ts, f) in b.iter() {
+                    engine.handle(ts, LinkType::Ethernet, f, f.len() as u32);
+                }
+                depth.fetch_sub(b.frames.len(), Ordering::Relaxed);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
