@@ -49,6 +49,9 @@ pub struct TcpFrame {
     pub ack: SeqNum,
     pub flags: u8,
     pub window: u16,
+    /// The outermost VLAN id, if tagged (what policy rules match; part of the connection's
+    /// identity, since VLANs may reuse addresses).
+    pub vlan: Option<u16>,
 }
 
 /// Options a SYN announces.
@@ -68,6 +71,7 @@ impl TcpFrame {
     /// VLAN tags), or truncated. Such frames are forwarded untouched.
     pub fn parse(frame: &[u8]) -> Option<TcpFrame> {
         let p = SlicedPacket::from_ethernet(frame).ok()?;
+        let vlan = p.vlan_ids().first().map(|v| v.value());
         let (l3, v6, src, dst) = match p.net.as_ref()? {
             NetSlice::Ipv4(ip) => {
                 if ip.is_payload_fragmented() {
@@ -130,6 +134,7 @@ impl TcpFrame {
             ack: SeqNum(t.acknowledgment_number()),
             flags,
             window: t.window_size(),
+            vlan,
         })
     }
 

@@ -205,6 +205,8 @@ impl ServeCounters {
 struct ConnKey {
     sub: SocketAddr,
     rem: SocketAddr,
+    /// Outermost VLAN id: the same addresses on two VLANs are two connections.
+    vlan: Option<u16>,
 }
 
 /// One sender's side of a connection.
@@ -455,10 +457,12 @@ impl<S: BlockSource> Splicer<S> {
             Port::Subscriber => ConnKey {
                 sub: SocketAddr::new(t.src, t.sport),
                 rem: SocketAddr::new(t.dst, t.dport),
+                vlan: t.vlan,
             },
             Port::Upstream => ConnKey {
                 sub: SocketAddr::new(t.dst, t.dport),
                 rem: SocketAddr::new(t.src, t.sport),
+                vlan: t.vlan,
             },
         };
         if !self.conns.contains_key(&key) {
@@ -741,7 +745,7 @@ impl<S: BlockSource> Splicer<S> {
         let flow = FlowContext {
             subscriber: key.sub,
             upstream: key.rem,
-            vlan: None,
+            vlan: key.vlan,
         };
         match self.source.lookup(&ih, block, &flow) {
             Lookup::Hit(data) if data.len() == len => {

@@ -12,10 +12,14 @@ const SUB_PORT: u16 = 50_000;
 const REM_PORT: u16 = 6881;
 const MSS: u16 = 1460;
 
-struct Cached(HashMap<u32, Vec<u8>>);
+/// Cached pieces by index; also records the VLAN of every flow asked about.
+struct Cached(HashMap<u32, Vec<u8>>, std::sync::Mutex<Vec<Option<u16>>>);
 
 impl BlockSource for Cached {
-    fn lookup(&self, _ih: &[u8; 20], b: BlockRef, _f: &FlowContext) -> Lookup {
+    fn lookup(&self, _ih: &[u8; 20], b: BlockRef, f: &FlowContext) -> Lookup {
+        if let Ok(mut v) = self.1.lock() {
+            v.push(f.vlan);
+        }
         match self.0.get(&b.index) {
             Some(p) => Lookup::Hit(p[b.begin as usize..(b.begin + b.length) as usize].to_vec()),
             None => Lookup::Miss,
@@ -125,6 +129,17 @@ struct Wire {
     /// Acks R received.
     acks_at_rem: Vec<u32>,
     frames_to_sub: usize,
+    /// 802.1Q tag on every frame both ways, when set; emitted frames must carry it too.
+    vlan: Option<u16>,
+}
+
+/// The frame with an 802.1Q tag (VLAN `vid`) after its MAC addresses.
+fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
 }
 
 impl Wire {
@@ -134,7 +149,8 @@ impl Wire {
         cached.insert(2, piece_data(2));
         Wire {
             v6,
-            sp: Splicer::new(InlineConfig::default(), Cached(cached)),
+            sp: Splicer::new(InlineConfig::default(), Cached(cached, Default::default())),
+            vlan: None,
             now: 1_000_000,
             s_next: 1000,
             r_next: 5000,
@@ -146,10 +162,14 @@ impl Wire {
     }
 
     fn deliver(&mut self, from: Port, frame: &[u8]) {
+        let frame = match self.vlan {
+            Some(v) => tagged(frame, v),
+            None => frame.to_vec(),
+        };
         let mut out = Vec::new();
         self.now += 100;
-        self.sp.on_frame(self.now, from, frame, &mut out);
-        self.take(from, frame, out);
+        self.sp.on_frame(self.now, from, &frame, &mut out);
+        self.take(from, &frame, out);
     }
 
     fn take(&mut self, from: Port, frame: &[u8], out: Vec<Emit>) {
@@ -160,6 +180,7 @@ impl Wire {
             };
             let t = TcpFrame::parse(&f).expect("emitted frame parses");
             assert!(t.checksum_ok(&f), "emitted frame has a good checksum");
+            assert_eq!(t.vlan, self.vlan, "emitted frame on the connection's VLAN");
             let data = t.payload(&f).to_vec();
             match port {
                 Port::Subscriber => {
@@ -344,6 +365,27 @@ fn answers_a_cached_block_and_translates_the_rest() {
         assert_eq!(w.sp.counters().served_bytes, 16384);
         assert_eq!(w.sp.counters().connections_spliced, 1);
     }
+}
+
+#[test]
+fn vlan_tagged_connections_are_spliced_on_their_vlan() {
+    let mut w = Wire::new(false);
+    w.vlan = Some(7);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_ack(5000 + 68);
+    w.sub_send(&request(0, 0, 16384));
+    // Answered, with the PIECE on VLAN 7 (checked in `take`), and the policy saw VLAN 7.
+    assert_eq!(w.sp.counters().served_blocks, 1);
+    assert_eq!(*w.sp.source.1.lock().unwrap(), vec![Some(7)]);
+    let mut expect = handshake(7, 2);
+    expect.extend(piece_msg(0, 0, &piece_data(0)[..16384]));
+    assert_eq!(w.sub_stream(), expect);
+    // The same addresses and ports on VLAN 8 are another connection, followed from its SYN.
+    w.vlan = Some(8);
+    w.open();
+    assert_eq!(w.sp.connections(), 2);
 }
 
 #[test]
