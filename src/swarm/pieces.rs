@@ -227,6 +227,8 @@ pub struct Pieces {
     ahead_max: usize,
     /// Threads to start with the first complete piece (0: none, or started already).
     hash_threads: usize,
+    /// Pieces in flight per swarm, so settling is a look-up when a swarm has none.
+    judging: HashMap<[u8; 20], u32>,
 }
 
 /// Pieces waiting to be offered again at most; past it a refused piece is simply done.
@@ -250,6 +252,7 @@ impl Pieces {
             worker: None,
             ahead_max: 0,
             hash_threads: 0,
+            judging: HashMap::new(),
         }
     }
 
@@ -414,7 +417,10 @@ impl Pieces {
                 };
                 let job = match self.worker.as_mut() {
                     Some(w) => match w.submit(key, weight, job) {
-                        Ok(()) => return,
+                        Ok(()) => {
+                            *self.judging.entry(key.0).or_default() += 1;
+                            return;
+                        }
                         Err(job) => job, // the thread is gone: judged here
                     },
                     None => job,
@@ -481,10 +487,21 @@ impl Pieces {
     /// Take the oldest verdict from the hash thread (waiting for it) and apply it.
     fn settle_one(&mut self, sink: &dyn PieceSink) -> bool {
         let Some((m, index, verdict)) = self.worker.as_mut().and_then(|w| w.next()) else {
+            self.judging.clear(); // nothing in flight, or lost with a dead thread
             return false;
         };
+        self.judged(&m.info_hash);
         self.apply(&m, index, verdict, sink);
         true
+    }
+
+    fn judged(&mut self, ih: &[u8; 20]) {
+        if let Some(n) = self.judging.get_mut(ih) {
+            *n -= 1;
+            if *n == 0 {
+                self.judging.remove(ih);
+            }
+        }
     }
 
     fn settle_through(&mut self, n: Option<usize>, sink: &dyn PieceSink) {
@@ -498,23 +515,23 @@ impl Pieces {
     /// Before anything that asks whether this piece is cached or done: its verdict, if it
     /// is being verified, takes effect (with those of pieces completed before it).
     pub fn settle_piece(&mut self, ih: &[u8; 20], index: u32, sink: &dyn PieceSink) {
-        let n = self.worker.as_ref().and_then(|w| {
-            if w.len() == 0 {
-                return None;
-            }
-            w.through(|k| k.0 == *ih && k.1 == index)
-        });
+        // Called for every block: the scan only when its swarm has pieces in flight.
+        if !self.judging.contains_key(ih) {
+            return;
+        }
+        let n = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.through(|k| k.0 == *ih && k.1 == index));
         self.settle_through(n, sink);
     }
 
     /// The same for every piece of a swarm being verified.
     pub fn settle_swarm(&mut self, ih: &[u8; 20], sink: &dyn PieceSink) {
-        let n = self.worker.as_ref().and_then(|w| {
-            if w.len() == 0 {
-                return None;
-            }
-            w.through(|k| k.0 == *ih)
-        });
+        if !self.judging.contains_key(ih) {
+            return;
+        }
+        let n = self.worker.as_ref().and_then(|w| w.through(|k| k.0 == *ih));
         self.settle_through(n, sink);
     }
 
@@ -523,7 +540,11 @@ impl Pieces {
     /// settle point comes; replays leave it alone to stay deterministic.
     pub fn settle_ready(&mut self, sink: &dyn PieceSink) {
         while let Some((m, index, verdict)) = self.worker.as_mut().and_then(|w| w.try_next()) {
+            self.judged(&m.info_hash);
             self.apply(&m, index, verdict, sink);
+        }
+        if !self.worker.as_ref().is_some_and(|w| w.alive()) {
+            self.judging.clear();
         }
     }
 
