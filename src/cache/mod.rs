@@ -19,19 +19,20 @@
 //!
 //! A piece is written to a fresh file in `tmp/`, made durable, renamed into `pieces/`, and the
 //! `pieces/` directory is `fsync`ed; only then is it indexed (and so served). The writer
-//! thread does this for a batch at a time (the pieces queued when it gets to them, see
-//! [`StoreWriter`]): all temp files written, then one `syncfs(2)` on the cache's filesystem
-//! for the whole batch (if it fails, or off Linux, one `fsync` per file, so a failure drops
-//! only its own piece), then all renames, then one `fsync` per `pieces/` directory involved,
-//! then all of them indexed. The info file goes the same way (alone, with `fsync`), and the
-//! directories created for a new swarm are fsynced up to `v1/`. After `kill -9` or a power
-//! cut, every piece that was indexed is therefore on disk whole; anything half-written is a
-//! temp file, deleted at the next open. Deletions (eviction, removal) are not fsynced: after
-//! a power cut a deleted piece may reappear, which costs space, never correctness, since it
-//! is verified like any other.
+//! threads do this by group ([`StoreWriter`], group commit): each piece is written to its temp
+//! file as it comes (with O_DIRECT when it is aligned for it, see `write_tmp`), and a group
+//! of up to `cache.commit_bytes`, or `cache.commit_interval_ms` old, is then committed
+//! together: one `syncfs(2)` on the cache's filesystem (if it fails, or off Linux, one
+//! `fsync` per file, so a failure drops only its own piece), then all renames, then one
+//! `fsync` per `pieces/` directory involved, then all of them indexed. The info file goes the
+//! same way (alone, with `fsync`), and the directories created for a new swarm are fsynced up
+//! to `v1/`. After `kill -9` or a power cut, every piece that was indexed is therefore on
+//! disk whole; anything half-written is a temp file, deleted at the next open. Deletions
+//! (eviction, removal) are not fsynced: after a power cut a deleted piece may reappear, which
+//! costs space, never correctness, since it is verified like any other.
 //!
 //! `syncfs` writes back everything dirty on the filesystem, not only the cache's files: give
-//! the cache a filesystem of its own, or other writers' data lengthens its batches (never
+//! the cache a filesystem of its own, or other writers' data lengthens its commits (never
 //! the packet path, which only waits when the queue is full). It reports write-back errors
 //! since Linux 5.8; on an older kernel a failed write-back could go unnoticed, and such a
 //! piece would then fail its SHA-1 on the next read and be dropped, never served.

@@ -80,6 +80,8 @@ pub struct PieceStore {
     tmp_seq: AtomicU64,
     /// Write aligned pieces with O_DIRECT (cleared for good when the file system refuses).
     direct: AtomicBool,
+    /// `tmp/` itself, open for the store's life: what `syncfs` is called on.
+    tmp_fd: Option<File>,
     counts: Counts,
     opened: OpenReport,
 }
@@ -105,6 +107,7 @@ impl PieceStore {
             removed_tmp: clear_dir(&tmp)?,
             ..OpenReport::default()
         };
+        let tmp_fd = File::open(&tmp).ok();
         let store = PieceStore {
             v1,
             tmp,
@@ -119,6 +122,7 @@ impl PieceStore {
             swarm_gate: RwLock::new(()),
             tmp_seq: AtomicU64::new(0),
             direct: AtomicBool::new(cfg!(target_os = "linux")),
+            tmp_fd,
             counts: Counts::default(),
             opened: OpenReport::default(),
         };
@@ -564,11 +568,21 @@ impl PieceStore {
     }
 
     /// A new file in tmp/ holding `data`, not yet synced.
-    /// One `syncfs` of the file system holding `tmp/` (so every staged file); false when
-    /// it failed or is not available here, and files must be synced one by one.
+    /// Makes the temp files of a group durable with one `syncfs(2)` on their filesystem: it
+    /// writes back every dirty inode at once, so the metadata blocks several files share are
+    /// written, and the disk cache flushed, once per group instead of once per file. (It
+    /// also writes back whatever else is dirty on that filesystem, which is why the cache
+    /// should have its own.) Since Linux 5.8 it reports write-back errors that happened since
+    /// the previous call on the same descriptor, which is why `tmp_fd` is opened with the
+    /// store and kept: an error in the background write-back of a staged file is not missed.
+    /// false: it failed or is not available, and the caller syncs file by file, which says
+    /// which ones failed.
     fn sync_tmp_fs(&self) -> bool {
         #[cfg(target_os = "linux")]
-        return File::open(&self.tmp).is_ok_and(|d| rustix::fs::syncfs(&d).is_ok());
+        return self
+            .tmp_fd
+            .as_ref()
+            .is_some_and(|d| rustix::fs::syncfs(d).is_ok());
         #[cfg(not(target_os = "linux"))]
         false
     }
@@ -810,13 +824,6 @@ fn read_dir(dir: &Path) -> Result<fs::ReadDir, CacheError> {
     fs::read_dir(dir).map_err(CacheError::io("reading directory", dir))
 }
 
-/// Makes the temp files of a batch durable with one `syncfs(2)` on their filesystem: it
-/// writes back every dirty inode at once, so the metadata blocks several files share are
-/// written, and the disk cache flushed, once per batch instead of once per file. (It also
-/// writes back whatever else is dirty on that filesystem, which is why the cache should have
-/// its own.) Since Linux 5.8 it reports write-back errors that happened since `fd` was opened;
-/// every file of the batch was opened after the first one. false: it failed or is not
-/// available, and the caller syncs file by file, which says which ones failed.
 /// O_DIRECT needs the buffer address, the length and the file offset aligned to the device's
 /// logical block; 4 KiB covers 512-byte and 4 KiB devices. `Pieces` builds pieces at such an
 /// address ([`crate::swarm::PIECE_ALIGN`]); a last piece of odd length is written buffered.
