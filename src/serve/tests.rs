@@ -277,22 +277,27 @@ impl Wire {
 
     fn rem_send(&mut self, payload: &[u8]) {
         for chunk in payload.chunks(usize::from(MSS) - 12) {
-            let f = seg(
-                self.v6,
-                false,
-                Seg {
-                    seq: self.r_next,
-                    ack: Some(self.s_next),
-                    syn: false,
-                    fin: false,
-                    win: 1000,
-                    ts: Some((101, 2)),
-                    payload: chunk,
-                },
-            );
-            self.r_next += chunk.len() as u32;
-            self.deliver(Port::Upstream, &f);
+            self.rem_segment(chunk, 101);
         }
+    }
+
+    /// One segment from R carrying `payload` whole, with TSval `tsval`.
+    fn rem_segment(&mut self, payload: &[u8], tsval: u32) {
+        let f = seg(
+            self.v6,
+            false,
+            Seg {
+                seq: self.r_next,
+                ack: Some(self.s_next),
+                syn: false,
+                fin: false,
+                win: 1000,
+                ts: Some((tsval, 2)),
+                payload,
+            },
+        );
+        self.r_next += payload.len() as u32;
+        self.deliver(Port::Upstream, &f);
     }
 
     /// S's view of R's stream: contiguous from 5000 (panics on a hole or a conflict).
@@ -406,21 +411,7 @@ fn inserts_at_the_next_boundary_splitting_a_segment() {
     assert_eq!(w.sp.counters().served_blocks, 0);
     assert_eq!(w.rem_stream()[68..], framer::NOOP17);
     let before = w.frames_to_sub;
-    let f = seg(
-        false,
-        false,
-        Seg {
-            seq: w.r_next,
-            ack: Some(w.s_next),
-            syn: false,
-            fin: false,
-            win: 1000,
-            ts: Some((102, 2)),
-            payload: &rstream[first..first + 1000],
-        },
-    );
-    w.r_next += 1000;
-    w.deliver(Port::Upstream, &f);
+    w.rem_segment(&rstream[first..first + 1000], 102);
     w.rem_send(&rstream[first + 1000..]);
     assert!(w.frames_to_sub > before);
     let mut expect = handshake(7, 2);
@@ -448,21 +439,7 @@ fn splits_a_segment_that_straddles_the_boundary() {
     w.rem_send(&rstream[..500]);
     w.sub_send(&request(0, 0, 16384));
     // rest of the PIECE and the HAVE in one segment: the boundary is inside it
-    let f = seg(
-        false,
-        false,
-        Seg {
-            seq: w.r_next,
-            ack: Some(w.s_next),
-            syn: false,
-            fin: false,
-            win: 1000,
-            ts: Some((102, 2)),
-            payload: &rstream[500..],
-        },
-    );
-    w.r_next += (rstream.len() - 500) as u32;
-    w.deliver(Port::Upstream, &f);
+    w.rem_segment(&rstream[500..], 102);
     assert_eq!(w.sp.counters().split_segments, 1);
     let mut expect = handshake(7, 2);
     expect.extend_from_slice(&rstream[..rstream.len() - have.len()]);

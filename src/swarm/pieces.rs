@@ -400,38 +400,45 @@ impl Pieces {
         }
         // Complete: out of assembly, to be judged by its hash.
         let Some(a) = self.discard(&key) else { return };
-        self.start_hashing();
-        if let Some(w) = &self.worker {
-            if w.alive() {
-                // Held until judged: its blocks, then the piece built from them.
-                let weight = a.bytes.saturating_mul(2);
-                while self.worker.as_ref().is_some_and(|w| {
-                    w.len() > 0 && w.weight().saturating_add(weight) > self.ahead_max
-                }) {
-                    self.settle_one(sink);
-                }
-                let job = Job {
-                    meta: m.clone(),
-                    index,
-                    assembly: a,
-                };
-                let job = match self.worker.as_mut() {
-                    Some(w) => match w.submit(key, weight, job) {
-                        Ok(()) => {
-                            *self.judging.entry(key.0).or_default() += 1;
-                            return;
-                        }
-                        Err(job) => job, // the thread is gone: judged here
-                    },
-                    None => job,
-                };
-                let verdict = judge(&job.meta, index, &job.assembly);
-                self.apply(m, index, verdict, sink);
-                return;
-            }
+        if let Err(a) = self.hand_to_hash_thread(m, index, a, sink) {
+            let verdict = judge(m, index, &a);
+            self.apply(m, index, verdict, sink);
         }
-        let verdict = judge(m, index, &a);
-        self.apply(m, index, verdict, sink);
+    }
+
+    /// Hand a complete piece to the hash thread, first taking verdicts while the bytes in
+    /// flight would pass their cap. Err gives the piece back to be judged here: no thread
+    /// (or it died).
+    fn hand_to_hash_thread(
+        &mut self,
+        m: &Arc<Metainfo>,
+        index: u32,
+        a: Assembly,
+        sink: &dyn PieceSink,
+    ) -> Result<(), Assembly> {
+        self.start_hashing();
+        // Held until judged: its blocks, then the piece built from them.
+        let weight = a.bytes.saturating_mul(2);
+        while self.worker.as_ref().is_some_and(|w| {
+            w.alive() && w.len() > 0 && w.weight().saturating_add(weight) > self.ahead_max
+        }) {
+            self.settle_one(sink);
+        }
+        let Some(w) = self.worker.as_mut() else {
+            return Err(a);
+        };
+        let job = Job {
+            meta: m.clone(),
+            index,
+            assembly: a,
+        };
+        match w.submit((m.info_hash, index), weight, job) {
+            Ok(()) => {
+                *self.judging.entry(m.info_hash).or_default() += 1;
+                Ok(())
+            }
+            Err(job) => Err(job.assembly),
+        }
     }
 
     /// A verdict takes effect: counters, admission to the sink, done or retried later.
@@ -486,25 +493,39 @@ impl Pieces {
 
     /// Take the oldest verdict from the hash thread (waiting for it) and apply it.
     fn settle_one(&mut self, sink: &dyn PieceSink) -> bool {
-        let Some((m, index, verdict)) = self.worker.as_mut().and_then(|w| w.next()) else {
-            self.judging.clear(); // nothing in flight, or lost with a dead thread
-            return false;
-        };
-        self.judged(&m.info_hash);
-        self.apply(&m, index, verdict, sink);
-        true
-    }
-
-    fn judged(&mut self, ih: &[u8; 20]) {
-        if let Some(n) = self.judging.get_mut(ih) {
-            *n -= 1;
-            if *n == 0 {
-                self.judging.remove(ih);
+        match self.worker.as_mut().and_then(|w| w.next()) {
+            Some(judged) => {
+                self.take_verdict(judged, sink);
+                true
+            }
+            None => {
+                self.judging.clear(); // nothing in flight, or lost with a dead thread
+                false
             }
         }
     }
 
-    fn settle_through(&mut self, n: Option<usize>, sink: &dyn PieceSink) {
+    fn take_verdict(&mut self, (m, index, verdict): Judged, sink: &dyn PieceSink) {
+        if let Some(n) = self.judging.get_mut(&m.info_hash) {
+            *n -= 1;
+            if *n == 0 {
+                self.judging.remove(&m.info_hash);
+            }
+        }
+        self.apply(&m, index, verdict, sink);
+    }
+
+    /// Verdicts take effect up to that of the newest piece of swarm `ih` in flight that
+    /// `also` accepts (with those of pieces completed before it). Called for every block:
+    /// only a look-up unless the swarm has pieces in flight.
+    fn settle_matching(&mut self, ih: &[u8; 20], also: impl Fn(u32) -> bool, sink: &dyn PieceSink) {
+        if !self.judging.contains_key(ih) {
+            return;
+        }
+        let n = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.through(|k| k.0 == *ih && also(k.1)));
         for _ in 0..n.unwrap_or(0) {
             if !self.settle_one(sink) {
                 break;
@@ -515,33 +536,20 @@ impl Pieces {
     /// Before anything that asks whether this piece is cached or done: its verdict, if it
     /// is being verified, takes effect (with those of pieces completed before it).
     pub fn settle_piece(&mut self, ih: &[u8; 20], index: u32, sink: &dyn PieceSink) {
-        // Called for every block: the scan only when its swarm has pieces in flight.
-        if !self.judging.contains_key(ih) {
-            return;
-        }
-        let n = self
-            .worker
-            .as_ref()
-            .and_then(|w| w.through(|k| k.0 == *ih && k.1 == index));
-        self.settle_through(n, sink);
+        self.settle_matching(ih, |i| i == index, sink);
     }
 
     /// The same for every piece of a swarm being verified.
     pub fn settle_swarm(&mut self, ih: &[u8; 20], sink: &dyn PieceSink) {
-        if !self.judging.contains_key(ih) {
-            return;
-        }
-        let n = self.worker.as_ref().and_then(|w| w.through(|k| k.0 == *ih));
-        self.settle_through(n, sink);
+        self.settle_matching(ih, |_| true, sink);
     }
 
     /// Verdicts already made take effect, in order, without waiting for the rest. For live
     /// capture, where a piece should be cached as soon as it is proven, not when the next
     /// settle point comes; replays leave it alone to stay deterministic.
     pub fn settle_ready(&mut self, sink: &dyn PieceSink) {
-        while let Some((m, index, verdict)) = self.worker.as_mut().and_then(|w| w.try_next()) {
-            self.judged(&m.info_hash);
-            self.apply(&m, index, verdict, sink);
+        while let Some(judged) = self.worker.as_mut().and_then(|w| w.try_next()) {
+            self.take_verdict(judged, sink);
         }
         if !self.worker.as_ref().is_some_and(|w| w.alive()) {
             self.judging.clear();

@@ -81,23 +81,16 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
     /// flight or a thread died (whatever was in flight is then lost, and forgotten; no
     /// more jobs are taken).
     pub(crate) fn next(&mut self) -> Option<O> {
-        let (_, w) = self.in_flight.pop_front()?;
-        self.weight -= w;
+        if self.in_flight.is_empty() {
+            return None;
+        }
         let got = self
             .lanes
             .get(self.next_out)
             .and_then(|(_, rx)| rx.recv().ok());
         match got {
-            Some(o) => {
-                self.next_out = (self.next_out + 1) % self.lanes.len();
-                Some(o)
-            }
-            None => {
-                self.in_flight.clear();
-                self.weight = 0;
-                self.lanes.clear();
-                None
-            }
+            Some(o) => Some(self.taken(o)),
+            None => self.lost(),
         }
     }
 
@@ -107,23 +100,28 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
         if self.in_flight.is_empty() {
             return None;
         }
-        let got = self.lanes.get(self.next_out)?.1.try_recv();
-        match got {
-            Ok(o) => {
-                if let Some((_, w)) = self.in_flight.pop_front() {
-                    self.weight -= w;
-                }
-                self.next_out = (self.next_out + 1) % self.lanes.len();
-                Some(o)
-            }
+        match self.lanes.get(self.next_out)?.1.try_recv() {
+            Ok(o) => Some(self.taken(o)),
             Err(std::sync::mpsc::TryRecvError::Empty) => None,
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                self.in_flight.clear();
-                self.weight = 0;
-                self.lanes.clear();
-                None
-            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => self.lost(),
         }
+    }
+
+    /// The oldest job's result is out: forget the job, the next result is the next lane's.
+    fn taken(&mut self, o: O) -> O {
+        if let Some((_, w)) = self.in_flight.pop_front() {
+            self.weight -= w;
+        }
+        self.next_out = (self.next_out + 1) % self.lanes.len();
+        o
+    }
+
+    /// A thread died: what was in flight is lost, and no more jobs are taken.
+    fn lost(&mut self) -> Option<O> {
+        self.in_flight.clear();
+        self.weight = 0;
+        self.lanes.clear();
+        None
     }
 
     /// How many results to take to have that of the newest job whose tag matches.
