@@ -64,6 +64,12 @@ impl Batch {
         self.frames.push((ts, self.bytes.len()));
     }
 
+    /// Empty, keeping its allocations for the next batch.
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.bytes.clear();
+    }
+
     fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         let mut start = 0;
         self.frames.iter().map(move |&(ts, end)| {
@@ -135,8 +141,7 @@ pub fn run<S: BlockSource>(
         }
         if depth.load(Ordering::Relaxed) + n > icfg.engine_queue_frames.max(1) {
             *engine_dropped += n as u64;
-            batch.frames.clear();
-            batch.bytes.clear();
+            batch.clear();
             return;
         }
         depth.fetch_add(n, Ordering::Relaxed);
@@ -145,8 +150,7 @@ pub fn run<S: BlockSource>(
             Err(TrySendError::Full(mut b)) | Err(TrySendError::Disconnected(mut b)) => {
                 depth.fetch_sub(n, Ordering::Relaxed);
                 *engine_dropped += n as u64;
-                b.frames.clear();
-                b.bytes.clear();
+                b.clear();
                 *batch = b; // keep its allocations
             }
         }
