@@ -555,7 +555,7 @@ fn dashboard_renders_live_charts_in_headless_chromium() {
 }
 
 #[test]
-fn deploy_files_and_readme_match_the_exported_metrics() {
+fn deploy_files_and_docs_match_the_exported_metrics() {
     let f = fixture();
     let latest = f.live.latest().unwrap();
     let text = peercache::metrics::prometheus::render(&latest);
@@ -565,11 +565,11 @@ fn deploy_files_and_readme_match_the_exported_metrics() {
         .collect();
     assert!(exported.len() > 40, "{exported:?}");
 
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/metrics.md")).unwrap();
     for name in &exported {
         assert!(
-            readme.contains(&format!("`{name}`")),
-            "{name} is exported but not documented in README.md"
+            doc.contains(&format!("`{name}`")),
+            "{name} is exported but not documented in docs/metrics.md"
         );
     }
 
@@ -627,18 +627,39 @@ fn deploy_files_and_readme_match_the_exported_metrics() {
     );
 }
 
+/// Shutdown completes although clients hold connections open: the service stops listening
+/// and drops them after its grace period. How long that takes is measured by
+/// `cargo bench --bench http_shutdown` (docs/benchmarks.md), not asserted here.
 #[test]
 fn shutdown_is_not_held_up_by_an_idle_client() {
     let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1))).unwrap();
+    let addr = srv.local_addr;
     // A scraper's keep-alive connection, and one that never sends a request.
-    let mut keep = TcpStream::connect(srv.local_addr).unwrap();
+    let mut keep = TcpStream::connect(addr).unwrap();
     write!(keep, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut buf = [0u8; 256];
     let n = keep.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    let _silent = TcpStream::connect(srv.local_addr).unwrap();
-    let t = Instant::now();
+    let mut silent = TcpStream::connect(addr).unwrap();
     srv.shutdown();
-    // Bounded by the service's grace period (5 s), whatever the clients do.
-    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening after shutdown"
+    );
+    // Both idle connections were closed by the service (end of stream or reset), not left
+    // open: a read that times out means the server still holds them.
+    for (name, s) in [("keep-alive", &mut keep), ("silent", &mut silent)] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("{name}: {n} unexpected bytes after shutdown"),
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ),
+                "{name}: connection not closed by shutdown: {e}"
+            ),
+        }
+    }
 }

@@ -141,10 +141,20 @@ fn modern_qbittorrent_capture() {
         .find(|s| s.info_hash.starts_with("13fe7880"))
         .unwrap();
     assert_eq!((s.piece_messages, s.piece_bytes), (29, 462_887));
-    assert!(
-        s.messages.get("allowed_fast").copied().unwrap_or(0) > 0,
-        "fast extension"
-    );
+    assert_eq!(s.messages.get("allowed_fast"), Some(&5), "fast extension");
+    // Gap-free, clean handshakes: every message type exactly as often as tshark decodes it
+    // (5 allowed_fast among them), summed over both swarms.
+    let f = public("vut-pds-terezaburianova__small.pcap");
+    for (id, n) in tshark_msg_types(&f, &[]) {
+        let key = peercache::wire::peerwire::Kind::from_id(id as u8)
+            .map(|k| k.as_str())
+            .unwrap();
+        assert_eq!(
+            total(&r, |s| s.messages.get(key).copied().unwrap_or(0)),
+            n,
+            "{key}"
+        );
+    }
     assert!(r.swarms.iter().any(|s| s.info_hash.starts_with("8c271f4d")));
     assert_eq!(r.reassembly.gaps, 0);
 }

@@ -2,7 +2,9 @@
 //! (with sequence numbers anywhere in the 32-bit space, wrapping included) reassembles to
 //! exactly that stream; capture loss proven by ACKs becomes counted gaps of exact size.
 
-use peercache::flow::tcp::{Budget, Chunk, ReasmCounters, ReasmLimits, Reassembler};
+use peercache::flow::tcp::{
+    Budget, Chunk, ReasmCounters, ReasmLimits, Reassembler, SEGMENT_OVERHEAD,
+};
 use peercache::wire::seq::SeqNum;
 use proptest::prelude::*;
 
@@ -195,20 +197,27 @@ fn caps_bound_memory_and_count_evictions() {
         assert!(r.buffered() <= 2000);
         assert!(b.used <= 2000);
     }
-    assert!(c.evictions > 0);
-    assert!(c.gaps > 0);
-    let delivered = out.data.len() as u64;
+    // The segment cap (8) binds long before the byte cap (30 one-byte segments at 65 bytes
+    // each): segments 0..8 are held, and each of the 42 later ones forces one eviction that
+    // gives up the hole in front of the oldest held byte and delivers that byte.
+    assert_eq!(c.evictions, 42);
+    assert_eq!(c.gaps, 42, "the 100-byte hole, then 41 one-byte holes");
+    assert_eq!(out.data.len(), 42);
+    assert_eq!(r.buffered(), 8 * (1 + SEGMENT_OVERHEAD));
     r.flush(&mut c, &mut b, &mut |ch| match ch {
         Chunk::Data(d) => out.data.extend_from_slice(d),
         Chunk::Gap(n) => out.gaps.push(n),
         Chunk::Lost => unreachable!("TCP gaps have a length"),
     });
-    assert!(out.data.len() as u64 >= delivered);
+    // Flush delivers the 8 held bytes behind the 8 holes still in front of them.
     assert_eq!(
-        out.data.len(),
-        50,
-        "every byte that arrived is delivered once"
+        out.data,
+        (0..50u8).collect::<Vec<_>>(),
+        "every byte that arrived is delivered once, in order"
     );
+    assert_eq!(out.gaps.len(), 50);
+    assert_eq!(c.gaps, 50);
     assert_eq!(out.gaps.iter().sum::<u64>(), 100 + 49);
+    assert_eq!(r.buffered(), 0);
     assert_eq!(b.used, 0);
 }

@@ -344,6 +344,8 @@ fn popularity_admission() {
     let second_subscriber = ev
         .iter()
         .position(|e| matches!(e, Event::Request(ip) if ip.to_string() != "198.18.0.1"));
+    // Option's order puts None first: both must exist for the comparison to mean anything.
+    let (first_admit, second_subscriber) = (first_admit.unwrap(), second_subscriber.unwrap());
     assert!(
         first_admit < second_subscriber,
         "without the threshold the first session fills the cache"

@@ -313,17 +313,20 @@ fn midstream_pickup_resyncs() {
 
 #[test]
 fn magnet_extended_ids_follow_the_receiver() {
-    let (t, r) = replay_generated(&args(|a| a.magnet = true));
+    let a = args(|a| a.magnet = true);
+    let (t, r) = replay_generated(&a);
     let s = swarm(&r, &t.info_hash);
     // Requests go out under the seeder's id (2), data under the leecher's (3): read right,
-    // both are named ut_metadata.
-    assert!(
-        s.extended.get("ut_metadata_request").copied().unwrap_or(0) >= 1,
-        "{:?}",
-        s.extended
-    );
-    assert!(
-        s.extended.get("ut_metadata_data").copied().unwrap_or(0) >= 1,
+    // both are named ut_metadata. The leecher asks once for each 16 KiB metadata piece of
+    // the info dictionary, and each is answered.
+    let info = synth::torrent_for(&a).unwrap().info.len() as u64;
+    let metadata_pieces = info.div_ceil(u64::from(synth::METADATA_PIECE));
+    assert_eq!(
+        (
+            s.extended.get("ut_metadata_request").copied(),
+            s.extended.get("ut_metadata_data").copied()
+        ),
+        (Some(metadata_pieces), Some(metadata_pieces)),
         "{:?}",
         s.extended
     );
