@@ -1,9 +1,10 @@
 //! How long the HTTP service takes to stop (`HttpServer::shutdown`), with no client and
 //! with idle clients holding connections open: a scraper's keep-alive connection and one
-//! that never sends a request. Idle connections are dropped after the service's grace
-//! period (5 s), so that is the bound whatever clients do. This was a timed assertion in
-//! tests/http.rs; timing belongs in a bench (docs/benchmarks.md). `cargo bench --bench
-//! http_shutdown` prints the best and worst of a few runs of each.
+//! that never sends a request. Graceful shutdown closes idle connections at once; one busy
+//! with a request gets the service's grace period (5 s), so that is the bound whatever
+//! clients do. This was a timed assertion in tests/http.rs; timing belongs in a bench
+//! (docs/benchmarks.md). `cargo bench --bench http_shutdown` prints the best and worst of
+//! a few runs of each.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -628,8 +628,9 @@ fn deploy_files_and_docs_match_the_exported_metrics() {
 }
 
 /// Shutdown completes although clients hold connections open: the service stops listening
-/// and drops them after its grace period. How long that takes is measured by
-/// `cargo bench --bench http_shutdown` (docs/benchmarks.md), not asserted here.
+/// and closes them (idle ones at once, busy ones after its 5 s grace period). How long that
+/// takes is measured by `cargo bench --bench http_shutdown` (docs/benchmarks.md), not
+/// asserted here.
 #[test]
 fn shutdown_is_not_held_up_by_an_idle_client() {
     let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1))).unwrap();
