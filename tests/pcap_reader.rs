@@ -72,8 +72,22 @@ fn classic_files() -> Vec<PathBuf> {
 #[test]
 fn every_classic_capture_reads_as_libpcap_reads_it() {
     let files = classic_files();
-    // 22 public classic pcaps plus the lab recordings.
-    assert!(files.len() >= 22 + 6, "{} files", files.len());
+    // The public corpus has 22 classic pcaps (the rest is pcapng and one NetMon file), and
+    // every lab recording is classic pcap (pcaps/README.md).
+    let public_dir = repo().join("../shared/pcaps-public");
+    let lab: Vec<_> = std::fs::read_dir(repo().join("pcaps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.starts_with(&public_dir)).count(),
+        22,
+        "public classic pcaps"
+    );
+    assert_eq!(files.len(), 22 + lab.len(), "{files:?}");
+    assert_eq!(lab.len(), 6, "lab recordings");
     let mut records = 0;
     for f in &files {
         records += same_as_libpcap(f);
