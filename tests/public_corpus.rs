@@ -27,7 +27,8 @@ fn public_files() -> Vec<std::path::PathBuf> {
 #[test]
 fn whole_corpus_replays_and_never_undercounts_tshark() {
     let files = public_files();
-    assert!(files.len() >= 30, "corpus incomplete: {}", files.len());
+    // SOURCES.md lists 30 captures (29 pcap/pcapng and one NetMon .cap), each with its hash.
+    assert_eq!(files.len(), 30, "corpus incomplete or changed: {files:?}");
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let out = run_with(std::slice::from_ref(f), &Config::default(), 1);
