@@ -89,8 +89,10 @@
 # figures may carry a second of its neighbour's.
 # "connections" of a step (client_detail.connections): what its peer connections
 # actually used (uTP or TCP; RC4, MSE-then-plaintext or plain), from the client itself
-# (libtorrent peer_info flags, qBittorrent's peer flags); aria2: the MSE handshakes
-# counted in its log.
+# (libtorrent peer_info flags, qBittorrent's peer flags; aria2's info log says nothing
+# of it). For every client, upstream.handshakes: how the server's side of each
+# connection began on the wire, per transport (plain BitTorrent handshake or MSE key
+# exchange; tcp_bytes.py).
 # The seeder-freeze step's capture stops before the seeder is resumed (SIGCONT); its
 # seeder counters are read after (a frozen process cannot answer), so they may include a
 # few bytes it wrote after waking into connections the client had closed.
@@ -339,6 +341,9 @@ measure_end() {
     put upstream.upstream_payload_bytes n $((tcp + utp))
     put upstream.upstream_new_payload_bytes n $((tcpn + utpn))
     put upstream.tcp_counts j "$counts"
+    "$PY" -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["handshakes"], sys.stdout)' \
+        "$counts" >"$counts.hs"
+    put upstream.handshakes j "$counts.hs"
     put upstream.if_tx_bytes n $((tx1 - M_TX0))
     put upstream.if_tx_packets n $((txp1 - M_TXP0))
     put upstream.capture_drops n "$CAP_DROPS"
@@ -499,10 +504,6 @@ aria2_step() { # NAME IP
     put download_seconds n "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')"
     wrong=$(grep -c 'We got wrong piece' "$alog" 2>/dev/null || true)
     put hash_failures n "${wrong:-0}"
-    # what its connections used, from its info log (aria2 1.36: MSEHandshakeCommand,
-    # "Receiving ... crypto_select" / "negotiated"; counted as found)
-    put aria2_log.mse_lines n "$(grep -ci 'mse' "$alog" 2>/dev/null || true)"
-    put aria2_log.legacy_handshake_lines n "$(grep -ci 'legacy' "$alog" 2>/dev/null || true)"
     if [[ $rc == 0 && -f $dir/$NAME_A ]]; then
         ok=true
         got=$(sha256sum "$dir/$NAME_A" | awk '{print $1}')
@@ -704,9 +705,9 @@ r = json.load(open(sys.argv[1]))
 size = r["file_size"]
 print("[lab] profile %s; box: %s; file %d bytes; seeder upload limit %s B/s"
       % (r.get("profile"), r["box"]["kind"], size, r["upload_limit"]))
-print("[lab] %-17s %-11s %-5s %-5s %-5s %8s %10s %10s %10s %7s %7s %-18s"
+print("[lab] %-17s %-11s %-5s %-5s %-5s %8s %10s %10s %10s %7s %7s %-18s %s"
       % ("step", "client", "done", "same", "check", "seconds", "seeder-pay", "tcp-pay",
-         "utp-pay", "up/size", "served", "conns"))
+         "utp-pay", "up/size", "served", "conns", "wire-handshakes"))
 for s in r["steps"]:
     u = s.get("upstream", {})
     pay = u.get("seeder_payload_upload_bytes")
@@ -717,10 +718,12 @@ for s in r["steps"]:
     c = (s.get("client_detail") or {}).get("connections") or {}
     conns = ",".join("%s:%d" % (k, c[k]) for k in ("utp", "tcp", "rc4", "mse_plaintext", "plain")
                      if c.get(k))
-    print("[lab] %-17s %-11s %-5s %-5s %-5s %8s %10s %10s %10s %6.1f%% %7s %-18s"
+    hs = " ".join("%s:%s=%d" % (tr, k, n) for tr, d in sorted((u.get("handshakes") or {}).items())
+                  for k, n in sorted(d.items()) if n)
+    print("[lab] %-17s %-11s %-5s %-5s %-5s %8s %10s %10s %10s %6.1f%% %7s %-18s %s"
           % (s["name"], s["client"], s.get("completed"), s.get("sha256_ok"),
              s.get("client_hash_check_ok"), s.get("download_seconds"), pay, tcp, utp,
-             100.0 * m / size, served, conns))
+             100.0 * m / size, served, conns, hs))
     f = (s.get("client_detail") or {}).get("freeze")
     if f:
         print("[lab]   freeze: %s" % json.dumps(f, sort_keys=True))

@@ -36,6 +36,14 @@ peer-wire bytes, as a TCP segment's payload is.
   udp_other_datagrams   matching UDP datagrams that are not uTP (DHT, ...; not counted)
 The TCP keys above keep their meaning (TCP only); payload_bytes + utp_payload_bytes is
 everything the source sent on both transports.
+
+  handshakes  {"tcp": {...}, "utp": {...}}: per transport, how many matching
+              connection directions began (their first payload seen) with the plain
+              BitTorrent handshake ("bittorrent": 0x13 "BitTorrent protocol") or with
+              anything else ("mse": an MSE/PE key exchange, whose later crypto_select,
+              RC4 or plaintext, is encrypted and not visible here), or whose first
+              payload bytes the snap length cut ("unknown"). Each flow says it too
+              ("start").
 """
 
 import argparse
@@ -72,6 +80,19 @@ def frames(path):
             yield data
 
 
+BT_HANDSHAKE = b"\x13BitTorrent protocol"
+
+
+def start_kind(payload):
+    """How a connection direction began, from its first payload bytes (maybe cut)."""
+    n = min(len(payload), len(BT_HANDSHAKE))
+    if n == 0:
+        return "unknown"
+    if payload[:n] != BT_HANDSHAKE[:n]:
+        return "mse"
+    return "bittorrent" if n == len(BT_HANDSHAKE) else "unknown"
+
+
 def utp_packet(d, t, ip_payload_len):
     """(sport, dport, None | (type, conn_id, seq_nr, payload_len)) for the UDP datagram at
     offset t of frame d; the inner None: not uTP. None: headers cut by the snap length."""
@@ -101,7 +122,7 @@ def utp_packet(d, t, ip_payload_len):
         p += 2 + elen
         if p > end:
             return sport, dport, None
-    return sport, dport, (typ, conn_id, seq, end - p)
+    return sport, dport, (typ, conn_id, seq, end - p, d[p:end])
 
 
 def main():
@@ -153,12 +174,12 @@ def main():
             if u is None:
                 udp_other += 1
                 continue
-            typ, conn_id, seq, plen = u
+            typ, conn_id, seq, plen, head = u
             key = (s_ip, sport, d_ip, dport, conn_id)
             fl = utp_flows.get(key)
             if fl is None:
                 fl = utp_flows[key] = {"packets": 0, "data_packets": 0, "payload_bytes": 0,
-                                       "hi": None, "seen": {}}
+                                       "hi": None, "seen": {}, "start": None}
             fl["packets"] += 1
             if typ != 0 or plen == 0:
                 continue
@@ -175,6 +196,8 @@ def main():
                 n = fl["hi"] + dd
                 fl["hi"] = max(fl["hi"], n)
             fl["seen"].setdefault(n, plen)
+            if fl["start"] is None or n < fl["start"][0]:
+                fl["start"] = (n, start_kind(head))
             continue
         if len(d) < t + 20:
             truncated += 1
@@ -192,7 +215,7 @@ def main():
         fl = flows.get(key)
         if fl is None:
             fl = flows[key] = {"segments": 0, "payload_segments": 0, "payload_bytes": 0,
-                               "base": None, "hi": 0, "ranges": []}
+                               "base": None, "hi": 0, "ranges": [], "start": None}
         fl["segments"] += 1
         if plen == 0:
             continue
@@ -200,13 +223,16 @@ def main():
         fl["payload_bytes"] += plen
         # unwrap the 32-bit sequence number: offset from the flow's first data segment,
         # taken as the nearest (signed) distance from the highest end seen so far
+        head = d[t + doff:t + doff + plen]
         if fl["base"] is None:
             fl["base"] = seq
-        d = (seq - fl["base"] - fl["hi"]) & 0xFFFFFFFF
-        if d >= 0x80000000:
-            d -= 1 << 32
-        start = fl["hi"] + d
+        dist = (seq - fl["base"] - fl["hi"]) & 0xFFFFFFFF
+        if dist >= 0x80000000:
+            dist -= 1 << 32
+        start = fl["hi"] + dist
         fl["ranges"].append((start, start + plen))
+        if fl["start"] is None or start < fl["start"][0]:
+            fl["start"] = (start, start_kind(head))
         fl["hi"] = max(fl["hi"], start + plen)
 
     for f in flows.values():
@@ -230,6 +256,7 @@ def main():
             "dst": str(ipaddress.IPv4Address(d)), "dport": dp,
             "segments": f["segments"], "payload_bytes": f["payload_bytes"],
             "new_payload_bytes": f["new_payload_bytes"],
+            "start": f["start"][1] if f["start"] else None,
         })
     out["utp_flows"] = []
     for (s, sp, d, dp, cid), f in sorted(utp_flows.items()):
@@ -239,10 +266,17 @@ def main():
             "packets": f["packets"], "data_packets": f["data_packets"],
             "payload_bytes": f["payload_bytes"],
             "new_payload_bytes": sum(f["seen"].values()),
+            "start": f["start"][1] if f["start"] else None,
         })
     for k in ("packets", "data_packets", "payload_bytes", "new_payload_bytes"):
         out["utp_" + k] = sum(f[k] for f in out["utp_flows"])
     out["udp_other_datagrams"] = udp_other
+    out["handshakes"] = {}
+    for tr, lst in (("tcp", out["flows"]), ("utp", out["utp_flows"])):
+        h = out["handshakes"][tr] = {"bittorrent": 0, "mse": 0, "unknown": 0}
+        for f in lst:
+            if f["start"]:
+                h[f["start"]] += 1
     json.dump(out, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
 
