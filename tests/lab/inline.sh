@@ -91,8 +91,8 @@
 # actually used (uTP or TCP; RC4, MSE-then-plaintext or plain), from the client itself
 # (libtorrent peer_info flags, qBittorrent's peer flags; aria2's info log says nothing
 # of it). For every client, upstream.handshakes: how the server's side of each
-# connection began on the wire, per transport (plain BitTorrent handshake or MSE key
-# exchange; tcp_bytes.py).
+# connection began on the wire, per transport (plain BitTorrent handshake, or "other":
+# for BitTorrent an MSE key exchange; tcp_bytes.py).
 # The seeder-freeze step's capture stops before the seeder is resumed (SIGCONT); its
 # seeder counters are read after (a frozen process cannot answer), so they may include a
 # few bytes it wrote after waking into connections the client had closed.

@@ -187,7 +187,8 @@ PEER_UTP_SOCKET = 1 << 17
 class Connections:
     """What this client's peer connections actually used, sampled from get_peer_info():
     per (remote endpoint, transport) whether it was uTP, RC4 or MSE-then-plaintext, and
-    the most payload bytes seen received on it. A connection still connecting or
+    the most payload bytes seen received on it (a lower bound: a connection closed as the
+    download ends takes its last bytes with it). A connection still connecting or
     handshaking is not recorded (its encryption is not known yet)."""
 
     def __init__(self):

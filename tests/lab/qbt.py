@@ -30,7 +30,9 @@ is started as its child there and stopped before it exits. What it does:
     (/api/v2/torrents/recheck: every piece re-hashed from disk) and waits for its
     verdict: checking over, every piece present again (properties pieces_have ==
     pieces_num, progress 1). A piece failing its hash stays missing (the torrent is
-    paused, it cannot fetch it again), so the verdict is exact.
+    paused, it cannot fetch it again), so the verdict is exact. That the recheck did run
+    is required too: a checking state seen, or qBittorrent's log (/api/v2/log/main)
+    saying the paused torrent was resumed (to be checked) and paused again.
  4. SHA-256 of the file on disk against --expect-sha256, then /api/v2/app/shutdown
     (bounded; SIGTERM, then SIGKILL if it lingers).
 The truth JSON: completed, sha256, sha256_ok, recheck_ok, download_seconds,
@@ -298,6 +300,7 @@ def run(a, api, proc, truth, peers):
 
     # the client's own check: paused (nothing can arrive), every piece re-hashed
     api.call("/api/v2/torrents/pause", {"hashes": h})
+    log0 = max([m.get("id", -1) for m in api.json("/api/v2/log/main")] or [-1])
     api.call("/api/v2/torrents/recheck", {"hashes": h})
     t_check = time.monotonic()
     seen_checking = False
@@ -313,14 +316,25 @@ def run(a, api, proc, truth, peers):
         # from before the recheck 3 s to be replaced, then take the settled state
         if time.monotonic() < t_check + 3.0:
             continue
+        # proof that the recheck ran: a checking state seen, or (an 8 MiB check is over
+        # in well under a refresh interval) its own log: a recheck of a paused torrent
+        # resumes it to check and pauses it again once checked
+        msgs = [m.get("message", "") for m in
+                api.json("/api/v2/log/main?last_known_id=%d" % log0)]
+        i = next((k for k, m in enumerate(msgs) if "Torrent resumed" in m), None)
+        logged = i is not None and any("Torrent paused" in m for m in msgs[i + 1:])
+        if not (seen_checking or logged) and time.monotonic() < t_check + 30:
+            continue
         verdict = {"state": info["state"], "progress": info["progress"],
                    "pieces_have": props.get("pieces_have"),
                    "pieces_num": props.get("pieces_num"), "seen_checking": seen_checking,
+                   "logged_resume_then_pause": logged,
                    "seconds": round(time.monotonic() - t_check, 3)}
         break
     truth["recheck"] = verdict
     truth["recheck_ok"] = bool(
-        verdict and verdict["progress"] >= 1.0
+        verdict and (verdict["seen_checking"] or verdict["logged_resume_then_pause"])
+        and verdict["progress"] >= 1.0
         and verdict["pieces_have"] == verdict["pieces_num"] and verdict["pieces_num"])
     log("recheck:", json.dumps(verdict))
 

@@ -40,10 +40,10 @@ everything the source sent on both transports.
   handshakes  {"tcp": {...}, "utp": {...}}: per transport, how many matching
               connection directions began (their first payload seen) with the plain
               BitTorrent handshake ("bittorrent": 0x13 "BitTorrent protocol") or with
-              anything else ("mse": an MSE/PE key exchange, whose later crypto_select,
-              RC4 or plaintext, is encrypted and not visible here), or whose first
-              payload bytes the snap length cut ("unknown"). Each flow says it too
-              ("start").
+              anything else ("other": on a BitTorrent connection an MSE/PE key
+              exchange, whose later crypto_select, RC4 or plaintext, is encrypted and
+              not visible here; or another protocol, e.g. HTTP), or whose first payload
+              bytes the snap length cut ("unknown"). Each flow says it too ("start").
 """
 
 import argparse
@@ -89,7 +89,7 @@ def start_kind(payload):
     if n == 0:
         return "unknown"
     if payload[:n] != BT_HANDSHAKE[:n]:
-        return "mse"
+        return "other"
     return "bittorrent" if n == len(BT_HANDSHAKE) else "unknown"
 
 
@@ -273,7 +273,7 @@ def main():
     out["udp_other_datagrams"] = udp_other
     out["handshakes"] = {}
     for tr, lst in (("tcp", out["flows"]), ("utp", out["utp_flows"])):
-        h = out["handshakes"][tr] = {"bittorrent": 0, "mse": 0, "unknown": 0}
+        h = out["handshakes"][tr] = {"bittorrent": 0, "other": 0, "unknown": 0}
         for f in lst:
             if f["start"]:
                 h[f["start"]] += 1
