@@ -147,7 +147,8 @@ def sha256_file(path):
 class Peers:
     """Per peer endpoint: transport and encryption as qBittorrent shows them."""
 
-    def __init__(self):
+    def __init__(self, own):
+        self.own = own   # "IP:PORT" of this client: the tracker lists it, it tries itself
         self.peers = {}
 
     def sample(self, api, h):
@@ -156,6 +157,8 @@ class Peers:
         except (urllib.error.URLError, OSError, ValueError):
             return
         for ep, p in (d.get("peers") or {}).items():
+            if ep == self.own:
+                continue
             conn = p.get("connection", "")
             transport = "utp" if "TP" in conn and conn != "BT" else "tcp"
             key = "%s/%s" % (ep, transport)
@@ -227,7 +230,7 @@ def cmd_download(a):
     proc = subprocess.Popen([a.qbittorrent, "--profile=" + os.path.abspath(a.profile),
                              "--webui-port=%d" % a.webui_port],
                             stdin=subprocess.DEVNULL, stdout=qlog, stderr=subprocess.STDOUT)
-    peers = Peers()
+    peers = Peers("%s:%d" % (a.ip, a.port))
     try:
         ok = run(a, api, proc, truth, peers)
     finally:
