@@ -14,6 +14,13 @@
 //! $TMPDIR/peercache-inline-test-PID, and the script keeps its work dir (captures).
 //! `tests/lab/inline.sh` without LAB_BOX_CMD runs the same sequence through the kernel's
 //! bridge (the lab's own validation: everything completes, nothing is cached).
+//!
+//! Issue 13 adds two profiles of the same lab with STOCK clients (LAB_INLINE_PROFILE=stock:
+//! libtorrent, aria2 and qBittorrent with no setting touching encryption or transports;
+//! =utp: libtorrent with TCP disabled), judged by `judge_profile` against issue 13's bar.
+//! Those two tests are ignored until the box serves uTP and MSE-then-plaintext
+//! connections; `--ignored` runs them for real (about 1 min 50 s and 45 s). The judge
+//! itself is unit-tested on synthetic results (`stock_judge_on_synthetic_results`).
 
 mod common;
 
@@ -251,4 +258,323 @@ fn check_results(path: &Path) {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(report_path).unwrap()).unwrap();
     check_box_report(&report, size);
+}
+
+// ============ stock clients (issue 13): profiles "stock" and "utp" of inline.sh ============
+// The same lab, with clients no setting of which touches encryption or transports
+// (LAB_INLINE_PROFILE=stock: libtorrent and aria2 at their defaults, qBittorrent), or
+// libtorrent with TCP disabled everywhere (=utp). Issue 13's bar: every download
+// completes, passes the client's own check and is byte-identical, and each download after
+// the first (except the RC4-forced one, which must pass untouched) pulls under 5 % of the
+// file from upstream. Today's box serves plain TCP only, so these runs are expected to
+// fail until the uTP / MSE-plaintext splice lands; they are ignored, but when invoked
+// they really run the lab and judge its results.
+
+/// The steps a profile runs, in order (inline.sh's STOCK_STEPS / UTP_STEPS).
+fn profile_steps(profile: &str) -> &'static [&'static str] {
+    match profile {
+        "stock" => &[
+            "fill",
+            "libtorrent-again",
+            "aria2-again",
+            "qbittorrent-again",
+            "encrypted",
+        ],
+        "utp" => &["fill", "libtorrent-again"],
+        _ => panic!("no judge for profile {profile}"),
+    }
+}
+
+/// A number at a dotted path, or None.
+fn num_at(v: &Value, path: &str) -> Option<u64> {
+    path.split('.').fold(v, |v, k| &v[k]).as_u64()
+}
+
+/// Issue 13's verdict on a stock/utp run: the list of what fails (empty: it passes).
+/// `report` is the box's report (results' box.report), None if it wrote none.
+fn judge_profile(r: &Value, report: Option<&Value>, profile: &str) -> Vec<String> {
+    let mut fails = Vec::new();
+    let mut fail = |m: String| fails.push(m);
+    if r["profile"] != profile {
+        fail(format!("profile {} (expected {profile})", r["profile"]));
+    }
+    let Some(size) = num_at(r, "file_size").filter(|&s| s > 0) else {
+        fail("file_size missing".into());
+        return fails;
+    };
+    let pct5 = size / 20;
+    if r["box"]["kind"] != "command" {
+        fail(format!(
+            "box.kind {} (a box command must run)",
+            r["box"]["kind"]
+        ));
+    }
+    if r["box"]["alive_at_end"] != true {
+        fail("the box died during the run".into());
+    }
+    if r["box"]["exit_code"] != 0 {
+        fail(format!("the box's exit status {}", r["box"]["exit_code"]));
+    }
+    let empty = Vec::new();
+    let steps = r["steps"].as_array().unwrap_or(&empty);
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["name"].as_str()).collect();
+    let want = profile_steps(profile);
+    if names != want {
+        fail(format!("steps {names:?}, expected {want:?}"));
+    }
+    let mut agains = 0u64;
+    for s in steps {
+        let n = s["name"].as_str().unwrap_or("?");
+        if s["completed"] != true {
+            fail(format!("{n}: did not complete"));
+            continue;
+        }
+        if s["sha256_ok"] != true || s["sha256"] != s["expected_sha256"] {
+            fail(format!("{n}: not byte-identical"));
+        }
+        if s["client_hash_check_ok"] != true {
+            fail(format!("{n}: the client's own check did not pass"));
+        }
+        if s["upstream"]["capture_drops"] != 0 {
+            fail(format!("{n}: capture incomplete"));
+        }
+        let seeder = num_at(s, "upstream.seeder_payload_upload_bytes");
+        let wire = num_at(s, "upstream.upstream_payload_bytes");
+        let wire_new = num_at(s, "upstream.upstream_new_payload_bytes");
+        let (Some(seeder), Some(wire), Some(wire_new)) = (seeder, wire, wire_new) else {
+            fail(format!("{n}: upstream measurements missing"));
+            continue;
+        };
+        if profile == "utp" {
+            // the profile is what it says: the client's connections were uTP only
+            let c = &s["client_detail"]["connections"];
+            if num_at(c, "tcp") != Some(0) || num_at(c, "utp").unwrap_or(0) == 0 {
+                fail(format!("{n}: connections not uTP only: {c}"));
+            }
+        }
+        match n {
+            // the cache fills: all of it came from the seeder, through the box
+            "fill" | "encrypted" => {
+                if seeder < size || wire_new < size {
+                    fail(format!(
+                        "{n}: upstream sent {seeder} (seeder) / {wire_new} (wire, new) payload \
+                         bytes of {size}: expected all of it{}",
+                        if n == "encrypted" {
+                            " (RC4 passes untouched)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+            // a download again: under 5 % from upstream, by the seeder's count and on the
+            // wire (TCP + uTP payload, retransmissions included)
+            _ => {
+                agains += 1;
+                if seeder >= pct5 {
+                    fail(format!(
+                        "{n}: the seeder sent {seeder} payload bytes of {size} (>= 5 %)"
+                    ));
+                }
+                if wire >= pct5 {
+                    fail(format!(
+                        "{n}: {wire} payload bytes upstream (TCP + uTP) of {size} (>= 5 %)"
+                    ));
+                }
+            }
+        }
+    }
+    match report.map(|r| num_at(r, "inline.served_bytes")) {
+        None => fail("the box wrote no report".into()),
+        Some(None) => fail("report: inline.served_bytes missing".into()),
+        Some(Some(b)) => {
+            if (b as f64) < agains as f64 * size as f64 * 0.95 {
+                fail(format!(
+                    "the box served {b} bytes: under 95 % of {agains} files of {size} bytes"
+                ));
+            }
+        }
+    }
+    fails
+}
+
+/// Run inline.sh with `profile` through `peercache inline` (once more if the lab itself
+/// failed, as the plain test does) and judge it.
+fn run_profile(profile: &str) {
+    let bin = env!("CARGO_BIN_EXE_peercache");
+    let out = std::env::temp_dir().join(format!(
+        "peercache-inline-{profile}-test-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let results = out.join("results.json");
+    let ok = (0..2).any(|attempt| {
+        if attempt > 0 {
+            eprintln!("tests/lab/inline.sh ({profile}) failed; retrying once");
+        }
+        Command::new("bash")
+            .arg(repo().join("tests/lab/inline.sh"))
+            .arg(&results)
+            .env("LAB_BOX_CMD", box_cmd(bin))
+            .env("LAB_INLINE_PROFILE", profile)
+            .env("LAB_WAIT_S", "600")
+            .status()
+            .expect("run tests/lab/inline.sh")
+            .success()
+    });
+    assert!(
+        ok,
+        "tests/lab/inline.sh ({profile}) failed twice: the lab could not run"
+    );
+    judge_file(&results, profile);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn judge_file(path: &Path, profile: &str) {
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
+    let report: Option<Value> = r["box"]["report"]
+        .as_str()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let fails = judge_profile(&r, report.as_ref(), profile);
+    assert!(
+        fails.is_empty(),
+        "profile {profile} (results: {}):\n  {}",
+        path.display(),
+        fails.join("\n  ")
+    );
+}
+
+#[test]
+#[ignore = "issue 13: the uTP/MSE-plaintext splice lands next; run with --ignored"]
+fn inline_stock_clients_pull_under_5pct_from_upstream() {
+    run_profile("stock");
+}
+
+#[test]
+#[ignore = "issue 13: the uTP/MSE-plaintext splice lands next; run with --ignored"]
+fn inline_utp_only_pulls_under_5pct_from_upstream() {
+    run_profile("utp");
+}
+
+/// Judge an existing stock/utp results file:
+/// `INLINE_RESULTS=.../results.json INLINE_PROFILE=stock cargo test --release --test inline
+///  inline_profile_results_file -- --ignored`
+#[test]
+#[ignore = "needs INLINE_RESULTS=path to an inline.sh results file and INLINE_PROFILE"]
+fn inline_profile_results_file() {
+    let p = std::env::var("INLINE_RESULTS").expect("INLINE_RESULTS=path/results.json");
+    let profile = std::env::var("INLINE_PROFILE").expect("INLINE_PROFILE=stock|utp");
+    judge_file(Path::new(&p), &profile);
+}
+
+/// The judge itself, on synthetic results (no lab): a run that meets the bar, and the
+/// ways one can miss it.
+#[test]
+fn stock_judge_on_synthetic_results() {
+    const SIZE: u64 = 8 << 20;
+    fn step(name: &str, seeder: u64, tcp: u64, utp: u64, conns: Value) -> Value {
+        serde_json::json!({
+            "name": name, "completed": true, "sha256": "ab", "expected_sha256": "ab",
+            "sha256_ok": true, "client_hash_check_ok": true,
+            "client_detail": {"connections": conns},
+            "upstream": {
+                "capture_drops": 0, "seeder_payload_upload_bytes": seeder,
+                "tcp_payload_bytes": tcp, "utp_payload_bytes": utp,
+                "upstream_payload_bytes": tcp + utp, "upstream_new_payload_bytes": tcp + utp,
+            },
+        })
+    }
+    let mixed = serde_json::json!({"utp": 1, "tcp": 1});
+    let utp_only = serde_json::json!({"utp": 1, "tcp": 0});
+    let results = |profile: &str, steps: Vec<Value>| {
+        serde_json::json!({
+            "profile": profile, "file_size": SIZE,
+            "box": {"kind": "command", "alive_at_end": true, "exit_code": 0},
+            "steps": steps,
+        })
+    };
+    let stock = || {
+        results(
+            "stock",
+            vec![
+                step("fill", SIZE, SIZE / 2, SIZE / 2 + 100, mixed.clone()),
+                step("libtorrent-again", 1000, 600, 400, mixed.clone()),
+                step("aria2-again", 0, 2000, 0, mixed.clone()),
+                step("qbittorrent-again", 5000, 0, 5000, mixed.clone()),
+                step("encrypted", SIZE + 10, 0, SIZE + 10, mixed.clone()),
+            ],
+        )
+    };
+    let report = serde_json::json!({"inline": {"served_blocks": 1536, "served_bytes": 3 * SIZE}});
+    assert_eq!(
+        judge_profile(&stock(), Some(&report), "stock"),
+        Vec::<String>::new()
+    );
+
+    // a re-download over uTP that pulled 6 % upstream: counted on the wire though the
+    // TCP count alone is under 5 %
+    let mut r = stock();
+    r["steps"][1]["upstream"]["utp_payload_bytes"] = (SIZE * 6 / 100).into();
+    r["steps"][1]["upstream"]["upstream_payload_bytes"] = (SIZE * 6 / 100 + 600).into();
+    let f = judge_profile(&r, Some(&report), "stock");
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].starts_with("libtorrent-again:"), "{f:?}");
+
+    // qBittorrent's own check failed, aria2's copy differs, the seeder's count says 100 %
+    let mut r = stock();
+    r["steps"][3]["client_hash_check_ok"] = false.into();
+    r["steps"][2]["sha256"] = "cd".into();
+    r["steps"][1]["upstream"]["seeder_payload_upload_bytes"] = SIZE.into();
+    let f = judge_profile(&r, Some(&report), "stock");
+    assert_eq!(f.len(), 3, "{f:?}");
+
+    // the RC4 step did not complete; no box report; the box died
+    let mut r = stock();
+    r["steps"][4]["completed"] = false.into();
+    r["box"]["alive_at_end"] = false.into();
+    let f = judge_profile(&r, None, "stock");
+    assert_eq!(f.len(), 3, "{f:?}");
+
+    // today's box: serves nothing, every step pulls ~100 % from upstream
+    let mut r = stock();
+    for i in 1..4 {
+        r["steps"][i]["upstream"]["seeder_payload_upload_bytes"] = SIZE.into();
+        r["steps"][i]["upstream"]["upstream_payload_bytes"] = SIZE.into();
+    }
+    let none = serde_json::json!({"inline": {"served_blocks": 0, "served_bytes": 0}});
+    let f = judge_profile(&r, Some(&none), "stock");
+    assert_eq!(f.len(), 7, "{f:?}");
+
+    // a step missing, or the wrong profile
+    let mut r = stock();
+    r["steps"].as_array_mut().unwrap().remove(3);
+    assert!(judge_profile(&r, Some(&report), "stock")
+        .iter()
+        .any(|m| m.starts_with("steps ")));
+    assert!(!judge_profile(&stock(), Some(&report), "utp").is_empty());
+
+    // utp: passes with uTP-only connections, fails when a TCP connection carried data
+    let utp = || {
+        results(
+            "utp",
+            vec![
+                step("fill", SIZE, 0, SIZE, utp_only.clone()),
+                step("libtorrent-again", 0, 0, 3000, utp_only.clone()),
+            ],
+        )
+    };
+    let one = serde_json::json!({"inline": {"served_blocks": 512, "served_bytes": SIZE}});
+    assert_eq!(
+        judge_profile(&utp(), Some(&one), "utp"),
+        Vec::<String>::new()
+    );
+    let mut r = utp();
+    r["steps"][1]["client_detail"]["connections"] = mixed.clone();
+    let f = judge_profile(&r, Some(&one), "utp");
+    assert_eq!(f.len(), 1, "{f:?}");
 }

@@ -15,6 +15,26 @@
 #   encrypted         libtorrent at 198.18.0.7 downloads torrent B (other content) from
 #                     the second seeder 198.19.0.3, RC4 forced on both ends
 #
+# That is profile "plain" (env LAB_INLINE_PROFILE, default plain): every libtorrent with
+# MSE/PE off and TCP only, aria2 told to speak plain BitTorrent. Two more profiles run
+# STOCK clients (issue 13), where no client setting touches encryption or transports:
+#   stock  both seeders at libtorrent's own defaults (MSE "enabled": plaintext and RC4
+#          offered; uTP and TCP both on), and
+#     fill              libtorrent (stock) at 198.18.0.2 downloads A
+#     libtorrent-again  libtorrent (stock) at 198.18.0.3 downloads A again
+#     aria2-again       aria2c at its defaults at 198.18.0.4 (no --bt-require-crypto /
+#                       --bt-min-crypto-level: aria2 tries MSE first, then plain)
+#     qbittorrent-again qbittorrent-nox (Debian's, profile fresh, encryption and uTP/TCP
+#                       mixed mode at their defaults; tests/lab/qbt.py) at 198.18.0.8
+#     encrypted         libtorrent at 198.18.0.7, RC4 forced on the client only (the stock
+#                       seeder 198.19.0.3 then selects RC4), downloads torrent B
+#   utp    libtorrent with TCP disabled everywhere (seeders and clients speak uTP only;
+#          encryption at libtorrent's default unless LAB_INLINE_UTP_ENCRYPTION=plain):
+#     fill, libtorrent-again   as above
+# Lab hygiene stays in every profile (DHT/LSD/PeX/UPnP/NAT-PMP off, each client bound
+# to its own lab address, SSRF mitigation off, several connections per IP): it keeps
+# the traffic inside the lab and touches neither encryption nor transports.
+#
 #   tests/lab/inline.sh [RESULTS.json]    (default: env LAB_INLINE_RESULTS, else
 #                                          /tmp/peercache-inline/results.json)
 #
@@ -55,6 +75,24 @@
 #       capture (tracker replies included); if_tx_bytes / if_tx_packets: pcu0's kernel
 #       counters (whole frames, ARP and headers included). capture_drops: packets tcpdump
 #       lost (kernel drops + filtered but unwritten; should be 0, the tcp_* are then exact).
+#   utp_payload_bytes / utp_new_payload_bytes: the same for uTP (the capture takes
+#       `tcp or udp`): payload of the ST_DATA packets the step's seeder sent to the
+#       subscribers, all / each seq_nr once (tcp_bytes.py); utp_payload_bytes_all: every
+#       uTP payload byte from pc-up to the subscribers;
+#   upstream_payload_bytes = tcp_payload_bytes + utp_payload_bytes and
+#   upstream_new_payload_bytes = tcp_new_payload_bytes + utp_new_payload_bytes: what the
+#       server sent on both transports (the seeder's own counters count both already).
+# With a box command, "box_metrics" of a step: the changes of the box's Prometheus
+# counters (peercache_inline_*, peercache_bt_*, peercache_utp_*; LAB_BOX_METRICS_URL,
+# default http://127.0.0.1:9750/metrics in pc-box) over the step, its served_blocks /
+# served_bytes picked out; the box publishes them about every second, so a step's
+# figures may carry a second of its neighbour's.
+# "connections" of a step (client_detail.connections): what its peer connections
+# actually used (uTP or TCP; RC4, MSE-then-plaintext or plain), from the client itself
+# (libtorrent peer_info flags, qBittorrent's peer flags; aria2's info log says nothing
+# of it). For every client, upstream.handshakes: how the server's side of each
+# connection began on the wire, per transport (plain BitTorrent handshake, or "other":
+# for BitTorrent an MSE key exchange; tcp_bytes.py).
 # The seeder-freeze step's capture stops before the seeder is resumed (SIGCONT); its
 # seeder counters are read after (a frozen process cannot answer), so they may include a
 # few bytes it wrote after waking into connections the client had closed.
@@ -75,7 +113,9 @@
 #      default 64), LAB_UPLOAD_LIMIT (each seeder's upload limit in bytes/s, default
 #      1048576; 0: none), LAB_FREEZE_AT_BYTES, LAB_FREEZE_HOLD_S, LAB_INLINE_EXPECT_CACHE
 #      (above), LAB_STEP_TIMEOUT_S (per download; default 3 x size/limit + 60),
-#      LAB_INLINE_STEPS (comma list, a subset in the same order; default all),
+#      LAB_INLINE_PROFILE (plain|stock|utp), LAB_INLINE_UTP_ENCRYPTION (default|plain),
+#      LAB_INLINE_STEPS (comma list, a subset of the profile's steps in the same order;
+#      default all of them), LAB_QBT_WEBUI_PORT (default 18080, in pc-sub),
 #      LAB_INLINE_STRICT=1, LAB_KEEP=1 (keep the work dir), LAB_WAIT_S (wait up to N s
 #      while the lab is busy; default 0), LAB_BOX_LOG is set by the script.
 # Needs root and the packages of tests/lab/install.sh.
@@ -92,7 +132,9 @@ TRACKER_PORT=6969
 TRACKER_URL="http://$LAB_TRACKER_IP:$TRACKER_PORT/announce"
 HTTP_IP=$LAB_TRACKER_IP
 HTTP_PORT=8080
-ALL_STEPS=(fill libtorrent-again aria2-again seeder-freeze http encrypted)
+ALL_STEPS=(fill libtorrent-again aria2-again seeder-freeze http encrypted)   # profile plain
+STOCK_STEPS=(fill libtorrent-again aria2-again qbittorrent-again encrypted)
+UTP_STEPS=(fill libtorrent-again)
 MIB=$((1024 * 1024))
 
 WORK=""
@@ -151,6 +193,9 @@ need_root_and_tools() {
     for t in ip ethtool ping ss tcpdump opentracker aria2c curl timeout; do
         command -v "$t" >/dev/null || lab_die "missing $t (run tests/lab/install.sh)"
     done
+    if [[ ${PROFILE:-plain} == stock ]]; then
+        command -v qbittorrent-nox >/dev/null || lab_die "missing qbittorrent-nox (run tests/lab/install.sh)"
+    fi
     "$PY" -c 'import libtorrent' 2>/dev/null || lab_die "python3-libtorrent missing for $PY"
 }
 
@@ -171,13 +216,14 @@ step_open() { # NAME CLIENT [again: start the same step over]
 }
 
 # ---- measurements around a step
-# cap_start NAME: tcpdump on the upstream veth (pcu0 in pc-up), TCP headers only.
+# cap_start NAME: tcpdump on the upstream veth (pcu0 in pc-up), TCP and UDP (uTP) headers
+# only.
 cap_start() {
     local pcap="$WORK/cap/$1.pcap" log="$WORK/cap/$1.tcpdump.log" i
     # --immediate-mode: every packet is handed to tcpdump at once (otherwise the kernel
     # ring's last, partly filled block may still be unread when tcpdump stops)
     lab_bg "$LAB_UP_NS" "$log" tcpdump -i "$LAB_UP_IF" -n -s 160 -B 16384 --immediate-mode \
-        -U -Z root -w "$pcap" tcp
+        -U -Z root -w "$pcap" 'tcp or udp'
     CAP_PID=$LAB_LAST_PID
     for ((i = 0; i < 50; i++)); do
         grep -q 'listening on' "$log" 2>/dev/null && break
@@ -226,6 +272,22 @@ seeder_snapshot() {
     echo "$(stat_field "$f" total_payload_upload) $(stat_field "$f" total_upload)"
 }
 
+# box_metrics OUT: the box's Prometheus counters now (peercache_inline_*, _bt_*, _utp_*)
+# as a JSON object {"name{labels}": value}; {} without a box command or when it does not
+# answer (bounded: 3 s).
+box_metrics() {
+    if [[ ${LAB_BOX_KIND:-} != command ]]; then echo '{}' >"$1"; return 0; fi
+    lab_in "$LAB_BOX_NS" curl -s --max-time 3 "${LAB_BOX_METRICS_URL:-http://127.0.0.1:9750/metrics}" 2>/dev/null \
+        | "$PY" -c '
+import json, re, sys
+out = {}
+for line in sys.stdin:
+    m = re.match(r"(peercache_(?:inline|bt|utp)_[A-Za-z0-9_]*(?:\{[^}]*\})?)\s+([0-9.eE+-]+)$", line.strip())
+    if m:
+        out[m.group(1)] = float(m.group(2))
+json.dump(out, sys.stdout, sort_keys=True)' >"$1" 2>/dev/null || echo '{}' >"$1"
+}
+
 # measure_begin NAME SEEDER_STATS SEEDER_PID (the last two empty: no seeder)
 measure_begin() {
     M_SEEDER_STATS=$2
@@ -235,6 +297,7 @@ measure_begin() {
     fi
     M_TX0=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_bytes)
     M_TXP0=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_packets)
+    box_metrics "$WORK/cap/$STEP_NO.box0.json"
     cap_start "$1"
     M_T0=$(date +%s.%N)
 }
@@ -264,14 +327,43 @@ measure_end() {
         --dst-net "$LAB_SUB_NET" >"$counts"
     "$PY" "$LAB_DIR/tcp_bytes.py" "$CAP_PCAP" --dst-net "$LAB_SUB_NET" >"$all"
     put upstream.server s "$ip${port:+:$port}"
-    put upstream.tcp_payload_bytes n "$(json_get "$(cat "$counts")" payload_bytes)"
-    put upstream.tcp_new_payload_bytes n "$(json_get "$(cat "$counts")" new_payload_bytes)"
+    local tcp tcpn utp utpn
+    tcp=$(json_get "$(cat "$counts")" payload_bytes)
+    tcpn=$(json_get "$(cat "$counts")" new_payload_bytes)
+    utp=$(json_get "$(cat "$counts")" utp_payload_bytes)
+    utpn=$(json_get "$(cat "$counts")" utp_new_payload_bytes)
+    put upstream.tcp_payload_bytes n "$tcp"
+    put upstream.tcp_new_payload_bytes n "$tcpn"
     put upstream.tcp_payload_bytes_all n "$(json_get "$(cat "$all")" payload_bytes)"
+    put upstream.utp_payload_bytes n "$utp"
+    put upstream.utp_new_payload_bytes n "$utpn"
+    put upstream.utp_payload_bytes_all n "$(json_get "$(cat "$all")" utp_payload_bytes)"
+    put upstream.upstream_payload_bytes n $((tcp + utp))
+    put upstream.upstream_new_payload_bytes n $((tcpn + utpn))
     put upstream.tcp_counts j "$counts"
+    "$PY" -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["handshakes"], sys.stdout)' \
+        "$counts" >"$counts.hs"
+    put upstream.handshakes j "$counts.hs"
     put upstream.if_tx_bytes n $((tx1 - M_TX0))
     put upstream.if_tx_packets n $((txp1 - M_TXP0))
     put upstream.capture_drops n "$CAP_DROPS"
     put upstream.capture s "$CAP_PCAP"
+    if [[ ${LAB_BOX_KIND:-} == command ]]; then
+        sleep 1.2   # the box publishes its counters about every second
+        box_metrics "$WORK/cap/$STEP_NO.box1.json"
+        "$PY" - "$WORK/cap/$STEP_NO.box0.json" "$WORK/cap/$STEP_NO.box1.json" \
+            >"$WORK/cap/$STEP_NO.boxdelta.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+d = {k: v - a.get(k, 0) for k, v in b.items() if v != a.get(k, 0)}
+d = {k: int(v) if float(v).is_integer() else v for k, v in d.items()}
+out = {"answered": bool(b), "delta": d,
+       "served_blocks": d.get("peercache_inline_served_blocks_total", 0) if b else None,
+       "served_bytes": d.get("peercache_inline_served_bytes_total", 0) if b else None}
+json.dump(out, sys.stdout, sort_keys=True)
+EOF
+        put box_metrics j "$WORK/cap/$STEP_NO.boxdelta.json"
+    fi
 }
 
 # step_result OK SHA: the common verdict fields; logs and keeps the work dir on failure.
@@ -301,7 +393,8 @@ box_alive() {
 }
 
 # ---- the clients
-# libtorrent_step NAME IP TORRENT SHA ENC SEEDER_IP STATS PID [peer.py leech args...]
+# libtorrent_step NAME IP TORRENT SHA ENC TRANSPORT SEEDER_IP STATS PID [peer.py leech args...]
+# (ENC plain|rc4|default, TRANSPORT tcp|utp|default: peer.py's --encryption/--transport)
 # python3-libtorrent 2.0.8 very rarely segfaults in a client (seen twice in ~25 runs of
 # 8 MiB, never in the box's favour or against it): a client killed by a signal, with no
 # verdict written, is run once more, from scratch (new measurements); the step then
@@ -317,8 +410,9 @@ libtorrent_step() {
 }
 
 libtorrent_attempt() {
-    local attempt=$1 crash=$2 name=$3 ip=$4 torrent=$5 sha=$6 enc=$7 sip=$8 stats=$9 spid=${10}
-    shift 10
+    local attempt=$1 crash=$2 name=$3 ip=$4 torrent=$5 sha=$6 enc=$7 transport=$8 sip=$9
+    local stats=${10} spid=${11}
+    shift 11
     local truth="$WORK/$name.truth.json" log="$WORK/$name.log" rc=0 ok=false got=""
     LT_CRASH=""
     if ((attempt == 1)); then
@@ -331,6 +425,7 @@ libtorrent_attempt() {
     fi
     put leecher_ip s "$ip"
     put encryption s "$enc"
+    put transport s "$transport"
     put file_size n "$SIZE"
     add_sub_ip "$ip"
     measure_begin "$name" "$stats" "$spid"
@@ -339,6 +434,7 @@ libtorrent_attempt() {
     lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 90)) ${LAB_LEECH_WRAP:-} "$PY" "$PEER" leech \
         --torrent "$torrent" --save-dir "$WORK/dl/$name" \
         --listen "$ip:$BT_PORT" --outgoing-interfaces "$ip" --encryption "$enc" \
+        --transport "$transport" \
         --expect-sha256 "$sha" --truth "$truth" --timeout "$STEP_TMO" --recheck \
         "$@" 2>"$log" || rc=$?
     measure_end "$sip"
@@ -379,20 +475,22 @@ aria2_step() { # NAME IP
     step_open "$name" aria2
     put client_version s "$(aria2c --version | awk 'NR==1{print $3}')"
     put leecher_ip s "$ip"
-    put encryption s plain
+    put encryption s "$ARIA2_ENC"
+    put transport s tcp   # aria2 speaks no uTP
     put file_size n "$SIZE"
     add_sub_ip "$ip"
     measure_begin "$name" "$SEEDER_STATS" "$SEEDER_PID"
     t0=$(date +%s.%N)
-    # plain BitTorrent only (no MSE/PE), every socket bound to its address, exits when
-    # done (--seed-time=0); aria2 checks every piece's SHA-1 as it arrives
-    # (--check-integrity; a bad piece logs "We got wrong piece") and the whole file
-    # before it would seed (--bt-hash-check-seed)
+    # profile plain: plain BitTorrent only (no MSE/PE); stock: aria2's own defaults
+    # (ARIA2_CRYPTO empty). Either way every socket bound to its address, no DHT/LSD/PeX
+    # (lab hygiene), exits when done (--seed-time=0); aria2 checks every piece's SHA-1 as
+    # it arrives (--check-integrity; a bad piece logs "We got wrong piece") and the whole
+    # file before it would seed (--bt-hash-check-seed)
+    # shellcheck disable=SC2086  # ARIA2_CRYPTO: zero or two flags
     lab_in "$LAB_SUB_NS" timeout -k 5 $((STEP_TMO + 30)) aria2c \
         --no-conf=true --dir="$dir" --seed-time=0 --interface="$ip" \
         --enable-dht=false --enable-dht6=false --bt-enable-lpd=false \
-        --enable-peer-exchange=false --bt-require-crypto=false \
-        --bt-min-crypto-level=plain --disable-ipv6=true \
+        --enable-peer-exchange=false $ARIA2_CRYPTO --disable-ipv6=true \
         --listen-port="$BT_PORT" --file-allocation=none \
         --timeout=30 --connect-timeout=10 --bt-stop-timeout="$STEP_TMO" \
         --bt-tracker-connect-timeout=10 --bt-tracker-timeout=20 \
@@ -428,6 +526,54 @@ aria2_step() { # NAME IP
     cat "$alog" >>"$log" 2>/dev/null || true
     step_result "$ok" "$got" "$SHA_A" "$log"
     rm -rf -- "$dir"
+}
+
+# qbittorrent_step NAME IP: qbittorrent-nox (stock) downloads torrent A through
+# tests/lab/qbt.py (fresh profile, Web API; its recheck is the client's own check).
+qbittorrent_step() {
+    local name=$1 ip=$2 log="$WORK/$1.log" truth="$WORK/$1.truth.json" rc=0 ok=false got=""
+    local prof="$WORK/qbt-$1"
+    step_open "$name" qbittorrent
+    put client_version s "$(qbittorrent-nox --version 2>/dev/null | awk '{print $2}')"
+    put leecher_ip s "$ip"
+    put encryption s default
+    put transport s default
+    put file_size n "$SIZE"
+    add_sub_ip "$ip"
+    rm -rf -- "$prof"
+    measure_begin "$name" "$SEEDER_STATS" "$SEEDER_PID"
+    lab_in "$LAB_SUB_NS" timeout -k 10 $((STEP_TMO + 200)) "$PY" "$LAB_DIR/qbt.py" download \
+        --torrent "$TORRENT_A" --save-dir "$WORK/dl/$name" --profile "$prof" \
+        --ip "$ip" --iface "$LAB_SUB_IF" --port "$BT_PORT" --webui-port "$QBT_WEBUI_PORT" \
+        --expect-sha256 "$SHA_A" --truth "$truth" --timeout "$STEP_TMO" 2>"$log" || rc=$?
+    measure_end "$LAB_SEEDER_IP"
+    put exit_code n "$rc"
+    {
+        echo "----- qbittorrent-nox output"
+        cat "$prof/qbittorrent-nox.log" 2>/dev/null
+        echo "----- qBittorrent's log"
+        cat "$prof/qBittorrent/data/logs/qbittorrent.log" 2>/dev/null
+    } >>"$log"
+    if [[ -f $truth ]]; then
+        put client_detail j "$truth"
+        [[ $(json_get "$(cat "$truth")" completed) == True ]] && ok=true
+    fi
+    if [[ $ok == true ]]; then
+        got=$(json_get "$(cat "$truth")" sha256)
+        [[ $got == None ]] && got=""
+        put download_seconds n "$(json_get "$(cat "$truth")" download_seconds)"
+        if [[ $(json_get "$(cat "$truth")" recheck_ok) == True ]]; then
+            put client_hash_check_ok b true
+        else
+            put client_hash_check_ok b false
+        fi
+    else
+        put download_seconds z ""
+        put client_hash_check_ok b false
+    fi
+    step_result "$ok" "$got" "$SHA_A" "$log"
+    [[ $ok == true ]] && lab_log "$name: done in $(json_get "$(cat "$truth")" download_seconds)s"
+    rm -rf -- "$WORK/dl/$name" "$prof"
 }
 
 http_step() { # NAME IP
@@ -496,13 +642,15 @@ start_tracker() {
     lab_log "tracker up at $TRACKER_URL"
 }
 
-# start_seeder NAME TORRENT IP ENC: sets SEEDER_STARTED_PID (python's pid) and the stats file
+# start_seeder NAME TORRENT IP ENC TRANSPORT: sets SEEDER_STARTED_PID (python's pid) and
+# the stats file
 start_seeder() {
-    local name=$1 torrent=$2 ip=$3 enc=$4 ready="$WORK/$1.ready" stats="$WORK/$1.stats.json" pid
+    local name=$1 torrent=$2 ip=$3 enc=$4 transport=$5 ready="$WORK/$1.ready"
+    local stats="$WORK/$1.stats.json" pid
     lab_bg "$LAB_UP_NS" "$WORK/$name.log" \
         "$PY" "$PEER" seed --torrent "$torrent" --data-dir "$WORK/seed" \
         --listen "$ip:$BT_PORT" --outgoing-interfaces "$ip" --encryption "$enc" \
-        --upload-limit "$UPLOAD_LIMIT" \
+        --transport "$transport" --upload-limit "$UPLOAD_LIMIT" \
         --stats-file "$stats" --ready-file "$ready" --max-seconds 3600
     lab_wait_file "$ready" 300 "$LAB_LAST_PID" \
         || { cat "$WORK/$name.log" >&2; lab_die "$name not ready"; }
@@ -512,7 +660,7 @@ start_seeder() {
     SEEDER_PIDS+=("$pid")
     SERVER_PIDS[$name]=$LAB_LAST_PID
     SEEDER_STARTED_PID=$pid
-    lab_log "$name up at $ip:$BT_PORT (pid $pid, encryption $enc, upload limit $UPLOAD_LIMIT B/s)"
+    lab_log "$name up at $ip:$BT_PORT (pid $pid, encryption $enc, transport $transport, upload limit $UPLOAD_LIMIT B/s)"
 }
 
 write_results() { # RESULTS_FILE
@@ -555,20 +703,27 @@ print_summary() { # RESULTS_FILE
 import json, sys
 r = json.load(open(sys.argv[1]))
 size = r["file_size"]
-print("[lab] box: %s; file %d bytes; seeder upload limit %s B/s"
-      % (r["box"]["kind"], size, r["upload_limit"]))
-print("[lab] %-17s %-10s %-5s %-5s %-5s %8s %12s %12s %12s %7s"
-      % ("step", "client", "done", "same", "check", "seconds", "seeder-pay", "tcp-pay", "tcp-new", "up/size"))
+print("[lab] profile %s; box: %s; file %d bytes; seeder upload limit %s B/s"
+      % (r.get("profile"), r["box"]["kind"], size, r["upload_limit"]))
+print("[lab] %-17s %-11s %-5s %-5s %-5s %8s %10s %10s %10s %7s %7s %-18s %s"
+      % ("step", "client", "done", "same", "check", "seconds", "seeder-pay", "tcp-pay",
+         "utp-pay", "up/size", "served", "conns", "wire-handshakes"))
 for s in r["steps"]:
     u = s.get("upstream", {})
     pay = u.get("seeder_payload_upload_bytes")
     tcp = u.get("tcp_payload_bytes")
-    new = u.get("tcp_new_payload_bytes")
-    m = max(x for x in (pay, tcp, 0) if x is not None)
-    print("[lab] %-17s %-10s %-5s %-5s %-5s %8s %12s %12s %12s %6.1f%%"
+    utp = u.get("utp_payload_bytes")
+    m = max(x for x in (pay, u.get("upstream_payload_bytes"), 0) if x is not None)
+    served = (s.get("box_metrics") or {}).get("served_blocks")
+    c = (s.get("client_detail") or {}).get("connections") or {}
+    conns = ",".join("%s:%d" % (k, c[k]) for k in ("utp", "tcp", "rc4", "mse_plaintext", "plain")
+                     if c.get(k))
+    hs = " ".join("%s:%s=%d" % (tr, k, n) for tr, d in sorted((u.get("handshakes") or {}).items())
+                  for k, n in sorted(d.items()) if n)
+    print("[lab] %-17s %-11s %-5s %-5s %-5s %8s %10s %10s %10s %6.1f%% %7s %-18s %s"
           % (s["name"], s["client"], s.get("completed"), s.get("sha256_ok"),
-             s.get("client_hash_check_ok"), s.get("download_seconds"), pay, tcp, new,
-             100.0 * m / size))
+             s.get("client_hash_check_ok"), s.get("download_seconds"), pay, tcp, utp,
+             100.0 * m / size, served, conns, hs))
     f = (s.get("client_detail") or {}).get("freeze")
     if f:
         print("[lab]   freeze: %s" % json.dumps(f, sort_keys=True))
@@ -576,6 +731,28 @@ EOF
 }
 
 main() {
+    PROFILE=${LAB_INLINE_PROFILE:-plain}
+    # per profile: the seeders' and clients' --encryption/--transport (peer.py), aria2's
+    # crypto flags
+    local utp_enc=${LAB_INLINE_UTP_ENCRYPTION:-default}
+    [[ $utp_enc == default || $utp_enc == plain ]] \
+        || lab_die "LAB_INLINE_UTP_ENCRYPTION must be default or plain (got '$utp_enc')"
+    case $PROFILE in
+    plain)
+        SEED_ENC=plain SEED_TRANSPORT=tcp SEED2_ENC=rc4 SEED2_TRANSPORT=tcp
+        LEECH_ENC=plain LEECH_TRANSPORT=tcp
+        ARIA2_ENC=plain ARIA2_CRYPTO="--bt-require-crypto=false --bt-min-crypto-level=plain" ;;
+    stock)
+        SEED_ENC=default SEED_TRANSPORT=default SEED2_ENC=default SEED2_TRANSPORT=default
+        LEECH_ENC=default LEECH_TRANSPORT=default
+        ARIA2_ENC=default ARIA2_CRYPTO="" ;;
+    utp)
+        SEED_ENC=$utp_enc SEED_TRANSPORT=utp SEED2_ENC=rc4 SEED2_TRANSPORT=utp
+        LEECH_ENC=$utp_enc LEECH_TRANSPORT=utp
+        ARIA2_ENC=plain ARIA2_CRYPTO="" ;;
+    *) lab_die "LAB_INLINE_PROFILE must be plain, stock or utp (got '$PROFILE')" ;;
+    esac
+    QBT_WEBUI_PORT=$(int_env LAB_QBT_WEBUI_PORT 18080 1024 65535)
     need_root_and_tools
     local results=${1:-${LAB_INLINE_RESULTS:-/tmp/peercache-inline/results.json}}
     local size_mib piece_kib wait_s expect hold steps s
@@ -591,9 +768,15 @@ main() {
     local rated=60
     ((UPLOAD_LIMIT > 0)) && rated=$(((SIZE + UPLOAD_LIMIT - 1) / UPLOAD_LIMIT))
     STEP_TMO=$(int_env LAB_STEP_TIMEOUT_S $((3 * rated + 60)) 10 7200)
-    steps=${LAB_INLINE_STEPS:-$(IFS=,; echo "${ALL_STEPS[*]}")}
+    local known=()
+    case $PROFILE in
+    plain) known=("${ALL_STEPS[@]}") ;;
+    stock) known=("${STOCK_STEPS[@]}") ;;
+    utp) known=("${UTP_STEPS[@]}") ;;
+    esac
+    steps=${LAB_INLINE_STEPS:-$(IFS=,; echo "${known[*]}")}
     for s in ${steps//,/ }; do
-        [[ " ${ALL_STEPS[*]} " == *" $s "* ]] || lab_die "unknown step '$s' (known: ${ALL_STEPS[*]})"
+        [[ " ${known[*]} " == *" $s "* ]] || lab_die "unknown step '$s' in profile $PROFILE (known: ${known[*]})"
     done
     mkdir -p "$(dirname "$results")"
     results=$(cd "$(dirname "$results")" && pwd)/$(basename "$results")
@@ -638,6 +821,10 @@ with open(sys.argv[1], "wb") as f:
     STEP_KV=$top
     : >"$top"
     put version n 1
+    put profile s "$PROFILE"
+    put profile_settings.seeder s "encryption $SEED_ENC, transport $SEED_TRANSPORT"
+    put profile_settings.seeder_enc s "encryption $SEED2_ENC, transport $SEED2_TRANSPORT"
+    put profile_settings.libtorrent s "encryption $LEECH_ENC, transport $LEECH_TRANSPORT"
     put file_size n "$SIZE"
     put piece_length n $((piece_kib * 1024))
     put upload_limit n "$UPLOAD_LIMIT"
@@ -667,10 +854,10 @@ with open(sys.argv[1], "wb") as f:
     if [[ $LAB_BOX_KIND == command ]]; then put box.cmd s "$LAB_BOX_CMD"; else put box.cmd z ""; fi
 
     start_tracker "$(json_get "$facts_a" info_hash)" "$(json_get "$facts_b" info_hash)"
-    start_seeder seeder "$TORRENT_A" "$LAB_SEEDER_IP" plain
+    start_seeder seeder "$TORRENT_A" "$LAB_SEEDER_IP" "$SEED_ENC" "$SEED_TRANSPORT"
     SEEDER_PID=$SEEDER_STARTED_PID
     SEEDER_STATS="$WORK/seeder.stats.json"
-    start_seeder seeder-enc "$TORRENT_B" "$LAB_SEEDER2_IP" rc4
+    start_seeder seeder-enc "$TORRENT_B" "$LAB_SEEDER2_IP" "$SEED2_ENC" "$SEED2_TRANSPORT"
     SEEDER2_PID=$SEEDER_STARTED_PID
     lab_bg "$LAB_UP_NS" "$WORK/http-server.log" \
         "$PY" -m http.server --bind "$HTTP_IP" --directory "$WORK/http" "$HTTP_PORT"
@@ -680,7 +867,8 @@ with open(sys.argv[1], "wb") as f:
     local client
     for s in ${steps//,/ }; do
         case $s in
-        aria2-again) client=aria2 ;; http) client=curl ;; *) client=libtorrent ;;
+        aria2-again) client=aria2 ;; http) client=curl ;; qbittorrent-again) client=qbittorrent ;;
+        *) client=libtorrent ;;
         esac
         if ! box_alive; then
             skipped_step "$s" "$client" "the box command exited"
@@ -688,21 +876,24 @@ with open(sys.argv[1], "wb") as f:
         fi
         case $s in
         fill)
-            libtorrent_step fill 198.18.0.2 "$TORRENT_A" "$SHA_A" plain \
+            libtorrent_step fill 198.18.0.2 "$TORRENT_A" "$SHA_A" "$LEECH_ENC" "$LEECH_TRANSPORT" \
                 "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
         libtorrent-again)
-            libtorrent_step libtorrent-again 198.18.0.3 "$TORRENT_A" "$SHA_A" plain \
-                "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
+            libtorrent_step libtorrent-again 198.18.0.3 "$TORRENT_A" "$SHA_A" "$LEECH_ENC" \
+                "$LEECH_TRANSPORT" "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
         aria2-again)
             aria2_step aria2-again 198.18.0.4 ;;
+        qbittorrent-again)
+            qbittorrent_step qbittorrent-again 198.18.0.8 ;;
         seeder-freeze)
-            libtorrent_step seeder-freeze 198.18.0.5 "$TORRENT_A" "$SHA_A" plain \
-                "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" \
+            libtorrent_step seeder-freeze 198.18.0.5 "$TORRENT_A" "$SHA_A" "$LEECH_ENC" \
+                "$LEECH_TRANSPORT" "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" \
                 --freeze-pid "$SEEDER_PID" --freeze-at-bytes "$FREEZE_AT" --freeze-hold "$hold" ;;
         http)
             http_step http 198.18.0.6 ;;
         encrypted)
-            libtorrent_step encrypted 198.18.0.7 "$TORRENT_B" "$SHA_B" rc4 \
+            # RC4 forced on the client (plain: on both ends); transport as the profile's
+            libtorrent_step encrypted 198.18.0.7 "$TORRENT_B" "$SHA_B" rc4 "$LEECH_TRANSPORT" \
                 "$LAB_SEEDER2_IP" "$WORK/seeder-enc.stats.json" "$SEEDER2_PID" ;;
         esac
         if ! box_alive; then lab_log "WARNING: the box command exited during step $s"; fi

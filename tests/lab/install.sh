@@ -8,6 +8,7 @@ PKGS=(
     tcpdump tshark                  # capture + independent dissection
     python3 python3-libtorrent      # peer.py (libtorrent-rasterbar 2.0)
     aria2                           # second leecher implementation
+    qbittorrent-nox                 # third leecher (inline.sh profile stock; tests/lab/qbt.py)
     opentracker                     # HTTP tracker (whitelist mode)
     curl                            # inline.sh: plain HTTP through the box
     iperf3                          # benches/inline_bench.sh: forwarding rate

@@ -6,8 +6,8 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
   make   --out-dir D --name N --size BYTES --piece-length BYTES --seed S --tracker URL
          writes D/N (content derived from S, reproducible), D/N.torrent (v1),
          prints a JSON line {"info_hash", "magnet", ...}.
-  seed   --torrent T --data-dir D --listen IP:PORT [--encryption plain|rc4]
-         [--transport tcp|utp] [--upload-limit BYTES_PER_S] [--stats-file F]
+  seed   --torrent T --data-dir D --listen IP:PORT [--encryption plain|rc4|default]
+         [--transport tcp|utp|default] [--upload-limit BYTES_PER_S] [--stats-file F]
          [--outgoing-interfaces IP]
          seeds until SIGTERM/SIGINT or --max-seconds; writes --ready-file
          after the first successful tracker announce.
@@ -22,13 +22,18 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          kernel keeps the TCP connections open (ACKs, buffers requests) but
          nothing more is sent; SIGCONT resumes it. SIGKILL would close them.
   leech  (--torrent T | --magnet URI) --save-dir D --listen IP:PORT
-         [--encryption plain|rc4] [--transport tcp|utp] [--outgoing-interfaces IP]
+         [--encryption plain|rc4|default] [--transport tcp|utp|default]
+         [--outgoing-interfaces IP]
          [--recheck] [--freeze-pid PID [--freeze-at-bytes N] [--freeze-hold S]]
          --expect-sha256 H --truth OUT.json
          downloads (bounded by --timeout), verifies SHA-256, writes truth JSON
          ("completed": false plus progress when it fails, then exits 1).
          "hash_failures" counts hash_failed_alerts (pieces that failed
          libtorrent's SHA-1 check and were downloaded again).
+         "connections" says what the peer connections actually used, from
+         libtorrent's peer_info sampled every poll (~50 ms): per remote
+         endpoint and transport, uTP or TCP, RC4 or MSE-then-plaintext or
+         plain BitTorrent, and the payload bytes received on it.
          --recheck: once finished, libtorrent re-verifies every piece on disk
          (force_recheck); "recheck_ok" says all pieces passed.
          --freeze-pid PID: SIGSTOP process PID (a seeder) as soon as this
@@ -52,6 +57,16 @@ Every client has DHT, LSD, UPnP, NAT-PMP disabled. Peer connections use one
 transport only: --transport tcp (default: uTP off) or --transport utp (BEP 29;
 outgoing and incoming TCP peer connections off, so peers talk uTP over the UDP
 port of --listen). Tracker announces stay HTTP over TCP either way.
+--transport default: no setting touches transports (libtorrent's own defaults:
+uTP and TCP both on, incoming and outgoing; between two libtorrent peers it
+prefers uTP).
+
+--encryption plain: MSE/PE off both ways (plain BitTorrent); rc4: MSE forced,
+RC4 only; default: no setting touches encryption (libtorrent's own defaults:
+in/out enc_policy "enabled", allowed_enc_level "both" i.e. plaintext and RC4
+offered, prefer_rc4 off; so an MSE handshake usually selects plaintext).
+"--encryption default --transport default" is a stock libtorrent client (issue
+13): only lab-hygiene settings remain (see session_for).
 """
 
 import argparse
@@ -111,7 +126,14 @@ def torrent_facts(ti):
 
 
 def session_for(listen, encryption, transport="tcp", outgoing=""):
-    utp = transport == "utp"
+    """A session for the lab. Two kinds of settings:
+    - lab hygiene, always: keep every packet inside the lab and make the peers findable
+      there (no DHT/LSD/UPnP/NAT-PMP/IP notifier, listen and outgoing addresses pinned
+      to the client's own lab address, no SSRF mitigation since trackers and peers all
+      live in 198.18.0.0/15, several connections per IP, announce everywhere), plus
+      alert plumbing and the user agent. None of them touches encryption or transports.
+    - encryption and transport: set only when asked (plain/rc4, tcp/utp); "default"
+      leaves libtorrent's own defaults in place (a stock client)."""
     s = {
         "listen_interfaces": listen,
         "outgoing_interfaces": outgoing,
@@ -121,11 +143,6 @@ def session_for(listen, encryption, transport="tcp", outgoing=""):
         "enable_natpmp": False,
         "enable_ip_notifier": False,
         "dht_bootstrap_nodes": "",
-        # exactly one peer transport (the HTTP tracker is not affected)
-        "enable_outgoing_utp": utp,
-        "enable_incoming_utp": utp,
-        "enable_outgoing_tcp": not utp,
-        "enable_incoming_tcp": not utp,
         "allow_multiple_connections_per_ip": True,
         # trackers and peers all live in 198.18.0.0/15 on port 6969/6881
         "ssrf_mitigation": False,
@@ -142,16 +159,76 @@ def session_for(listen, encryption, transport="tcp", outgoing=""):
         # alerts are popped every 10..200 ms (wait_alerts): room for a fast download's
         "alert_queue_size": 100000,
     }
+    if transport != "default":
+        # exactly one peer transport (the HTTP tracker is not affected)
+        utp = transport == "utp"
+        s["enable_outgoing_utp"] = utp
+        s["enable_incoming_utp"] = utp
+        s["enable_outgoing_tcp"] = not utp
+        s["enable_incoming_tcp"] = not utp
     if encryption == "rc4":
         s["out_enc_policy"] = int(lt.enc_policy.forced)
         s["in_enc_policy"] = int(lt.enc_policy.forced)
         s["allowed_enc_level"] = int(lt.enc_level.rc4)
         s["prefer_rc4"] = True
-    else:
+    elif encryption == "plain":
         s["out_enc_policy"] = int(lt.enc_policy.disabled)
         s["in_enc_policy"] = int(lt.enc_policy.disabled)
         s["allowed_enc_level"] = int(lt.enc_level.plaintext)
     return lt.session(s)
+
+
+# peer_info flag bits the Python binding does not name (libtorrent 2.0 peer_info.hpp:
+# i2p_socket 16, utp_socket 17, ssl_socket 18); rc4_encrypted (19) and
+# plaintext_encrypted (20) it does.
+PEER_UTP_SOCKET = 1 << 17
+
+
+class Connections:
+    """What this client's peer connections actually used, sampled from get_peer_info():
+    per (remote endpoint, transport) whether it was uTP, RC4 or MSE-then-plaintext, and
+    the most payload bytes seen received on it (a lower bound: a connection closed as the
+    download ends takes its last bytes with it). A connection still connecting or
+    handshaking is not recorded (its encryption is not known yet)."""
+
+    def __init__(self):
+        self.conns = {}
+
+    def sample(self, h):
+        try:
+            peers = h.get_peer_info()
+        except RuntimeError:
+            return
+        for p in peers:
+            f = int(p.flags)
+            if f & (int(lt.peer_info.connecting) | int(lt.peer_info.handshake)):
+                continue
+            utp = bool(f & PEER_UTP_SOCKET)
+            key = "%s:%d/%s" % (p.ip[0], p.ip[1], "utp" if utp else "tcp")
+            c = self.conns.setdefault(key, {
+                "endpoint": "%s:%d" % (p.ip[0], p.ip[1]), "transport": "utp" if utp else "tcp",
+                "encryption": "plain", "outgoing": bool(f & int(lt.peer_info.outgoing_connection)),
+                "payload_bytes_received": 0, "client": "",
+            })
+            if f & int(lt.peer_info.rc4_encrypted):
+                c["encryption"] = "rc4"
+            elif f & int(lt.peer_info.plaintext_encrypted) and c["encryption"] == "plain":
+                c["encryption"] = "mse_plaintext"
+            c["payload_bytes_received"] = max(c["payload_bytes_received"], p.total_download)
+            if p.client:
+                cl = p.client
+                c["client"] = cl.decode("utf-8", "replace") if isinstance(cl, bytes) else str(cl)
+
+    def record(self):
+        conns = sorted(self.conns.values(), key=lambda c: (c["endpoint"], c["transport"]))
+        summary = {"utp": 0, "tcp": 0, "rc4": 0, "mse_plaintext": 0, "plain": 0,
+                   "payload_bytes_received_utp": 0, "payload_bytes_received_tcp": 0}
+        for c in conns:
+            summary[c["transport"]] += 1
+            summary[c["encryption"]] += 1
+            summary["payload_bytes_received_" + c["transport"]] += c["payload_bytes_received"]
+        summary["list"] = conns
+        return summary
 
 
 STOP = False
@@ -342,6 +419,7 @@ def cmd_leech(args):
     done = False
     hash_failures = 0
     freeze = Freeze(args, t0)
+    conns = Connections()
     while not STOP and time.monotonic() < deadline:
         wait_alerts(10 if freeze.pending() else 50)
         for a in drain(ses, verbose=args.verbose):
@@ -354,6 +432,7 @@ def cmd_leech(args):
                 hash_failures += 1
             if isinstance(a, lt.torrent_finished_alert):
                 done = True
+        conns.sample(h)
         if done:
             break
         freeze.poll(h)
@@ -368,11 +447,13 @@ def cmd_leech(args):
             "payload_bytes_received": st.total_payload_download,
             "hash_failures": hash_failures, "elapsed_seconds": round(elapsed, 3),
             "freeze": freeze.record(), "client": "libtorrent",
-            "client_version": lt.__version__,
+            "client_version": lt.__version__, "connections": conns.record(),
+            "encryption": args.encryption, "transport": args.transport,
         })
         sys.exit(1)
     # let in-flight (endgame duplicate) PIECE messages land before counting
     time.sleep(args.settle)
+    conns.sample(h)
     stats = collect_stats(ses, ["ses.num_incoming_piece", "ses.num_outgoing_request"])
     drain(ses, verbose=False)
     ti = h.torrent_file()
@@ -403,6 +484,7 @@ def cmd_leech(args):
         "source": "magnet" if args.magnet else "torrent",
         "encryption": args.encryption,
         "transport": args.transport,
+        "connections": conns.record(),
         "download_seconds": round(elapsed, 3),
     }
     write_json(args.truth, truth)
@@ -539,8 +621,8 @@ def main():
     s.add_argument("--torrent", required=True)
     s.add_argument("--data-dir", required=True)
     s.add_argument("--listen", required=True, help="IP:PORT")
-    s.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
-    s.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
+    s.add_argument("--encryption", choices=["plain", "rc4", "default"], default="plain")
+    s.add_argument("--transport", choices=["tcp", "utp", "default"], default="tcp")
     s.add_argument("--ready-file")
     s.add_argument("--outgoing-interfaces", default="",
                    help="libtorrent outgoing_interfaces, e.g. the --listen IP (default: OS)")
@@ -555,8 +637,8 @@ def main():
     src.add_argument("--magnet")
     l.add_argument("--save-dir", required=True)
     l.add_argument("--listen", required=True, help="IP:PORT")
-    l.add_argument("--encryption", choices=["plain", "rc4"], default="plain")
-    l.add_argument("--transport", choices=["tcp", "utp"], default="tcp")
+    l.add_argument("--encryption", choices=["plain", "rc4", "default"], default="plain")
+    l.add_argument("--transport", choices=["tcp", "utp", "default"], default="tcp")
     l.add_argument("--outgoing-interfaces", default="",
                    help="libtorrent outgoing_interfaces, e.g. the --listen IP (default: OS)")
     l.add_argument("--expect-sha256", required=True)
