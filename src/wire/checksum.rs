@@ -26,7 +26,7 @@ impl Sum {
 
     /// Add `bytes` as 16-bit words; an odd last byte is padded with zero, so only the last
     /// slice of a sum may have odd length.
-    pub fn add(self, bytes: &[u8]) -> Sum {
+    pub fn add_bytes(self, bytes: &[u8]) -> Sum {
         Sum(add_slice(self.0, bytes))
     }
 
@@ -54,15 +54,15 @@ pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> Opti
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             let len = u16::try_from(len).ok()?.to_be_bytes();
             Sum::new()
-                .add(&s.octets())
-                .add(&d.octets())
-                .add(&[0, protocol, len[0], len[1]])
+                .add_bytes(&s.octets())
+                .add_bytes(&d.octets())
+                .add_bytes(&[0, protocol, len[0], len[1]])
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => Sum::new()
-            .add(&s.octets())
-            .add(&d.octets())
-            .add(&len.to_be_bytes())
-            .add(&[0, 0, 0, protocol]),
+            .add_bytes(&s.octets())
+            .add_bytes(&d.octets())
+            .add_bytes(&len.to_be_bytes())
+            .add_bytes(&[0, 0, 0, protocol]),
         _ => return None,
     })
 }
@@ -72,8 +72,8 @@ pub fn pseudo_header(src: IpAddr, dst: IpAddr, protocol: u8, len: usize) -> Opti
 /// region that arrived with a wrong checksum keeps a wrong one.
 pub fn update(old_field: [u8; 2], before: &[u8], after: &[u8]) -> [u8; 2] {
     let old_ck = u16::from_ne_bytes(old_field);
-    let m = Sum::new().add(before).folded();
-    let m2 = Sum::new().add(after).folded();
+    let m = Sum::new().add_bytes(before).folded();
+    let m2 = Sum::new().add_bytes(after).folded();
     ones_complement(u64::from(!old_ck) + u64::from(!m) + u64::from(m2)).to_ne_bytes()
 }
 
@@ -85,10 +85,10 @@ mod tests {
     fn rfc1071_example() {
         // RFC 1071 §3: words 0001 f203 f4f5 f6f7 sum to ddf2 (folded); checksum 220d.
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(Sum::new().add(&data).field(), [0x22, 0x0d]);
+        assert_eq!(Sum::new().add_bytes(&data).field(), [0x22, 0x0d]);
         let mut with = data.to_vec();
         with.extend_from_slice(&[0x22, 0x0d]);
-        assert!(Sum::new().add(&with).verifies());
+        assert!(Sum::new().add_bytes(&with).verifies());
     }
 
     #[test]
@@ -96,13 +96,13 @@ mod tests {
         let mut a = vec![
             0x45, 0, 0, 40, 1, 2, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
         ];
-        let ck = Sum::new().add(&a).field();
+        let ck = Sum::new().add_bytes(&a).field();
         a[10..12].copy_from_slice(&ck);
         let mut b = a.clone();
         b[4] = 0x99;
         b[15] = 7;
         let ck2 = update(ck, &a, &b);
         b[10..12].copy_from_slice(&ck2);
-        assert!(Sum::new().add(&b).verifies());
+        assert!(Sum::new().add_bytes(&b).verifies());
     }
 }

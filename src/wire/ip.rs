@@ -72,7 +72,7 @@ impl IpRepr {
                 out.extend_from_slice(&[h.ttl, h.protocol, 0, 0]);
                 out.extend_from_slice(&h.src.octets());
                 out.extend_from_slice(&h.dst.octets());
-                let ck = Sum::new().add(&out[start..]).field();
+                let ck = Sum::new().add_bytes(&out[start..]).field();
                 out[start + 10..start + 12].copy_from_slice(&ck);
             }
             IpRepr::V6(h) => {
@@ -113,7 +113,7 @@ pub fn fix_lengths(datagram: &mut [u8], v6: bool) {
     let total = total.min(usize::from(u16::MAX)) as u16;
     datagram[2..4].copy_from_slice(&total.to_be_bytes());
     datagram[10..12].copy_from_slice(&[0, 0]);
-    let ck = Sum::new().add(&datagram[..ihl]).field();
+    let ck = Sum::new().add_bytes(&datagram[..ihl]).field();
     datagram[10..12].copy_from_slice(&ck);
 }
 

@@ -272,7 +272,7 @@ impl<'a> TcpPacket<'a> {
     /// Whether the checksum is right for a segment between these addresses.
     pub fn checksum_ok(&self, src: IpAddr, dst: IpAddr) -> bool {
         checksum::pseudo_header(src, dst, checksum::PROTO_TCP, self.buf.len())
-            .is_some_and(|s| s.add(self.buf).verifies())
+            .is_some_and(|s| s.add_bytes(self.buf).verifies())
     }
 
     /// The decoded fields the engine works with.
@@ -388,7 +388,7 @@ impl TcpRepr {
         out.extend_from_slice(self.options.as_bytes());
         out.resize(start + hl, OPT_END);
         out.extend_from_slice(payload);
-        let ck = pseudo.add(&out[start..]).field();
+        let ck = pseudo.add_bytes(&out[start..]).field();
         out[start + 16..start + 18].copy_from_slice(&ck);
         Some(())
     }

@@ -210,7 +210,7 @@ impl<'a> TcpFrame<'a> {
 fn checksum_of(src: IpAddr, dst: IpAddr, seg: &[u8]) -> [u8; 2] {
     let (head, rest) = (&seg[..tcp::CHECKSUM_AT], &seg[tcp::CHECKSUM_AT + 2..]);
     checksum::pseudo_header(src, dst, checksum::PROTO_TCP, seg.len())
-        .map(|s| s.add(head).add(&[0, 0]).add(rest).field())
+        .map(|s| s.add_bytes(head).add_bytes(&[0, 0]).add_bytes(rest).field())
         .unwrap_or([0, 0])
 }
 

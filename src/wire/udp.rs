@@ -26,7 +26,7 @@ impl UdpRepr {
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(payload);
-        let mut ck = pseudo.add(&out[start..]).field();
+        let mut ck = pseudo.add_bytes(&out[start..]).field();
         if ck == [0, 0] {
             ck = [0xff, 0xff];
         }
