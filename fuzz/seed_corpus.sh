@@ -52,7 +52,7 @@ pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
            "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice",
-           "classic_pcap"]
+           "classic_pcap", "tcp_frame"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -280,6 +280,15 @@ for path in pcaps:
                     emit("link_decode", bytes([sel, 0, d["proto"]]) + v)
         if not d or "payload" not in d:
             continue
+        # tcp_frame: TCP frames, most with SACK or timestamps (the options a rewrite maps),
+        # under control bytes from the frame's own numbers: seq/ack/window moved, SACK
+        # edges shifted (or collapsed, every 4th), payload offset and cut point.
+        if d["proto"] == 6 and (idx < 60 or idx % max(1, len(frames) // 60) == 0):
+            delta = 0xFFFFFFFF if idx % 4 == 3 else (idx * 7919) & 0xFFFFFFFF
+            ctl = struct.pack(">IIHIBB", (d["seq"] + 1000) & 0xFFFFFFFF,
+                              (d["ack"] + 7) & 0xFFFFFFFF, idx & 0xFFFF, delta,
+                              idx & 0xFF, (idx * 31) & 0xFF)
+            emit("tcp_frame", ctl + data)
         key, dr = flow_key(d)
         fl = flows.setdefault(key, {"frames": [], "segs": ([], []), "udp": [], "udp_dir": []})
         fl["frames"].append((ts, data, orig))

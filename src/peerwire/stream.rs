@@ -2,9 +2,12 @@
 //! gaps from the reassembler, it emits messages. PIECE blocks are streamed through, never
 //! buffered whole; other messages are buffered up to a cap. Mid-stream and after a gap that
 //! swallowed a message boundary it hunts for the next plausible frame (Suricata-style: the
-//! parser reports what it consumed and waits for more rather than guessing).
+//! parser reports what it consumed and waits for more rather than guessing). Where messages
+//! begin and end is the wire layer's framing core (`wire::peerwire::framing`), shared with
+//! the splice; what is judged, buffered, streamed or skipped, and the resync, are here.
 
-use crate::wire::peerwire::{self, Handshake, Kind, Message, HANDSHAKE_LEN, PROTOCOL};
+use crate::wire::peerwire::framing::{Framed, Framing};
+use crate::wire::peerwire::{self, Handshake, Kind, Message, PROTOCOL};
 
 #[derive(Clone, Copy, Debug)]
 pub struct ParserLimits {
@@ -63,28 +66,11 @@ pub enum Event<'a> {
 
 #[derive(Debug)]
 enum State {
-    /// At the start of a connection: a 68-byte handshake is expected.
-    Handshake {
-        buf: Vec<u8>,
-    },
-    /// Reading a length prefix and id (13 bytes for PIECE: + index and begin).
-    Header {
-        buf: [u8; 13],
-        have: usize,
-    },
-    Body {
-        kind: Kind,
-        len: u32,
-        buf: Vec<u8>,
-    },
-    Block {
-        index: u32,
-        begin: u32,
-        length: u32,
-        offset: u32,
-    },
-    Skip {
-        remaining: u64,
+    /// Framing known: the core says where the handshake and each message start and end;
+    /// `msg` is what becomes of the current message's body.
+    Framed {
+        core: Framing,
+        msg: Msg,
     },
     /// Looking for the next frame boundary.
     Hunt {
@@ -95,12 +81,38 @@ enum State {
     Dead,
 }
 
+/// What to do with the body of the message being read.
+#[derive(Debug)]
+enum Msg {
+    /// Between messages (or a message without body).
+    None,
+    /// Buffered whole, then parsed.
+    Buffer { kind: Kind, buf: Vec<u8> },
+    /// A PIECE block, streamed through.
+    Block {
+        index: u32,
+        begin: u32,
+        length: u32,
+        offset: u32,
+    },
+    /// Passed over (unknown id, or over the cap).
+    Skip,
+}
+
 impl State {
+    /// At the start of a connection: a 68-byte handshake is expected.
+    fn handshake() -> State {
+        State::Framed {
+            core: Framing::at_handshake(),
+            msg: Msg::None,
+        }
+    }
+
     /// At a message boundary: nothing of the next header read yet.
     fn header() -> State {
-        State::Header {
-            buf: [0; 13],
-            have: 0,
+        State::Framed {
+            core: Framing::at_message(),
+            msg: Msg::None,
         }
     }
 }
@@ -119,7 +131,7 @@ impl StreamParser {
     /// For a direction whose first byte is known to be the first of the connection.
     pub fn at_start() -> Self {
         StreamParser {
-            state: State::Handshake { buf: Vec::new() },
+            state: State::handshake(),
             handshake_seen: false,
             resyncs: 0,
             bytes_seen: 0,
@@ -171,18 +183,21 @@ impl StreamParser {
     pub fn lost<F: FnMut(Event<'_>)>(&mut self, out: &mut F) {
         match &self.state {
             State::Dead => return,
-            State::Block {
-                index,
-                begin,
-                length,
-                offset,
-            } => out(Event::BlockLost {
-                index: *index,
-                begin: *begin,
-                offset: *offset,
-                len: length - offset,
-            }),
-            State::Body { kind, .. } => out(Event::Skipped { kind: *kind }),
+            State::Framed { core, msg } if core.body_left().is_some() => match msg {
+                Msg::Block {
+                    index,
+                    begin,
+                    length,
+                    offset,
+                } => out(Event::BlockLost {
+                    index: *index,
+                    begin: *begin,
+                    offset: *offset,
+                    len: length - offset,
+                }),
+                Msg::Buffer { kind, .. } => out(Event::Skipped { kind: *kind }),
+                Msg::None | Msg::Skip => {}
+            },
             _ => {}
         }
         if let State::Hunt { buf, skipped, .. } = &mut self.state {
@@ -198,66 +213,41 @@ impl StreamParser {
         self.bytes_seen += n;
         let resync = match &mut self.state {
             State::Dead => false,
-            State::Block {
-                index,
-                begin,
-                length,
-                offset,
-            } => {
-                let left = (*length - *offset) as u64;
-                let lost = n.min(left) as u32;
-                out(Event::BlockLost {
-                    index: *index,
-                    begin: *begin,
-                    offset: *offset,
-                    len: lost,
-                });
-                *offset += lost;
-                if n < left {
-                    false
-                } else if n == left {
-                    self.state = State::header();
-                    false
-                } else {
-                    true
-                }
-            }
-            State::Body { kind, len, buf } => {
-                // The message is damaged but its length is known: skip the rest of it.
-                let left = *len as u64 - buf.len() as u64;
-                let kind = *kind;
-                out(Event::Skipped { kind });
-                if n <= left {
-                    self.state = if n == left {
-                        State::header()
-                    } else {
-                        State::Skip {
-                            remaining: left - n,
-                        }
-                    };
-                    false
-                } else {
-                    true
-                }
-            }
-            State::Skip { remaining, .. } => {
-                if n <= *remaining {
-                    *remaining -= n;
-                    if *remaining == 0 {
-                        self.state = State::header();
-                    }
-                    false
-                } else {
-                    true
-                }
-            }
             State::Hunt { skipped, buf, .. } => {
                 // Bytes held no longer join up with what follows.
                 *skipped += buf.len() as u64 + n;
                 buf.clear();
                 false
             }
-            State::Header { .. } | State::Handshake { .. } => true,
+            State::Framed { core, msg } => {
+                let left = core.body_left().map_or(0, u64::from);
+                match msg {
+                    Msg::Block {
+                        index,
+                        begin,
+                        offset,
+                        ..
+                    } if core.body_left().is_some() => {
+                        let lost = n.min(left) as u32;
+                        out(Event::BlockLost {
+                            index: *index,
+                            begin: *begin,
+                            offset: *offset,
+                            len: lost,
+                        });
+                        *offset += lost;
+                    }
+                    // The message is damaged but its length is known: skip the rest of it.
+                    Msg::Buffer { kind, .. } if core.body_left().is_some() => {
+                        out(Event::Skipped { kind: *kind });
+                        *msg = Msg::Skip;
+                    }
+                    _ => {}
+                }
+                // Inside a body the framing holds; a gap in a header or handshake, or past
+                // the body's end, loses it.
+                !core.skip(n)
+            }
         };
         if resync {
             self.state = State::Hunt {
@@ -304,152 +294,121 @@ impl StreamParser {
 
     /// Consume a prefix of `data`; returns how much.
     fn step<F: FnMut(Event<'_>)>(&mut self, data: &[u8], lim: &ParserLimits, out: &mut F) -> usize {
-        match &mut self.state {
-            State::Dead => 0,
-            State::Handshake { buf } => {
-                let need = HANDSHAKE_LEN - buf.len();
-                let take = need.min(data.len());
-                buf.extend_from_slice(&data[..take]);
-                // Reject early on the protocol string so non-BT flows die fast.
-                let n = buf.len().min(20);
-                if buf[..n] != PROTOCOL[..n] {
-                    out(Event::NotBitTorrent);
-                    self.state = State::Dead;
-                    return data.len();
-                }
-                if buf.len() == HANDSHAKE_LEN {
-                    if let Some(h) = Handshake::new_checked(buf) {
-                        out(Event::Handshake(h));
-                    }
-                    self.handshake_seen = true;
-                    self.state = State::header();
-                }
-                take
+        let State::Framed { core, msg } = &mut self.state else {
+            return match self.state {
+                State::Dead => 0,
+                _ => self.hunt_step(data, lim, out),
+            };
+        };
+        let max = lim.max_message_len;
+        // A PIECE's index and begin come with its header; of other messages the id.
+        let (used, framed) = core.step(data, |len, id| {
+            if id == Kind::Piece.id() && Kind::Piece.valid_len(len, max) {
+                9
+            } else {
+                1
             }
-            State::Header { buf, have } => {
-                // 5 bytes tell the kind; PIECE needs 8 more for index and begin.
-                let want = if *have < 4 {
-                    4
-                } else if *have >= 5 && buf[4] == 7 {
-                    13
-                } else {
-                    5
-                };
-                let take = (want - *have).min(data.len());
-                buf[*have..*have + take].copy_from_slice(&data[..take]);
-                *have += take;
-                if *have == 4 && buf[..4] == [0, 0, 0, 0] {
-                    out(Event::Message(Message::KeepAlive));
-                    *have = 0;
-                    return take;
-                }
-                if *have < 5 {
-                    return take;
-                }
-                let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                let Some(kind) = Kind::from_id(buf[4]) else {
-                    // Unknown id: BEP 3 says ignore, but only a sane length lets us skip it.
-                    if len <= lim.max_message_len {
-                        self.state = State::Skip {
-                            remaining: len as u64 - 1,
-                        };
-                        if len == 1 {
-                            self.state = State::header();
+        });
+        match framed {
+            Framed::Partial | Framed::Prefix(_) => {}
+            Framed::NotHandshake => {
+                // Not BitTorrent from its first bytes: the flow dies fast.
+                out(Event::NotBitTorrent);
+                self.state = State::Dead;
+                return data.len();
+            }
+            Framed::Handshake(h) => {
+                out(Event::Handshake(h));
+                self.handshake_seen = true;
+            }
+            Framed::KeepAlive => out(Event::Message(Message::KeepAlive)),
+            Framed::Header { len, head, body } => {
+                *msg = Msg::None;
+                match Kind::from_id(head[0]) {
+                    None => {
+                        // Unknown id: BEP 3 says ignore, but only a sane length lets us
+                        // skip it.
+                        if len <= max {
+                            *msg = Msg::Skip;
+                        } else {
+                            self.lose_sync();
                         }
-                    } else {
-                        self.lose_sync();
                     }
-                    return take;
-                };
-                if kind == Kind::Piece {
-                    if !kind.valid_len(len, lim.max_message_len) {
-                        self.lose_sync();
-                        return take;
-                    }
-                    if *have < 13 {
-                        return take;
-                    }
-                    let (index, begin) = peerwire::piece_header(&buf[5..13]).unwrap_or((0, 0));
-                    let length = len - 9;
-                    out(Event::Piece {
-                        index,
-                        begin,
-                        length,
-                    });
-                    self.state = State::Block {
-                        index,
-                        begin,
-                        length,
-                        offset: 0,
-                    };
-                    return take;
-                }
-                if kind.valid_len(len, lim.max_message_len) {
-                    if len == 1 {
-                        if let Some(m) = peerwire::parse_body(kind, &[]) {
-                            out(Event::Message(m));
+                    Some(Kind::Piece) => {
+                        if head.len() < 9 {
+                            // Not a valid PIECE length: the core stopped at the id.
+                            self.lose_sync();
+                            return used;
                         }
-                        self.state = State::header();
-                    } else {
-                        self.state = State::Body {
-                            kind,
-                            len: len - 1,
-                            buf: Vec::new(),
+                        let (index, begin) = peerwire::piece_header(&head[1..]).unwrap_or((0, 0));
+                        let length = len - 9;
+                        out(Event::Piece {
+                            index,
+                            begin,
+                            length,
+                        });
+                        *msg = Msg::Block {
+                            index,
+                            begin,
+                            length,
+                            offset: 0,
                         };
                     }
-                } else if matches!(kind, Kind::Bitfield | Kind::Extended | Kind::Hashes)
-                    && len < (1 << 27)
-                {
-                    // Over our cap but framed sanely: skip it, keep sync.
-                    out(Event::Skipped { kind });
-                    self.state = State::Skip {
-                        remaining: len as u64 - 1,
-                    };
-                } else {
-                    self.lose_sync();
-                }
-                take
-            }
-            State::Body { kind, len, buf } => {
-                let take = (*len as usize - buf.len()).min(data.len());
-                buf.extend_from_slice(&data[..take]);
-                if buf.len() == *len as usize {
-                    if let Some(m) = peerwire::parse_body(*kind, buf) {
-                        out(Event::Message(m));
+                    Some(kind) if kind.valid_len(len, max) => {
+                        if body == 0 {
+                            if let Some(m) = peerwire::parse_body(kind, &[]) {
+                                out(Event::Message(m));
+                            }
+                        } else {
+                            *msg = Msg::Buffer {
+                                kind,
+                                buf: Vec::new(),
+                            };
+                        }
                     }
-                    self.state = State::header();
+                    Some(kind)
+                        if matches!(kind, Kind::Bitfield | Kind::Extended | Kind::Hashes)
+                            && len < (1 << 27) =>
+                    {
+                        // Over our cap but framed sanely: skip it, keep sync.
+                        out(Event::Skipped { kind });
+                        *msg = Msg::Skip;
+                    }
+                    Some(_) => self.lose_sync(),
                 }
-                take
             }
-            State::Block {
-                index,
-                begin,
-                length,
-                offset,
-            } => {
-                let take = ((*length - *offset) as usize).min(data.len());
-                out(Event::BlockData {
-                    index: *index,
-                    begin: *begin,
-                    offset: *offset,
-                    data: &data[..take],
-                });
-                *offset += take as u32;
-                if *offset == *length {
-                    self.state = State::header();
+            Framed::Body { data, end } => {
+                match msg {
+                    Msg::Buffer { kind, buf } => {
+                        buf.extend_from_slice(data);
+                        if end {
+                            if let Some(m) = peerwire::parse_body(*kind, buf) {
+                                out(Event::Message(m));
+                            }
+                        }
+                    }
+                    Msg::Block {
+                        index,
+                        begin,
+                        offset,
+                        ..
+                    } => {
+                        out(Event::BlockData {
+                            index: *index,
+                            begin: *begin,
+                            offset: *offset,
+                            data,
+                        });
+                        *offset += data.len() as u32;
+                    }
+                    Msg::None | Msg::Skip => {}
                 }
-                take
-            }
-            State::Skip { remaining, .. } => {
-                let take = (*remaining).min(data.len() as u64) as usize;
-                *remaining -= take as u64;
-                if *remaining == 0 {
-                    self.state = State::header();
+                if end {
+                    *msg = Msg::None;
                 }
-                take
             }
-            State::Hunt { .. } => self.hunt_step(data, lim, out),
         }
+        used
     }
 
     fn lose_sync(&mut self) {
@@ -486,7 +445,7 @@ impl StreamParser {
                     skipped: skipped_total,
                 });
                 self.state = if hs {
-                    State::Handshake { buf: Vec::new() }
+                    State::handshake()
                 } else {
                     State::header()
                 };
@@ -693,6 +652,23 @@ mod tests {
         let (haves, resyncs) = h.join().expect("parser thread");
         assert!(resyncs > 10_000, "{resyncs}");
         assert!(haves >= 2 * 10_000, "{haves}");
+    }
+
+    /// A message with a length that fits no kind but can be passed over (here an empty
+    /// BITFIELD: prefix 1, id only) is skipped, and what follows it in the same run is
+    /// parsed. (Before the framing core was shared, an empty skip ended the run there and
+    /// the bytes after it were never parsed.)
+    #[test]
+    fn empty_skip_keeps_parsing_the_run() {
+        let mut s = msg(5, &[]);
+        s.extend(msg(4, &[0, 0, 0, 2]));
+        let mut p = StreamParser::at_start();
+        p.state = State::header();
+        let lim = ParserLimits::default();
+        let mut ev = Vec::new();
+        p.feed(&s, &lim, &mut |e| ev.push(format!("{e:?}")));
+        assert_eq!(ev, vec!["Skipped { kind: Bitfield }", "Message(Have(2))"]);
+        assert!(p.in_sync());
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Just enough peer-wire framing for the splice, over one direction of a connection, in
 //! order: the handshake (for the info-hash), then length-prefixed messages. It reports where
 //! messages end (the points where bytes may be inserted into the stream) and every
-//! REQUEST/CANCEL with its exact position, and copies nothing but a 17-byte header.
+//! REQUEST/CANCEL with its exact position, and copies nothing but a 17-byte header. The
+//! cutting is the wire layer's framing core (`wire::peerwire::framing`); what is judged here
+//! is which headers the splice accepts.
 //!
 //! Anything that does not frame (not a plaintext handshake, a length no client sends, an
 //! unknown id) makes it `Broken`: the connection is then left alone.
 
-use crate::wire::peerwire::{BlockRef, Kind, HANDSHAKE_LEN, PROTOCOL};
+use crate::wire::peerwire::framing::{Framed, Framing};
+use crate::wire::peerwire::{BlockRef, Kind};
+
+pub use crate::wire::peerwire::emit::NOOP17;
 
 /// What one in-order run of bytes held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,49 +29,40 @@ pub enum Item {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Handshake,
-    /// Collecting a message header into `hdr` (length prefix, id, up to 12 body bytes).
-    Header,
-    /// Inside a message body we do not need: this many bytes left.
-    Body(u32),
-    Broken,
-}
-
 #[derive(Clone, Debug)]
 pub struct Framer {
-    state: State,
-    hdr: [u8; HANDSHAKE_LEN],
-    have: usize,
-    /// Offset in the current run where the collected header began (None: an earlier run).
+    core: Framing,
+    broken: bool,
+    /// Offset in the current run where the message being read began (None: an earlier run).
     hdr_start: Option<usize>,
     max_len: u32,
 }
+
+/// Bytes after the prefix of a REQUEST or CANCEL: id, index, begin, length.
+const BLOCK_MSG_HEAD: usize = 13;
 
 impl Framer {
     /// `max_len`: the largest message accepted (anything longer breaks the framing).
     pub fn new(max_len: u32) -> Framer {
         Framer {
-            state: State::Handshake,
-            hdr: [0; HANDSHAKE_LEN],
-            have: 0,
+            core: Framing::at_handshake(),
+            broken: false,
             hdr_start: None,
             max_len,
         }
     }
 
     pub fn broken(&self) -> bool {
-        self.state == State::Broken
+        self.broken
     }
 
     /// At a message boundary after the handshake: bytes may be inserted here.
     pub fn at_boundary(&self) -> bool {
-        self.state == State::Header && self.have == 0
+        !self.broken && self.core.at_boundary()
     }
 
     pub fn past_handshake(&self) -> bool {
-        !matches!(self.state, State::Handshake | State::Broken)
+        !self.broken && !self.core.in_handshake()
     }
 
     /// Feed the next in-order bytes; items go to `out` in stream order.
@@ -74,151 +70,83 @@ impl Framer {
         let mut i = 0;
         // A header collected across runs began in an earlier one: no start in this run.
         self.hdr_start = None;
-        while i < buf.len() {
-            match self.state {
-                State::Broken => return,
-                State::Handshake => {
-                    let take = (HANDSHAKE_LEN - self.have).min(buf.len() - i);
-                    self.hdr[self.have..self.have + take].copy_from_slice(&buf[i..i + take]);
-                    // Check the protocol string as it arrives: MSE or another protocol breaks
-                    // the framing at once.
-                    let upto = (self.have + take).min(PROTOCOL.len());
-                    if self.hdr[..upto] != PROTOCOL[..upto] {
-                        self.state = State::Broken;
-                        return;
-                    }
-                    self.have += take;
-                    i += take;
-                    if self.have == HANDSHAKE_LEN {
-                        let mut ih = [0u8; 20];
-                        ih.copy_from_slice(&self.hdr[28..48]);
-                        out.push(Item::Handshake {
-                            end: i,
-                            info_hash: ih,
+        while i < buf.len() && !self.broken {
+            if self.core.at_boundary() {
+                self.hdr_start = Some(i);
+            }
+            // REQUEST and CANCEL are read whole (they may be rewritten); of any other
+            // message only the id.
+            let (used, f) = self.core.step(&buf[i..], |len, id| {
+                let block_msg = id == Kind::Request.id() || id == Kind::Cancel.id();
+                if block_msg && len == 13 {
+                    BLOCK_MSG_HEAD
+                } else {
+                    1
+                }
+            });
+            i += used;
+            match f {
+                Framed::Partial | Framed::Body { end: false, .. } => {}
+                Framed::NotHandshake => self.broken = true,
+                Framed::Handshake(h) => out.push(Item::Handshake {
+                    end: i,
+                    info_hash: h.info_hash(),
+                }),
+                Framed::KeepAlive | Framed::Body { end: true, .. } => {
+                    out.push(Item::Boundary { end: i })
+                }
+                Framed::Prefix(len) => self.broken = len > self.max_len,
+                Framed::Header { len, head, body } => {
+                    let Some(kind) =
+                        Kind::from_id(head[0]).filter(|k| k.valid_len(len, self.max_len))
+                    else {
+                        self.broken = true;
+                        continue;
+                    };
+                    if head.len() == BLOCK_MSG_HEAD {
+                        let be = |at: usize| {
+                            u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]])
+                        };
+                        out.push(Item::Request {
+                            start: self.hdr_start,
+                            block: BlockRef {
+                                index: be(1),
+                                begin: be(5),
+                                length: be(9),
+                            },
+                            cancel: kind == Kind::Cancel,
                         });
-                        self.have = 0;
-                        self.state = State::Header;
                     }
-                }
-                State::Body(left) => {
-                    let take = left.min((buf.len() - i) as u32);
-                    i += take as usize;
-                    if take == left {
-                        self.state = State::Header;
+                    if body == 0 {
                         out.push(Item::Boundary { end: i });
-                    } else {
-                        self.state = State::Body(left - take);
                     }
-                }
-                State::Header => {
-                    if self.have == 0 {
-                        self.hdr_start = Some(i);
-                    }
-                    // Length prefix first, then id and (for REQUEST/CANCEL) the body.
-                    let want = if self.have < 4 { 4 } else { self.header_len() };
-                    let take = (want - self.have).min(buf.len() - i);
-                    self.hdr[self.have..self.have + take].copy_from_slice(&buf[i..i + take]);
-                    self.have += take;
-                    i += take;
-                    if self.have < want {
-                        continue;
-                    }
-                    if self.have == 4 {
-                        let len = self.len();
-                        if len == 0 {
-                            self.have = 0;
-                            out.push(Item::Boundary { end: i });
-                        } else if len > self.max_len {
-                            self.state = State::Broken;
-                            return;
-                        }
-                        continue;
-                    }
-                    if self.have < self.header_len() {
-                        continue;
-                    }
-                    self.message_header_done(i, out);
                 }
             }
         }
     }
-
-    fn len(&self) -> u32 {
-        u32::from_be_bytes([self.hdr[0], self.hdr[1], self.hdr[2], self.hdr[3]])
-    }
-
-    /// Bytes of a message collected in `hdr`: 4 + 1 (id), or the whole 17 of REQUEST/CANCEL.
-    fn header_len(&self) -> usize {
-        if self.have >= 5 && matches!(self.hdr[4], 6 | 8) && self.len() == 13 {
-            17
-        } else {
-            5
-        }
-    }
-
-    fn message_header_done(&mut self, i: usize, out: &mut Vec<Item>) {
-        let len = self.len();
-        let Some(kind) = Kind::from_id(self.hdr[4]) else {
-            self.state = State::Broken;
-            return;
-        };
-        if !kind.valid_len(len, self.max_len) {
-            self.state = State::Broken;
-            return;
-        }
-        if self.have == 17 {
-            let be = |at: usize| {
-                u32::from_be_bytes([
-                    self.hdr[at],
-                    self.hdr[at + 1],
-                    self.hdr[at + 2],
-                    self.hdr[at + 3],
-                ])
-            };
-            out.push(Item::Request {
-                start: self.hdr_start,
-                block: BlockRef {
-                    index: be(5),
-                    begin: be(9),
-                    length: be(13),
-                },
-                cancel: kind == Kind::Cancel,
-            });
-            out.push(Item::Boundary { end: i });
-            self.have = 0;
-            return;
-        }
-        self.have = 0;
-        let rest = len - 1;
-        if rest == 0 {
-            out.push(Item::Boundary { end: i });
-        } else {
-            self.state = State::Body(rest);
-        }
-    }
 }
-
-/// 17 bytes a peer treats as nothing: INTERESTED (the subscriber is interested, or it would
-/// not be requesting) and three keep-alives. A REQUEST or CANCEL the box answers becomes this.
-pub const NOOP17: [u8; 17] = [0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::peerwire::emit;
 
     fn handshake(ih: u8) -> Vec<u8> {
-        let mut h = PROTOCOL.to_vec();
-        h.extend_from_slice(&[0; 8]);
-        h.extend_from_slice(&[ih; 20]);
-        h.extend_from_slice(&[9; 20]);
+        let mut h = Vec::new();
+        emit::handshake(&mut h, [0; 8], &[ih; 20], &[9; 20]);
         h
     }
 
-    fn request(i: u32, b: u32, l: u32) -> Vec<u8> {
-        let mut m = vec![0, 0, 0, 13, 6];
-        for v in [i, b, l] {
-            m.extend_from_slice(&v.to_be_bytes());
-        }
+    fn request(index: u32, begin: u32, length: u32) -> Vec<u8> {
+        let mut m = Vec::new();
+        emit::request(
+            &mut m,
+            BlockRef {
+                index,
+                begin,
+                length,
+            },
+        );
         m
     }
 
@@ -227,7 +155,7 @@ mod tests {
         s.extend_from_slice(&[0, 0, 0, 1, 2]); // interested
         s.extend_from_slice(&request(1, 0, 16384));
         s.extend_from_slice(&[0, 0, 0, 0]); // keep-alive
-        s.extend_from_slice(&[0, 0, 0, 13, 7, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4]); // piece, 4 bytes
+        emit::piece(&mut s, 1, 0, &[1, 2, 3, 4]);
         s.extend_from_slice(&request(2, 16384, 16384));
         s
     }
@@ -278,16 +206,26 @@ mod tests {
                 _ => None,
             }));
             assert_eq!(ends2, ends, "cut {cut}");
-            // a request split across runs has no start in the run it completes in
-            for it in &b {
-                if let Item::Request {
-                    start: Some(st), ..
-                } = it
-                {
-                    assert!(*st + cut >= cut);
-                }
-            }
             let split_req = |lo: usize| cut > lo && cut < lo + 17;
+            // A request reported with a start is at its exact place in the stream (the
+            // second run's offsets count from `cut`); one split across the runs has no
+            // start in the run it completes in.
+            let placed: Vec<(Option<usize>, u32)> = a
+                .iter()
+                .map(|i| (i, 0))
+                .chain(b.iter().map(|i| (i, cut)))
+                .filter_map(|(i, base)| match i {
+                    Item::Request { start, block, .. } => {
+                        Some((start.map(|s| s + base), block.index))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let expect: Vec<(Option<usize>, u32)> = [(73, 1), (111, 2)]
+                .iter()
+                .map(|&(lo, index)| ((!split_req(lo)).then_some(lo), index))
+                .collect();
+            assert_eq!(placed, expect, "cut {cut}");
             let starts: Vec<Option<usize>> = a
                 .iter()
                 .chain(b.iter())

@@ -1,14 +1,19 @@
 //! Ethernet / [802.1Q | 802.1ad+802.1Q] / IPv4|IPv6 / TCP or UDP+uTP frames with correct
-//! checksums.
+//! checksums: what each frame of a session is (addresses, TCP and uTP fields), put on the
+//! wire by the wire layer's emitters.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use etherparse::{
-    IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, PacketBuilderStep,
-    TcpHeader, TcpOptionElement, VlanId,
-};
+use etherparse::VlanId;
 
 use super::SynthError;
+use crate::wire::checksum::{PROTO_TCP, PROTO_UDP};
+use crate::wire::ether::EthernetRepr;
+use crate::wire::ip::{IpRepr, Ipv4Repr, Ipv6Repr};
+use crate::wire::seq::SeqNum;
+use crate::wire::tcp::{OptionBytes, TcpFlags, TcpRepr};
+use crate::wire::udp::UdpRepr;
+use crate::wire::utp::{UtpRepr, UtpType};
 
 /// Receive window both ends advertise (Linux's initial window for a 1460-byte MSS). No window
 /// scaling is negotiated, so this is the real window; a leecher never has more than one
@@ -107,54 +112,49 @@ pub struct Segment {
     pub mss: u16,
 }
 
-/// Link and IP headers of a frame from `src` to `dst`, up to the transport header.
-fn ip_step(
+/// Link and IP headers of a frame from one end to the other, and the two sockets.
+fn headers(
     link: &Link,
     ep: &Endpoints,
     from_leecher: bool,
     ident: u16,
-    next_header: IpNumber,
-) -> Result<(PacketBuilderStep<IpHeaders>, SocketAddr, SocketAddr), SynthError> {
+    protocol: u8,
+) -> Result<(EthernetRepr, IpRepr, SocketAddr, SocketAddr), SynthError> {
     let (src, dst, smac, dmac) = if from_leecher {
         (ep.leecher, ep.seeder, ep.leecher_mac, ep.gateway_mac)
     } else {
         (ep.seeder, ep.leecher, ep.gateway_mac, ep.leecher_mac)
     };
     let ip = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => IpHeaders::Ipv4(
-            Ipv4Header {
-                identification: ident,
-                // Path-MTU discovery is on for TCP on every modern stack, and uTP
-                // implementations (libutp, libtorrent) set DF for their MTU probing.
-                dont_fragment: true,
-                time_to_live: TTL,
-                source: s.octets(),
-                destination: d.octets(),
-                ..Default::default()
-            },
-            Default::default(),
-        ),
-        (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
-            Ipv6Header {
-                traffic_class: 0,
-                flow_label: Ipv6FlowLabel::ZERO,
-                payload_length: 0, // filled in on write
-                next_header,
-                hop_limit: TTL,
-                source: s.octets(),
-                destination: d.octets(),
-            },
-            Default::default(),
-        ),
+        (IpAddr::V4(s), IpAddr::V4(d)) => IpRepr::V4(Ipv4Repr {
+            src: s,
+            dst: d,
+            ident,
+            // Path-MTU discovery is on for TCP on every modern stack, and uTP
+            // implementations (libutp, libtorrent) set DF for their MTU probing.
+            dont_fragment: true,
+            ttl: TTL,
+            protocol,
+        }),
+        (IpAddr::V6(s), IpAddr::V6(d)) => IpRepr::V6(Ipv6Repr {
+            src: s,
+            dst: d,
+            next_header: protocol,
+            hop_limit: TTL,
+        }),
         _ => return Err(SynthError::Build("mixed IPv4/IPv6 endpoints".into())),
     };
-    let eth = PacketBuilder::ethernet2(smac, dmac);
-    let step = match (link.qinq, link.vlan) {
-        (Some(outer), Some(inner)) => eth.double_vlan(outer, inner).ip(ip),
-        (None, Some(v)) => eth.single_vlan(v).ip(ip),
-        _ => eth.ip(ip),
+    let eth = EthernetRepr {
+        src: smac,
+        dst: dmac,
+        vlan: link.vlan.map(|v| v.value()),
+        qinq: link.qinq.map(|v| v.value()),
     };
-    Ok((step, src, dst))
+    Ok((eth, ip, src, dst))
+}
+
+fn too_long() -> SynthError {
+    SynthError::Build("payload too long for one IP packet".into())
 }
 
 /// Appends the full frame for `seg` carrying `payload` to `out`.
@@ -165,22 +165,37 @@ pub fn build(
     payload: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), SynthError> {
-    let (step, src, dst) = ip_step(link, ep, seg.from_leecher, seg.ident, IpNumber::TCP)?;
-    let mut tcp = TcpHeader::new(src.port(), dst.port(), seg.seq, WINDOW);
-    tcp.syn = seg.syn;
-    tcp.fin = seg.fin;
-    tcp.psh = seg.psh;
-    if let Some(a) = seg.ack {
-        tcp.ack = true;
-        tcp.acknowledgment_number = a;
+    let (eth, ip, src, dst) = headers(link, ep, seg.from_leecher, seg.ident, PROTO_TCP)?;
+    let mut flags = TcpFlags {
+        syn: seg.syn,
+        fin: seg.fin,
+        psh: seg.psh,
+        ..TcpFlags::default()
+    };
+    flags.ack = seg.ack.is_some();
+    let tcp = TcpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        seq: SeqNum(seg.seq),
+        ack: SeqNum(seg.ack.unwrap_or(0)),
+        flags,
+        window: WINDOW,
+        options: if seg.syn {
+            OptionBytes::new().mss(seg.mss)
+        } else {
+            OptionBytes::new()
+        },
+    };
+    let start = out.len();
+    eth.emit(ip.ethertype(), out);
+    let written = ip
+        .emit(tcp.header_len() + payload.len(), out)
+        .and_then(|()| tcp.emit(ip.src(), ip.dst(), payload, out));
+    if written.is_none() {
+        out.truncate(start);
+        return Err(too_long());
     }
-    if seg.syn {
-        tcp.set_options(&[TcpOptionElement::MaximumSegmentSize(seg.mss)])
-            .map_err(|e| SynthError::Build(e.to_string()))?;
-    }
-    step.tcp_header(tcp)
-        .write(out, payload)
-        .map_err(|e| SynthError::Build(e.to_string()))
+    Ok(())
 }
 
 /// BEP 29 packet types (high nibble of the first header byte).
@@ -190,8 +205,7 @@ pub const ST_STATE: u8 = 2;
 #[allow(dead_code)] // never sent: every synthetic connection closes cleanly
 pub const ST_RESET: u8 = 3;
 pub const ST_SYN: u8 = 4;
-pub const UTP_VERSION: u8 = 1;
-pub const UTP_HEADER_LEN: usize = 20;
+pub const UTP_HEADER_LEN: usize = crate::wire::utp::HEADER_LEN;
 /// Receive window both ends advertise (libtorrent's default receive buffer); like the TCP
 /// window it is far above what the request pipeline ever has in flight.
 pub const UTP_WINDOW: u32 = 1 << 20;
@@ -214,16 +228,17 @@ impl UtpPacket {
     /// The 20-byte BEP 29 header (no extensions: the receiver always has everything, so
     /// there is never a selective ack to send).
     pub fn header(&self, timestamp: u32, ts_diff: u32) -> [u8; UTP_HEADER_LEN] {
-        let mut h = [0u8; UTP_HEADER_LEN];
-        h[0] = self.ty << 4 | UTP_VERSION;
-        h[1] = 0; // first extension: none
-        h[2..4].copy_from_slice(&self.conn_id.to_be_bytes());
-        h[4..8].copy_from_slice(&timestamp.to_be_bytes());
-        h[8..12].copy_from_slice(&ts_diff.to_be_bytes());
-        h[12..16].copy_from_slice(&UTP_WINDOW.to_be_bytes());
-        h[16..18].copy_from_slice(&self.seq_nr.to_be_bytes());
-        h[18..20].copy_from_slice(&self.ack_nr.to_be_bytes());
-        h
+        UtpRepr {
+            // `ty` is one of the ST_* constants above, all BEP 29 types.
+            kind: UtpType::from_wire(self.ty).expect("ST_* is a BEP 29 packet type"),
+            conn_id: self.conn_id,
+            timestamp,
+            ts_diff,
+            wnd: UTP_WINDOW,
+            seq: self.seq_nr,
+            ack: self.ack_nr,
+        }
+        .emit()
     }
 }
 
@@ -236,8 +251,19 @@ pub fn build_udp(
     datagram: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), SynthError> {
-    let (step, src, dst) = ip_step(link, ep, from_leecher, ident, IpNumber::UDP)?;
-    step.udp(src.port(), dst.port())
-        .write(out, datagram)
-        .map_err(|e| SynthError::Build(e.to_string()))
+    let (eth, ip, src, dst) = headers(link, ep, from_leecher, ident, PROTO_UDP)?;
+    let udp = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
+    let start = out.len();
+    eth.emit(ip.ethertype(), out);
+    let written = ip
+        .emit(crate::wire::udp::HEADER_LEN + datagram.len(), out)
+        .and_then(|()| udp.emit(ip.src(), ip.dst(), datagram, out));
+    if written.is_none() {
+        out.truncate(start);
+        return Err(too_long());
+    }
+    Ok(())
 }

@@ -1,14 +1,16 @@
 //! Link, network and transport layer decoding on top of etherparse. The result is a typed,
-//! borrowed view of one frame: who talks to whom, and the TCP/UDP payload.
+//! borrowed view of one frame: who talks to whom, and the TCP/UDP payload. TCP headers are
+//! read by `wire::tcp` (the same view the splice uses).
 
 use std::net::IpAddr;
 
 use etherparse::{
-    err::packet::SliceError, EtherType, IpNumber, LinkSlice, NetSlice, SlicedPacket, TcpSlice,
+    err::packet::SliceError, EtherType, IpNumber, LinkSlice, NetSlice, SlicedPacket,
     TransportSlice, UdpSlice,
 };
 
-use super::seq::SeqNum;
+use super::tcp::TcpPacket;
+pub use super::tcp::{TcpFlags, TcpSegment};
 
 /// Link types we can decode, mapped from the pcap DLT/LINKTYPE value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,25 +70,6 @@ impl DecodeError {
             DecodeError::FragmentOverflow => "fragment_overflow",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpFlags {
-    pub syn: bool,
-    pub ack: bool,
-    pub fin: bool,
-    pub rst: bool,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct TcpSegment<'a> {
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub seq: SeqNum,
-    pub ack: SeqNum,
-    pub flags: TcpFlags,
-    pub window: u16,
-    pub payload: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -246,7 +229,7 @@ fn packet_from_sliced<'a>(sliced: &SlicedPacket<'a>) -> Result<Decoded<'a>, Deco
         Some(NetSlice::Arp(_)) | None => return Ok(Decoded::NonIp),
     };
     let transport = match &sliced.transport {
-        Some(TransportSlice::Tcp(t)) => Transport::Tcp(tcp_segment(t)),
+        Some(TransportSlice::Tcp(t)) => Transport::Tcp(tcp_segment(t.slice())?),
         Some(TransportSlice::Udp(u)) => Transport::Udp(UdpDatagram {
             src_port: u.source_port(),
             dst_port: u.destination_port(),
@@ -262,29 +245,19 @@ fn packet_from_sliced<'a>(sliced: &SlicedPacket<'a>) -> Result<Decoded<'a>, Deco
     }))
 }
 
-fn tcp_segment<'a>(t: &TcpSlice<'a>) -> TcpSegment<'a> {
-    TcpSegment {
-        src_port: t.source_port(),
-        dst_port: t.destination_port(),
-        seq: SeqNum(t.sequence_number()),
-        ack: SeqNum(t.acknowledgment_number()),
-        flags: TcpFlags {
-            syn: t.syn(),
-            ack: t.ack(),
-            fin: t.fin(),
-            rst: t.rst(),
-        },
-        window: t.window_size(),
-        payload: t.payload(),
-    }
+/// etherparse has already sliced the header when it hands `t` over; the view's checks are
+/// the same ones (20 bytes, data offset 5 or more, header present), so this never refuses
+/// what etherparse accepted.
+fn tcp_segment(t: &[u8]) -> Result<TcpSegment<'_>, DecodeError> {
+    TcpPacket::new_checked(t)
+        .map(|p| p.segment())
+        .ok_or(DecodeError::Tcp)
 }
 
 /// Read the transport header of a reassembled IP datagram payload.
 pub fn transport_from_payload(protocol: u8, data: &[u8]) -> Result<Transport<'_>, DecodeError> {
     match IpNumber(protocol) {
-        IpNumber::TCP => TcpSlice::from_slice(data)
-            .map(|t| Transport::Tcp(tcp_segment(&t)))
-            .map_err(|_| DecodeError::Tcp),
+        IpNumber::TCP => tcp_segment(data).map(Transport::Tcp),
         IpNumber::UDP => UdpSlice::from_slice(data)
             .map(|u| {
                 Transport::Udp(UdpDatagram {

@@ -1,8 +1,12 @@
 //! BitTorrent peer-wire framing (BEP 3), fast extension (BEP 6), extension protocol (BEP 10)
-//! and the v2 hash messages (BEP 52): checked views over complete messages. The stream state
-//! machine that cuts a byte stream into these lives in `crate::peerwire`.
+//! and the v2 hash messages (BEP 52): checked views over complete messages; `framing`, the
+//! core that cuts a byte stream into them (driven by `crate::peerwire::stream` and
+//! `crate::serve::framer`); `emit`, the messages the program writes.
 
 use super::bencode::{self, Value};
+
+pub mod emit;
+pub mod framing;
 
 pub const PROTOCOL: &[u8; 20] = b"\x13BitTorrent protocol";
 pub const HANDSHAKE_LEN: usize = 68;
@@ -92,6 +96,33 @@ impl Kind {
             23 => Kind::HashReject,
             _ => return None,
         })
+    }
+
+    /// The id byte on the wire. KEEPALIVE has none (it is a bare zero prefix): 0 here, and
+    /// `emit::message` writes no id for it.
+    pub fn id(self) -> u8 {
+        match self {
+            Kind::KeepAlive => 0,
+            Kind::Choke => 0,
+            Kind::Unchoke => 1,
+            Kind::Interested => 2,
+            Kind::NotInterested => 3,
+            Kind::Have => 4,
+            Kind::Bitfield => 5,
+            Kind::Request => 6,
+            Kind::Piece => 7,
+            Kind::Cancel => 8,
+            Kind::Port => 9,
+            Kind::Suggest => 13,
+            Kind::HaveAll => 14,
+            Kind::HaveNone => 15,
+            Kind::Reject => 16,
+            Kind::AllowedFast => 17,
+            Kind::Extended => 20,
+            Kind::HashRequest => 21,
+            Kind::Hashes => 22,
+            Kind::HashReject => 23,
+        }
     }
 
     /// Report key; stable schema.
@@ -331,6 +362,15 @@ mod tests {
         assert!(h.extension_protocol() && h.fast_extension());
         assert_eq!(h.info_hash(), [0xab; 20]);
         assert!(Handshake::new_checked(&hs[..67]).is_none());
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        for id in 0..=255u8 {
+            if let Some(k) = Kind::from_id(id) {
+                assert_eq!(k.id(), id, "{k:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! BEP 29 uTP header: a checked view. A UDP payload is only a uTP candidate here; whether a
+//! BEP 29 uTP header: a checked view, and `UtpRepr` to emit one. A UDP payload is only a uTP candidate here; whether a
 //! flow is uTP is decided by the engine from both directions (connection ids that pair up,
 //! a SYN answered by a STATE), because 20 random bytes pass these checks now and then.
 
@@ -11,7 +11,33 @@ pub enum UtpType {
     Syn,
 }
 
+impl UtpType {
+    /// From the high nibble of the first header byte.
+    pub fn from_wire(t: u8) -> Option<UtpType> {
+        Some(match t {
+            0 => UtpType::Data,
+            1 => UtpType::Fin,
+            2 => UtpType::State,
+            3 => UtpType::Reset,
+            4 => UtpType::Syn,
+            _ => return None,
+        })
+    }
+
+    pub fn to_wire(self) -> u8 {
+        match self {
+            UtpType::Data => 0,
+            UtpType::Fin => 1,
+            UtpType::State => 2,
+            UtpType::Reset => 3,
+            UtpType::Syn => 4,
+        }
+    }
+}
+
 pub const HEADER_LEN: usize = 20;
+/// The only version there is.
+pub const VERSION: u8 = 1;
 /// libtorrent sends at most a few extensions (selective ack, extension bits).
 const MAX_EXTENSIONS: usize = 4;
 
@@ -32,17 +58,10 @@ impl<'a> UtpPacket<'a> {
     /// payload on packets that never carry one.
     pub fn new_checked(b: &'a [u8]) -> Option<UtpPacket<'a>> {
         let h = b.get(..HEADER_LEN)?;
-        if h[0] & 0x0f != 1 {
+        if h[0] & 0x0f != VERSION {
             return None;
         }
-        let kind = match h[0] >> 4 {
-            0 => UtpType::Data,
-            1 => UtpType::Fin,
-            2 => UtpType::State,
-            3 => UtpType::Reset,
-            4 => UtpType::Syn,
-            _ => return None,
-        };
+        let kind = UtpType::from_wire(h[0] >> 4)?;
         let be16 = |i: usize| u16::from_be_bytes([h[i], h[i + 1]]);
         let be32 = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         let mut ext = h[1];
@@ -84,6 +103,35 @@ impl<'a> UtpPacket<'a> {
     }
 }
 
+/// A header without extensions, to emit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UtpRepr {
+    pub kind: UtpType,
+    pub conn_id: u16,
+    /// Microseconds, the sender's clock.
+    pub timestamp: u32,
+    /// The sender's last measured one-way delay.
+    pub ts_diff: u32,
+    pub wnd: u32,
+    pub seq: u16,
+    pub ack: u16,
+}
+
+impl UtpRepr {
+    pub fn emit(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = self.kind.to_wire() << 4 | VERSION;
+        h[1] = 0; // first extension: none
+        h[2..4].copy_from_slice(&self.conn_id.to_be_bytes());
+        h[4..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ts_diff.to_be_bytes());
+        h[12..16].copy_from_slice(&self.wnd.to_be_bytes());
+        h[16..18].copy_from_slice(&self.seq.to_be_bytes());
+        h[18..20].copy_from_slice(&self.ack.to_be_bytes());
+        h
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +144,35 @@ mod tests {
         v.extend_from_slice(&seq.to_be_bytes());
         v.extend_from_slice(&ack.to_be_bytes());
         v
+    }
+
+    #[test]
+    fn emit_reads_back() {
+        for kind in [
+            UtpType::Data,
+            UtpType::Fin,
+            UtpType::State,
+            UtpType::Reset,
+            UtpType::Syn,
+        ] {
+            let h = UtpRepr {
+                kind,
+                conn_id: 0xbeef,
+                timestamp: 1,
+                ts_diff: 2,
+                wnd: 1 << 20,
+                seq: 7,
+                ack: 6,
+            }
+            .emit();
+            let p = UtpPacket::new_checked(&h).unwrap();
+            assert_eq!(
+                (p.kind, p.conn_id, p.wnd, p.seq, p.ack, p.sack, p.payload),
+                (kind, 0xbeef, 1 << 20, 7, 6, None, &[][..])
+            );
+            assert_eq!(UtpType::from_wire(kind.to_wire()), Some(kind));
+        }
+        assert_eq!(UtpType::from_wire(5), None);
     }
 
     #[test]
