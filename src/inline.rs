@@ -84,6 +84,18 @@ impl Batch {
 /// the most frames a batch for the engine holds.
 const BURST: usize = 64;
 
+/// The longest the bridge waits for a frame before looking at its other duties (signals,
+/// reports), in milliseconds.
+const MAX_WAIT_MS: u64 = 5;
+
+/// How long to wait for frames: until the splice's deadline (microseconds, rounded up to
+/// whole milliseconds so it has passed on waking), at most `MAX_WAIT_MS`.
+fn wait_ms(deadline: Option<u64>, now: u64) -> i32 {
+    deadline.map_or(MAX_WAIT_MS, |at| {
+        at.saturating_sub(now).div_ceil(1000).min(MAX_WAIT_MS)
+    }) as i32
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn run<S: BlockSource>(
     sub_if: &str,
@@ -130,7 +142,6 @@ pub fn run<S: BlockSource>(
     let mut out: Vec<Emit> = Vec::new();
     let mut buf: Vec<u8> = Vec::with_capacity(65_536);
     let mut last_report = Instant::now();
-    let mut last_tick = Instant::now();
     let mut engine_dropped = 0u64;
     let mut batch = Batch::default();
     // Hand the batch to the engine; a full queue drops it (forwarding never waits).
@@ -157,7 +168,9 @@ pub fn run<S: BlockSource>(
     };
     let mut result = Ok(());
     'run: while !ctl.stop.load(Ordering::Relaxed) {
-        wait_readable(&sub, &up, 5);
+        // Until a frame arrives or the splice's next deadline, at most MAX_WAIT_MS.
+        let now = t0.elapsed().as_micros() as u64;
+        wait_readable(&sub, &up, wait_ms(splicer.poll_timeout(), now));
         for from in [Port::Subscriber, Port::Upstream] {
             for _ in 0..BURST {
                 let port = match from {
@@ -187,9 +200,9 @@ pub fn run<S: BlockSource>(
         }
         // Whatever this pass read goes to the engine now, however few frames.
         hand_over(&mut batch, &mut engine_dropped);
-        if last_tick.elapsed() >= Duration::from_millis(5) {
-            last_tick = Instant::now();
-            splicer.tick(t0.elapsed().as_micros() as u64, &mut out);
+        let now = t0.elapsed().as_micros() as u64;
+        if splicer.poll_timeout().is_some_and(|at| at <= now) {
+            splicer.handle_timeout(now, &mut out);
             send_all(&mut out, Port::Upstream, &[], &mut sub, &mut up);
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
@@ -330,4 +343,19 @@ fn engine_loop(
     }
     // The final snapshot is published by the caller, with the final counters.
     engine.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_until_the_splice_deadline_at_most_max_wait() {
+        assert_eq!(wait_ms(None, 1_000), 5);
+        assert_eq!(wait_ms(Some(900), 1_000), 0);
+        assert_eq!(wait_ms(Some(1_000), 1_000), 0);
+        assert_eq!(wait_ms(Some(1_001), 1_000), 1);
+        assert_eq!(wait_ms(Some(3_500), 1_000), 3);
+        assert_eq!(wait_ms(Some(60_000_000), 1_000), 5);
+    }
 }

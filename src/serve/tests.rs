@@ -204,7 +204,7 @@ impl Wire {
     fn tick(&mut self, dt: u64) {
         self.now += dt;
         let mut out = Vec::new();
-        self.sp.tick(self.now, &mut out);
+        self.sp.handle_timeout(self.now, &mut out);
         self.take(Port::Upstream, &[], out);
     }
 
