@@ -3,7 +3,6 @@
 //! inline differ only in where frames come from and what is done with the verdict.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
@@ -18,7 +17,9 @@ use crate::peerwire::{Event, ParserLimits, StreamParser};
 use crate::report::{hex, Stats, StreamRecord, SwarmStats};
 use crate::swarm::metadata::MetadataAssembler;
 use crate::swarm::pieces::FlowContext;
-use crate::swarm::{MemorySink, PieceSink, Pieces, Registry, Source};
+// Re-exported for `report.rs` until its `annotate` gives way to `runtime::annotate`.
+pub use crate::runtime::Shared;
+use crate::swarm::{Pieces, Source};
 use crate::wire::link::{self, Decoded, LinkType, TcpSegment, Transport, UdpDatagram};
 use crate::wire::peerwire::{self, Message};
 use crate::wire::utp::{UtpPacket, UtpType};
@@ -38,26 +39,6 @@ pub struct Engine {
     udp: FlowTable<FlowKey, UdpFlow>,
     defrag: Defragmenter,
     last_sweep: u64,
-}
-
-/// What engines (workers) share: metainfo learnt anywhere, and the piece cache.
-#[derive(Clone)]
-pub struct Shared {
-    pub registry: Arc<Registry>,
-    pub sink: Arc<dyn PieceSink + Send + Sync>,
-    /// The policy rules in front of `sink` (the same object), when a rules file is in
-    /// force: for reloads and the per-rule counts.
-    pub rules: Option<Arc<crate::rules::RulesSink>>,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            registry: Arc::new(Registry::default()),
-            sink: Arc::new(MemorySink::default()),
-            rules: None,
-        }
-    }
 }
 
 struct Core {

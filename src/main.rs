@@ -9,14 +9,12 @@ use ipnet::IpNet;
 
 use std::sync::Arc;
 
-use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
+use peercache::cache::PieceStore;
 use peercache::config::Config;
-use peercache::engine::Shared;
 use peercache::metrics::Live;
 use peercache::replay::{self, ReplayOptions};
-use peercache::report::parse_hex20;
 use peercache::report::Report;
-use peercache::swarm::{Registry, Source};
+use peercache::runtime::{self, annotate, Control, Shared};
 
 #[derive(Parser)]
 #[command(
@@ -330,7 +328,7 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn log_line(msg: String) {
-    eprintln!("peercache[{:.3}]: {msg}", peercache::metrics::now_unix());
+    eprintln!("peercache[{:.3}]: {msg}", runtime::now_unix());
 }
 
 fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
@@ -339,7 +337,7 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         cfg.capture.filter = a.filter.clone();
     }
     let shared = shared_with_rules(&cfg, &mut log_line)?;
-    load_metainfo(&cfg, &shared);
+    runtime::load_metainfo(&cfg, &shared, &mut log_line);
     match &cfg.cache.dir {
         Some(d) => log_line(format!(
             "cache {} (capacity {})",
@@ -364,7 +362,7 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         srv.shutdown();
     }
     let mut report = Report::new(&out.stats, Vec::new());
-    report.annotate(&shared);
+    annotate(&mut report, &shared);
     if a.json {
         println!(
             "{}",
@@ -380,20 +378,9 @@ fn run_tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The .torrent files of `metainfo_dir` into the registry; each bad file gets a log line.
-fn load_metainfo(cfg: &Config, shared: &Shared) {
-    if let Some(dir) = &cfg.metainfo_dir {
-        let (n, errors) = shared.registry.load_dir(dir);
-        for e in &errors {
-            log_line(e.clone());
-        }
-        log_line(format!("{n} .torrent files loaded from {}", dir.display()));
-    }
-}
-
 /// Stop on SIGINT/SIGTERM, reload on SIGHUP (the long-running modes).
-fn signal_control() -> anyhow::Result<peercache::tap::Control> {
-    let ctl = peercache::tap::Control::default();
+fn signal_control() -> anyhow::Result<Control> {
+    let ctl = Control::default();
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, ctl.stop.clone()).context("installing signal handlers")?;
     }
@@ -427,7 +414,7 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
-    load_metainfo(&cfg, &shared);
+    runtime::load_metainfo(&cfg, &shared, &mut log_line);
     log_line(format!(
         "cache {} (capacity {}, {} pieces held)",
         cfg.cache
@@ -450,7 +437,7 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         shared.rules.clone(),
         cfg.inline.piece_memory_bytes,
     );
-    let started = peercache::metrics::now_unix();
+    let started = runtime::now_unix();
     let out = peercache::inline::run(
         &a.subscriber_iface,
         &a.upstream_iface,
@@ -462,7 +449,7 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         a.engine.config.clone(),
         &mut log_line,
     )?;
-    let mut snap = peercache::tap::snapshot(
+    let mut snap = runtime::snapshot(
         "inline",
         &format!("{}<->{}", a.subscriber_iface, a.upstream_iface),
         started,
@@ -479,7 +466,7 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         srv.shutdown();
     }
     let mut report = Report::new(&out.stats, Vec::new());
-    report.annotate(&shared);
+    annotate(&mut report, &shared);
     let mut doc = serde_json::to_value(&report).context("serialising the report")?;
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("inline".into(), serde_json::to_value(&out.serve)?);
@@ -521,55 +508,16 @@ fn run_inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The metainfo registry and the piece sink: the disk cache when configured (its metainfo
-/// preloaded), otherwise an in-memory record of verified pieces; and the store itself when
-/// there is one (inline mode reads from it).
-fn shared_state_and_store(cfg: &Config) -> anyhow::Result<(Shared, Option<Arc<PieceStore>>)> {
-    let Some(dir) = &cfg.cache.dir else {
-        return Ok((Shared::default(), None));
-    };
-    let store = PieceStore::open(dir, cfg.cache.capacity_bytes)
-        .with_context(|| format!("opening cache {}", dir.display()))?;
-    let registry = Registry::default();
-    for s in store.swarms() {
-        let m = parse_hex20(&s.info_hash).and_then(|ih| store.metainfo(&ih));
-        if let Some(m) = m {
-            registry.insert((*m).clone(), Source::Cache);
-        }
-    }
-    let store = Arc::new(store);
-    Ok((
-        Shared {
-            registry: Arc::new(registry),
-            sink: Arc::new(StoreWriter::new(
-                store.clone(),
-                cfg.cache.write_queue_pieces,
-                CommitPolicy {
-                    bytes: cfg.cache.commit_bytes.max(1),
-                    interval: std::time::Duration::from_millis(cfg.cache.commit_interval_ms),
-                },
-            )),
-            rules: None,
-        },
-        Some(store),
-    ))
-}
-
-/// `shared_state_and_store`, then the policy rules named by the config in front of its sink.
+/// The shared state the configuration asks for (see `runtime::open_shared`).
 fn shared_with_rules(cfg: &Config, log: &mut dyn FnMut(String)) -> anyhow::Result<Shared> {
-    Ok(shared_with_rules_and_store(cfg, log)?.0)
+    Ok(runtime::open_shared(cfg, log)?.0)
 }
 
 fn shared_with_rules_and_store(
     cfg: &Config,
     log: &mut dyn FnMut(String),
 ) -> anyhow::Result<(Shared, Option<Arc<PieceStore>>)> {
-    let (mut shared, store) = shared_state_and_store(cfg)?;
-    if let Some(path) = &cfg.rules {
-        let r = peercache::rules::install(&mut shared, path)?;
-        log(format!("rules {}: {r}", path.display()));
-    }
-    Ok((shared, store))
+    Ok(runtime::open_shared(cfg, log)?)
 }
 
 fn human(n: u64) -> String {

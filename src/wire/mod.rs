@@ -3,6 +3,7 @@
 
 pub mod bencode;
 pub mod entropy;
+pub mod infohash;
 pub mod link;
 pub mod peerwire;
 pub mod seq;
