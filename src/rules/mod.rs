@@ -183,7 +183,7 @@ impl Match {
     }
 }
 
-pub use crate::swarm::pieces::FlowContext;
+pub use crate::swarm::FlowContext;
 
 /// What a decision is made on.
 #[derive(Clone, Copy, Debug)]

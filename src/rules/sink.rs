@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::{Action, Context, Rules, RulesError, BLOCKLIST};
 use crate::clock::{now_unix, Clock};
-use crate::swarm::pieces::{FlowContext, PurgeError};
+use crate::swarm::{FlowContext, PurgeError};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
 use crate::wire::infohash::hex;
 
