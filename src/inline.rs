@@ -19,11 +19,11 @@ use serde::Serialize;
 use crate::capture::bridge::{wait_readable, BridgePort, PortStats};
 use crate::capture::CaptureError;
 use crate::config::Config;
-use crate::engine::{Engine, Shared};
-use crate::metrics::{now_unix, CaptureCounters, Live};
+use crate::engine::Engine;
+use crate::metrics::{CaptureCounters, Live};
 use crate::report::Stats;
+use crate::runtime::{now_unix, reload_rules, snapshot, Control, Shared};
 use crate::serve::{BlockSource, Emit, Port, ServeCounters, Splicer};
-use crate::tap::Control;
 use crate::wire::link::LinkType;
 
 /// What the bridge thread did, for the report.
@@ -206,7 +206,7 @@ pub fn run<S: BlockSource>(
             send_all(&mut out, Port::Upstream, &[], &mut sub, &mut up);
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
-            match crate::tap::reload_rules(shared, &cfg, config_path.as_deref()) {
+            match reload_rules(shared, &cfg, config_path.as_deref()) {
                 Some(line) => log(line),
                 None => log("SIGHUP: no rules in force; nothing to reload".into()),
             }
@@ -307,7 +307,7 @@ fn engine_loop(
             .lock()
             .map(|l| (l.capture, l.serve.clone()))
             .unwrap_or_default();
-        let mut snap = crate::tap::snapshot(
+        let mut snap = snapshot(
             "inline",
             &label,
             started,

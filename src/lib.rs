@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod capture;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod flow;
@@ -13,6 +14,7 @@ pub mod peerwire;
 pub mod replay;
 pub mod report;
 pub mod rules;
+pub mod runtime;
 pub mod serve;
 pub mod swarm;
 pub mod synth;

@@ -11,10 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::capture::PcapFile;
 use crate::config::Config;
-use crate::engine::{Engine, Shared};
+use crate::engine::Engine;
 use crate::flow::key::ip_pair_shard;
-use crate::metrics::{now_unix, CaptureCounters, Live};
+use crate::metrics::{CaptureCounters, Live};
 use crate::report::{FileReport, Report, Stats};
+use crate::runtime::{annotate, now_unix, snapshot, Shared};
 use crate::wire::link::{self, Decoded, LinkType};
 
 #[derive(Clone, Default)]
@@ -177,7 +178,7 @@ pub fn replay_with(
         .join(" ");
     let publish = |stats: &Stats, read: u64, finished: bool| {
         if let Some(live) = &opts.live {
-            live.publish(crate::tap::snapshot(
+            live.publish(snapshot(
                 "replay",
                 &source,
                 started,
@@ -255,6 +256,6 @@ pub fn replay_with(
     shared.sink.flush();
     publish(&stats.counters(), total, true);
     let mut report = Report::new(&stats, files);
-    report.annotate(shared);
+    annotate(&mut report, shared);
     Outcome { report, errors }
 }

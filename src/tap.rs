@@ -4,59 +4,23 @@
 //! and the previous configuration stays in force); the cache is never dropped.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capture::live::{LiveCapture, LiveOptions};
 use crate::capture::CaptureError;
 use crate::config::Config;
-use crate::engine::{Engine, Shared};
-use crate::metrics::{now_unix, CaptureCounters, Live, Snapshot};
-use crate::report::{Report, Stats};
-
-/// Flags the signal handlers set; the capture loop polls them between reads.
-#[derive(Clone, Default)]
-pub struct Control {
-    pub stop: Arc<AtomicBool>,
-    pub reload: Arc<AtomicBool>,
-}
+use crate::engine::Engine;
+use crate::metrics::{CaptureCounters, Live};
+use crate::report::Stats;
+use crate::runtime::{now_unix, reload_rules, snapshot, Control, Shared};
 
 pub struct TapOutcome {
     pub stats: Stats,
     pub capture: CaptureCounters,
     /// One line per reload: what happened.
     pub reloads: Vec<String>,
-}
-
-/// Build a snapshot for the metrics service.
-#[allow(clippy::too_many_arguments)]
-pub fn snapshot(
-    mode: &str,
-    source: &str,
-    started: f64,
-    stats: &Stats,
-    shared: &Shared,
-    capture: CaptureCounters,
-    cfg: &Config,
-    progress: (u64, u64),
-    finished: bool,
-) -> Snapshot {
-    let mut report = Report::new(stats, Vec::new());
-    report.annotate(shared);
-    Snapshot {
-        mode: mode.to_string(),
-        unix_time: now_unix(),
-        started_unix: started,
-        source: source.to_string(),
-        input_read_bytes: progress.0,
-        input_total_bytes: progress.1,
-        capture,
-        cache_capacity_bytes: cfg.cache.dir.as_ref().map(|_| cfg.cache.capacity_bytes),
-        report,
-        finished,
-        inline: None,
-    }
 }
 
 /// Capture on `iface` until stopped. `config_path` is re-read on SIGHUP.
@@ -168,26 +132,6 @@ pub fn run(
         stats,
         capture: counters,
         reloads,
-    })
-}
-
-/// SIGHUP for the policy rules: re-read the file the (re)loaded configuration names. A bad
-/// file is refused and the rules in force stay. None when no rules are in force.
-pub fn reload_rules(
-    shared: &Shared,
-    running: &Config,
-    config_path: Option<&std::path::Path>,
-) -> Option<String> {
-    let sink = shared.rules.as_ref()?;
-    // The file may name another rules file now; if it cannot be read, the running one.
-    let path = config_path
-        .and_then(|p| Config::load(p).ok())
-        .and_then(|c| c.rules)
-        .or_else(|| running.rules.clone())
-        .unwrap_or_else(|| sink.rules().path().to_owned());
-    Some(match sink.reload(&path) {
-        Ok(r) => format!("SIGHUP: rules reloaded from {}: {r}", path.display()),
-        Err(e) => format!("SIGHUP: rules refused, previous rules stay: {e}"),
     })
 }
 

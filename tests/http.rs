@@ -17,10 +17,11 @@ use common::repo;
 use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::capture::PcapFile;
 use peercache::config::Config;
-use peercache::engine::{Engine, Shared};
+use peercache::engine::Engine;
 use peercache::http::{serve, HttpError};
 use peercache::metrics::{now_unix, CaptureCounters, Live, Snapshot};
 use peercache::report::{Report, Stats};
+use peercache::runtime::Shared;
 use peercache::swarm::Registry;
 use serde_json::Value;
 

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use common::repo;
 use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::config::Config;
-use peercache::engine::{Engine, Shared};
+use peercache::engine::Engine;
 use peercache::replay::{replay_with, ReplayOptions};
 use peercache::report::{parse_hex20, Report};
 use peercache::rules::{self, RuleCounters, RulesSink};
+use peercache::runtime::{self, Shared};
 use peercache::swarm::pieces::FlowContext;
 use peercache::swarm::{Metainfo, PieceSink, Registry, VerifiedPiece};
 use peercache::synth::{self, SynthArgs};
@@ -75,7 +76,7 @@ fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
         sink: Arc::new(StoreWriter::new(store, 16, CommitPolicy::default())),
         rules: None,
     };
-    rules::install(&mut shared, &rules_path).unwrap();
+    runtime::install_rules(&mut shared, &rules_path).unwrap();
     let cfg = Config {
         subscriber_nets: vec!["198.18.0.0/16".parse().unwrap()],
         metainfo_dir: Some(meta),
@@ -132,7 +133,7 @@ fn blocklist_caches_nothing_of_the_swarm_and_audits_refusals() {
     let ih = parse_hex20(PLAIN).unwrap();
     assert!(!r.shared.sink.contains(&ih, 0));
     // The same counts on /metrics.
-    let snap = peercache::tap::snapshot(
+    let snap = runtime::snapshot(
         "replay",
         "x",
         0.0,
@@ -452,10 +453,10 @@ fn reload_purges_a_newly_blocked_swarm_and_a_bad_file_changes_nothing() {
         rules: Some(rules_path.clone()),
         ..Config::default()
     };
-    let line = peercache::tap::reload_rules(&shared, &cfg, None).unwrap();
+    let line = runtime::reload_rules(&shared, &cfg, None).unwrap();
     assert!(line.contains("rules reloaded"), "{line}");
     std::fs::write(&rules_path, "rules: [\n").unwrap();
-    let line = peercache::tap::reload_rules(&shared, &cfg, None).unwrap();
+    let line = runtime::reload_rules(&shared, &cfg, None).unwrap();
     assert!(
         line.contains("refused, previous rules stay") && line.contains("line"),
         "{line}"

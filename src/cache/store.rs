@@ -15,9 +15,9 @@ use lru::LruCache;
 use super::{
     parse_info_hash, CacheError, OpenReport, PieceKey, StoreCounters, SwarmEntry, VerifyReport,
 };
-use crate::report::hex;
 use crate::swarm::metainfo::MAX_INFO_LEN;
 use crate::swarm::Metainfo;
+use crate::wire::infohash::hex;
 
 /// Per-key locks ordering "rename into place + index" against "unlink": enough stripes that
 /// unrelated pieces rarely wait on each other.

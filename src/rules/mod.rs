@@ -15,10 +15,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use sink::{AuditLog, Reload, RuleCounters, RulesSink};
+
+// Parsed while deserialising, so a bad info-hash is reported with its line and column.
+use crate::wire::infohash::InfoHash;
 
 /// Rule names used for the built-in steps; a rule of the file may not take them.
 pub const BLOCKLIST: &str = "blocklist";
@@ -69,23 +72,6 @@ impl Action {
             Action::Block => "block",
             Action::Ignore => "ignore",
         }
-    }
-}
-
-/// An info-hash in a rules file: 40 hex digits. Parsed while deserialising so a bad one is
-/// reported with its line and column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct InfoHash([u8; 20]);
-
-impl<'de> Deserialize<'de> for InfoHash {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        crate::report::parse_hex20(&s)
-            .filter(|_| s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .map(InfoHash)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!("info-hash must be 40 hex digits, got {s:?}"))
-            })
     }
 }
 
@@ -165,7 +151,9 @@ impl Match {
         let within = |v: u64, lo: Option<u64>, hi: Option<u64>| {
             lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi)
         };
-        if !self.info_hashes.is_empty() && !self.info_hashes.iter().any(|h| h.0 == *c.info_hash) {
+        if !self.info_hashes.is_empty()
+            && !self.info_hashes.iter().any(|h| h.as_bytes() == c.info_hash)
+        {
             return false;
         }
         if let Some(p) = &self.name {
@@ -195,7 +183,7 @@ impl Match {
     }
 }
 
-pub use crate::swarm::pieces::FlowContext;
+pub use crate::swarm::FlowContext;
 
 /// What a decision is made on.
 #[derive(Clone, Copy, Debug)]
@@ -297,8 +285,10 @@ impl Rules {
         Ok(Rules {
             path: path.to_owned(),
             audit_log,
-            blocked: f.blocklist.iter().map(|h| h.0).collect(),
-            allowed: f.allowlist.map(|l| l.iter().map(|h| h.0).collect()),
+            blocked: f.blocklist.iter().map(|h| *h.as_bytes()).collect(),
+            allowed: f
+                .allowlist
+                .map(|l| l.iter().map(|h| *h.as_bytes()).collect()),
             rules: f
                 .rules
                 .into_iter()
@@ -388,15 +378,6 @@ impl Rules {
             waiting: false,
         }
     }
-}
-
-/// Put the rules of `path` in front of `shared`'s sink (purging what the blocklist names).
-pub fn install(shared: &mut crate::engine::Shared, path: &Path) -> Result<Reload, RulesError> {
-    let (sink, reload) = RulesSink::new(shared.sink.clone(), path)?;
-    let sink = std::sync::Arc::new(sink);
-    shared.sink = sink.clone();
-    shared.rules = Some(sink);
-    Ok(reload)
 }
 
 #[cfg(test)]

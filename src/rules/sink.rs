@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::Serialize;
 
 use super::{Action, Context, Rules, RulesError, BLOCKLIST};
-use crate::report::hex;
-use crate::swarm::pieces::{FlowContext, PurgeError};
+use crate::clock::{now_unix, Clock};
+use crate::swarm::{FlowContext, PurgeError};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
+use crate::wire::infohash::hex;
 
 /// Per rule, in the replay report (`rules`) and in /metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -97,7 +98,16 @@ impl AuditLog {
         }
     }
 
-    fn refusal(&mut self, ih: &[u8; 20], rule: &str, decision: &str, index: u32, bytes: u64) {
+    /// One line per (swarm, rule, piece) refused, stamped `now`.
+    fn refusal(
+        &mut self,
+        now: f64,
+        ih: &[u8; 20],
+        rule: &str,
+        decision: &str,
+        index: u32,
+        bytes: u64,
+    ) {
         if self.seen.len() >= MAX_AUDIT_SEEN {
             self.seen.clear();
         }
@@ -105,7 +115,7 @@ impl AuditLog {
             return;
         }
         self.write(&AuditLine {
-            time: crate::metrics::now_unix(),
+            time: now,
             info_hash: hex(ih),
             rule,
             action: "refuse",
@@ -150,13 +160,25 @@ pub struct RulesSink {
     /// offered again by assembly (`retry_later`).
     waiting: Mutex<HashSet<[u8; 20]>>,
     audit: Mutex<Option<AuditLog>>,
+    /// Stamps audit lines: the rules read no clock of their own.
+    clock: Clock,
 }
 
 impl RulesSink {
-    /// Load `path` in front of `inner`, purging what the blocklist names.
+    /// Load `path` in front of `inner`, purging what the blocklist names; audit lines are
+    /// stamped with the wall clock.
     pub fn new(
         inner: Arc<dyn PieceSink + Send + Sync>,
         path: &Path,
+    ) -> Result<(RulesSink, Reload), RulesError> {
+        Self::with_clock(inner, path, now_unix)
+    }
+
+    /// [`RulesSink::new`] with audit lines stamped by `clock`.
+    pub fn with_clock(
+        inner: Arc<dyn PieceSink + Send + Sync>,
+        path: &Path,
+        clock: Clock,
     ) -> Result<(RulesSink, Reload), RulesError> {
         let rules = Rules::load(path)?;
         let audit = rules.audit_log().map(AuditLog::open).transpose()?;
@@ -167,6 +189,7 @@ impl RulesSink {
             requesters: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashSet::new()),
             audit: Mutex::new(None),
+            clock,
         };
         let r = sink.install(rules, audit);
         Ok((sink, r))
@@ -222,7 +245,7 @@ impl RulesSink {
                     if let Ok(mut a) = self.audit.lock() {
                         if let Some(a) = a.as_mut() {
                             a.write(&AuditLine {
-                                time: crate::metrics::now_unix(),
+                                time: (self.clock)(),
                                 info_hash: hex(ih),
                                 rule: BLOCKLIST,
                                 action: "purge",
@@ -335,7 +358,7 @@ impl PieceSink for RulesSink {
                     } else {
                         d.action.as_str()
                     };
-                    a.refusal(&m.info_hash, d.rule, decision, index, bytes);
+                    a.refusal((self.clock)(), &m.info_hash, d.rule, decision, index, bytes);
                 }
             }
         }

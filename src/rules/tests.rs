@@ -37,7 +37,7 @@ fn blocklist_wins_and_allowlist_refuses_others() {
         "00".repeat(20)
     ))
     .unwrap();
-    let ih = crate::report::parse_hex20(IH).unwrap();
+    let ih = *IH.parse::<InfoHash>().unwrap().as_bytes();
     let d = r.decide(&ctx(&ih, None, None));
     assert_eq!((d.rule, d.action), (BLOCKLIST, Action::Block));
     let d = r.decide(&ctx(&[1; 20], None, None));

@@ -254,7 +254,7 @@ mod tests {
         // _analysis/piece_sha1_verification.txt: pieces, piece length and total per torrent.
         let m = public_torrent("lookaway.mp3.torrent");
         assert_eq!(
-            crate::report::hex(&m.info_hash),
+            crate::wire::infohash::hex(&m.info_hash),
             "4aa10386e70174864eaeaa54237d37f93e18458f"
         );
         assert_eq!(

@@ -1,9 +1,11 @@
 //! Per info-hash knowledge: the metainfo (from the wire or from .torrent files), piece
 //! assembly from blocks, and verification against the hashes that chain to the info-hash.
 
+mod assembly;
 pub mod metadata;
 pub mod metainfo;
 pub mod pieces;
+pub mod sink;
 mod verify;
 
 use std::collections::{HashMap, HashSet};
@@ -11,7 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use metainfo::{Metainfo, MetainfoError, VerifiedPiece};
-pub use pieces::{PieceSink, Pieces};
+pub use pieces::Pieces;
+pub use sink::{FlowContext, PieceSink, PurgeError};
 
 /// Address alignment of the pieces `Pieces` builds, so the cache can hand them to the disk
 /// with O_DIRECT as they are (4 KiB: the largest logical block of common devices).

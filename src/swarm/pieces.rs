@@ -20,64 +20,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::assembly::{judge, Assembly, Verdict};
 use super::verify::Worker;
-use super::{Metainfo, VerifiedPiece};
+use super::Metainfo;
 
-/// Where verified pieces go, and what counts as "already cached".
-pub trait PieceSink {
-    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool;
-    /// A piece that verified (the type is the proof); returns whether it was admitted.
-    fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool;
-    /// A cached piece was used (a would-be hit): for LRU order.
-    fn touch(&self, info_hash: &[u8; 20], index: u32);
-    /// Metainfo became known (a store persists it to re-verify pieces on its own).
-    fn learn(&self, _m: &Metainfo) {}
-    /// Pieces of this swarm held now.
-    fn cached_pieces(&self, _info_hash: &[u8; 20]) -> u64 {
-        0
-    }
-    /// (stored, evicted) bytes.
-    fn stored_bytes(&self) -> (u64, u64) {
-        (0, 0)
-    }
-    /// Wait until everything admitted is stored (end of a replay).
-    fn flush(&self) {}
-    /// After a refused `admit`: whether this swarm's pieces should be offered again when
-    /// they next verify (policy rules waiting for popularity). Default: never.
-    fn retry_later(&self, _info_hash: &[u8; 20]) -> bool {
-        false
-    }
-    /// A subscriber REQUESTed a block of this swarm (policy rules track popularity and the
-    /// flow from it). Called once per subscriber REQUEST: keep it cheap.
-    fn requested(&self, _info_hash: &[u8; 20], _flow: &FlowContext) {}
-    /// Whether `requested` can change what `admit` decides (so verdicts on a swarm's pieces
-    /// must take effect before its next REQUEST is reported).
-    fn watches_requests(&self) -> bool {
-        false
-    }
-    /// Remove everything held for a swarm (a takedown); returns the piece bytes removed.
-    fn purge(&self, _info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
-        Ok(0)
-    }
-}
-
-/// The flow a subscriber REQUEST travelled on: what network, port and VLAN rules match.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowContext {
-    /// The requesting subscriber's address.
-    pub subscriber: SocketAddr,
-    /// The peer it asked.
-    pub upstream: SocketAddr,
-    pub vlan: Option<u16>,
-}
-
-/// A purge that could not complete (the store's own error, as text: sinks differ).
-#[derive(Debug, thiserror::Error)]
-#[error("purge failed: {0}")]
-pub struct PurgeError(pub String);
-
-/// Alternative copies of one block start tried when the first assembly fails its hash.
-const MAX_ALTERNATIVES: usize = 8;
+// The sink's types, where they were before `sink.rs` took them.
+pub use super::sink::{FlowContext, PieceSink, PurgeError};
 
 #[derive(Debug, Default, Clone)]
 pub struct PieceCounters {
@@ -90,114 +38,6 @@ pub struct PieceCounters {
     pub quarantined_bytes: u64,
     pub quarantine_evicted_bytes: u64,
     pub failed_by_peer: BTreeMap<SocketAddr, u64>,
-}
-
-struct Copy {
-    data: Vec<u8>,
-    from: SocketAddr,
-}
-
-/// One piece being assembled: candidate copies per block start.
-struct Assembly {
-    blocks: BTreeMap<u32, Vec<Copy>>,
-    bytes: usize,
-    /// Position in eviction order (older first).
-    seq: u64,
-    /// Held without metainfo: counted against the quarantine cap.
-    quarantined: bool,
-}
-
-impl Assembly {
-    /// Add a block; false when an identical copy is already held.
-    fn add(&mut self, begin: u32, data: Vec<u8>, from: SocketAddr) -> bool {
-        let copies = self.blocks.entry(begin).or_default();
-        if copies.iter().any(|c| c.data == data) || copies.len() >= MAX_ALTERNATIVES {
-            return false;
-        }
-        self.bytes += data.len();
-        copies.push(Copy { data, from });
-        true
-    }
-
-    /// Whether first copies (and pads) cover [0, len) exactly: a walk over block starts,
-    /// so checking after every block costs nothing like building the piece would.
-    fn complete(&self, len: u32, pads: &[(u32, u32)]) -> bool {
-        let mut covered = 0u32;
-        let mut pads = pads.iter().peekable();
-        loop {
-            while let Some(&&(ps, pe)) = pads.peek() {
-                if ps > covered {
-                    break;
-                }
-                covered = covered.max(pe);
-                pads.next();
-            }
-            if covered >= len {
-                return true;
-            }
-            let Some(c) = self.blocks.get(&covered).and_then(|c| c.first()) else {
-                return false;
-            };
-            if c.data.is_empty() {
-                return false;
-            }
-            covered += c.data.len() as u32;
-        }
-    }
-
-    /// The piece from the first copy of each block, if [0, len) is covered with blocks
-    /// that fit exactly (pads are zero-filled). Returns a buffer holding the piece from an
-    /// offset that puts it at a [`super::PIECE_ALIGN`]-aligned address, the offset, and the
-    /// senders used.
-    fn build(
-        &self,
-        len: u32,
-        pads: &[(u32, u32)],
-        pick: &BTreeMap<u32, usize>,
-    ) -> Option<(Vec<u8>, usize, Vec<SocketAddr>)> {
-        // Filled front to back (pads as zeros), so never zeroed first: the piece so far is
-        // out[start..], and covered == out.len() - start.
-        let mut out: Vec<u8> = Vec::with_capacity(len as usize + super::PIECE_ALIGN);
-        let start = out.as_ptr().align_offset(super::PIECE_ALIGN);
-        if start > super::PIECE_ALIGN {
-            return None; // cannot happen for bytes; never index past the capacity
-        }
-        out.resize(start, 0);
-        let mut covered = 0u32;
-        let mut from = Vec::new();
-        let mut pads = pads.iter().peekable();
-        loop {
-            while let Some(&&(ps, pe)) = pads.peek() {
-                if ps <= covered && pe > covered {
-                    covered = pe.min(len);
-                    out.resize(start + covered as usize, 0);
-                }
-                if ps <= covered {
-                    pads.next();
-                } else {
-                    break;
-                }
-            }
-            if covered >= len {
-                return Some((out, start, from));
-            }
-            let copies = self.blocks.get(&covered)?;
-            let c = &copies[pick
-                .get(&covered)
-                .copied()
-                .unwrap_or(0)
-                .min(copies.len() - 1)];
-            let end = covered as usize + c.data.len();
-            if end > len as usize || c.data.is_empty() {
-                return None;
-            }
-            out.extend_from_slice(&c.data);
-            if !from.contains(&c.from) {
-                from.push(c.from);
-            }
-            covered = end as u32;
-        }
-    }
 }
 
 type Key = ([u8; 20], u32);
@@ -328,15 +168,7 @@ impl Pieces {
             if quarantine {
                 self.q_order.insert(seq, key);
             }
-            self.open.insert(
-                key,
-                Assembly {
-                    blocks: BTreeMap::new(),
-                    bytes: 0,
-                    seq,
-                    quarantined: quarantine,
-                },
-            );
+            self.open.insert(key, Assembly::new(seq, quarantine));
         }
         let Some(a) = self.open.get_mut(&key) else {
             return;
@@ -606,14 +438,6 @@ impl Pieces {
     }
 }
 
-/// What a complete piece's hash decided.
-struct Verdict {
-    good: Option<VerifiedPiece>,
-    /// Senders of copies that are not in the good piece (all of the senders when none
-    /// verified): the hostile-peer signal.
-    liars: Vec<SocketAddr>,
-}
-
 /// What the hash thread hands back: the piece's swarm and index, and the verdict.
 type Judged = (Arc<Metainfo>, u32, Option<Verdict>);
 
@@ -624,49 +448,10 @@ struct Job {
     assembly: Assembly,
 }
 
-/// The hash decides, trying alternative copies of contested blocks. Pure: runs on the
-/// engine thread or the hash thread alike. None when the blocks cannot make the piece.
-fn judge(m: &Metainfo, index: u32, a: &Assembly) -> Option<Verdict> {
-    let len = m.piece_len(index)?;
-    let pads = m.pad_ranges(index);
-    let (data, start, from) = a.build(len, &pads, &BTreeMap::new())?;
-    let mut good = VerifiedPiece::verify_at(m, index, data, start).ok();
-    if good.is_none() {
-        'alt: for (&begin, copies) in &a.blocks {
-            for k in 1..copies.len() {
-                let pick = BTreeMap::from([(begin, k)]);
-                if let Some((d, at, _)) = a.build(len, &pads, &pick) {
-                    if let Ok(v) = VerifiedPiece::verify_at(m, index, d, at) {
-                        good = Some(v);
-                        break 'alt;
-                    }
-                }
-            }
-        }
-    }
-    let mut liars: Vec<SocketAddr> = Vec::new();
-    match &good {
-        Some(v) => {
-            // A block's only copy is in the good piece by construction: compare the rest.
-            for (&begin, copies) in a.blocks.iter().filter(|(_, c)| c.len() > 1) {
-                for c in copies {
-                    let end = begin as usize + c.data.len();
-                    if v.data().get(begin as usize..end) != Some(&c.data[..])
-                        && !liars.contains(&c.from)
-                    {
-                        liars.push(c.from);
-                    }
-                }
-            }
-        }
-        None => liars = from,
-    }
-    Some(Verdict { good, liars })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::swarm::VerifiedPiece;
     use sha1::{Digest, Sha1};
     use std::cell::RefCell;
     use std::collections::HashSet;

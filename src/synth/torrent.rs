@@ -54,7 +54,7 @@ pub fn content_byte_range(seed: u64, torrent_index: u32, offset: u64, len: usize
     out
 }
 
-pub use crate::report::hex;
+pub use crate::wire::infohash::hex;
 
 // Minimal bencode writer: the generator only ever emits a handful of fixed-shape dicts, so
 // keys are written by hand in sorted order (BEP 3 requires sorted keys; the info-hash depends

@@ -8,6 +8,7 @@ pub mod bencode;
 pub mod checksum;
 pub mod entropy;
 pub mod ether;
+pub mod infohash;
 pub mod ip;
 pub mod link;
 pub mod peerwire;

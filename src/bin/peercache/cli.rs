@@ -1,0 +1,209 @@
+//! The command line's definitions: every subcommand and option, with the text `--help`
+//! shows (the doc comments below are that text).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use ipnet::IpNet;
+
+use peercache::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "peercache",
+    version,
+    about = "ISP-side cache for BitTorrent traffic",
+    long_about = "peercache watches BitTorrent traffic (from capture files, a tap port, or inline \
+                  on the link), reassembles unencrypted peer connections over TCP and recognises \
+                  every piece that passes by.\n\nStart with `peercache replay FILE.pcap` to see \
+                  what a capture holds: swarms, pieces, bytes a cache would save."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Cmd {
+    /// Replay pcap/pcapng files through the engine and report what was seen.
+    ///
+    /// Files are read in the order given, as one continuous capture. A file that cannot be
+    /// read gets a one-line error on stderr; the others are still processed and the exit
+    /// status is 1.
+    Replay(ReplayArgs),
+    /// Write a deterministic pcap of BitTorrent sessions with chosen impairments.
+    ///
+    /// Same seed and options give a byte-identical file. --truth-out writes what a correct
+    /// engine must report for it (counts, gaps, stream digests); --torrent-out the .torrent.
+    Synth(peercache::synth::SynthArgs),
+    /// Inspect and maintain the verified piece cache (ls, get, verify, evict).
+    Cache(peercache::cache::cli::CacheArgs),
+    /// Capture live from a tap or SPAN port and fill the cache; never sends a frame.
+    ///
+    /// Runs until SIGINT or SIGTERM (finishes in-flight work, flushes the cache, exits 0).
+    /// SIGHUP re-reads --config: a bad file is refused and the running configuration stays.
+    /// Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode), not root.
+    Tap(TapArgs),
+    /// Bridge two interfaces and answer subscribers' block requests from the cache.
+    ///
+    /// Placed in the path between subscribers and the Internet, the box forwards every frame
+    /// between --subscriber-iface and --upstream-iface unchanged, except on plain BitTorrent
+    /// TCP connections it saw open: a REQUEST for a block the cache holds verified is
+    /// answered by the box (the remote peer gets no-op bytes instead), so that block does not
+    /// cross the transit link. The cache keeps filling from what passes. Encrypted and
+    /// unknown traffic is never touched; when the engine falls behind, or a connection's
+    /// state is uncertain, the box forwards unchanged (fail-open).
+    ///
+    /// The ports must not have IP addresses in use, and GRO/LRO/TSO should be off on them
+    /// (ethtool -K IF gro off lro off tso off gso off): frames are forwarded as captured.
+    /// Runs until SIGINT or SIGTERM; SIGHUP re-reads the policy rules. Needs CAP_NET_RAW
+    /// and CAP_NET_ADMIN.
+    Inline(InlineArgs),
+    /// Check a configuration file: errors name the line and column.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Check a policy rules file: errors name the line and column.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RulesCmd {
+    /// Parse and validate FILE (exit 0 when valid, 2 otherwise); prints the rules in
+    /// evaluation order.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCmd {
+    /// Parse and validate FILE; print the effective configuration with --print.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        print: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TapArgs {
+    /// Interface to capture on (promiscuous).
+    #[arg(long)]
+    pub(crate) iface: String,
+    /// BPF filter applied in the kernel (overrides the config).
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+    /// Print the final report as JSON on stdout when stopped.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Metrics, JSON API and dashboard address (overrides the config's http.listen,
+    /// 127.0.0.1:9750 by default).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InlineArgs {
+    /// Port toward the subscribers (their REQUESTs arrive here; answers leave here).
+    #[arg(long, value_name = "IF")]
+    pub(crate) subscriber_iface: String,
+    /// Port toward the transit link / the rest of the Internet.
+    #[arg(long, value_name = "IF")]
+    pub(crate) upstream_iface: String,
+    /// Print the final report (engine report plus "inline" and "bridge") as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write that JSON report to FILE when stopping.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Metrics, JSON API and dashboard address (overrides the config's http.listen,
+    /// 127.0.0.1:9750 by default).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// Capture files (pcap or pcapng; Ethernet, 802.1Q/QinQ, Linux SLL/SLL2, raw IP).
+    #[arg(required = true, value_name = "PCAP")]
+    pub(crate) files: Vec<PathBuf>,
+    /// Print one JSON document on stdout instead of the readable summary (schema: README).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Worker threads; frames are sharded by a symmetric hash of the address pair.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) workers: usize,
+    /// Do not draw a progress bar (it is drawn only when stderr is a terminal anyway).
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+    /// Serve metrics, the JSON API and the dashboard at ADDR while the replay runs.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// With --http: keep serving after the replay finished, until Ctrl-C.
+    #[arg(long, requires = "http")]
+    pub(crate) http_linger: bool,
+    /// Include the length and SHA-1 of every reassembled TCP stream in the JSON report.
+    #[arg(long)]
+    pub(crate) record_streams: bool,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+}
+
+/// What replay and tap both take: the configuration file and the options that override it.
+#[derive(clap::Args)]
+pub(crate) struct EngineArgs {
+    /// YAML configuration (caps, timeouts, networks, cache); defaults otherwise. Tap mode
+    /// re-reads it on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// A subscriber-side network (repeatable; adds to the config). PIECE bytes to and from
+    /// these addresses, and their REQUESTs, are what a box in the path would see.
+    #[arg(long = "subscriber-net", value_name = "CIDR")]
+    pub(crate) subscriber_nets: Vec<IpNet>,
+    /// Directory of .torrent files: their swarms' pieces are verified from the start
+    /// (metainfo also arrives on the wire through ut_metadata, BEP 9).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) metainfo: Option<PathBuf>,
+    /// Piece cache directory: verified pieces are stored there (created if missing), and
+    /// REQUESTs from subscribers count as hits against it.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Cache capacity (e.g. 500GiB); least recently used pieces are evicted past it.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) cache_capacity: Option<peercache::synth::ByteSize>,
+    /// Policy rules file (overrides the config's `rules`; tap re-reads it on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) rules: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The configuration file (or the defaults) with the command-line overrides applied.
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
+        let mut cfg = match &self.config {
+            Some(p) => Config::load(p)?,
+            None => Config::default(),
+        };
+        cfg.subscriber_nets
+            .extend(self.subscriber_nets.iter().copied());
+        if self.metainfo.is_some() {
+            cfg.metainfo_dir = self.metainfo.clone();
+        }
+        if self.cache_dir.is_some() {
+            cfg.cache.dir = self.cache_dir.clone();
+        }
+        if let Some(c) = &self.cache_capacity {
+            cfg.cache.capacity_bytes = c.0;
+        }
+        if self.rules.is_some() {
+            cfg.rules = self.rules.clone();
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,204 @@
+//! The modes as commands: configuration and shared state from the options, the mode run,
+//! then the report (JSON, or the readable summary).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::{InlineArgs, ReplayArgs, TapArgs};
+use crate::summary::{human, print_inline_summary, print_summary};
+use crate::wiring::{log_line, signal_control, start_http};
+use peercache::metrics::Live;
+use peercache::replay::{self, ReplayOptions};
+use peercache::report::Report;
+use peercache::runtime::{self, annotate};
+
+pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = a.engine.config()?;
+    cfg.record_streams |= a.record_streams;
+    let (shared, _) = runtime::open_shared(&cfg, &mut |l| eprintln!("peercache: {l}"))?;
+    let live = a.http.map(|_| Arc::new(Live::new(3600)));
+    let server = match (a.http, &live) {
+        (Some(addr), Some(live)) => {
+            let srv = peercache::http::serve(addr, live.clone())?;
+            eprintln!(
+                "peercache: dashboard and metrics at http://{}/",
+                srv.local_addr
+            );
+            Some(srv)
+        }
+        _ => None,
+    };
+    let opts = ReplayOptions {
+        workers: a.workers.max(1),
+        progress: !a.no_progress && !a.json,
+        live: live.clone(),
+    };
+    let out = replay::replay_with(&a.files, &cfg, &opts, &shared);
+    for e in &out.errors {
+        eprintln!("peercache: {e}");
+    }
+    if a.json {
+        let s = serde_json::to_string_pretty(&out.report).context("serialising the report")?;
+        println!("{s}");
+    } else {
+        print_summary(
+            &out.report,
+            !cfg.subscriber_nets.is_empty(),
+            cfg.cache.dir.is_some(),
+        );
+    }
+    if let Some(srv) = server {
+        if a.http_linger {
+            eprintln!(
+                "peercache: replay done; serving http://{}/ until Ctrl-C",
+                srv.local_addr
+            );
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())
+                    .context("installing signal handlers")?;
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        srv.shutdown();
+    }
+    Ok(if out.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = a.engine.config()?;
+    if a.filter.is_some() {
+        cfg.capture.filter = a.filter.clone();
+    }
+    let (shared, _) = runtime::open_shared(&cfg, &mut log_line)?;
+    runtime::load_metainfo(&cfg, &shared, &mut log_line);
+    match &cfg.cache.dir {
+        Some(d) => log_line(format!(
+            "cache {} (capacity {})",
+            d.display(),
+            human(cfg.cache.capacity_bytes)
+        )),
+        None => log_line("no cache directory: pieces are verified and counted only".into()),
+    }
+    let ctl = signal_control()?;
+    let live = Arc::new(Live::new(3600));
+    let server = start_http(a.http.or(cfg.http.listen), &live)?;
+    let out = peercache::tap::run(
+        &a.iface,
+        cfg.clone(),
+        a.engine.config.clone(),
+        &shared,
+        Some(&live),
+        &ctl,
+        &mut log_line,
+    )?;
+    if let Some(srv) = server {
+        srv.shutdown();
+    }
+    let mut report = Report::new(&out.stats, Vec::new());
+    annotate(&mut report, &shared);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("serialising the report")?
+        );
+    } else {
+        print_summary(
+            &report,
+            !cfg.subscriber_nets.is_empty(),
+            cfg.cache.dir.is_some(),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
+    let cfg = a.engine.config()?;
+    if cfg.cache.dir.is_none() {
+        anyhow::bail!(
+            "inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)"
+        );
+    }
+    let (shared, store) = runtime::open_shared(&cfg, &mut log_line)?;
+    let Some(store) = store else {
+        anyhow::bail!("inline mode needs a cache directory");
+    };
+    runtime::load_metainfo(&cfg, &shared, &mut log_line);
+    log_line(format!(
+        "cache {} (capacity {}, {} pieces held)",
+        cfg.cache
+            .dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""))
+            .display(),
+        human(cfg.cache.capacity_bytes),
+        store
+            .swarms()
+            .iter()
+            .map(|s| u64::from(s.pieces_cached))
+            .sum::<u64>()
+    ));
+    let ctl = signal_control()?;
+    let live = Arc::new(Live::new(3600));
+    let server = start_http(a.http.or(cfg.http.listen), &live)?;
+    let source = peercache::serve::source::StoreBlocks::new(
+        store,
+        shared.rules.clone(),
+        cfg.inline.piece_memory_bytes,
+    );
+    let started = runtime::now_unix();
+    let out = peercache::inline::run(
+        &a.subscriber_iface,
+        &a.upstream_iface,
+        cfg.clone(),
+        &shared,
+        source,
+        Some(&live),
+        &ctl,
+        a.engine.config.clone(),
+        &mut log_line,
+    )?;
+    let mut snap = runtime::snapshot(
+        "inline",
+        &format!("{}<->{}", a.subscriber_iface, a.upstream_iface),
+        started,
+        &out.stats.counters(),
+        &shared,
+        out.capture,
+        &cfg,
+        (0, 0),
+        true,
+    );
+    snap.inline = Some(out.serve.clone());
+    live.publish(snap);
+    if let Some(srv) = server {
+        srv.shutdown();
+    }
+    let mut report = Report::new(&out.stats, Vec::new());
+    annotate(&mut report, &shared);
+    let mut doc = serde_json::to_value(&report).context("serialising the report")?;
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert("inline".into(), serde_json::to_value(&out.serve)?);
+        obj.insert("bridge".into(), serde_json::to_value(&out.bridge)?);
+    }
+    let text = serde_json::to_string_pretty(&doc).context("serialising the report")?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    if a.json {
+        println!("{text}");
+    } else {
+        print_inline_summary(&out);
+        print_summary(&report, !cfg.subscriber_nets.is_empty(), true);
+    }
+    Ok(ExitCode::SUCCESS)
+}

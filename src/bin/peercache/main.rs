@@ -1,0 +1,68 @@
+//! The `peercache` command line: `cli` defines it, `commands` runs the replay, tap and
+//! inline modes, `wiring` holds what those share on the binary side (log lines, signals,
+//! the HTTP service), and `summary` prints the readable reports.
+
+mod cli;
+mod commands;
+mod summary;
+mod wiring;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use cli::{Cli, Cmd, ConfigCmd, RulesCmd};
+use peercache::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("peercache: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Replay(a) => commands::replay(a),
+        Cmd::Cache(a) => Ok(peercache::cache::cli::run(&a)?),
+        Cmd::Tap(a) => commands::tap(a),
+        Cmd::Inline(a) => commands::inline(a),
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file, print },
+        } => {
+            let cfg = Config::load(&file)?;
+            if print {
+                print!("{}", serde_yaml::to_string(&cfg).context("printing")?);
+            }
+            eprintln!("peercache: {}: OK", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rules {
+            cmd: RulesCmd::Check { file },
+        } => {
+            let r = peercache::rules::Rules::load(&file)?;
+            eprintln!(
+                "peercache: {}: OK, rules in order: {}",
+                file.display(),
+                r.names().join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Synth(a) => {
+            let t = peercache::synth::run(&a)?;
+            eprintln!(
+                "peercache: wrote {} ({} flows, info-hash {}, {} PIECE messages)",
+                a.output.display(),
+                t.flows,
+                t.info_hash,
+                t.piece_messages
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

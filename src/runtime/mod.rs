@@ -1,0 +1,15 @@
+//! What the modes (replay, tap, inline) share: the wiring context handed to every engine
+//! ([`Shared`]), the flags signal handlers set ([`Control`]), snapshots for the metrics
+//! service, and SIGHUP's rules reload. The modes depend on this module and never on each
+//! other; this module depends on no mode and on no engine.
+
+mod control;
+mod reload;
+mod shared;
+mod snapshot;
+
+pub use crate::clock::{now_unix, Clock};
+pub use control::Control;
+pub use reload::reload_rules;
+pub use shared::{install_rules, load_metainfo, open_shared, RuntimeError, Shared};
+pub use snapshot::{annotate, snapshot};

@@ -1,0 +1,119 @@
+//! [`Shared`]: what every engine (worker) of a mode shares, and how a mode builds it from
+//! the configuration: the metainfo registry, the piece sink (the disk cache or an
+//! in-memory record), and the policy rules in front of that sink.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::cache::{CacheError, CommitPolicy, PieceStore, StoreWriter};
+use crate::config::Config;
+use crate::rules::{Reload, RulesError, RulesSink};
+use crate::swarm::{MemorySink, PieceSink, Registry, Source};
+use crate::wire::infohash::InfoHash;
+
+/// What engines (workers) share: metainfo learnt anywhere, and the piece cache.
+#[derive(Clone)]
+pub struct Shared {
+    pub registry: Arc<Registry>,
+    pub sink: Arc<dyn PieceSink + Send + Sync>,
+    /// The policy rules in front of `sink` (the same object), when a rules file is in
+    /// force: for reloads and the per-rule counts.
+    pub rules: Option<Arc<RulesSink>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            registry: Arc::new(Registry::default()),
+            sink: Arc::new(MemorySink::default()),
+            rules: None,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("opening cache {}", dir.display())]
+    Cache {
+        dir: PathBuf,
+        #[source]
+        source: CacheError,
+    },
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+}
+
+/// Put the rules of `path` in front of `shared`'s sink (purging what the blocklist names).
+pub fn install_rules(shared: &mut Shared, path: &Path) -> Result<Reload, RulesError> {
+    let (sink, reload) = RulesSink::new(shared.sink.clone(), path)?;
+    let sink = Arc::new(sink);
+    shared.sink = sink.clone();
+    shared.rules = Some(sink);
+    Ok(reload)
+}
+
+/// The shared state the configuration asks for: the disk cache as the sink when configured
+/// (its metainfo preloaded into the registry), otherwise an in-memory record of verified
+/// pieces; then the policy rules the config names in front of it (one log line). The store
+/// itself is handed back too when there is one (inline mode reads from it).
+pub fn open_shared(
+    cfg: &Config,
+    log: &mut dyn FnMut(String),
+) -> Result<(Shared, Option<Arc<PieceStore>>), RuntimeError> {
+    let (mut shared, store) = open_store(cfg)?;
+    if let Some(path) = &cfg.rules {
+        let r = install_rules(&mut shared, path)?;
+        log(format!("rules {}: {r}", path.display()));
+    }
+    Ok((shared, store))
+}
+
+fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), RuntimeError> {
+    let Some(dir) = &cfg.cache.dir else {
+        return Ok((Shared::default(), None));
+    };
+    let store =
+        PieceStore::open(dir, cfg.cache.capacity_bytes).map_err(|source| RuntimeError::Cache {
+            dir: dir.clone(),
+            source,
+        })?;
+    let registry = Registry::default();
+    for s in store.swarms() {
+        let m = s
+            .info_hash
+            .parse::<InfoHash>()
+            .ok()
+            .and_then(|ih| store.metainfo(ih.as_bytes()));
+        if let Some(m) = m {
+            registry.insert((*m).clone(), Source::Cache);
+        }
+    }
+    let store = Arc::new(store);
+    let sink = StoreWriter::new(
+        store.clone(),
+        cfg.cache.write_queue_pieces,
+        CommitPolicy {
+            bytes: cfg.cache.commit_bytes.max(1),
+            interval: std::time::Duration::from_millis(cfg.cache.commit_interval_ms),
+        },
+    );
+    let shared = Shared {
+        registry: Arc::new(registry),
+        sink: Arc::new(sink),
+        rules: None,
+    };
+    Ok((shared, Some(store)))
+}
+
+/// The .torrent files of `metainfo_dir` into the registry; each bad file gets a log line.
+pub fn load_metainfo(cfg: &Config, shared: &Shared, log: &mut dyn FnMut(String)) {
+    if let Some(dir) = &cfg.metainfo_dir {
+        let (n, errors) = shared.registry.load_dir(dir);
+        for e in &errors {
+            log(e.clone());
+        }
+        log(format!("{n} .torrent files loaded from {}", dir.display()));
+    }
+}

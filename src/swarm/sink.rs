@@ -1,0 +1,60 @@
+//! [`PieceSink`]: where verified pieces go, and what counts as "already cached". The disk
+//! cache, the in-memory record and the policy rules implement it; the engine and piece
+//! assembly only talk to it.
+
+use std::net::SocketAddr;
+
+use super::{Metainfo, VerifiedPiece};
+
+/// Where verified pieces go, and what counts as "already cached".
+pub trait PieceSink {
+    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool;
+    /// A piece that verified (the type is the proof); returns whether it was admitted.
+    fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool;
+    /// A cached piece was used (a would-be hit): for LRU order.
+    fn touch(&self, info_hash: &[u8; 20], index: u32);
+    /// Metainfo became known (a store persists it to re-verify pieces on its own).
+    fn learn(&self, _m: &Metainfo) {}
+    /// Pieces of this swarm held now.
+    fn cached_pieces(&self, _info_hash: &[u8; 20]) -> u64 {
+        0
+    }
+    /// (stored, evicted) bytes.
+    fn stored_bytes(&self) -> (u64, u64) {
+        (0, 0)
+    }
+    /// Wait until everything admitted is stored (end of a replay).
+    fn flush(&self) {}
+    /// After a refused `admit`: whether this swarm's pieces should be offered again when
+    /// they next verify (policy rules waiting for popularity). Default: never.
+    fn retry_later(&self, _info_hash: &[u8; 20]) -> bool {
+        false
+    }
+    /// A subscriber REQUESTed a block of this swarm (policy rules track popularity and the
+    /// flow from it). Called once per subscriber REQUEST: keep it cheap.
+    fn requested(&self, _info_hash: &[u8; 20], _flow: &FlowContext) {}
+    /// Whether `requested` can change what `admit` decides (so verdicts on a swarm's pieces
+    /// must take effect before its next REQUEST is reported).
+    fn watches_requests(&self) -> bool {
+        false
+    }
+    /// Remove everything held for a swarm (a takedown); returns the piece bytes removed.
+    fn purge(&self, _info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
+        Ok(0)
+    }
+}
+
+/// The flow a subscriber REQUEST travelled on: what network, port and VLAN rules match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowContext {
+    /// The requesting subscriber's address.
+    pub subscriber: SocketAddr,
+    /// The peer it asked.
+    pub upstream: SocketAddr,
+    pub vlan: Option<u16>,
+}
+
+/// A purge that could not complete (the store's own error, as text: sinks differ).
+#[derive(Debug, thiserror::Error)]
+#[error("purge failed: {0}")]
+pub struct PurgeError(pub String);
