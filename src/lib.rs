@@ -14,6 +14,7 @@ pub mod replay;
 pub mod report;
 pub mod rules;
 pub mod serve;
+pub mod stats;
 pub mod swarm;
 pub mod synth;
 pub mod tap;

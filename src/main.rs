@@ -566,7 +566,7 @@ fn shared_with_rules_and_store(
 ) -> anyhow::Result<(Shared, Option<Arc<PieceStore>>)> {
     let (mut shared, store) = shared_state_and_store(cfg)?;
     if let Some(path) = &cfg.rules {
-        let r = peercache::rules::install(&mut shared, path)?;
+        let r = peercache::rules::install_with_limits(&mut shared, path, cfg.policy)?;
         log(format!("rules {}: {r}", path.display()));
     }
     Ok((shared, store))

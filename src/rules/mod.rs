@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
-pub use sink::{AuditLog, Reload, RuleCounters, RulesSink};
+pub use sink::{AuditLog, Reload, RuleCounters, RuleLimits, RulesSink};
 
 /// Rule names used for the built-in steps; a rule of the file may not take them.
 pub const BLOCKLIST: &str = "blocklist";
@@ -392,7 +392,16 @@ impl Rules {
 
 /// Put the rules of `path` in front of `shared`'s sink (purging what the blocklist names).
 pub fn install(shared: &mut crate::engine::Shared, path: &Path) -> Result<Reload, RulesError> {
-    let (sink, reload) = RulesSink::new(shared.sink.clone(), path)?;
+    install_with_limits(shared, path, RuleLimits::default())
+}
+
+/// `install` with the caps of the configuration's `policy` section.
+pub fn install_with_limits(
+    shared: &mut crate::engine::Shared,
+    path: &Path,
+    limits: RuleLimits,
+) -> Result<Reload, RulesError> {
+    let (sink, reload) = RulesSink::with_limits(shared.sink.clone(), path, limits)?;
     let sink = std::sync::Arc::new(sink);
     shared.sink = sink.clone();
     shared.rules = Some(sink);

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::{Action, Context, Rules, RulesError, BLOCKLIST};
 use crate::report::hex;
+use crate::stats::PolicyCounters;
 use crate::swarm::pieces::{FlowContext, PurgeError};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
 
@@ -31,12 +32,28 @@ pub struct RuleCounters {
     pub purged_bytes: u64,
 }
 
-/// Swarms whose requesters are tracked at once; past it the table is cleared (popularity
-/// restarts from zero, which only delays admission).
-const MAX_TRACKED_SWARMS: usize = 65_536;
-/// Refusals remembered to write one audit line per (swarm, rule, piece); past it the set is
-/// cleared and a repeated refusal may be written again.
-const MAX_AUDIT_SEEN: usize = 1 << 20;
+/// Caps of the rules' bookkeeping (config section `policy`); each hit is counted in
+/// [`PolicyCounters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleLimits {
+    /// Swarms whose requesters (popularity) are tracked at once, and swarms remembered as
+    /// waiting for popularity; past it the table is cleared (popularity restarts from zero,
+    /// which only delays admission).
+    pub max_tracked_swarms: usize,
+    /// Refusals remembered to write one audit line per (swarm, rule, piece); past it the
+    /// set is cleared and a repeated refusal may be written again.
+    pub max_audit_seen: usize,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        RuleLimits {
+            max_tracked_swarms: 65_536,
+            max_audit_seen: 1 << 20,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Requesters {
@@ -45,12 +62,11 @@ struct Requesters {
 }
 
 /// The audit log: JSON lines, appended. Writes are best effort: a full disk must not stop
-/// the capture, so failures are counted (`write_errors`) rather than returned.
+/// the capture, so failures are counted (`audit_write_errors`) rather than returned.
 pub struct AuditLog {
     path: PathBuf,
     file: File,
     seen: HashSet<([u8; 20], String, u32)>,
-    pub write_errors: u64,
 }
 
 #[derive(Serialize)]
@@ -81,38 +97,51 @@ impl AuditLog {
             path: path.to_owned(),
             file,
             seen: HashSet::new(),
-            write_errors: 0,
         })
     }
 
-    fn write(&mut self, line: &AuditLine<'_>) {
+    fn write(&mut self, line: &AuditLine<'_>, c: &mut PolicyCounters) {
         let Ok(mut s) = serde_json::to_string(line) else {
-            self.write_errors += 1;
+            c.audit_write_errors += 1;
             return;
         };
         s.push('\n');
         // One write per line with O_APPEND: lines never interleave.
         if self.file.write_all(s.as_bytes()).is_err() {
-            self.write_errors += 1;
+            c.audit_write_errors += 1;
         }
     }
 
-    fn refusal(&mut self, ih: &[u8; 20], rule: &str, decision: &str, index: u32, bytes: u64) {
-        if self.seen.len() >= MAX_AUDIT_SEEN {
+    #[allow(clippy::too_many_arguments)]
+    fn refusal(
+        &mut self,
+        ih: &[u8; 20],
+        rule: &str,
+        decision: &str,
+        index: u32,
+        bytes: u64,
+        max_seen: usize,
+        c: &mut PolicyCounters,
+    ) {
+        if self.seen.len() >= max_seen {
             self.seen.clear();
+            c.audit_seen_resets += 1;
         }
         if !self.seen.insert((*ih, rule.to_owned(), index)) {
             return;
         }
-        self.write(&AuditLine {
-            time: crate::metrics::now_unix(),
-            info_hash: hex(ih),
-            rule,
-            action: "refuse",
-            decision,
-            index: Some(index),
-            bytes,
-        });
+        self.write(
+            &AuditLine {
+                time: crate::metrics::now_unix(),
+                info_hash: hex(ih),
+                rule,
+                action: "refuse",
+                decision,
+                index: Some(index),
+                bytes,
+            },
+            c,
+        );
     }
 }
 
@@ -150,6 +179,8 @@ pub struct RulesSink {
     /// offered again by assembly (`retry_later`).
     waiting: Mutex<HashSet<[u8; 20]>>,
     audit: Mutex<Option<AuditLog>>,
+    limits: RuleLimits,
+    policy: Mutex<PolicyCounters>,
 }
 
 impl RulesSink {
@@ -157,6 +188,15 @@ impl RulesSink {
     pub fn new(
         inner: Arc<dyn PieceSink + Send + Sync>,
         path: &Path,
+    ) -> Result<(RulesSink, Reload), RulesError> {
+        Self::with_limits(inner, path, RuleLimits::default())
+    }
+
+    /// `new` with the caps of the configuration's `policy` section.
+    pub fn with_limits(
+        inner: Arc<dyn PieceSink + Send + Sync>,
+        path: &Path,
+        limits: RuleLimits,
     ) -> Result<(RulesSink, Reload), RulesError> {
         let rules = Rules::load(path)?;
         let audit = rules.audit_log().map(AuditLog::open).transpose()?;
@@ -167,6 +207,8 @@ impl RulesSink {
             requesters: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashSet::new()),
             audit: Mutex::new(None),
+            limits,
+            policy: Mutex::new(PolicyCounters::default()),
         };
         let r = sink.install(rules, audit);
         Ok((sink, r))
@@ -221,7 +263,7 @@ impl RulesSink {
                     self.count(BLOCKLIST, |c| c.purged_bytes += bytes);
                     if let Ok(mut a) = self.audit.lock() {
                         if let Some(a) = a.as_mut() {
-                            a.write(&AuditLine {
+                            let line = AuditLine {
                                 time: crate::metrics::now_unix(),
                                 info_hash: hex(ih),
                                 rule: BLOCKLIST,
@@ -229,7 +271,8 @@ impl RulesSink {
                                 decision: Action::Block.as_str(),
                                 index: None,
                                 bytes,
-                            });
+                            };
+                            self.count_policy(|c| a.write(&line, c));
                         }
                     }
                 }
@@ -251,13 +294,15 @@ impl RulesSink {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Audit lines that could not be written.
-    pub fn audit_write_errors(&self) -> u64 {
-        self.audit
-            .lock()
-            .ok()
-            .and_then(|a| a.as_ref().map(|a| a.write_errors))
-            .unwrap_or(0)
+    /// The bookkeeping's own counters (audit log errors, caps hit) since the start.
+    pub fn policy_counters(&self) -> PolicyCounters {
+        self.policy.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn count_policy(&self, f: impl FnOnce(&mut PolicyCounters)) {
+        if let Ok(mut c) = self.policy.lock() {
+            f(&mut c);
+        }
     }
 
     fn count(&self, rule: &str, f: impl FnOnce(&mut RuleCounters)) {
@@ -306,8 +351,9 @@ impl PieceSink for RulesSink {
         });
         if let Ok(mut w) = self.waiting.lock() {
             if d.waiting {
-                if w.len() >= MAX_TRACKED_SWARMS {
+                if w.len() >= self.limits.max_tracked_swarms {
                     w.clear();
+                    self.count_policy(|c| c.waiting_resets += 1);
                 }
                 w.insert(m.info_hash);
             } else {
@@ -335,7 +381,10 @@ impl PieceSink for RulesSink {
                     } else {
                         d.action.as_str()
                     };
-                    a.refusal(&m.info_hash, d.rule, decision, index, bytes);
+                    let max_seen = self.limits.max_audit_seen;
+                    self.count_policy(|c| {
+                        a.refusal(&m.info_hash, d.rule, decision, index, bytes, max_seen, c)
+                    });
                 }
             }
         }
@@ -357,8 +406,8 @@ impl PieceSink for RulesSink {
         self.inner.cached_pieces(info_hash)
     }
 
-    fn stored_bytes(&self) -> (u64, u64) {
-        self.inner.stored_bytes()
+    fn store_counters(&self) -> crate::stats::StoreCounters {
+        self.inner.store_counters()
     }
 
     fn flush(&self) {
@@ -374,8 +423,9 @@ impl PieceSink for RulesSink {
         let Ok(mut t) = self.requesters.lock() else {
             return;
         };
-        if t.len() >= MAX_TRACKED_SWARMS && !t.contains_key(info_hash) {
+        if t.len() >= self.limits.max_tracked_swarms && !t.contains_key(info_hash) {
             t.clear();
+            self.count_policy(|c| c.requesters_resets += 1);
         }
         let r = t.entry(*info_hash).or_default();
         // Only as many addresses as the strictest rule needs are kept.

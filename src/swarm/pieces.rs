@@ -36,9 +36,9 @@ pub trait PieceSink {
     fn cached_pieces(&self, _info_hash: &[u8; 20]) -> u64 {
         0
     }
-    /// (stored, evicted) bytes.
-    fn stored_bytes(&self) -> (u64, u64) {
-        (0, 0)
+    /// What the store behind counted (stored and evicted bytes, write errors, ...).
+    fn store_counters(&self) -> crate::stats::StoreCounters {
+        Default::default()
     }
     /// Wait until everything admitted is stored (end of a replay).
     fn flush(&self) {}
@@ -79,18 +79,7 @@ pub struct PurgeError(pub String);
 /// Alternative copies of one block start tried when the first assembly fails its hash.
 const MAX_ALTERNATIVES: usize = 8;
 
-#[derive(Debug, Default, Clone)]
-pub struct PieceCounters {
-    pub verified: u64,
-    pub failed: u64,
-    pub admitted: u64,
-    /// Incomplete pieces dropped to stay within the assembly budget.
-    pub dropped: u64,
-    pub dropped_bytes: u64,
-    pub quarantined_bytes: u64,
-    pub quarantine_evicted_bytes: u64,
-    pub failed_by_peer: BTreeMap<SocketAddr, u64>,
-}
+pub use crate::stats::PieceCounters;
 
 struct Copy {
     data: Vec<u8>,
@@ -221,6 +210,8 @@ pub struct Pieces {
     /// Pieces that verified but that the sink asked to see again (policy rules waiting for
     /// popularity): counted as verified once, assembled again from later copies.
     retry: std::collections::HashSet<Key>,
+    /// Cap of `retry` (`swarms.max_retry_pieces`; the engine sets it).
+    pub max_retry: usize,
     pub counters: HashMap<[u8; 20], PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
@@ -230,9 +221,6 @@ pub struct Pieces {
     /// Pieces in flight per swarm, so settling is a look-up when a swarm has none.
     judging: HashMap<[u8; 20], u32>,
 }
-
-/// Pieces waiting to be offered again at most; past it a refused piece is simply done.
-const MAX_RETRY: usize = 1 << 20;
 
 impl Pieces {
     pub fn new(max_bytes: usize, quarantine_max: usize) -> Self {
@@ -248,6 +236,7 @@ impl Pieces {
             q_swarms: Default::default(),
             done: HashMap::new(),
             retry: Default::default(),
+            max_retry: usize::MAX,
             counters: HashMap::new(),
             worker: None,
             ahead_max: 0,
@@ -457,11 +446,16 @@ impl Pieces {
                 if sink.admit(m, v) {
                     c.admitted += 1;
                     self.mark_done(m.info_hash, index, m.num_pieces());
-                } else if sink.retry_later(&m.info_hash) && self.retry.len() < MAX_RETRY {
-                    // Refused for now (popularity): later copies may be admitted.
-                    self.retry.insert(key);
                 } else {
-                    self.mark_done(m.info_hash, index, m.num_pieces());
+                    let later = sink.retry_later(&m.info_hash);
+                    if later && self.retry.len() < self.max_retry {
+                        // Refused for now (popularity): later copies may be admitted.
+                        self.retry.insert(key);
+                    } else {
+                        // Past the cap, a piece that could have been retried is done.
+                        c.retry_overflow += u64::from(later);
+                        self.mark_done(m.info_hash, index, m.num_pieces());
+                    }
                 }
             }
             None => c.failed += 1,
