@@ -205,6 +205,9 @@ pub struct SwarmConfig {
     /// Verified pieces the policy rules refused for now (waiting for popularity) kept to be
     /// offered again when they next verify (per worker); past it such a piece is done.
     pub max_retry_pieces: usize,
+    /// Different copies of one block kept while its piece is assembled (the piece hash
+    /// decides which is right); further copies are dropped.
+    pub max_block_copies: usize,
 }
 
 impl Default for FlowConfig {
@@ -263,6 +266,7 @@ impl Default for SwarmConfig {
             max_block_buffer_bytes: 64 << 20,
             max_metadata_swarms: 1024,
             max_retry_pieces: 1 << 20,
+            max_block_copies: 8,
         }
     }
 }

@@ -210,7 +210,8 @@ impl Engine {
                             cfg.swarms.max_assembly_bytes,
                             cfg.swarms.max_quarantine_bytes,
                         );
-                        p.max_retry = cfg.swarms.max_retry_pieces;
+                        (p.max_retry, p.max_copies) =
+                            (cfg.swarms.max_retry_pieces, cfg.swarms.max_block_copies);
                         if cfg.swarms.verify_threads > 0 {
                             p.verify_on_threads(
                                 cfg.swarms.verify_threads,

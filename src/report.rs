@@ -49,6 +49,8 @@ pub struct SwarmReport {
     pub pieces_dropped_bytes: u64,
     /// Verified pieces refused for now that `swarms.max_retry_pieces` left no room to retry.
     pub pieces_retry_overflow: u64,
+    /// Differing block copies dropped by `swarms.max_block_copies`.
+    pub block_copies_overflow: u64,
     /// Pieces that failed their hash, or copies that lost to the right one, per sender.
     pub failed_by_peer: BTreeMap<String, u64>,
     /// Pieces of this swarm in the cache at the end.
@@ -77,6 +79,7 @@ impl SwarmReport {
             pieces_dropped,
             pieces_dropped_bytes,
             pieces_retry_overflow,
+            block_copies_overflow,
             quarantined_bytes,
             quarantine_evicted_bytes,
         } = s.counts;
@@ -105,6 +108,7 @@ impl SwarmReport {
             pieces_dropped,
             pieces_dropped_bytes,
             pieces_retry_overflow,
+            block_copies_overflow,
             failed_by_peer: s
                 .failed_by_peer
                 .iter()
@@ -134,6 +138,7 @@ impl SwarmReport {
             pieces_dropped: self.pieces_dropped,
             pieces_dropped_bytes: self.pieces_dropped_bytes,
             pieces_retry_overflow: self.pieces_retry_overflow,
+            block_copies_overflow: self.block_copies_overflow,
             quarantined_bytes: self.quarantined_bytes,
             quarantine_evicted_bytes: self.quarantine_evicted_bytes,
         }

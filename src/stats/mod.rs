@@ -135,6 +135,8 @@ counters! {
             "Block bytes of those dropped pieces.",
         pieces_retry_overflow: counter "pieces_retry_overflow_total"
             "Verified pieces refused for now (waiting for popularity) not kept for another offer because swarms.max_retry_pieces was reached.",
+        block_copies_overflow: counter "block_copies_overflow_total"
+            "Differing copies of a block dropped because swarms.max_block_copies were held for its piece.",
         quarantined_bytes: counter "quarantined_bytes_total"
             "Block bytes that waited in quarantine for metainfo.",
         quarantine_evicted_bytes: counter "quarantine_evicted_bytes_total"
@@ -187,6 +189,8 @@ pub struct PieceCounters {
     pub dropped_bytes: u64,
     /// Verified pieces refused for now that the retry set had no room for.
     pub retry_overflow: u64,
+    /// Block copies dropped because `max_block_copies` others were held.
+    pub copies_overflow: u64,
     pub quarantined_bytes: u64,
     pub quarantine_evicted_bytes: u64,
     pub failed_by_peer: BTreeMap<SocketAddr, u64>,
@@ -263,6 +267,7 @@ impl SwarmStats {
             dropped,
             dropped_bytes,
             retry_overflow,
+            copies_overflow,
             quarantined_bytes,
             quarantine_evicted_bytes,
             failed_by_peer,
@@ -274,6 +279,7 @@ impl SwarmStats {
         s.pieces_dropped += dropped;
         s.pieces_dropped_bytes += dropped_bytes;
         s.pieces_retry_overflow += retry_overflow;
+        s.block_copies_overflow += copies_overflow;
         s.quarantined_bytes += quarantined_bytes;
         s.quarantine_evicted_bytes += quarantine_evicted_bytes;
         for (peer, n) in failed_by_peer {
@@ -409,6 +415,7 @@ mod tests {
             dropped: 4,
             dropped_bytes: 5,
             retry_overflow: 6,
+            copies_overflow: 10,
             quarantined_bytes: 7,
             quarantine_evicted_bytes: 8,
             failed_by_peer: [("192.0.2.1:6881".parse().unwrap(), 9)].into(),
@@ -425,10 +432,11 @@ mod tests {
                 c.pieces_dropped,
                 c.pieces_dropped_bytes,
                 c.pieces_retry_overflow,
+                c.block_copies_overflow,
                 c.quarantined_bytes,
                 c.quarantine_evicted_bytes,
             ],
-            [2, 4, 6, 8, 10, 12, 14, 16]
+            [2, 4, 6, 8, 10, 12, 20, 14, 16]
         );
         assert_eq!(s.failed_by_peer.values().sum::<u64>(), 18);
     }

@@ -76,9 +76,6 @@ pub struct FlowContext {
 #[error("purge failed: {0}")]
 pub struct PurgeError(pub String);
 
-/// Alternative copies of one block start tried when the first assembly fails its hash.
-const MAX_ALTERNATIVES: usize = 8;
-
 pub use crate::stats::PieceCounters;
 
 struct Copy {
@@ -96,16 +93,30 @@ struct Assembly {
     quarantined: bool,
 }
 
+/// What `Assembly::add` did with a block.
+#[derive(PartialEq, Eq)]
+enum Added {
+    Yes,
+    /// An identical copy is already held.
+    Duplicate,
+    /// `max_copies` other copies of this block start are held already.
+    Full,
+}
+
 impl Assembly {
-    /// Add a block; false when an identical copy is already held.
-    fn add(&mut self, begin: u32, data: Vec<u8>, from: SocketAddr) -> bool {
+    /// Add a block, as one more alternative copy of its start if it differs from those
+    /// held (tried when the first assembly fails its hash), up to `max_copies`.
+    fn add(&mut self, begin: u32, data: Vec<u8>, from: SocketAddr, max_copies: usize) -> Added {
         let copies = self.blocks.entry(begin).or_default();
-        if copies.iter().any(|c| c.data == data) || copies.len() >= MAX_ALTERNATIVES {
-            return false;
+        if copies.iter().any(|c| c.data == data) {
+            return Added::Duplicate;
+        }
+        if copies.len() >= max_copies {
+            return Added::Full;
         }
         self.bytes += data.len();
         copies.push(Copy { data, from });
-        true
+        Added::Yes
     }
 
     /// Whether first copies (and pads) cover [0, len) exactly: a walk over block starts,
@@ -212,6 +223,9 @@ pub struct Pieces {
     retry: std::collections::HashSet<Key>,
     /// Cap of `retry` (`swarms.max_retry_pieces`; the engine sets it).
     pub max_retry: usize,
+    /// Different copies of one block start kept (`swarms.max_block_copies`; the engine
+    /// sets it).
+    pub max_copies: usize,
     pub counters: HashMap<[u8; 20], PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
@@ -237,6 +251,7 @@ impl Pieces {
             done: HashMap::new(),
             retry: Default::default(),
             max_retry: usize::MAX,
+            max_copies: usize::MAX,
             counters: HashMap::new(),
             worker: None,
             ahead_max: 0,
@@ -331,7 +346,11 @@ impl Pieces {
             return;
         };
         let n = data.len();
-        if a.add(begin, data, from) {
+        let added = a.add(begin, data, from, self.max_copies);
+        if added == Added::Full {
+            self.counters.entry(ih).or_default().copies_overflow += 1;
+        }
+        if added == Added::Yes {
             self.held += n;
             if a.quarantined {
                 self.q_swarms.insert(ih);
