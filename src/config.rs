@@ -107,12 +107,13 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
+        let commit = crate::cache::CommitPolicy::default();
         CacheConfig {
             dir: None,
             capacity_bytes: 100 << 30,
             write_queue_pieces: 16,
-            commit_bytes: 64 << 20,
-            commit_interval_ms: 50,
+            commit_bytes: commit.bytes,
+            commit_interval_ms: u64::try_from(commit.interval.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -387,22 +387,35 @@ impl Stats {
 mod tests {
     use super::*;
 
+    /// Gives every field of `c` a value no other field has.
+    fn fill<C: Counters>(c: &mut C, next: &mut u64) {
+        c.for_each_mut(&mut |_, v| {
+            *next += 1;
+            *v = *next;
+        });
+    }
+
+    fn values<C: Counters>(c: &C) -> Vec<u64> {
+        let mut out = Vec::new();
+        c.for_each(&mut |_, v| out.push(v));
+        out
+    }
+
+    fn twice(v: Vec<u64>) -> Vec<u64> {
+        v.into_iter().map(|x| 2 * x).collect()
+    }
+
     #[test]
     fn swarm_merge_adds_counters_and_unions_blocks() {
+        let mut n = 0;
         let mut a = SwarmStats::default();
-        a.connections = 2;
-        a.pieces_admitted = 1;
+        fill(&mut a.counts, &mut n);
         a.blocks.insert((1, 0, 16384));
-        let mut b = SwarmStats::default();
-        b.connections = 3;
-        b.quarantine_evicted_bytes = 7;
-        b.blocks.insert((1, 0, 16384));
+        let mut b = a.clone();
         b.blocks.insert((2, 0, 16384));
+        let want = twice(values(&a.counts));
         a.merge(b);
-        assert_eq!(
-            (a.connections, a.pieces_admitted, a.quarantine_evicted_bytes),
-            (5, 1, 7)
-        );
+        assert_eq!(values(&a.counts), want);
         assert_eq!(a.distinct, 2);
     }
 
@@ -443,31 +456,38 @@ mod tests {
 
     #[test]
     fn stats_merge_adds_every_group() {
+        let mut n = 0;
         let mut a = Stats::default();
-        a.frames = 1;
-        a.flows.tcp = 2;
-        a.reassembly.out_of_window = 3;
-        a.utp.resets = 4;
-        a.ip_fragments.invalid = 5;
-        a.peerwire.handshakes = 6;
-        a.hits.miss_bytes = 7;
-        a.blocks_unbuffered = 8;
-        a.bittorrent.encrypted_then_plain = 9;
+        fill(&mut a.totals, &mut n);
+        fill(&mut a.flows, &mut n);
+        fill(&mut a.bittorrent, &mut n);
+        fill(&mut a.reassembly, &mut n);
+        fill(&mut a.utp, &mut n);
+        fill(&mut a.peerwire, &mut n);
+        fill(&mut a.ip_fragments, &mut n);
+        fill(&mut a.hits, &mut n);
+        let mut sw = SwarmStats::default();
+        fill(&mut sw.counts, &mut n);
+        a.swarms.insert([1; 20], sw);
+        fill(&mut a.unattributed.counts, &mut n);
+        let all = |s: &Stats| {
+            [
+                values(&s.totals),
+                values(&s.flows),
+                values(&s.bittorrent),
+                values(&s.reassembly),
+                values(&s.utp),
+                values(&s.peerwire),
+                values(&s.ip_fragments),
+                values(&s.hits),
+                values(&s.swarms[&[1; 20]].counts),
+                values(&s.unattributed.counts),
+            ]
+            .concat()
+        };
+        let want = twice(all(&a));
         let snap = a.counters();
         a.merge(snap);
-        assert_eq!(
-            [
-                a.frames,
-                a.flows.tcp,
-                a.reassembly.out_of_window,
-                a.utp.resets,
-                a.ip_fragments.invalid,
-                a.peerwire.handshakes,
-                a.hits.miss_bytes,
-                a.blocks_unbuffered,
-                a.bittorrent.encrypted_then_plain,
-            ],
-            [2, 4, 6, 8, 10, 12, 14, 16, 18]
-        );
+        assert_eq!(all(&a), want);
     }
 }
