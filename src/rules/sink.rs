@@ -447,3 +447,36 @@ impl PieceSink for RulesSink {
         self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
     }
 }
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn tracked_swarms_cap_counts_each_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(
+            &path,
+            "rules:\n- name: popular\n  match: {}\n  action: cache\n  min_subscribers: 2\n",
+        )
+        .unwrap();
+        let inner = Arc::new(crate::swarm::MemorySink::default());
+        let limits = RuleLimits {
+            max_tracked_swarms: 2,
+            ..RuleLimits::default()
+        };
+        let (sink, _) = RulesSink::with_limits(inner, &path, limits).unwrap();
+        let flow = FlowContext {
+            subscriber: "10.0.0.1:5000".parse().unwrap(),
+            upstream: "192.0.2.1:6881".parse().unwrap(),
+            vlan: None,
+        };
+        for ih in [[1; 20], [2; 20], [1; 20], [3; 20], [4; 20], [5; 20]] {
+            sink.requested(&ih, &flow);
+        }
+        // [3] finds two tracked and clears them; [5] finds [3] and [4].
+        assert_eq!(sink.policy_counters().requesters_resets, 2);
+        assert_eq!(sink.policy_counters().waiting_resets, 0);
+    }
+}

@@ -861,4 +861,64 @@ mod tests {
         assert_eq!(p.counters[&m.info_hash].dropped, 1);
         assert!(p.held().0 <= 16384);
     }
+
+    /// A sink that refuses everything and asks to see it again (rules waiting for
+    /// popularity).
+    struct RefuseLater;
+    impl PieceSink for RefuseLater {
+        fn contains(&self, _: &[u8; 20], _: u32) -> bool {
+            false
+        }
+        fn admit(&self, _: &Metainfo, _: VerifiedPiece) -> bool {
+            false
+        }
+        fn touch(&self, _: &[u8; 20], _: u32) {}
+        fn retry_later(&self, _: &[u8; 20]) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn caps_on_copies_and_retries_count_their_hits() {
+        let (m, content) = torrent();
+        let ih = m.info_hash;
+        // One copy per block start: the honest copy after a liar's is dropped (counted),
+        // so the piece fails.
+        let sink = Sink::default();
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        p.max_copies = 1;
+        let mut liar = content[..16384].to_vec();
+        liar[5] ^= 0xff;
+        p.block(ih, Some(&m), 0, 0, liar, peer(2), &sink);
+        p.block(ih, Some(&m), 0, 0, &content[..16384], peer(1), &sink);
+        p.block(
+            ih,
+            Some(&m),
+            0,
+            16384,
+            &content[16384..32768],
+            peer(1),
+            &sink,
+        );
+        let c = &p.counters[&ih];
+        assert_eq!((c.copies_overflow, c.failed, c.verified), (1, 1, 0));
+        // No room to retry: a refused piece is done, counted once per verification.
+        let whole = |p: &mut Pieces, index: u32| {
+            let start = index as usize * 32768;
+            for begin in [0, 16384] {
+                let b = &content[start + begin..start + begin + 16384];
+                p.block(ih, Some(&m), index, begin as u32, b, peer(1), &RefuseLater);
+            }
+        };
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        p.max_retry = 0;
+        whole(&mut p, 0);
+        whole(&mut p, 1);
+        let c = &p.counters[&ih];
+        assert_eq!((c.verified, c.admitted, c.retry_overflow), (2, 0, 2));
+        // With room, they wait for another offer instead.
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        whole(&mut p, 0);
+        assert_eq!(p.counters[&ih].retry_overflow, 0);
+    }
 }
