@@ -1,5 +1,10 @@
 //! Every cap and timeout of every stage, with its default. One YAML file configures every
 //! mode; unknown keys are refused so a typo does not silently leave a default in force.
+//!
+//! Each default is written once: here, or in the `Default` of the stage's own limits struct
+//! when the stage has one (`ReasmLimits`, `UtpLimits`, `ParserLimits`, `RuleLimits`,
+//! `InlineConfig`), which the sections below then take their defaults from. Hitting any cap
+//! is counted (see `crate::stats`).
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +39,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Inline mode: the splice's caps and timers.
     pub inline: crate::serve::InlineConfig,
+    /// Caps of the policy rules' bookkeeping (popularity, audit log).
+    pub policy: crate::rules::RuleLimits,
     /// Directory of .torrent files whose metainfo is known from the start.
     pub metainfo_dir: Option<PathBuf>,
     /// Policy rules file (YAML, `rules/default.yaml`); none caches every verified piece.
@@ -100,12 +107,13 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
+        let commit = crate::cache::CommitPolicy::default();
         CacheConfig {
             dir: None,
             capacity_bytes: 100 << 30,
             write_queue_pieces: 16,
-            commit_bytes: 64 << 20,
-            commit_interval_ms: 50,
+            commit_bytes: commit.bytes,
+            commit_interval_ms: u64::try_from(commit.interval.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -147,9 +155,10 @@ pub struct UtpConfig {
 
 impl Default for UtpConfig {
     fn default() -> Self {
+        let l = crate::flow::utp::UtpLimits::default();
         UtpConfig {
-            max_ooo_packets_per_direction: 512,
-            max_ooo_bytes_per_direction: 1 << 20,
+            max_ooo_packets_per_direction: l.max_ooo_packets,
+            max_ooo_bytes_per_direction: l.max_ooo_bytes,
         }
     }
 }
@@ -194,6 +203,12 @@ pub struct SwarmConfig {
     pub max_block_buffer_bytes: usize,
     /// Swarms assembling BEP 9 metadata at once (per worker).
     pub max_metadata_swarms: usize,
+    /// Verified pieces the policy rules refused for now (waiting for popularity) kept to be
+    /// offered again when they next verify (per worker); past it such a piece is done.
+    pub max_retry_pieces: usize,
+    /// Different copies of one block kept while its piece is assembled (the piece hash
+    /// decides which is right); further copies are dropped.
+    pub max_block_copies: usize,
 }
 
 impl Default for FlowConfig {
@@ -208,12 +223,13 @@ impl Default for FlowConfig {
 
 impl Default for ReassemblyConfig {
     fn default() -> Self {
+        let l = crate::flow::tcp::ReasmLimits::default();
         ReassemblyConfig {
-            max_ooo_bytes_per_direction: 4 << 20,
-            max_ooo_segments_per_direction: 1024,
+            max_ooo_bytes_per_direction: l.max_ooo_bytes,
+            max_ooo_segments_per_direction: l.max_ooo_segments,
             max_ooo_bytes_total: 512 << 20,
-            conflict_window: 4096,
-            max_ahead: 64 << 20,
+            conflict_window: l.conflict_window,
+            max_ahead: l.max_ahead,
         }
     }
 }
@@ -230,10 +246,11 @@ impl Default for FragConfig {
 
 impl Default for PeerwireConfig {
     fn default() -> Self {
+        let l = crate::peerwire::ParserLimits::default();
         PeerwireConfig {
-            max_message_len: 1 << 20,
-            resync_window: 256 << 10,
-            probe_bytes: 64 << 10,
+            max_message_len: l.max_message_len,
+            resync_window: l.resync_window,
+            probe_bytes: l.probe_bytes,
         }
     }
 }
@@ -249,6 +266,8 @@ impl Default for SwarmConfig {
             verify_ahead_bytes: 16 << 20,
             max_block_buffer_bytes: 64 << 20,
             max_metadata_swarms: 1024,
+            max_retry_pieces: 1 << 20,
+            max_block_copies: 8,
         }
     }
 }

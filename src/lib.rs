@@ -16,6 +16,7 @@ pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod serve;
+pub mod stats;
 pub mod swarm;
 pub mod synth;
 pub mod tap;

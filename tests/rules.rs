@@ -76,7 +76,7 @@ fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
         sink: Arc::new(StoreWriter::new(store, 16, CommitPolicy::default())),
         rules: None,
     };
-    runtime::install_rules(&mut shared, &rules_path).unwrap();
+    runtime::install_rules(&mut shared, &rules_path, Default::default()).unwrap();
     let cfg = Config {
         subscriber_nets: vec!["198.18.0.0/16".parse().unwrap()],
         metainfo_dir: Some(meta),

@@ -126,21 +126,8 @@ impl CacheError {
     }
 }
 
-/// Running totals since open (stored_* are the current contents).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct StoreCounters {
-    pub stored_bytes: u64,
-    pub stored_pieces: u64,
-    pub evicted_bytes: u64,
-    pub evicted_pieces: u64,
-    pub inserted_pieces: u64,
-    /// Inserts refused: no metainfo for the swarm, bytes not matching the piece hash, or a
-    /// piece larger than the whole capacity.
-    pub refused_pieces: u64,
-    /// Stored pieces that failed their hash (or vanished) on read; they were removed.
-    pub read_failures: u64,
-    pub write_errors: u64,
-}
+/// Running totals since open (stored_* are the current contents); declared in `stats`.
+pub use crate::stats::StoreCounters;
 
 /// What open found on disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -234,9 +221,8 @@ impl crate::swarm::PieceSink for PieceStore {
         self.pieces(info_hash).len() as u64
     }
 
-    fn stored_bytes(&self) -> (u64, u64) {
-        let c = self.counters();
-        (c.stored_bytes, c.evicted_bytes)
+    fn store_counters(&self) -> StoreCounters {
+        self.counters()
     }
 
     fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, crate::swarm::pieces::PurgeError> {

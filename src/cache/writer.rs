@@ -177,8 +177,8 @@ impl PieceSink for StoreWriter {
         PieceSink::cached_pieces(&*self.store, info_hash)
     }
 
-    fn stored_bytes(&self) -> (u64, u64) {
-        PieceSink::stored_bytes(&*self.store)
+    fn store_counters(&self) -> crate::stats::StoreCounters {
+        self.store.counters()
     }
 
     /// Pieces still queued may land after this; rules refuse new ones of a purged swarm.

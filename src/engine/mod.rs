@@ -131,6 +131,8 @@ impl Engine {
                             cfg.swarms.max_assembly_bytes,
                             cfg.swarms.max_quarantine_bytes,
                         );
+                        (p.max_retry, p.max_copies) =
+                            (cfg.swarms.max_retry_pieces, cfg.swarms.max_block_copies);
                         if cfg.swarms.verify_threads > 0 {
                             p.verify_on_threads(
                                 cfg.swarms.verify_threads,
@@ -269,16 +271,10 @@ impl Engine {
         let app = &self.core.app;
         let max_swarms = app.cfg.swarms.max_swarms;
         for (ih, c) in &app.pieces.counters {
-            let sw = swarm(&mut stats, Some(*ih), max_swarms);
-            sw.pieces_verified += c.verified;
-            sw.pieces_failed += c.failed;
-            sw.pieces_dropped += c.dropped;
-            sw.quarantined_bytes += c.quarantined_bytes;
-            for (peer, n) in &c.failed_by_peer {
-                *sw.failed_by_peer.entry(*peer).or_default() += n;
-            }
+            swarm(&mut stats, Some(*ih), max_swarms).add_pieces(c);
         }
         stats.metadata_failed += app.metadata.failed;
+        stats.metadata_refused += app.metadata.refused;
         stats.reassembly = self.core.reasm;
         stats.utp = self.core.utp;
         stats.ip_fragments = self.defrag.counters;

@@ -25,13 +25,19 @@ struct Pending {
     first_seen: u64,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct FragCounters {
-    pub fragments: u64,
-    pub reassembled: u64,
-    pub timed_out: u64,
-    pub dropped_cap: u64,
-    pub invalid: u64,
+crate::stats::counters! {
+    /// IP fragment reassembly.
+    pub struct FragCounters {
+        fragments: counter "ip_fragments_total" "IP fragments seen.",
+        reassembled: counter "ip_fragments_reassembled_total"
+            "IP datagrams reassembled from fragments.",
+        timed_out: counter "ip_fragments_timed_out_total"
+            "Datagrams given up incomplete after ip_fragments.timeout_secs.",
+        dropped_cap: counter "ip_fragments_dropped_cap_total"
+            "Fragments refused because ip_fragments.max_datagrams or max_bytes was reached.",
+        invalid: counter "ip_fragments_invalid_total"
+            "Fragments inconsistent with their datagram, dropped.",
+    }
 }
 
 pub struct Defragmenter {

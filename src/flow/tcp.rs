@@ -37,19 +37,23 @@ impl Default for ReasmLimits {
     }
 }
 
-/// Counters, summed over all directions by the engine.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ReasmCounters {
-    pub segments: u64,
-    pub gaps: u64,
-    pub gap_bytes: u64,
-    pub overlaps: u64,
-    pub conflicting_overlaps: u64,
-    pub out_of_order: u64,
-    /// A per-direction or global cap forced a hole to be skipped.
-    pub evictions: u64,
-    /// Segments too far ahead of the stream to be plausible.
-    pub out_of_window: u64,
+crate::stats::counters! {
+    /// Counters, summed over all directions by the engine.
+    pub struct ReasmCounters {
+        segments: counter "tcp_segments_total" "TCP data segments of BitTorrent flows.",
+        gaps: counter "tcp_gaps_total" "TCP holes proven permanent (capture loss) and skipped.",
+        gap_bytes: counter "tcp_gap_bytes_total" "Bytes in those holes.",
+        overlaps: counter "tcp_overlaps_total" "TCP segments carrying bytes already received.",
+        conflicting_overlaps: counter "tcp_conflicting_overlaps_total"
+            "Overlaps whose bytes differ from the first copy (evasion or poisoning signal).",
+        out_of_order: counter "tcp_out_of_order_total"
+            "TCP segments starting beyond the next expected byte.",
+        /// A per-direction or global cap forced a hole to be skipped.
+        evictions: counter "tcp_reassembly_evictions_total"
+            "Holes skipped because a reassembly memory cap was reached.",
+        out_of_window: counter "tcp_out_of_window_total"
+            "TCP segments too far ahead of the stream to be plausible (reassembly.max_ahead), refused.",
+    }
 }
 
 /// Out-of-order bytes held across all flows of one engine, capped.

@@ -25,27 +25,25 @@ impl Default for UtpLimits {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UtpCounters {
-    /// UDP flows recognised as uTP.
-    pub flows: u64,
-    /// uTP packets of those flows.
-    pub packets: u64,
-    pub data_packets: u64,
-    /// DATA packets arriving beyond the next expected one.
-    pub out_of_order: u64,
-    /// DATA packets already received.
-    pub duplicates: u64,
-    /// ... with a different payload (the first copy wins).
-    pub conflicting: u64,
-    /// Holes proven permanent and skipped, and the packets in them.
-    pub gaps: u64,
-    pub gap_packets: u64,
-    /// A cap forced a hole to be given up.
-    pub evictions: u64,
-    pub resets: u64,
-    /// DATA packets implausibly far ahead, refused.
-    pub out_of_window: u64,
+crate::stats::counters! {
+    /// uTP flows and their reassembly, summed over all directions by the engine.
+    pub struct UtpCounters {
+        flows: counter "utp_flows_total" "UDP flows recognised as uTP.",
+        packets: counter "utp_packets_total" "uTP packets of those flows.",
+        data_packets: counter "utp_data_packets_total" "uTP DATA packets.",
+        out_of_order: counter "utp_out_of_order_total"
+            "uTP DATA packets beyond the next expected seq_nr.",
+        duplicates: counter "utp_duplicates_total" "uTP DATA packets already received.",
+        conflicting: counter "utp_conflicting_total"
+            "uTP DATA packets already received with a different payload (the first copy wins).",
+        gaps: counter "utp_gaps_total" "uTP holes proven permanent and skipped.",
+        gap_packets: counter "utp_gap_packets_total" "uTP packets in those holes.",
+        evictions: counter "utp_reassembly_evictions_total"
+            "uTP holes given up because a reassembly cap was reached.",
+        resets: counter "utp_resets_total" "uTP RESET packets.",
+        out_of_window: counter "utp_out_of_window_total"
+            "uTP DATA packets implausibly far ahead, refused.",
+    }
 }
 
 /// Packets further ahead than this are not taken as this connection's.

@@ -13,17 +13,22 @@ use serde::Serialize;
 
 use crate::report::Report;
 
-/// What the capture layer counted (live capture only; zero on replay).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct CaptureCounters {
-    /// Frames libpcap delivered to us.
-    pub received: u64,
-    /// Dropped by the kernel because our buffer was full (pcap_stats ps_drop).
-    pub kernel_dropped: u64,
-    /// Dropped by the interface or driver (ps_ifdrop).
-    pub interface_dropped: u64,
-    /// Frames we read but could not hand to the engine (queue full).
-    pub engine_dropped: u64,
+crate::stats::counters! {
+    /// What the capture layer counted (live capture only; zero on replay).
+    pub struct CaptureCounters {
+        /// Frames libpcap delivered to us.
+        received: counter "capture_received_frames_total"
+            "Frames the capture layer received (live capture only).",
+        /// Dropped by the kernel because our buffer was full (pcap_stats ps_drop).
+        kernel_dropped: counter "capture_dropped_frames_total" [reason = "kernel"]
+            "Frames lost before the engine: kernel (buffer full), interface (NIC/driver), engine (queue full).",
+        /// Dropped by the interface or driver (ps_ifdrop).
+        interface_dropped: counter "capture_dropped_frames_total" [reason = "interface"]
+            "Frames lost before the engine: kernel (buffer full), interface (NIC/driver), engine (queue full).",
+        /// Frames we read but could not hand to the engine (queue full).
+        engine_dropped: counter "capture_dropped_frames_total" [reason = "engine"]
+            "Frames lost before the engine: kernel (buffer full), interface (NIC/driver), engine (queue full).",
+    }
 }
 
 /// Everything the metrics endpoint and the dashboard show, at one moment.

@@ -3,8 +3,14 @@
 //! gauges. Labels take values from small fixed sets only, except `info_hash` on the
 //! top-swarms gauges, which is capped at `TOP_SWARMS` series so a busy link cannot blow up
 //! the scraper's memory. The names are documented in the README ("Metrics and dashboard").
+//!
+//! Counters are rendered from their declarations (`crate::stats::counters!`), group by
+//! group; what is written out by hand here is what is not a declared counter: process
+//! facts, decode errors by kind, ratios, per-rule and per-swarm labels, and the splice.
 
 use std::fmt::{Display, Write};
+
+use crate::stats::{Counter, Counters};
 
 use super::top::top_swarms;
 use super::Snapshot;
@@ -65,6 +71,29 @@ impl Expo {
 
     fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
         self.one(name, "gauge", help, value);
+    }
+
+    /// Every exported field of a declared group: one family per metric name (in order of
+    /// first appearance), one sample per field of it.
+    fn group<C: Counters>(&mut self, c: &C) {
+        let mut samples: Vec<(&'static Counter, u64)> = Vec::with_capacity(C::DECLARED.len());
+        c.for_each(&mut |d, v| {
+            if d.kind.prometheus_type().is_some() {
+                samples.push((d, v));
+            }
+        });
+        for (i, (d, _)) in samples.iter().enumerate() {
+            let Some(kind) = d.kind.prometheus_type() else {
+                continue;
+            };
+            if samples[..i].iter().any(|(p, _)| p.metric == d.metric) {
+                continue; // family already written
+            }
+            self.family(d.metric, kind, d.help);
+            for (p, v) in samples.iter().filter(|(p, _)| p.metric == d.metric) {
+                self.sample(p.metric, p.labels, v);
+            }
+        }
     }
 }
 
@@ -259,12 +288,7 @@ fn process(e: &mut Expo, s: &Snapshot) {
 
 fn traffic(e: &mut Expo, s: &Snapshot) {
     let r = &s.report;
-    e.counter("frames_total", "Frames handed to the engine.", r.frames);
-    e.counter(
-        "bytes_total",
-        "Bytes on the wire of those frames (original length).",
-        r.bytes,
-    );
+    e.group(&r.totals());
     e.family(
         "decode_errors_total",
         "counter",
@@ -280,158 +304,31 @@ fn traffic(e: &mut Expo, s: &Snapshot) {
             e.sample("decode_errors_total", &[("kind", kind)], n);
         }
     }
-    let c = &s.capture;
-    e.counter(
-        "capture_received_frames_total",
-        "Frames the capture layer received (live capture only).",
-        c.received,
-    );
-    e.family(
-        "capture_dropped_frames_total",
-        "counter",
-        "Frames lost before the engine: kernel (buffer full), interface (NIC/driver), engine (queue full).",
-    );
-    for (reason, n) in [
-        ("kernel", c.kernel_dropped),
-        ("interface", c.interface_dropped),
-        ("engine", c.engine_dropped),
-    ] {
-        e.sample("capture_dropped_frames_total", &[("reason", reason)], n);
-    }
-    e.family(
-        "flows_total",
-        "counter",
-        "Flows seen, by transport protocol.",
-    );
-    e.sample("flows_total", &[("proto", "tcp")], r.flows.tcp);
-    e.sample("flows_total", &[("proto", "udp")], r.flows.udp);
-    e.counter(
-        "flows_evicted_total",
-        "Flows pushed out of a full flow table (flows.max_flows).",
-        r.flows.evicted,
-    );
-    e.counter(
-        "flows_expired_total",
-        "Flows finished after their idle timeout.",
-        r.flows.expired,
-    );
-    e.counter(
-        "flows_ignored_total",
-        "TCP flows found not to be plain BitTorrent and no longer followed.",
-        r.flows.ignored,
-    );
-    let f = &r.ip_fragments;
-    e.counter("ip_fragments_total", "IP fragments seen.", f.fragments);
-    e.counter(
-        "ip_fragments_reassembled_total",
-        "IP datagrams reassembled from fragments.",
-        f.reassembled,
-    );
+    e.group(&s.capture);
+    e.group(&r.flows);
+    e.group(&r.ip_fragments);
 }
 
 fn bittorrent(e: &mut Expo, s: &Snapshot) {
     let r = &s.report;
-    let b = &r.bittorrent;
-    e.family(
-        "bt_connections_total",
-        "counter",
-        "Plain BitTorrent connections, by transport.",
-    );
-    e.sample(
-        "bt_connections_total",
-        &[("transport", "tcp")],
-        b.tcp_connections,
-    );
-    e.sample(
-        "bt_connections_total",
-        &[("transport", "utp")],
-        b.utp_connections,
-    );
-    e.family(
-        "bt_encrypted_connections_total",
-        "counter",
-        "MSE/PE encrypted connections (not cacheable), by transport.",
-    );
-    e.sample(
-        "bt_encrypted_connections_total",
-        &[("transport", "tcp")],
-        b.encrypted_tcp_connections,
-    );
-    e.sample(
-        "bt_encrypted_connections_total",
-        &[("transport", "utp")],
-        b.encrypted_utp_connections,
-    );
-    e.counter(
-        "bt_midstream_connections_total",
-        "Plain TCP connections picked up mid-stream (start not captured).",
-        b.midstream_connections,
-    );
-    e.counter(
-        "bt_encrypted_then_plain_total",
-        "MSE connections that negotiated plaintext and were parsed after it.",
-        b.encrypted_then_plain,
-    );
-    e.counter(
-        "peerwire_messages_total",
-        "Peer-wire messages parsed, both directions.",
-        r.peerwire.messages,
-    );
-    e.counter(
-        "peerwire_resyncs_total",
-        "Times the peer-wire parser lost framing and hunted for the next message.",
-        r.peerwire.resyncs,
-    );
+    e.group(&r.bittorrent);
+    e.group(&r.peerwire);
     e.gauge(
         "swarms",
         "Swarms (info-hashes) seen so far, up to swarms.max_swarms.",
         r.swarms.len(),
     );
-    e.counter(
-        "swarms_overflow_messages_total",
-        "Messages of swarms past swarms.max_swarms, counted as unattributed.",
-        r.swarms_overflow,
-    );
-    let sum = |f: fn(&crate::report::SwarmReport) -> u64| r.swarms.iter().map(f).sum::<u64>();
-    e.counter(
-        "piece_bytes_total",
-        "PIECE block bytes seen in identified swarms.",
-        sum(|w| w.piece_bytes),
-    );
-    e.counter(
-        "pieces_verified_total",
-        "Pieces whose SHA-1 matched the info dictionary.",
-        sum(|w| w.pieces_verified),
-    );
-    e.counter(
-        "pieces_failed_total",
-        "Pieces whose SHA-1 did not match (corrupt or hostile senders).",
-        sum(|w| w.pieces_failed),
-    );
-    e.counter(
-        "pieces_dropped_total",
-        "Incomplete pieces dropped to stay within the assembly budget.",
-        sum(|w| w.pieces_dropped),
-    );
-    e.counter(
-        "quarantined_bytes_total",
-        "Block bytes that waited in quarantine for metainfo.",
-        sum(|w| w.quarantined_bytes),
-    );
-    e.counter(
-        "metadata_failed_total",
-        "BEP 9 metadata that assembled but did not hash to its info-hash.",
-        r.cache.metadata_failed,
-    );
+    // Per-swarm counters, summed over the identified swarms (not `unattributed`).
+    let mut sum = crate::stats::SwarmCounters::default();
+    for w in &r.swarms {
+        sum.merge(&w.counters());
+    }
+    e.group(&sum);
 }
 
 fn cache(e: &mut Expo, s: &Snapshot) {
     let c = &s.report.cache;
-    e.gauge(
-        "cache_stored_bytes",
-        "Bytes of verified pieces in the cache now.",
-        c.stored_bytes,
-    );
+    e.group(&c.store);
     if let Some(cap) = s.cache_capacity_bytes {
         e.gauge(
             "cache_capacity_bytes",
@@ -439,31 +336,7 @@ fn cache(e: &mut Expo, s: &Snapshot) {
             cap,
         );
     }
-    e.counter(
-        "cache_evicted_bytes_total",
-        "Bytes of pieces evicted from the cache (LRU) to stay within capacity.",
-        c.evicted_bytes,
-    );
-    e.counter(
-        "cache_hits_total",
-        "Subscriber REQUESTs for blocks of pieces in the cache.",
-        c.hits,
-    );
-    e.counter(
-        "cache_misses_total",
-        "Subscriber REQUESTs for blocks of pieces not in the cache.",
-        c.misses,
-    );
-    e.counter(
-        "cache_hit_bytes_total",
-        "Bytes of those hits: what a box in the path saves the transit link.",
-        c.hit_bytes,
-    );
-    e.counter(
-        "cache_miss_bytes_total",
-        "Bytes of those misses: what still comes from upstream.",
-        c.miss_bytes,
-    );
+    e.group(&c.hit_counters());
     e.gauge(
         "cache_hit_ratio",
         "hits / (hits + misses) over the run, by requests; 0 before any request.",
@@ -479,6 +352,9 @@ fn cache(e: &mut Expo, s: &Snapshot) {
 /// Policy rule decisions: verified pieces each rule cached, refused or ignored, and bytes
 /// its takedowns purged. Absent without a rules file.
 fn rules(e: &mut Expo, s: &Snapshot) {
+    if let Some(p) = &s.report.policy {
+        e.group(p);
+    }
     let r = &s.report.rules;
     if r.is_empty() {
         return;
@@ -513,60 +389,8 @@ fn rules(e: &mut Expo, s: &Snapshot) {
 }
 
 fn reassembly(e: &mut Expo, s: &Snapshot) {
-    let t = &s.report.reassembly;
-    e.counter(
-        "tcp_segments_total",
-        "TCP data segments of BitTorrent flows.",
-        t.segments,
-    );
-    e.counter(
-        "tcp_gaps_total",
-        "TCP holes proven permanent (capture loss) and skipped.",
-        t.gaps,
-    );
-    e.counter("tcp_gap_bytes_total", "Bytes in those holes.", t.gap_bytes);
-    e.counter(
-        "tcp_overlaps_total",
-        "TCP segments carrying bytes already received.",
-        t.overlaps,
-    );
-    e.counter(
-        "tcp_conflicting_overlaps_total",
-        "Overlaps whose bytes differ from the first copy (evasion or poisoning signal).",
-        t.conflicting_overlaps,
-    );
-    e.counter(
-        "tcp_out_of_order_total",
-        "TCP segments starting beyond the next expected byte.",
-        t.out_of_order,
-    );
-    e.counter(
-        "tcp_reassembly_evictions_total",
-        "Holes skipped because a reassembly memory cap was reached.",
-        t.evictions,
-    );
-    let u = &s.report.utp;
-    e.counter("utp_flows_total", "UDP flows recognised as uTP.", u.flows);
-    e.counter(
-        "utp_data_packets_total",
-        "uTP DATA packets.",
-        u.data_packets,
-    );
-    e.counter(
-        "utp_gaps_total",
-        "uTP holes proven permanent and skipped.",
-        u.gaps,
-    );
-    e.counter(
-        "utp_duplicates_total",
-        "uTP DATA packets already received.",
-        u.duplicates,
-    );
-    e.counter(
-        "utp_out_of_order_total",
-        "uTP DATA packets beyond the next expected seq_nr.",
-        u.out_of_order,
-    );
+    e.group(&s.report.reassembly);
+    e.group(&s.report.utp);
 }
 
 fn top(e: &mut Expo, s: &Snapshot) {
@@ -611,5 +435,177 @@ mod tests {
         assert_eq!(float(f64::NAN), "NaN");
         assert_eq!(float(f64::INFINITY), "+Inf");
         assert_eq!(float(0.5), "0.5");
+    }
+}
+
+/// The declared counters reach both the JSON and `/metrics`.
+#[cfg(test)]
+mod declared {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::flow::{ipfrag::FragCounters, tcp::ReasmCounters, utp::UtpCounters};
+    use crate::metrics::CaptureCounters;
+    use crate::report::Report;
+    use crate::stats::*;
+
+    /// Every declaration, by group.
+    fn groups() -> Vec<(&'static str, &'static [Counter])> {
+        vec![
+            ("EngineCounters", EngineCounters::DECLARED),
+            ("FlowCounters", FlowCounters::DECLARED),
+            ("BtCounters", BtCounters::DECLARED),
+            ("PeerwireCounters", PeerwireCounters::DECLARED),
+            ("HitCounters", HitCounters::DECLARED),
+            ("SwarmCounters", SwarmCounters::DECLARED),
+            ("StoreCounters", StoreCounters::DECLARED),
+            ("PolicyCounters", PolicyCounters::DECLARED),
+            ("ReasmCounters", ReasmCounters::DECLARED),
+            ("UtpCounters", UtpCounters::DECLARED),
+            ("FragCounters", FragCounters::DECLARED),
+            ("CaptureCounters", CaptureCounters::DECLARED),
+        ]
+    }
+
+    /// Gives every field of `c` a value no other field has, and records it.
+    fn fill<C: Counters>(c: &mut C, next: &mut u64, out: &mut Vec<(&'static Counter, u64)>) {
+        c.for_each_mut(&mut |d, v| {
+            *next += 1;
+            *v = 1000 + *next;
+            out.push((d, *v));
+        });
+    }
+
+    /// A snapshot in which every declared counter has a distinct value (one swarm, rules
+    /// installed, a store), and those values.
+    fn full_snapshot() -> (Snapshot, Vec<(&'static Counter, u64)>) {
+        let (mut n, mut want) = (0, Vec::new());
+        let mut st = crate::report::Stats::default();
+        fill(&mut st.totals, &mut n, &mut want);
+        fill(&mut st.flows, &mut n, &mut want);
+        fill(&mut st.bittorrent, &mut n, &mut want);
+        fill(&mut st.peerwire, &mut n, &mut want);
+        fill(&mut st.hits, &mut n, &mut want);
+        fill(&mut st.reassembly, &mut n, &mut want);
+        fill(&mut st.utp, &mut n, &mut want);
+        fill(&mut st.ip_fragments, &mut n, &mut want);
+        let mut sw = SwarmStats::default();
+        fill(&mut sw.counts, &mut n, &mut want);
+        st.swarms.insert([7; 20], sw);
+        let mut r = Report::new(&st, Vec::new());
+        fill(&mut r.cache.store, &mut n, &mut want);
+        let mut policy = PolicyCounters::default();
+        fill(&mut policy, &mut n, &mut want);
+        r.policy = Some(policy);
+        let mut capture = CaptureCounters::default();
+        fill(&mut capture, &mut n, &mut want);
+        let snap = Snapshot {
+            mode: "replay".into(),
+            unix_time: 2.0,
+            started_unix: 1.0,
+            source: "test".into(),
+            input_read_bytes: 0,
+            input_total_bytes: 0,
+            capture,
+            cache_capacity_bytes: Some(1),
+            report: r,
+            finished: true,
+            inline: None,
+        };
+        (snap, want)
+    }
+
+    /// Whether some object in `v` has `key` with value `n`.
+    fn has(v: &Value, key: &str, n: u64) -> bool {
+        match v {
+            Value::Object(m) => {
+                m.get(key).and_then(Value::as_u64) == Some(n) || m.values().any(|x| has(x, key, n))
+            }
+            Value::Array(a) => a.iter().any(|x| has(x, key, n)),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn every_declared_counter_is_in_the_json() {
+        let (snap, want) = full_snapshot();
+        assert_eq!(
+            want.len(),
+            groups().iter().map(|(_, g)| g.len()).sum::<usize>(),
+            "full_snapshot must fill every group"
+        );
+        let json = serde_json::to_value(&snap).unwrap();
+        for (d, v) in want {
+            assert!(has(&json, d.key, v), "{} = {v} is not in the JSON", d.key);
+        }
+    }
+
+    #[test]
+    fn every_declared_counter_is_in_the_exposition() {
+        let (snap, want) = full_snapshot();
+        let text = render(&snap);
+        for (d, v) in want {
+            if d.kind == Kind::TotalOf {
+                continue;
+            }
+            let labels: Vec<String> = d
+                .labels
+                .iter()
+                .map(|(k, l)| format!("{k}=\"{l}\""))
+                .collect();
+            let line = if labels.is_empty() {
+                format!("peercache_{} {v}\n", d.metric)
+            } else {
+                format!("peercache_{}{{{}}} {v}\n", d.metric, labels.join(","))
+            };
+            assert!(text.contains(&line), "{} missing: {line}", d.key);
+            let kind = d.kind.prometheus_type().unwrap();
+            let ty = format!("# TYPE peercache_{} {kind}\n", d.metric);
+            assert!(text.contains(&ty), "{ty}");
+        }
+        // One HELP and TYPE per family, however many groups and fields feed it.
+        let mut types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let n = types.len();
+        types.sort();
+        types.dedup();
+        assert_eq!(types.len(), n, "a family is written twice");
+    }
+
+    #[test]
+    fn declarations_are_consistent() {
+        let all = groups();
+        for (g, decl) in &all {
+            for d in decl.iter() {
+                assert!(!d.help.is_empty() && !d.metric.is_empty(), "{g}.{}", d.key);
+                let family: Vec<&Counter> = decl
+                    .iter()
+                    .filter(|x| x.metric == d.metric && x.kind != Kind::TotalOf)
+                    .collect();
+                if d.kind == Kind::TotalOf {
+                    // The total of a family declared beside it, whose series are labelled.
+                    assert!(family.len() > 1, "{g}.{}: no labelled family", d.key);
+                    continue;
+                }
+                assert!(
+                    d.metric.ends_with("_total") == (d.kind == Kind::Counter),
+                    "{g}.{}",
+                    d.key
+                );
+                for x in family {
+                    assert_eq!((x.kind, x.help), (d.kind, d.help), "{g}.{}", x.key);
+                    assert!(x.labels != d.labels || std::ptr::eq(x, d), "{g}.{}", x.key);
+                }
+                // A family belongs to one group.
+                for (h, other) in &all {
+                    if h != g {
+                        assert!(
+                            other.iter().all(|x| x.metric != d.metric),
+                            "{g}/{h}: {}",
+                            d.metric
+                        );
+                    }
+                }
+            }
+        }
     }
 }

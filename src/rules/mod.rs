@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use sink::{AuditLog, Reload, RuleCounters, RulesSink};
+pub use sink::{AuditLog, Reload, RuleCounters, RuleLimits, RulesSink};
 
 // Parsed while deserialising, so a bad info-hash is reported with its line and column.
 use crate::wire::infohash::InfoHash;

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::{Action, Context, Rules, RulesError, BLOCKLIST};
 use crate::clock::{now_unix, Clock};
+use crate::stats::PolicyCounters;
 use crate::swarm::{FlowContext, PurgeError};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
 use crate::wire::infohash::hex;
@@ -32,12 +33,28 @@ pub struct RuleCounters {
     pub purged_bytes: u64,
 }
 
-/// Swarms whose requesters are tracked at once; past it the table is cleared (popularity
-/// restarts from zero, which only delays admission).
-const MAX_TRACKED_SWARMS: usize = 65_536;
-/// Refusals remembered to write one audit line per (swarm, rule, piece); past it the set is
-/// cleared and a repeated refusal may be written again.
-const MAX_AUDIT_SEEN: usize = 1 << 20;
+/// Caps of the rules' bookkeeping (config section `policy`); each hit is counted in
+/// [`PolicyCounters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleLimits {
+    /// Swarms whose requesters (popularity) are tracked at once, and swarms remembered as
+    /// waiting for popularity; past it the table is cleared (popularity restarts from zero,
+    /// which only delays admission).
+    pub max_tracked_swarms: usize,
+    /// Refusals remembered to write one audit line per (swarm, rule, piece); past it the
+    /// set is cleared and a repeated refusal may be written again.
+    pub max_audit_seen: usize,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        RuleLimits {
+            max_tracked_swarms: 65_536,
+            max_audit_seen: 1 << 20,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Requesters {
@@ -46,12 +63,11 @@ struct Requesters {
 }
 
 /// The audit log: JSON lines, appended. Writes are best effort: a full disk must not stop
-/// the capture, so failures are counted (`write_errors`) rather than returned.
+/// the capture, so failures are counted (`audit_write_errors`) rather than returned.
 pub struct AuditLog {
     path: PathBuf,
     file: File,
     seen: HashSet<([u8; 20], String, u32)>,
-    pub write_errors: u64,
 }
 
 #[derive(Serialize)]
@@ -82,23 +98,23 @@ impl AuditLog {
             path: path.to_owned(),
             file,
             seen: HashSet::new(),
-            write_errors: 0,
         })
     }
 
-    fn write(&mut self, line: &AuditLine<'_>) {
+    fn write(&mut self, line: &AuditLine<'_>, c: &mut PolicyCounters) {
         let Ok(mut s) = serde_json::to_string(line) else {
-            self.write_errors += 1;
+            c.audit_write_errors += 1;
             return;
         };
         s.push('\n');
         // One write per line with O_APPEND: lines never interleave.
         if self.file.write_all(s.as_bytes()).is_err() {
-            self.write_errors += 1;
+            c.audit_write_errors += 1;
         }
     }
 
     /// One line per (swarm, rule, piece) refused, stamped `now`.
+    #[allow(clippy::too_many_arguments)]
     fn refusal(
         &mut self,
         now: f64,
@@ -107,22 +123,19 @@ impl AuditLog {
         decision: &str,
         index: u32,
         bytes: u64,
-    ) {
-        if self.seen.len() >= MAX_AUDIT_SEEN {
+    #[allow(clippy::too_many_arguments)]
+    fn refusal(
+        &mut self,
             self.seen.clear();
+            c.audit_seen_resets += 1;
         }
         if !self.seen.insert((*ih, rule.to_owned(), index)) {
             return;
         }
-        self.write(&AuditLine {
-            time: now,
-            info_hash: hex(ih),
-            rule,
-            action: "refuse",
-            decision,
-            index: Some(index),
-            bytes,
-        });
+        max_seen: usize,
+        c: &mut PolicyCounters,
+    ) {
+        if self.seen.len() >= max_seen {
     }
 }
 
@@ -160,8 +173,27 @@ pub struct RulesSink {
     /// offered again by assembly (`retry_later`).
     waiting: Mutex<HashSet<[u8; 20]>>,
     audit: Mutex<Option<AuditLog>>,
-    /// Stamps audit lines: the rules read no clock of their own.
-    clock: Clock,
+        self.write(&AuditLine {
+            time: now,
+            info_hash: hex(ih),
+            rule,
+            action: "refuse",
+            decision,
+            index: Some(index),
+            bytes,
+        });
+        self.write(
+            &AuditLine {
+                time: crate::metrics::now_unix(),
+                info_hash: hex(ih),
+                rule,
+                action: "refuse",
+                decision,
+                index: Some(index),
+                bytes,
+            },
+            c,
+        );
 }
 
 impl RulesSink {
@@ -171,13 +203,15 @@ impl RulesSink {
         inner: Arc<dyn PieceSink + Send + Sync>,
         path: &Path,
     ) -> Result<(RulesSink, Reload), RulesError> {
-        Self::with_clock(inner, path, now_unix)
+        Self::with_limits(inner, path, RuleLimits::default(), now_unix)
     }
 
-    /// [`RulesSink::new`] with audit lines stamped by `clock`.
-    pub fn with_clock(
+    /// [`RulesSink::new`] with the caps of the configuration's `policy` section, and
+    /// audit lines stamped by `clock`.
+    pub fn with_limits(
         inner: Arc<dyn PieceSink + Send + Sync>,
         path: &Path,
+        limits: RuleLimits,
         clock: Clock,
     ) -> Result<(RulesSink, Reload), RulesError> {
         let rules = Rules::load(path)?;
@@ -190,6 +224,14 @@ impl RulesSink {
             waiting: Mutex::new(HashSet::new()),
             audit: Mutex::new(None),
             clock,
+        Self::with_limits(inner, path, RuleLimits::default())
+    }
+
+    /// `new` with the caps of the configuration's `policy` section.
+    pub fn with_limits(
+        inner: Arc<dyn PieceSink + Send + Sync>,
+        path: &Path,
+        limits: RuleLimits,
         };
         let r = sink.install(rules, audit);
         Ok((sink, r))
@@ -244,15 +286,16 @@ impl RulesSink {
                     self.count(BLOCKLIST, |c| c.purged_bytes += bytes);
                     if let Ok(mut a) = self.audit.lock() {
                         if let Some(a) = a.as_mut() {
-                            a.write(&AuditLine {
-                                time: (self.clock)(),
+            limits,
+            policy: Mutex::new(PolicyCounters::default()),
                                 info_hash: hex(ih),
                                 rule: BLOCKLIST,
                                 action: "purge",
                                 decision: Action::Block.as_str(),
                                 index: None,
                                 bytes,
-                            });
+                            };
+                            self.count_policy(|c| a.write(&line, c));
                         }
                     }
                 }
@@ -274,13 +317,15 @@ impl RulesSink {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// Audit lines that could not be written.
-    pub fn audit_write_errors(&self) -> u64 {
-        self.audit
-            .lock()
-            .ok()
-            .and_then(|a| a.as_ref().map(|a| a.write_errors))
-            .unwrap_or(0)
+    /// The bookkeeping's own counters (audit log errors, caps hit) since the start.
+    pub fn policy_counters(&self) -> PolicyCounters {
+        self.policy.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    fn count_policy(&self, f: impl FnOnce(&mut PolicyCounters)) {
+        if let Ok(mut c) = self.policy.lock() {
+            f(&mut c);
+        }
     }
 
     fn count(&self, rule: &str, f: impl FnOnce(&mut RuleCounters)) {
@@ -329,8 +374,9 @@ impl PieceSink for RulesSink {
         });
         if let Ok(mut w) = self.waiting.lock() {
             if d.waiting {
-                if w.len() >= MAX_TRACKED_SWARMS {
+                if w.len() >= self.limits.max_tracked_swarms {
                     w.clear();
+                    self.count_policy(|c| c.waiting_resets += 1);
                 }
                 w.insert(m.info_hash);
             } else {
@@ -358,7 +404,8 @@ impl PieceSink for RulesSink {
                     } else {
                         d.action.as_str()
                     };
-                    a.refusal((self.clock)(), &m.info_hash, d.rule, decision, index, bytes);
+                            let line = AuditLine {
+                                time: crate::metrics::now_unix(),
                 }
             }
         }
@@ -380,8 +427,8 @@ impl PieceSink for RulesSink {
         self.inner.cached_pieces(info_hash)
     }
 
-    fn stored_bytes(&self) -> (u64, u64) {
-        self.inner.stored_bytes()
+    fn store_counters(&self) -> crate::stats::StoreCounters {
+        self.inner.store_counters()
     }
 
     fn flush(&self) {
@@ -397,8 +444,9 @@ impl PieceSink for RulesSink {
         let Ok(mut t) = self.requesters.lock() else {
             return;
         };
-        if t.len() >= MAX_TRACKED_SWARMS && !t.contains_key(info_hash) {
+        if t.len() >= self.limits.max_tracked_swarms && !t.contains_key(info_hash) {
             t.clear();
+            self.count_policy(|c| c.requesters_resets += 1);
         }
         let r = t.entry(*info_hash).or_default();
         // Only as many addresses as the strictest rule needs are kept.
@@ -418,5 +466,38 @@ impl PieceSink for RulesSink {
 
     fn retry_later(&self, info_hash: &[u8; 20]) -> bool {
         self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn tracked_swarms_cap_counts_each_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.yaml");
+        std::fs::write(
+            &path,
+            "rules:\n- name: popular\n  match: {}\n  action: cache\n  min_subscribers: 2\n",
+        )
+        .unwrap();
+        let inner = Arc::new(crate::swarm::MemorySink::default());
+        let limits = RuleLimits {
+            max_tracked_swarms: 2,
+            ..RuleLimits::default()
+        };
+        let (sink, _) = RulesSink::with_limits(inner, &path, limits, now_unix).unwrap();
+        let flow = FlowContext {
+            subscriber: "10.0.0.1:5000".parse().unwrap(),
+            upstream: "192.0.2.1:6881".parse().unwrap(),
+            vlan: None,
+        };
+        for ih in [[1; 20], [2; 20], [1; 20], [3; 20], [4; 20], [5; 20]] {
+            sink.requested(&ih, &flow);
+        }
+        // [3] finds two tracked and clears them; [5] finds [3] and [4].
+        assert_eq!(sink.policy_counters().requesters_resets, 2);
+        assert_eq!(sink.policy_counters().waiting_resets, 0);
     }
 }

@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use crate::cache::{CacheError, CommitPolicy, PieceStore, StoreWriter};
 use crate::config::Config;
-use crate::rules::{Reload, RulesError, RulesSink};
+use crate::clock::now_unix;
+use crate::rules::{Reload, RuleLimits, RulesError, RulesSink};
 use crate::swarm::{MemorySink, PieceSink, Registry, Source};
 use crate::wire::infohash::InfoHash;
 
@@ -46,8 +47,12 @@ pub enum RuntimeError {
 }
 
 /// Put the rules of `path` in front of `shared`'s sink (purging what the blocklist names).
-pub fn install_rules(shared: &mut Shared, path: &Path) -> Result<Reload, RulesError> {
-    let (sink, reload) = RulesSink::new(shared.sink.clone(), path)?;
+pub fn install_rules(
+    shared: &mut Shared,
+    path: &Path,
+    limits: RuleLimits,
+) -> Result<Reload, RulesError> {
+    let (sink, reload) = RulesSink::with_limits(shared.sink.clone(), path, limits, now_unix)?;
     let sink = Arc::new(sink);
     shared.sink = sink.clone();
     shared.rules = Some(sink);
@@ -64,7 +69,7 @@ pub fn open_shared(
 ) -> Result<(Shared, Option<Arc<PieceStore>>), RuntimeError> {
     let (mut shared, store) = open_store(cfg)?;
     if let Some(path) = &cfg.rules {
-        let r = install_rules(&mut shared, path)?;
+        let r = install_rules(&mut shared, path, cfg.policy)?;
         log(format!("rules {}: {r}", path.display()));
     }
     Ok((shared, store))

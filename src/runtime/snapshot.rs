@@ -52,10 +52,12 @@ pub fn annotate(report: &mut Report, shared: &Shared) {
         }
         s.pieces_cached = shared.sink.cached_pieces(ih.as_bytes());
     }
-    let (stored, evicted) = shared.sink.stored_bytes();
-    report.cache.stored_bytes = stored;
-    report.cache.evicted_bytes = evicted;
+    let store = shared.sink.store_counters();
+    report.cache.stored_bytes = store.stored_bytes;
+    report.cache.evicted_bytes = store.evicted_bytes;
+    report.cache.store = store;
     if let Some(r) = &shared.rules {
         report.rules = r.counters();
+        report.policy = Some(r.policy_counters());
     }
 }

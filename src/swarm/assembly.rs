@@ -7,9 +7,6 @@ use std::net::SocketAddr;
 
 use super::{Metainfo, VerifiedPiece};
 
-/// Alternative copies of one block start tried when the first assembly fails its hash.
-const MAX_ALTERNATIVES: usize = 8;
-
 struct Copy {
     data: Vec<u8>,
     from: SocketAddr,
@@ -25,6 +22,16 @@ pub(super) struct Assembly {
     pub(super) quarantined: bool,
 }
 
+/// What `Assembly::add` did with a block.
+#[derive(PartialEq, Eq)]
+pub(super) enum Added {
+    Yes,
+    /// An identical copy is already held.
+    Duplicate,
+    /// `max_copies` other copies of this block start are held already.
+    Full,
+}
+
 impl Assembly {
     /// An empty assembly, `seq` in eviction order, held in quarantine or not.
     pub(super) fn new(seq: u64, quarantined: bool) -> Assembly {
@@ -36,15 +43,25 @@ impl Assembly {
         }
     }
 
-    /// Add a block; false when an identical copy is already held.
-    pub(super) fn add(&mut self, begin: u32, data: Vec<u8>, from: SocketAddr) -> bool {
+    /// Add a block, as one more alternative copy of its start if it differs from those
+    /// held (tried when the first assembly fails its hash), up to `max_copies`.
+    pub(super) fn add(
+        &mut self,
+        begin: u32,
+        data: Vec<u8>,
+        from: SocketAddr,
+        max_copies: usize,
+    ) -> Added {
         let copies = self.blocks.entry(begin).or_default();
-        if copies.iter().any(|c| c.data == data) || copies.len() >= MAX_ALTERNATIVES {
-            return false;
+        if copies.iter().any(|c| c.data == data) {
+            return Added::Duplicate;
+        }
+        if copies.len() >= max_copies {
+            return Added::Full;
         }
         self.bytes += data.len();
         copies.push(Copy { data, from });
-        true
+        Added::Yes
     }
 
     /// Whether first copies (and pads) cover [0, len) exactly: a walk over block starts,

@@ -127,7 +127,15 @@ impl PieceSink for MemorySink {
             .lock()
             .map_or(0, |g| g.0.iter().filter(|(h, _)| h == ih).count() as u64)
     }
-    fn stored_bytes(&self) -> (u64, u64) {
-        (self.inner.lock().map_or(0, |g| g.1), 0)
+    fn store_counters(&self) -> crate::stats::StoreCounters {
+        let (pieces, bytes) = self
+            .inner
+            .lock()
+            .map_or((0, 0), |g| (g.0.len() as u64, g.1));
+        crate::stats::StoreCounters {
+            stored_bytes: bytes,
+            stored_pieces: pieces,
+            ..Default::default()
+        }
     }
 }

@@ -20,25 +20,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::assembly::{judge, Assembly, Verdict};
+use super::assembly::{judge, Added, Assembly, Verdict};
 use super::verify::Worker;
 use super::Metainfo;
 
 // The sink's types, where they were before `sink.rs` took them.
 pub use super::sink::{FlowContext, PieceSink, PurgeError};
 
-#[derive(Debug, Default, Clone)]
-pub struct PieceCounters {
-    pub verified: u64,
-    pub failed: u64,
-    pub admitted: u64,
-    /// Incomplete pieces dropped to stay within the assembly budget.
-    pub dropped: u64,
-    pub dropped_bytes: u64,
-    pub quarantined_bytes: u64,
-    pub quarantine_evicted_bytes: u64,
-    pub failed_by_peer: BTreeMap<SocketAddr, u64>,
-}
+pub use crate::stats::PieceCounters;
 
 type Key = ([u8; 20], u32);
 
@@ -61,6 +50,11 @@ pub struct Pieces {
     /// Pieces that verified but that the sink asked to see again (policy rules waiting for
     /// popularity): counted as verified once, assembled again from later copies.
     retry: std::collections::HashSet<Key>,
+    /// Cap of `retry` (`swarms.max_retry_pieces`; the engine sets it).
+    pub max_retry: usize,
+    /// Different copies of one block start kept (`swarms.max_block_copies`; the engine
+    /// sets it).
+    pub max_copies: usize,
     pub counters: HashMap<[u8; 20], PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
@@ -70,9 +64,6 @@ pub struct Pieces {
     /// Pieces in flight per swarm, so settling is a look-up when a swarm has none.
     judging: HashMap<[u8; 20], u32>,
 }
-
-/// Pieces waiting to be offered again at most; past it a refused piece is simply done.
-const MAX_RETRY: usize = 1 << 20;
 
 impl Pieces {
     pub fn new(max_bytes: usize, quarantine_max: usize) -> Self {
@@ -88,6 +79,8 @@ impl Pieces {
             q_swarms: Default::default(),
             done: HashMap::new(),
             retry: Default::default(),
+            max_retry: usize::MAX,
+            max_copies: usize::MAX,
             counters: HashMap::new(),
             worker: None,
             ahead_max: 0,
@@ -174,7 +167,11 @@ impl Pieces {
             return;
         };
         let n = data.len();
-        if a.add(begin, data, from) {
+        let added = a.add(begin, data, from, self.max_copies);
+        if added == Added::Full {
+            self.counters.entry(ih).or_default().copies_overflow += 1;
+        }
+        if added == Added::Yes {
             self.held += n;
             if a.quarantined {
                 self.q_swarms.insert(ih);
@@ -289,11 +286,16 @@ impl Pieces {
                 if sink.admit(m, v) {
                     c.admitted += 1;
                     self.mark_done(m.info_hash, index, m.num_pieces());
-                } else if sink.retry_later(&m.info_hash) && self.retry.len() < MAX_RETRY {
-                    // Refused for now (popularity): later copies may be admitted.
-                    self.retry.insert(key);
                 } else {
-                    self.mark_done(m.info_hash, index, m.num_pieces());
+                    let later = sink.retry_later(&m.info_hash);
+                    if later && self.retry.len() < self.max_retry {
+                        // Refused for now (popularity): later copies may be admitted.
+                        self.retry.insert(key);
+                    } else {
+                        // Past the cap, a piece that could have been retried is done.
+                        c.retry_overflow += u64::from(later);
+                        self.mark_done(m.info_hash, index, m.num_pieces());
+                    }
                 }
             }
             None => c.failed += 1,
@@ -632,5 +634,65 @@ mod tests {
         );
         assert_eq!(p.counters[&m.info_hash].dropped, 1);
         assert!(p.held().0 <= 16384);
+    }
+
+    /// A sink that refuses everything and asks to see it again (rules waiting for
+    /// popularity).
+    struct RefuseLater;
+    impl PieceSink for RefuseLater {
+        fn contains(&self, _: &[u8; 20], _: u32) -> bool {
+            false
+        }
+        fn admit(&self, _: &Metainfo, _: VerifiedPiece) -> bool {
+            false
+        }
+        fn touch(&self, _: &[u8; 20], _: u32) {}
+        fn retry_later(&self, _: &[u8; 20]) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn caps_on_copies_and_retries_count_their_hits() {
+        let (m, content) = torrent();
+        let ih = m.info_hash;
+        // One copy per block start: the honest copy after a liar's is dropped (counted),
+        // so the piece fails.
+        let sink = Sink::default();
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        p.max_copies = 1;
+        let mut liar = content[..16384].to_vec();
+        liar[5] ^= 0xff;
+        p.block(ih, Some(&m), 0, 0, liar, peer(2), &sink);
+        p.block(ih, Some(&m), 0, 0, &content[..16384], peer(1), &sink);
+        p.block(
+            ih,
+            Some(&m),
+            0,
+            16384,
+            &content[16384..32768],
+            peer(1),
+            &sink,
+        );
+        let c = &p.counters[&ih];
+        assert_eq!((c.copies_overflow, c.failed, c.verified), (1, 1, 0));
+        // No room to retry: a refused piece is done, counted once per verification.
+        let whole = |p: &mut Pieces, index: u32| {
+            let start = index as usize * 32768;
+            for begin in [0, 16384] {
+                let b = &content[start + begin..start + begin + 16384];
+                p.block(ih, Some(&m), index, begin as u32, b, peer(1), &RefuseLater);
+            }
+        };
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        p.max_retry = 0;
+        whole(&mut p, 0);
+        whole(&mut p, 1);
+        let c = &p.counters[&ih];
+        assert_eq!((c.verified, c.admitted, c.retry_overflow), (2, 0, 2));
+        // With room, they wait for another offer instead.
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        whole(&mut p, 0);
+        assert_eq!(p.counters[&ih].retry_overflow, 0);
     }
 }

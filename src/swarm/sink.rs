@@ -19,9 +19,9 @@ pub trait PieceSink {
     fn cached_pieces(&self, _info_hash: &[u8; 20]) -> u64 {
         0
     }
-    /// (stored, evicted) bytes.
-    fn stored_bytes(&self) -> (u64, u64) {
-        (0, 0)
+    /// What the store behind counted (stored and evicted bytes, write errors, ...).
+    fn store_counters(&self) -> crate::stats::StoreCounters {
+        Default::default()
     }
     /// Wait until everything admitted is stored (end of a replay).
     fn flush(&self) {}
