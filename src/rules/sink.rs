@@ -17,7 +17,7 @@ use crate::clock::{now_unix, Clock};
 use crate::stats::PolicyCounters;
 use crate::swarm::{FlowContext, PurgeError};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
-use crate::wire::infohash::hex;
+use crate::wire::infohash::InfoHash;
 
 /// Per rule, in the replay report (`rules`) and in /metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -67,13 +67,13 @@ struct Requesters {
 pub struct AuditLog {
     path: PathBuf,
     file: File,
-    seen: HashSet<([u8; 20], String, u32)>,
+    seen: HashSet<(InfoHash, String, u32)>,
 }
 
 #[derive(Serialize)]
 struct AuditLine<'a> {
     time: f64,
-    info_hash: String,
+    info_hash: InfoHash,
     rule: &'a str,
     /// "refuse" or "purge".
     action: &'a str,
@@ -113,29 +113,39 @@ impl AuditLog {
         }
     }
 
-    /// One line per (swarm, rule, piece) refused, stamped `now`.
+    /// One line per (swarm, rule, piece) refused, stamped `now`; at most `max_seen`
+    /// refusals are remembered (past it the memory starts over, counted).
     #[allow(clippy::too_many_arguments)]
     fn refusal(
         &mut self,
         now: f64,
-        ih: &[u8; 20],
+        ih: InfoHash,
         rule: &str,
         decision: &str,
         index: u32,
         bytes: u64,
-    #[allow(clippy::too_many_arguments)]
-    fn refusal(
-        &mut self,
-            self.seen.clear();
-            c.audit_seen_resets += 1;
-        }
-        if !self.seen.insert((*ih, rule.to_owned(), index)) {
-            return;
-        }
         max_seen: usize,
         c: &mut PolicyCounters,
     ) {
         if self.seen.len() >= max_seen {
+            self.seen.clear();
+            c.audit_seen_resets += 1;
+        }
+        if !self.seen.insert((ih, rule.to_owned(), index)) {
+            return;
+        }
+        self.write(
+            &AuditLine {
+                time: now,
+                info_hash: ih,
+                rule,
+                action: "refuse",
+                decision,
+                index: Some(index),
+                bytes,
+            },
+            c,
+        );
     }
 }
 
@@ -168,32 +178,15 @@ pub struct RulesSink {
     inner: Arc<dyn PieceSink + Send + Sync>,
     rules: RwLock<Arc<Rules>>,
     counters: Mutex<BTreeMap<String, RuleCounters>>,
-    requesters: Mutex<HashMap<[u8; 20], Requesters>>,
+    requesters: Mutex<HashMap<InfoHash, Requesters>>,
     /// Swarms whose last decision was "waiting for popularity": their refused pieces are
     /// offered again by assembly (`retry_later`).
-    waiting: Mutex<HashSet<[u8; 20]>>,
+    waiting: Mutex<HashSet<InfoHash>>,
     audit: Mutex<Option<AuditLog>>,
-        self.write(&AuditLine {
-            time: now,
-            info_hash: hex(ih),
-            rule,
-            action: "refuse",
-            decision,
-            index: Some(index),
-            bytes,
-        });
-        self.write(
-            &AuditLine {
-                time: crate::metrics::now_unix(),
-                info_hash: hex(ih),
-                rule,
-                action: "refuse",
-                decision,
-                index: Some(index),
-                bytes,
-            },
-            c,
-        );
+    /// Stamps audit lines: the rules read no clock of their own.
+    clock: Clock,
+    limits: RuleLimits,
+    policy: Mutex<PolicyCounters>,
 }
 
 impl RulesSink {
@@ -206,8 +199,8 @@ impl RulesSink {
         Self::with_limits(inner, path, RuleLimits::default(), now_unix)
     }
 
-    /// [`RulesSink::new`] with the caps of the configuration's `policy` section, and
-    /// audit lines stamped by `clock`.
+    /// [`RulesSink::new`] with the caps of the configuration's `policy` section, and audit
+    /// lines stamped by `clock`.
     pub fn with_limits(
         inner: Arc<dyn PieceSink + Send + Sync>,
         path: &Path,
@@ -224,14 +217,8 @@ impl RulesSink {
             waiting: Mutex::new(HashSet::new()),
             audit: Mutex::new(None),
             clock,
-        Self::with_limits(inner, path, RuleLimits::default())
-    }
-
-    /// `new` with the caps of the configuration's `policy` section.
-    pub fn with_limits(
-        inner: Arc<dyn PieceSink + Send + Sync>,
-        path: &Path,
-        limits: RuleLimits,
+            limits,
+            policy: Mutex::new(PolicyCounters::default()),
         };
         let r = sink.install(rules, audit);
         Ok((sink, r))
@@ -275,10 +262,10 @@ impl RulesSink {
             rules: rules.names().len(),
             ..Reload::default()
         };
-        let mut blocked: Vec<&[u8; 20]> = rules.blocklist().collect();
+        let mut blocked: Vec<InfoHash> = rules.blocklist().copied().collect();
         blocked.sort();
         for ih in blocked {
-            match self.inner.purge(ih) {
+            match self.inner.purge(ih.as_bytes()) {
                 Ok(0) => {}
                 Ok(bytes) => {
                     out.purged_swarms += 1;
@@ -286,9 +273,9 @@ impl RulesSink {
                     self.count(BLOCKLIST, |c| c.purged_bytes += bytes);
                     if let Ok(mut a) = self.audit.lock() {
                         if let Some(a) = a.as_mut() {
-            limits,
-            policy: Mutex::new(PolicyCounters::default()),
-                                info_hash: hex(ih),
+                            let line = AuditLine {
+                                time: (self.clock)(),
+                                info_hash: ih,
                                 rule: BLOCKLIST,
                                 action: "purge",
                                 decision: Action::Block.as_str(),
@@ -299,7 +286,7 @@ impl RulesSink {
                         }
                     }
                 }
-                Err(PurgeError(e)) => out.purge_errors.push(format!("{}: {e}", hex(ih))),
+                Err(PurgeError(e)) => out.purge_errors.push(format!("{ih}: {e}")),
             }
         }
         out
@@ -355,11 +342,12 @@ impl PieceSink for RulesSink {
 
     fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool {
         let rules = self.rules();
+        let ih = InfoHash::from(m.info_hash);
         let (subscribers, flow) = self
             .requesters
             .lock()
             .ok()
-            .and_then(|t| t.get(&m.info_hash).map(|r| (r.addrs.len() as u32, r.last)))
+            .and_then(|t| t.get(&ih).map(|r| (r.addrs.len() as u32, r.last)))
             .unwrap_or((0, None));
         let index = piece.index();
         let bytes = piece.data().len() as u64;
@@ -378,9 +366,9 @@ impl PieceSink for RulesSink {
                     w.clear();
                     self.count_policy(|c| c.waiting_resets += 1);
                 }
-                w.insert(m.info_hash);
+                w.insert(ih);
             } else {
-                w.remove(&m.info_hash);
+                w.remove(&ih);
             }
         }
         if d.caches() {
@@ -404,8 +392,10 @@ impl PieceSink for RulesSink {
                     } else {
                         d.action.as_str()
                     };
-                            let line = AuditLine {
-                                time: crate::metrics::now_unix(),
+                    let (now, max_seen) = ((self.clock)(), self.limits.max_audit_seen);
+                    self.count_policy(|c| {
+                        a.refusal(now, ih, d.rule, decision, index, bytes, max_seen, c)
+                    });
                 }
             }
         }
@@ -444,11 +434,12 @@ impl PieceSink for RulesSink {
         let Ok(mut t) = self.requesters.lock() else {
             return;
         };
-        if t.len() >= self.limits.max_tracked_swarms && !t.contains_key(info_hash) {
+        let ih = InfoHash::from(*info_hash);
+        if t.len() >= self.limits.max_tracked_swarms && !t.contains_key(&ih) {
             t.clear();
             self.count_policy(|c| c.requesters_resets += 1);
         }
-        let r = t.entry(*info_hash).or_default();
+        let r = t.entry(ih).or_default();
         // Only as many addresses as the strictest rule needs are kept.
         if r.addrs.len() < cap {
             r.addrs.insert(flow.subscriber.ip());
@@ -465,7 +456,9 @@ impl PieceSink for RulesSink {
     }
 
     fn retry_later(&self, info_hash: &[u8; 20]) -> bool {
-        self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
+        self.waiting
+            .lock()
+            .is_ok_and(|w| w.contains(&InfoHash::from(*info_hash)))
     }
 }
 
