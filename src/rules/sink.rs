@@ -16,7 +16,7 @@ use super::{Action, Context, Rules, RulesError, BLOCKLIST};
 use crate::clock::{now_unix, Clock};
 use crate::swarm::{FlowContext, PurgeError};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
-use crate::wire::infohash::hex;
+use crate::wire::infohash::InfoHash;
 
 /// Per rule, in the replay report (`rules`) and in /metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -50,14 +50,14 @@ struct Requesters {
 pub struct AuditLog {
     path: PathBuf,
     file: File,
-    seen: HashSet<([u8; 20], String, u32)>,
+    seen: HashSet<(InfoHash, String, u32)>,
     pub write_errors: u64,
 }
 
 #[derive(Serialize)]
 struct AuditLine<'a> {
     time: f64,
-    info_hash: String,
+    info_hash: InfoHash,
     rule: &'a str,
     /// "refuse" or "purge".
     action: &'a str,
@@ -102,7 +102,7 @@ impl AuditLog {
     fn refusal(
         &mut self,
         now: f64,
-        ih: &[u8; 20],
+        ih: InfoHash,
         rule: &str,
         decision: &str,
         index: u32,
@@ -111,12 +111,12 @@ impl AuditLog {
         if self.seen.len() >= MAX_AUDIT_SEEN {
             self.seen.clear();
         }
-        if !self.seen.insert((*ih, rule.to_owned(), index)) {
+        if !self.seen.insert((ih, rule.to_owned(), index)) {
             return;
         }
         self.write(&AuditLine {
             time: now,
-            info_hash: hex(ih),
+            info_hash: ih,
             rule,
             action: "refuse",
             decision,
@@ -155,10 +155,10 @@ pub struct RulesSink {
     inner: Arc<dyn PieceSink + Send + Sync>,
     rules: RwLock<Arc<Rules>>,
     counters: Mutex<BTreeMap<String, RuleCounters>>,
-    requesters: Mutex<HashMap<[u8; 20], Requesters>>,
+    requesters: Mutex<HashMap<InfoHash, Requesters>>,
     /// Swarms whose last decision was "waiting for popularity": their refused pieces are
     /// offered again by assembly (`retry_later`).
-    waiting: Mutex<HashSet<[u8; 20]>>,
+    waiting: Mutex<HashSet<InfoHash>>,
     audit: Mutex<Option<AuditLog>>,
     /// Stamps audit lines: the rules read no clock of their own.
     clock: Clock,
@@ -233,10 +233,10 @@ impl RulesSink {
             rules: rules.names().len(),
             ..Reload::default()
         };
-        let mut blocked: Vec<&[u8; 20]> = rules.blocklist().collect();
+        let mut blocked: Vec<InfoHash> = rules.blocklist().copied().collect();
         blocked.sort();
         for ih in blocked {
-            match self.inner.purge(ih) {
+            match self.inner.purge(ih.as_bytes()) {
                 Ok(0) => {}
                 Ok(bytes) => {
                     out.purged_swarms += 1;
@@ -246,7 +246,7 @@ impl RulesSink {
                         if let Some(a) = a.as_mut() {
                             a.write(&AuditLine {
                                 time: (self.clock)(),
-                                info_hash: hex(ih),
+                                info_hash: ih,
                                 rule: BLOCKLIST,
                                 action: "purge",
                                 decision: Action::Block.as_str(),
@@ -256,7 +256,7 @@ impl RulesSink {
                         }
                     }
                 }
-                Err(PurgeError(e)) => out.purge_errors.push(format!("{}: {e}", hex(ih))),
+                Err(PurgeError(e)) => out.purge_errors.push(format!("{ih}: {e}")),
             }
         }
         out
@@ -310,11 +310,12 @@ impl PieceSink for RulesSink {
 
     fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool {
         let rules = self.rules();
+        let ih = InfoHash::from(m.info_hash);
         let (subscribers, flow) = self
             .requesters
             .lock()
             .ok()
-            .and_then(|t| t.get(&m.info_hash).map(|r| (r.addrs.len() as u32, r.last)))
+            .and_then(|t| t.get(&ih).map(|r| (r.addrs.len() as u32, r.last)))
             .unwrap_or((0, None));
         let index = piece.index();
         let bytes = piece.data().len() as u64;
@@ -332,9 +333,9 @@ impl PieceSink for RulesSink {
                 if w.len() >= MAX_TRACKED_SWARMS {
                     w.clear();
                 }
-                w.insert(m.info_hash);
+                w.insert(ih);
             } else {
-                w.remove(&m.info_hash);
+                w.remove(&ih);
             }
         }
         if d.caches() {
@@ -358,7 +359,7 @@ impl PieceSink for RulesSink {
                     } else {
                         d.action.as_str()
                     };
-                    a.refusal((self.clock)(), &m.info_hash, d.rule, decision, index, bytes);
+                    a.refusal((self.clock)(), ih, d.rule, decision, index, bytes);
                 }
             }
         }
@@ -397,10 +398,11 @@ impl PieceSink for RulesSink {
         let Ok(mut t) = self.requesters.lock() else {
             return;
         };
-        if t.len() >= MAX_TRACKED_SWARMS && !t.contains_key(info_hash) {
+        let ih = InfoHash::from(*info_hash);
+        if t.len() >= MAX_TRACKED_SWARMS && !t.contains_key(&ih) {
             t.clear();
         }
-        let r = t.entry(*info_hash).or_default();
+        let r = t.entry(ih).or_default();
         // Only as many addresses as the strictest rule needs are kept.
         if r.addrs.len() < cap {
             r.addrs.insert(flow.subscriber.ip());
@@ -417,6 +419,8 @@ impl PieceSink for RulesSink {
     }
 
     fn retry_later(&self, info_hash: &[u8; 20]) -> bool {
-        self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
+        self.waiting
+            .lock()
+            .is_ok_and(|w| w.contains(&InfoHash::from(*info_hash)))
     }
 }
