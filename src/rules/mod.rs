@@ -227,8 +227,8 @@ struct Rule {
 pub struct Rules {
     path: PathBuf,
     audit_log: Option<PathBuf>,
-    blocked: HashSet<[u8; 20]>,
-    allowed: Option<HashSet<[u8; 20]>>,
+    blocked: HashSet<InfoHash>,
+    allowed: Option<HashSet<InfoHash>>,
     rules: Vec<Rule>,
     default: Action,
 }
@@ -285,10 +285,8 @@ impl Rules {
         Ok(Rules {
             path: path.to_owned(),
             audit_log,
-            blocked: f.blocklist.iter().map(|h| *h.as_bytes()).collect(),
-            allowed: f
-                .allowlist
-                .map(|l| l.iter().map(|h| *h.as_bytes()).collect()),
+            blocked: f.blocklist.into_iter().collect(),
+            allowed: f.allowlist.map(|l| l.into_iter().collect()),
             rules: f
                 .rules
                 .into_iter()
@@ -311,12 +309,12 @@ impl Rules {
         self.audit_log.as_deref()
     }
 
-    pub fn blocklist(&self) -> impl Iterator<Item = &[u8; 20]> {
+    pub fn blocklist(&self) -> impl Iterator<Item = &InfoHash> {
         self.blocked.iter()
     }
 
     pub fn is_blocked(&self, ih: &[u8; 20]) -> bool {
-        self.blocked.contains(ih)
+        self.blocked.contains(&InfoHash::from(*ih))
     }
 
     /// Every name a decision can carry, in evaluation order (for reports that list all).
@@ -347,7 +345,8 @@ impl Rules {
     }
 
     pub fn decide(&self, c: &Context<'_>) -> Decision<'_> {
-        if self.blocked.contains(c.info_hash) {
+        let ih = InfoHash::from(*c.info_hash);
+        if self.blocked.contains(&ih) {
             return Decision {
                 rule: BLOCKLIST,
                 action: Action::Block,
@@ -355,7 +354,7 @@ impl Rules {
             };
         }
         if let Some(a) = &self.allowed {
-            if !a.contains(c.info_hash) {
+            if !a.contains(&ih) {
                 return Decision {
                     rule: ALLOWLIST,
                     action: Action::Observe,
