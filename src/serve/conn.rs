@@ -264,3 +264,52 @@ impl Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_needs_matching_handshakes_headers_and_an_ack() {
+        let mut c = Conn::new(0);
+        assert_eq!(c.serving(), Err(Bypass::NotBittorrent));
+        c.s.info_hash = Some([7; 20]);
+        c.r.info_hash = Some([8; 20]);
+        assert_eq!(c.serving(), Err(Bypass::NotBittorrent), "different swarms");
+        c.r.info_hash = Some([7; 20]);
+        assert_eq!(
+            c.serving(),
+            Err(Bypass::NotBittorrent),
+            "no R headers, no S ack"
+        );
+        assert_eq!(c.state, State::Opening);
+    }
+
+    #[test]
+    fn transitions_count_once() {
+        let mut k = ServeCounters::default();
+        // stopped before anything went in
+        let mut c = Conn::new(0);
+        c.state = State::Serving([1; 20]);
+        c.stop_serving(Bypass::Gap, &mut k);
+        c.stop_serving(Bypass::UnexpectedAck, &mut k);
+        assert_eq!(c.state, State::Bypassed(Bypass::Gap));
+        assert_eq!(c.serving(), Err(Bypass::Gap));
+        // a block answered before still goes in: counted as spliced, still not served
+        c.spliced(&mut k);
+        c.spliced(&mut k);
+        assert_eq!(c.state, State::TranslatingOnly(Bypass::Gap));
+        assert_eq!(k.connections_spliced, 1);
+        // spliced, then stopped: keeps translating, reason counted once
+        let mut c = Conn::new(0);
+        c.state = State::Serving([1; 20]);
+        c.spliced(&mut k);
+        assert_eq!(c.serving(), Ok([1; 20]));
+        c.stop_serving(Bypass::Overload, &mut k);
+        c.stop_serving(Bypass::Gap, &mut k);
+        assert_eq!(c.state, State::TranslatingOnly(Bypass::Overload));
+        assert_eq!(k.connections_spliced, 2);
+        assert_eq!(k.connections_bypassed.get("gap"), Some(&1));
+        assert_eq!(k.connections_bypassed.get("overload"), Some(&1));
+    }
+}

@@ -154,7 +154,8 @@ impl Injector {
     pub fn room_at(&self, s_start: SeqNum) -> bool {
         match (self.pending.front(), self.s_ack) {
             (Some(b), Some(ack)) => {
-                !(s_start + (PIECE_HEADER + b.data.len()) as u32 > ack + self.s_win)
+                // The same test as `take_fitting`'s: not past the window's right edge.
+                (s_start + (PIECE_HEADER + b.data.len()) as u32).diff(ack + self.s_win) <= 0
             }
             _ => false,
         }

@@ -144,12 +144,16 @@ fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
 
 impl Wire {
     fn new(v6: bool) -> Wire {
+        Wire::with_config(v6, InlineConfig::default())
+    }
+
+    fn with_config(v6: bool, cfg: InlineConfig) -> Wire {
         let mut cached = HashMap::new();
         cached.insert(0, piece_data(0));
         cached.insert(2, piece_data(2));
         Wire {
             v6,
-            sp: Splicer::new(InlineConfig::default(), Cached(cached, Default::default())),
+            sp: Splicer::new(cfg, Cached(cached, Default::default())),
             vlan: None,
             now: 1_000_000,
             s_next: 1000,
@@ -510,5 +514,60 @@ fn overload_forwards_requests() {
     assert_eq!(w.sp.counters().bypassed.get("overload"), Some(&1));
     let mut expect = handshake(7, 1);
     expect.extend(request(0, 0, 16384));
+    assert_eq!(w.rem_stream(), expect);
+}
+
+#[test]
+fn the_deadline_is_the_next_retransmission() {
+    let mut w = Wire::new(false);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_ack(5068);
+    assert_eq!(
+        w.sp.poll_timeout(),
+        None,
+        "nothing inserted: only frames wake it"
+    );
+    w.sub_send(&request(0, 0, 16384));
+    let sent = w.now;
+    assert_eq!(w.sp.poll_timeout(), Some(sent + 200_000));
+    // not due: nothing happens, the deadline stays
+    w.tick(199_000);
+    assert_eq!(w.sp.counters().retransmitted_segments, 0);
+    assert_eq!(w.sp.poll_timeout(), Some(sent + 200_000));
+    // S has it all: no deadline
+    w.sub_ack(5068 + 16397);
+    assert_eq!(w.sp.poll_timeout(), None);
+}
+
+#[test]
+fn caps_on_answered_blocks_and_insertion_points_are_counted() {
+    let cfg = InlineConfig {
+        max_answered_per_connection: 1,
+        max_insertion_points: 1,
+        ..InlineConfig::default()
+    };
+    let mut w = Wire::with_config(false, cfg);
+    w.open();
+    w.sub_send(&handshake(7, 1));
+    w.rem_send(&handshake(7, 2));
+    w.sub_ack(5068);
+    // two answered in one segment: both go in at one point; the first is forgotten
+    let mut reqs = request(0, 0, 16384);
+    reqs.extend(request(0, 16384, 16384));
+    w.sub_send(&reqs);
+    assert_eq!(w.sp.counters().served_blocks, 2);
+    assert_eq!(w.sp.counters().answered_evicted, 1);
+    // R moves on: a new point would be needed, and the cap is reached
+    w.rem_send(&[0, 0, 0, 1, 1]);
+    w.sub_send(&request(2, 0, 16384));
+    assert_eq!(w.sp.counters().served_blocks, 2);
+    assert_eq!(w.sp.counters().insertion_points_full, 1);
+    assert_eq!(w.sp.counters().bypassed.get("queue_full"), Some(&1));
+    let mut expect = handshake(7, 1);
+    expect.extend_from_slice(&framer::NOOP17);
+    expect.extend_from_slice(&framer::NOOP17);
+    expect.extend(request(2, 0, 16384));
     assert_eq!(w.rem_stream(), expect);
 }
