@@ -123,7 +123,7 @@ fn fixture() -> &'static Fixture {
 
 fn report(s: &Stats, shared: &Shared) -> Report {
     let mut r = Report::new(s, Vec::new());
-    r.annotate(shared);
+    peercache::runtime::annotate(&mut r, shared);
     r
 }
 

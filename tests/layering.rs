@@ -14,15 +14,7 @@ const MODES: [&str; 3] = ["replay", "tap", "inline"];
 
 /// Edges that other parts of the restructuring (issue 12) are removing in parallel; each
 /// closes a cycle today. The coordinator empties this list once those branches are merged.
-const ALLOWED: &[(&str, &str, &str)] = &[
-    // `Report::annotate(&crate::engine::Shared)`: replaced by `runtime::annotate`; the
-    // method (and `engine`'s re-export of `Shared`) go once report.rs drops it.
-    (
-        "report",
-        "engine",
-        "report.rs: Report::annotate takes engine::Shared",
-    ),
-];
+const ALLOWED: &[(&str, &str, &str)] = &[];
 
 /// Files of the library, not of the binary.
 fn library_sources(dir: &Path, out: &mut Vec<PathBuf>) {

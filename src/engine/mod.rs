@@ -23,8 +23,8 @@ use crate::flow::utp::{UtpCounters, UtpLimits};
 use crate::flow::FlowKey;
 use crate::peerwire::ParserLimits;
 use crate::report::Stats;
+use crate::runtime::Shared;
 // Re-exported for `report.rs` until its `annotate` gives way to `runtime::annotate`.
-pub use crate::runtime::Shared;
 use crate::swarm::metadata::MetadataAssembler;
 use crate::swarm::Pieces;
 use crate::wire::link::{self, Decoded, LinkType, Transport};
