@@ -25,7 +25,7 @@ struct Pending {
     first_seen: u64,
 }
 
-crate::stats::counters! {
+crate::counter::counters! {
     /// IP fragment reassembly.
     pub struct FragCounters {
         fragments: counter "ip_fragments_total" "IP fragments seen.",

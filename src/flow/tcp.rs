@@ -37,7 +37,7 @@ impl Default for ReasmLimits {
     }
 }
 
-crate::stats::counters! {
+crate::counter::counters! {
     /// Counters, summed over all directions by the engine.
     pub struct ReasmCounters {
         segments: counter "tcp_segments_total" "TCP data segments of BitTorrent flows.",

@@ -25,7 +25,7 @@ impl Default for UtpLimits {
     }
 }
 
-crate::stats::counters! {
+crate::counter::counters! {
     /// uTP flows and their reassembly, summed over all directions by the engine.
     pub struct UtpCounters {
         flows: counter "utp_flows_total" "UDP flows recognised as uTP.",

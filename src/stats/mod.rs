@@ -10,7 +10,6 @@
 //! (`EngineCounters`, `HitCounters`, `SwarmCounters`) has them listed in `report.rs` by
 //! exhaustive patterns, so the build fails until the new field has a place in the JSON.
 
-mod counter;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -18,8 +17,10 @@ use std::ops::{Deref, DerefMut};
 
 use serde::Serialize;
 
-pub(crate) use counter::counters;
-pub use counter::{Counter, Counters, Kind};
+// The mechanism lives in `crate::counter` (below flow/ and stats/ alike); re-exported here
+// for the layers above.
+pub(crate) use crate::counter::counters;
+pub use crate::counter::{Counter, Counters, Kind};
 
 use crate::flow::ipfrag::FragCounters;
 use crate::flow::tcp::ReasmCounters;

@@ -3,7 +3,7 @@
 //! not shown.
 //!
 //! ```ignore
-//! crate::stats::counters! {
+//! crate::counter::counters! {
 //!     /// What the flow table did.
 //!     pub struct FlowCounters {
 //!         tcp: counter "flows_total" [proto = "tcp"] "Flows seen, by transport protocol.",
@@ -92,20 +92,20 @@ macro_rules! counters {
             )*
         }
 
-        impl $crate::stats::Counters for $name {
-            const DECLARED: &'static [$crate::stats::Counter] = &[
+        impl $crate::counter::Counters for $name {
+            const DECLARED: &'static [$crate::counter::Counter] = &[
                 $(
-                    $crate::stats::Counter {
+                    $crate::counter::Counter {
                         key: stringify!($field),
                         metric: $metric,
-                        kind: $crate::stats::counters!(@kind $kind),
+                        kind: $crate::counter::counters!(@kind $kind),
                         labels: &[$($((stringify!($lk), $lv)),*)?],
                         help: $help,
                     },
                 )*
             ];
 
-            fn for_each(&self, f: &mut dyn FnMut(&'static $crate::stats::Counter, u64)) {
+            fn for_each(&self, f: &mut dyn FnMut(&'static $crate::counter::Counter, u64)) {
                 let values = [$(self.$field),*];
                 for (c, v) in Self::DECLARED.iter().zip(values) {
                     f(c, v);
@@ -114,7 +114,7 @@ macro_rules! counters {
 
             fn for_each_mut(
                 &mut self,
-                f: &mut dyn FnMut(&'static $crate::stats::Counter, &mut u64),
+                f: &mut dyn FnMut(&'static $crate::counter::Counter, &mut u64),
             ) {
                 let fields = [$(&mut self.$field),*];
                 for (c, v) in Self::DECLARED.iter().zip(fields) {
@@ -127,9 +127,9 @@ macro_rules! counters {
             }
         }
     };
-    (@kind counter) => { $crate::stats::Kind::Counter };
-    (@kind gauge) => { $crate::stats::Kind::Gauge };
-    (@kind total_of) => { $crate::stats::Kind::TotalOf };
+    (@kind counter) => { $crate::counter::Kind::Counter };
+    (@kind gauge) => { $crate::counter::Kind::Gauge };
+    (@kind total_of) => { $crate::counter::Kind::TotalOf };
 }
 
 pub(crate) use counters;
