@@ -171,6 +171,9 @@ pub struct SynOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpPacket<'a> {
     buf: &'a [u8],
+    /// The fixed header, as an array: its fields are read without a bounds check each (the
+    /// engine reads them for every frame).
+    head: &'a [u8; HEADER_LEN],
     header_len: usize,
 }
 
@@ -178,20 +181,25 @@ impl<'a> TcpPacket<'a> {
     /// None unless `buf` holds a whole header: 20 bytes at least, a data offset of 5 words
     /// or more and all of it present. Everything after the header is payload.
     pub fn new_checked(buf: &'a [u8]) -> Option<TcpPacket<'a>> {
-        let off = *buf.get(12)?;
-        let header_len = usize::from(off >> 4) * 4;
+        let head = buf.first_chunk::<HEADER_LEN>()?;
+        let header_len = usize::from(head[12] >> 4) * 4;
         if header_len < HEADER_LEN || header_len > buf.len() {
             return None;
         }
-        Some(TcpPacket { buf, header_len })
+        Some(TcpPacket {
+            buf,
+            head,
+            header_len,
+        })
     }
 
     fn be16(&self, at: usize) -> u16 {
-        u16::from_be_bytes([self.buf[at], self.buf[at + 1]])
+        u16::from_be_bytes([self.head[at], self.head[at + 1]])
     }
 
     fn be32(&self, at: usize) -> u32 {
-        be32(&self.buf[at..at + 4])
+        let h = self.head;
+        u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]])
     }
 
     pub fn src_port(&self) -> u16 {
@@ -210,7 +218,7 @@ impl<'a> TcpPacket<'a> {
         self.header_len
     }
     pub fn flags(&self) -> TcpFlags {
-        TcpFlags::from_bits(self.buf[13])
+        TcpFlags::from_bits(self.head[13])
     }
     pub fn window(&self) -> u16 {
         self.be16(14)
