@@ -6,13 +6,13 @@ use std::collections::VecDeque;
 
 use super::conns::Tracked;
 use super::counters::ServeCounters;
-use super::frame::TcpFrame;
 use super::framer::Framer;
 use super::inject::{Injector, Toward};
 use super::seqmap::SeqMap;
 use super::{Bypass, Emit, InlineConfig};
 use crate::wire::peerwire::MAX_BLOCK;
 use crate::wire::seq::SeqNum;
+use crate::wire::tcpframe::{TcpFrame, Template};
 
 /// One sender's side of a connection.
 #[derive(Debug)]
@@ -47,10 +47,10 @@ impl Half {
         }
     }
 
-    pub fn on_syn(&mut self, t: &TcpFrame, frame: &[u8]) {
-        let o = t.syn_options(frame);
+    pub fn on_syn(&mut self, t: &TcpFrame) {
+        let o = t.syn_options();
         self.syn = true;
-        self.next = Some(t.seq + 1);
+        self.next = Some(t.tcp().seq() + 1);
         self.mss = o.mss.unwrap_or(536).max(64);
         self.wscale = o.wscale.unwrap_or(0);
         self.ws_offered = o.wscale.is_some();
@@ -100,7 +100,7 @@ pub(super) struct Conn {
     /// Highest ack we passed to R (R-space): R never sends below it again.
     pub r_una: Option<SeqNum>,
     /// Link and IP headers of an R→S frame, for the segments we build.
-    pub template: Option<(Vec<u8>, TcpFrame)>,
+    pub template: Option<Template<Vec<u8>>>,
 }
 
 impl Tracked for Conn {
@@ -198,9 +198,8 @@ impl Conn {
     /// The injector, and how segments toward S look (once an R→S frame was seen).
     pub fn parts(&mut self) -> (&mut Injector, Option<Toward<'_>>) {
         let ts = (self.s.ts && self.r.ts).then_some((self.r.tsval, self.s.tsval));
-        let to = self.template.as_ref().map(|(template, t)| Toward {
+        let to = self.template.as_ref().map(|template| Toward {
             template,
-            t,
             ack: self.r_ack,
             window: self.r_win,
             ts,

@@ -9,15 +9,15 @@
 use std::collections::VecDeque;
 
 use super::counters::ServeCounters;
-use super::frame::{self, SegmentSpec, TcpFrame, ACK, PSH};
 use super::{Emit, Port};
+use crate::wire::peerwire::emit::{self, PIECE_HEADER_LEN};
 use crate::wire::peerwire::BlockRef;
 use crate::wire::seq::SeqNum;
+use crate::wire::tcp::TcpFlags;
+use crate::wire::tcpframe::{SegmentSpec, Template};
 
 /// Retransmission timeouts double up to this (microseconds).
 const MAX_RTO: u64 = 4_000_000;
-/// A PIECE message's bytes before its block: length prefix, id, index, begin.
-const PIECE_HEADER: usize = 13;
 
 /// A block answered, waiting for room in the subscriber's window.
 #[derive(Debug)]
@@ -45,8 +45,7 @@ impl Injected {
 /// How segments toward S look besides their payload: an R→S frame's link and IP headers,
 /// R's latest ack and window, and timestamps (TSval echoes R's latest, TSecr S's).
 pub(super) struct Toward<'a> {
-    pub template: &'a [u8],
-    pub t: &'a TcpFrame,
+    pub template: &'a Template<Vec<u8>>,
     pub ack: SeqNum,
     pub window: u16,
     pub ts: Option<(u32, u32)>,
@@ -54,18 +53,14 @@ pub(super) struct Toward<'a> {
 
 impl Toward<'_> {
     fn segment(&self, seq: SeqNum, payload: &[u8]) -> Vec<u8> {
-        frame::build(
-            self.template,
-            self.t,
-            &SegmentSpec {
-                seq,
-                ack: self.ack,
-                flags: ACK | PSH,
-                window: self.window,
-                ts: self.ts,
-                payload,
-            },
-        )
+        self.template.build(&SegmentSpec {
+            seq,
+            ack: self.ack,
+            flags: TcpFlags::ACK | TcpFlags::PSH,
+            window: self.window,
+            ts: self.ts,
+            payload,
+        })
     }
 }
 
@@ -155,7 +150,7 @@ impl Injector {
         match (self.pending.front(), self.s_ack) {
             (Some(b), Some(ack)) => {
                 // The same test as `take_fitting`'s: not past the window's right edge.
-                (s_start + (PIECE_HEADER + b.data.len()) as u32).diff(ack + self.s_win) <= 0
+                (s_start + (PIECE_HEADER_LEN + b.data.len()) as u32).diff(ack + self.s_win) <= 0
             }
             _ => false,
         }
@@ -171,20 +166,16 @@ impl Injector {
         let mut bytes: Vec<u8> = Vec::new();
         let (mut blocks, mut payload) = (0u64, 0u64);
         while let Some(b) = self.pending.front() {
-            let msg_len = PIECE_HEADER + b.data.len();
+            let msg_len = PIECE_HEADER_LEN + b.data.len();
             if (s_start + (bytes.len() + msg_len) as u32) > right {
                 break;
             }
             let Some(b) = self.pending.pop_front() else {
                 break;
             };
-            bytes.extend_from_slice(&(9 + b.data.len() as u32).to_be_bytes());
-            bytes.push(7);
-            bytes.extend_from_slice(&b.block.index.to_be_bytes());
-            bytes.extend_from_slice(&b.block.begin.to_be_bytes());
-            bytes.extend_from_slice(&b.data);
+            emit::piece(&mut bytes, b.block.index, b.block.begin, &b.data);
             // The queue charge moves from the block to its header-carrying segments.
-            self.charge(PIECE_HEADER, all);
+            self.charge(PIECE_HEADER_LEN, all);
             blocks += 1;
             payload += b.data.len() as u64;
         }

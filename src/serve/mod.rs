@@ -25,7 +25,6 @@
 //! `Splicer` takes frames and time, and says when it next needs time (`poll_timeout`).
 
 pub mod counters;
-pub mod frame;
 pub mod framer;
 pub mod seqmap;
 pub mod source;
@@ -43,10 +42,10 @@ use serde::{Deserialize, Serialize};
 use crate::swarm::pieces::FlowContext;
 use crate::wire::peerwire::BlockRef;
 use crate::wire::seq::SeqNum;
+use crate::wire::tcpframe::TcpFrame;
 use conn::Conn;
 use conns::ConnTable;
 pub use counters::ServeCounters;
-use frame::{TcpFrame, ACK, RST, SYN};
 use framer::Item;
 
 /// The bridge's two ports.
@@ -189,8 +188,8 @@ struct ConnKey {
 impl ConnKey {
     fn of(from: Port, t: &TcpFrame) -> ConnKey {
         let (src, dst) = (
-            SocketAddr::new(t.src, t.sport),
-            SocketAddr::new(t.dst, t.dport),
+            SocketAddr::new(t.src(), t.tcp().src_port()),
+            SocketAddr::new(t.dst(), t.tcp().dst_port()),
         );
         let (sub, rem) = match from {
             Port::Subscriber => (src, dst),
@@ -199,7 +198,7 @@ impl ConnKey {
         ConnKey {
             sub,
             rem,
-            vlan: t.vlan,
+            vlan: t.vlan(),
         }
     }
 }
@@ -250,14 +249,15 @@ impl<S: BlockSource> Splicer<S> {
 
     /// One frame received on `from` at `now`.
     pub fn on_frame(&mut self, now: u64, from: Port, frame: &[u8], out: &mut Vec<Emit>) {
-        let Some(t) = TcpFrame::parse(frame) else {
+        let Some(t) = TcpFrame::new_checked(frame) else {
             out.push(Emit::Original);
             return;
         };
         let key = ConnKey::of(from, &t);
         if !self.conns.contains(&key) {
             // Only a first SYN opens a connection we can follow.
-            if !t.has(SYN) || t.has(ACK) {
+            let flags = t.tcp().flags();
+            if !flags.syn || flags.ack {
                 out.push(Emit::Original);
                 return;
             }
@@ -277,10 +277,10 @@ impl<S: BlockSource> Splicer<S> {
         };
         c.last_seen = now;
         match from {
-            Port::Subscriber => self.on_subscriber_frame(now, &key, &mut c, frame, &t, out),
-            Port::Upstream => self.on_upstream_frame(now, &mut c, frame, &t, out),
+            Port::Subscriber => self.on_subscriber_frame(now, &key, &mut c, &t, out),
+            Port::Upstream => self.on_upstream_frame(now, &mut c, &t, out),
         }
-        let closed = t.has(RST) || c.finished();
+        let closed = t.tcp().flags().rst || c.finished();
         self.file(now, key, c, closed);
         let freed = self.conns.periodic_sweep(now);
         self.queued_bytes = self.queued_bytes.saturating_sub(freed);

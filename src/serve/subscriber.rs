@@ -3,11 +3,11 @@
 //! windows and SACK edges translated back into R's sequence space.
 
 use super::conn::Conn;
-use super::frame::{Rewrite, TcpFrame, ACK, FIN, SYN};
 use super::framer::{Item, NOOP17};
 use super::{BlockSource, Bypass, ConnKey, Emit, Lookup, Port, Splicer};
 use crate::swarm::pieces::FlowContext;
 use crate::wire::peerwire::BlockRef;
+use crate::wire::tcpframe::{Rewrite, TcpFrame};
 
 impl<S: BlockSource> Splicer<S> {
     pub(super) fn on_subscriber_frame(
@@ -15,12 +15,12 @@ impl<S: BlockSource> Splicer<S> {
         now: u64,
         key: &ConnKey,
         c: &mut Conn,
-        frame: &[u8],
         t: &TcpFrame,
         out: &mut Vec<Emit>,
     ) {
-        if t.has(SYN) {
-            c.s.on_syn(t, frame);
+        let (tcp, flags) = (t.tcp(), t.tcp().flags());
+        if flags.syn {
+            c.s.on_syn(t);
             c.settle_options();
             out.push(Emit::Original);
             return;
@@ -28,14 +28,14 @@ impl<S: BlockSource> Splicer<S> {
         if !c.s.syn {
             c.stop_serving(Bypass::Midstream, &mut self.counters);
         }
-        if let Some((val, _)) = t.timestamps(frame) {
+        if let Some((val, _)) = t.timestamps() {
             c.s.tsval = val;
         }
-        let payload = t.payload(frame);
+        let payload = t.payload();
         let mut subst: Vec<usize> = Vec::new();
         // In-order tracking of S's stream: REQUESTs and CANCELs.
         if let Some(next) = c.s.next {
-            let off = t.seq.diff(next);
+            let off = tcp.seq().diff(next);
             if off > 0 && !payload.is_empty() {
                 c.s.next = None;
                 c.stop_serving(Bypass::Gap, &mut self.counters);
@@ -57,7 +57,7 @@ impl<S: BlockSource> Splicer<S> {
                                 self.on_request(c, key, start.map(|s| s + skip), block, cancel)
                             {
                                 subst.push(at);
-                                c.replaced.push_back(t.seq + at as u32);
+                                c.replaced.push_back(tcp.seq() + at as u32);
                             }
                         }
                         Item::Boundary { .. } => {}
@@ -68,12 +68,12 @@ impl<S: BlockSource> Splicer<S> {
                     c.stop_serving(Bypass::NotBittorrent, &mut self.counters);
                 }
             }
-            if t.has(FIN) {
+            if flags.fin {
                 c.s.fin = true;
             }
         }
         // S retransmitting bytes we replaced before: replace them again.
-        let (lo, hi) = (t.seq, t.seq + payload.len() as u32);
+        let (lo, hi) = (tcp.seq(), tcp.seq() + payload.len() as u32);
         for &r in &c.replaced {
             if r >= lo && r + 17 <= hi {
                 let at = r.diff(lo) as usize;
@@ -84,9 +84,9 @@ impl<S: BlockSource> Splicer<S> {
         }
         // Acks: our inserted bytes, and the translation back into R's space.
         let mut ack_r = None;
-        if t.has(ACK) {
-            let ack = t.ack;
-            let win = u32::from(t.window) << c.s.wscale.min(14);
+        if flags.ack {
+            let ack = tcp.ack();
+            let win = u32::from(tcp.window()) << c.s.wscale.min(14);
             if let Some(sent_end) = c.r.next.map(|n| c.map.forward(n) + u32::from(c.r.fin)) {
                 if ack > sent_end && c.translating() {
                     c.stop_serving(Bypass::UnexpectedAck, &mut self.counters);
@@ -124,7 +124,7 @@ impl<S: BlockSource> Splicer<S> {
         if subst.is_empty() && ack_r.is_none() {
             out.push(Emit::Original);
         } else {
-            let mut w = Rewrite::new(frame, *t);
+            let mut w = Rewrite::new(*t);
             for at in &subst {
                 w.set_payload(*at, &NOOP17);
             }
@@ -133,10 +133,10 @@ impl<S: BlockSource> Splicer<S> {
                 // R may fill S's window up to (a + window) in its own space, which is later in
                 // S's space by what we inserted and S has not acked yet: shrink the window by
                 // that much so R does not overrun S.
-                let excess = (a + c.map.total()).diff(t.ack).max(0) as u32;
+                let excess = (a + c.map.total()).diff(tcp.ack()).max(0) as u32;
                 if excess > 0 {
                     let scale = c.s.wscale.min(14);
-                    let bytes = (u32::from(t.window) << scale).saturating_sub(excess);
+                    let bytes = (u32::from(tcp.window()) << scale).saturating_sub(excess);
                     w.set_window((bytes >> scale).min(u32::from(u16::MAX)) as u16);
                 }
                 // A SACK block inside inserted bytes maps to nothing: the option goes.

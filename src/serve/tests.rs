@@ -182,23 +182,27 @@ impl Wire {
                 Emit::Original => (from.other(), frame.to_vec()),
                 Emit::Frame(p, f) => (p, f),
             };
-            let t = TcpFrame::parse(&f).expect("emitted frame parses");
-            assert!(t.checksum_ok(&f), "emitted frame has a good checksum");
-            assert_eq!(t.vlan, self.vlan, "emitted frame on the connection's VLAN");
-            let data = t.payload(&f).to_vec();
+            let t = TcpFrame::new_checked(&f).expect("emitted frame parses");
+            assert!(t.checksum_ok(), "emitted frame has a good checksum");
+            assert_eq!(
+                t.vlan(),
+                self.vlan,
+                "emitted frame on the connection's VLAN"
+            );
+            let data = t.payload().to_vec();
             match port {
                 Port::Subscriber => {
                     self.frames_to_sub += 1;
                     if !data.is_empty() {
-                        self.at_sub.insert(t.seq.0, data);
+                        self.at_sub.insert(t.tcp().seq().0, data);
                     }
                 }
                 Port::Upstream => {
-                    if t.has(ACK) {
-                        self.acks_at_rem.push(t.ack.0);
+                    if t.tcp().flags().ack {
+                        self.acks_at_rem.push(t.tcp().ack().0);
                     }
                     if !data.is_empty() {
-                        self.at_rem.insert(t.seq.0, data);
+                        self.at_rem.insert(t.tcp().seq().0, data);
                     }
                 }
             }

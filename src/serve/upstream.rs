@@ -3,44 +3,44 @@
 //! where an insertion point falls inside it.
 
 use super::conn::Conn;
-use super::frame::{self, Rewrite, TcpFrame, ACK, FIN, SYN};
 use super::framer::Item;
 use super::{BlockSource, Bypass, Emit, Port, Splicer};
+use crate::wire::tcpframe::{Rewrite, TcpFrame};
 
 impl<S: BlockSource> Splicer<S> {
     pub(super) fn on_upstream_frame(
         &mut self,
         now: u64,
         c: &mut Conn,
-        frame: &[u8],
         t: &TcpFrame,
         out: &mut Vec<Emit>,
     ) {
-        if t.has(SYN) {
-            c.r.on_syn(t, frame);
+        let (tcp, flags) = (t.tcp(), t.tcp().flags());
+        if flags.syn {
+            c.r.on_syn(t);
             c.settle_options();
         }
         if !c.r.syn {
             c.stop_serving(Bypass::Midstream, &mut self.counters);
         }
-        if t.has(ACK) && (!c.r_ack_seen || t.ack > c.r_ack) {
-            c.r_ack = t.ack;
+        if flags.ack && (!c.r_ack_seen || tcp.ack() > c.r_ack) {
+            c.r_ack = tcp.ack();
             c.r_ack_seen = true;
         }
-        c.r_win = t.window;
-        if let Some((val, _)) = t.timestamps(frame) {
+        c.r_win = tcp.window();
+        if let Some((val, _)) = t.timestamps() {
             c.r.tsval = val;
         }
-        if c.template.is_none() || !t.has(SYN) {
-            c.template = Some((frame[..t.l4].to_vec(), *t));
+        if c.template.is_none() || !flags.syn {
+            c.template = Some(t.template().to_owned());
         }
-        let payload = t.payload(frame);
+        let payload = t.payload();
         let len = payload.len();
         // In-order tracking of R's stream: where its messages end.
         let mut points: Vec<usize> = Vec::new();
-        if !t.has(SYN) {
+        if !flags.syn {
             if let Some(next) = c.r.next {
-                let off = t.seq.diff(next);
+                let off = tcp.seq().diff(next);
                 if off > 0 && len > 0 {
                     c.r.next = None;
                     c.stop_serving(Bypass::Gap, &mut self.counters);
@@ -68,7 +68,7 @@ impl<S: BlockSource> Splicer<S> {
                         c.stop_serving(Bypass::NotBittorrent, &mut self.counters);
                     }
                 }
-                if t.has(FIN) {
+                if flags.fin {
                     c.r.fin = true;
                 }
             }
@@ -83,7 +83,7 @@ impl<S: BlockSource> Splicer<S> {
         if insert_here.is_none() && !c.translating() {
             out.push(Emit::Original);
         } else {
-            self.emit_upstream_segment(now, c, frame, t, insert_here, out);
+            self.emit_upstream_segment(now, c, t, insert_here, out);
         }
         if insert_here.is_none() {
             if let Some(next) = c.r.boundary() {
@@ -98,13 +98,12 @@ impl<S: BlockSource> Splicer<S> {
         &mut self,
         now: u64,
         c: &mut Conn,
-        frame: &[u8],
         t: &TcpFrame,
         insert_here: Option<usize>,
         out: &mut Vec<Emit>,
     ) {
-        let len = t.end - t.data;
-        let a = t.seq;
+        let len = t.payload().len();
+        let a = t.tcp().seq();
         // Cut points: existing insertion points strictly inside the payload, plus ours.
         let mut cuts: Vec<usize> = c.map.points_inside(a, len).collect();
         if let Some(q) = insert_here {
@@ -113,7 +112,7 @@ impl<S: BlockSource> Splicer<S> {
             }
         }
         cuts.sort_unstable();
-        if !cuts.is_empty() && !t.checksum_ok(frame) {
+        if !cuts.is_empty() && !t.checksum_ok() {
             self.counters.bad_checksum_dropped += 1;
             return;
         }
@@ -127,16 +126,16 @@ impl<S: BlockSource> Splicer<S> {
             let piece_seq = a + start as u32;
             let s_seq = c.map.forward(piece_seq);
             if cuts.is_empty() {
-                let mut w = Rewrite::new(frame, *t);
+                let mut w = Rewrite::new(*t);
                 w.set_seq(s_seq);
                 self.counters.rewritten_segments += 1;
                 out.push(Emit::Frame(Port::Subscriber, w.finish()));
-            } else {
-                out.push(Emit::Frame(
-                    Port::Subscriber,
-                    frame::slice_segment(frame, t, start..end, s_seq),
-                ));
+            } else if let Some(part) = t.slice_segment(start..end, s_seq) {
+                out.push(Emit::Frame(Port::Subscriber, part));
             }
+            // (None cannot happen: every bound is inside the payload, `points_inside` and
+            // `insert_here` being offsets into it. Were it to, the part is left out: S
+            // sees a gap and asks again rather than the box sending bytes it never read.)
             if insert_here == Some(end) && end > 0 && end < len {
                 self.insert_into(now, c, a + end as u32, out);
             }

@@ -391,8 +391,25 @@ mod tests {
 
     /// A VLAN-tagged (id 42) frame with timestamps and one SACK block.
     fn frame(payload: &[u8], v6: bool) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2([1; 6], [2; 6])
-            .single_vlan(etherparse::VlanId::try_new(42).unwrap());
+        frame_on(payload, v6, Some(42))
+    }
+
+    /// Every kind of frame the tests below go over: IPv4 and IPv6, tagged and untagged.
+    fn frames(payload: &[u8]) -> Vec<(Vec<u8>, bool)> {
+        [
+            (false, None),
+            (true, None),
+            (false, Some(42)),
+            (true, Some(42)),
+        ]
+        .into_iter()
+        .map(|(v6, vlan)| (frame_on(payload, v6, vlan), v6))
+        .collect()
+    }
+
+    /// A frame with timestamps and one SACK block, on VLAN `vlan` if any.
+    fn frame_on(payload: &[u8], v6: bool, vlan: Option<u16>) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([1; 6], [2; 6]);
         let b = if v6 {
             b.ipv6(
                 [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
@@ -415,6 +432,11 @@ mod tests {
             .unwrap();
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
+        if let Some(id) = vlan {
+            // an 802.1Q tag after the MAC addresses
+            let tag = [0x81, 0x00, (id >> 8) as u8 & 0x0f, id as u8];
+            out.splice(12..12, tag);
+        }
         out
     }
 
@@ -485,5 +507,110 @@ mod tests {
         let t2 = TcpFrame::new_checked(&out).unwrap();
         assert_eq!(t2.payload(), b"aQc");
         assert!(t2.checksum_ok());
+    }
+
+    #[test]
+    fn fields_checksum_and_timestamps() {
+        for (f, v6) in frames(b"hello world") {
+            let t = TcpFrame::new_checked(&f).unwrap();
+            assert_eq!(t.payload(), b"hello world");
+            let tcp = t.tcp();
+            assert_eq!(
+                (tcp.src_port(), tcp.dst_port(), tcp.seq(), tcp.ack()),
+                (50000, 6881, SeqNum(1000), SeqNum(77))
+            );
+            assert_eq!((tcp.window(), tcp.flags()), (512, TcpFlags::ACK));
+            assert!(t.checksum_ok(), "v6={v6}");
+            assert_eq!(t.timestamps(), Some((5, 6)));
+        }
+    }
+
+    #[test]
+    fn rewrite_keeps_checksums_right_and_wrong() {
+        for (f, v6) in frames(b"hello world, odd") {
+            let t = TcpFrame::new_checked(&f).unwrap();
+            let mut r = Rewrite::new(t);
+            r.set_seq(SeqNum(123456));
+            r.set_ack(SeqNum(99));
+            r.set_window(7);
+            r.set_payload(3, b"XYZ");
+            r.map_sack(|s| s + 1000);
+            let out = r.finish();
+            let t2 = TcpFrame::new_checked(&out).unwrap();
+            assert!(t2.checksum_ok(), "v6={v6}");
+            assert_eq!(t2.payload(), b"helXYZworld, odd");
+            let tcp = t2.tcp();
+            assert_eq!(
+                (tcp.seq(), tcp.ack(), tcp.window()),
+                (SeqNum(123456), SeqNum(99), 7)
+            );
+            assert_eq!(
+                tcp.sack_blocks().collect::<Vec<_>>(),
+                vec![(SeqNum(1100), SeqNum(1200))]
+            );
+            assert_eq!(t2.timestamps(), Some((5, 6)));
+            // a frame that arrived corrupted stays corrupted
+            let mut bad = f.clone();
+            let n = bad.len();
+            bad[n - 1] ^= 0x40;
+            let mut r = Rewrite::new(TcpFrame::new_checked(&bad).unwrap());
+            r.set_seq(SeqNum(5));
+            let out = r.finish();
+            assert!(!TcpFrame::new_checked(&out).unwrap().checksum_ok());
+        }
+    }
+
+    #[test]
+    fn sack_inside_insert_becomes_nops() {
+        for (f, _) in frames(b"x") {
+            let mut r = Rewrite::new(TcpFrame::new_checked(&f).unwrap());
+            r.map_sack(|_| SeqNum(5));
+            let out = r.finish();
+            let t2 = TcpFrame::new_checked(&out).unwrap();
+            assert!(t2.checksum_ok());
+            assert_eq!(t2.timestamps(), Some((5, 6)));
+            assert_eq!(t2.tcp().sack_blocks().count(), 0);
+            assert!(t2.tcp().options().all(|o| !matches!(
+                o,
+                tcp::TcpOption::Sack(_) | tcp::TcpOption::Unknown { kind: 5, .. }
+            )));
+        }
+    }
+
+    #[test]
+    fn build_and_slice() {
+        for (f, v6) in frames(b"0123456789") {
+            let t = TcpFrame::new_checked(&f).unwrap();
+            let spec = SegmentSpec {
+                seq: SeqNum(42),
+                ack: SeqNum(43),
+                flags: TcpFlags::ACK | TcpFlags::PSH,
+                window: 100,
+                ts: Some((1, 2)),
+                payload: b"injected",
+            };
+            // borrowed and owned templates build the same segment
+            let b = t.template().build(&spec);
+            assert_eq!(t.template().to_owned().build(&spec), b);
+            let tb = TcpFrame::new_checked(&b).unwrap();
+            assert!(tb.checksum_ok(), "v6={v6}");
+            assert_eq!(tb.payload(), b"injected");
+            assert_eq!(tb.timestamps(), Some((1, 2)));
+            assert_eq!(
+                (tb.src(), tb.dst(), tb.vlan()),
+                (t.src(), t.dst(), t.vlan())
+            );
+            let tcp = tb.tcp();
+            assert_eq!(
+                (tcp.src_port(), tcp.dst_port(), tcp.seq(), tcp.ack()),
+                (50000, 6881, SeqNum(42), SeqNum(43))
+            );
+            assert_eq!((tcp.flags(), tcp.window()), (spec.flags, 100));
+            let s = t.slice_segment(3..7, SeqNum(1003)).unwrap();
+            let ts = TcpFrame::new_checked(&s).unwrap();
+            assert!(ts.checksum_ok());
+            assert_eq!(ts.payload(), b"3456");
+            assert_eq!(ts.tcp().seq(), SeqNum(1003));
+        }
     }
 }

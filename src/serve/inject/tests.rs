@@ -4,22 +4,21 @@
 use etherparse::PacketBuilder;
 
 use super::*;
+use crate::wire::tcpframe::TcpFrame;
 
-fn template() -> (Vec<u8>, TcpFrame) {
+fn template() -> Template<Vec<u8>> {
     let b = PacketBuilder::ethernet2([3; 6], [2; 6])
         .ipv4([198, 19, 0, 2], [198, 18, 0, 2], 64)
         .tcp(6881, 50_000, 5000, 1000)
         .ack(1000);
     let mut f = Vec::new();
     b.write(&mut f, &[]).unwrap();
-    let t = TcpFrame::parse(&f).unwrap();
-    (f, t)
+    TcpFrame::new_checked(&f).unwrap().template().to_owned()
 }
 
-fn toward<'a>(f: &'a [u8], t: &'a TcpFrame) -> Toward<'a> {
+fn toward(template: &Template<Vec<u8>>) -> Toward<'_> {
     Toward {
-        template: &f[..t.l4],
-        t,
+        template,
         ack: SeqNum(1000),
         window: 1000,
         ts: None,
@@ -39,9 +38,9 @@ fn sent(out: &mut Vec<Emit>) -> Vec<(u32, usize)> {
     out.drain(..)
         .map(|e| match e {
             Emit::Frame(Port::Subscriber, f) => {
-                let t = TcpFrame::parse(&f).unwrap();
-                assert!(t.checksum_ok(&f));
-                (t.seq.0, t.payload(&f).len())
+                let t = TcpFrame::new_checked(&f).unwrap();
+                assert!(t.checksum_ok());
+                (t.tcp().seq().0, t.payload().len())
             }
             other => panic!("unexpected {other:?}"),
         })
@@ -68,8 +67,8 @@ fn queue_accounting_answer_cancel_and_evict() {
 
 #[test]
 fn window_segments_acks_and_retransmission() {
-    let (f, t) = template();
-    let to = toward(&f, &t);
+    let tmpl = template();
+    let to = toward(&tmpl);
     let (mut inj, mut all, mut c) = (Injector::default(), 0usize, ServeCounters::default());
     let mut out = Vec::new();
     // no ack from S yet: no window, nothing fits
@@ -153,8 +152,8 @@ fn window_segments_acks_and_retransmission() {
 
 #[test]
 fn gives_up_after_max_retransmits() {
-    let (f, t) = template();
-    let to = toward(&f, &t);
+    let tmpl = template();
+    let to = toward(&tmpl);
     let (mut inj, mut all, mut c) = (Injector::default(), 0usize, ServeCounters::default());
     let mut out = Vec::new();
     inj.answer(block(0, 100), vec![7; 100], 8, &mut all, &mut c);
