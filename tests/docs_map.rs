@@ -46,7 +46,7 @@ fn map_entries(design: &str) -> Result<Vec<String>, String> {
         }
         dirs.truncate(level);
         let name = line.split_whitespace().next().unwrap_or_default();
-        if name.contains('/') && !name.ends_with('/') || name.matches('/').count() > 1 {
+        if (name.contains('/') && !name.ends_with('/')) || name.matches('/').count() > 1 {
             return Err(format!("line {}: one name per entry: {line:?}", i + 1));
         }
         let path = format!("{}{name}", dirs.concat());
