@@ -1,4 +1,4 @@
-//! peercache: an ISP-side cache for BitTorrent traffic. See DESIGN.md in the shared folder.
+//! peercache: an ISP-side cache for BitTorrent traffic. Design notes: docs/design.md.
 #![deny(unsafe_code)]
 
 pub mod cache;

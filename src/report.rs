@@ -1,4 +1,4 @@
-//! The replay report: the JSON schema documented in the README, built from the counters
+//! The replay report: the JSON schema documented in docs/report.md, built from the counters
 //! of `crate::stats`. Groups the report embeds as they are (`flows`, `reassembly`, ...)
 //! follow their declarations; the fields of `EngineCounters`, `HitCounters` and
 //! `SwarmCounters` are placed here one by one, by patterns that name every field, so a

@@ -1,6 +1,6 @@
 //! One direction of a TCP connection as a tap sees it: reordered, duplicated, overlapping and
 //! with holes the capture dropped. Delivers the contiguous byte stream to a sink, with
-//! explicit gaps where bytes are proven lost (DESIGN.md, "TCP reassembly on a tap").
+//! explicit gaps where bytes are proven lost (docs/design.md, "TCP reassembly on a tap").
 //!
 //! Stream offsets are u64 counted from the first byte after the SYN (or from the first byte
 //! seen, mid-stream), so the buffer never deals with wrapping; only the conversion from a

@@ -1,8 +1,8 @@
 //! The operator-facing HTTP service: Prometheus `/metrics`, a small JSON API and the NOC
 //! dashboard, all read from `metrics::Live`. It runs on its own thread with a current-thread
 //! tokio runtime, so the packet path never shares a scheduler with HTTP clients, and a slow
-//! scraper can only ever slow down this thread. Routes are documented in the README
-//! ("Metrics and dashboard").
+//! scraper can only ever slow down this thread. Routes are documented in
+//! docs/metrics.md.
 
 mod routes;
 mod swarms;

@@ -1,5 +1,5 @@
 //! `/api/swarms`: the cache's open metadata, one object per swarm. The field names are a
-//! stable API (README, "Metrics and dashboard"); they reuse the replay report's names where
+//! stable API (docs/metrics.md); they reuse the replay report's names where
 //! the meaning is the same.
 
 use serde::Serialize;

@@ -47,7 +47,7 @@ pub struct Snapshot {
     pub capture: CaptureCounters,
     /// Capacity of the piece cache when one is configured.
     pub cache_capacity_bytes: Option<u64>,
-    /// Every engine counter, in the replay report's shape (schema: README).
+    /// Every engine counter, in the replay report's shape (schema: docs/report.md).
     pub report: Report,
     /// The run is over (replay done); the service may linger.
     pub finished: bool,

@@ -2,7 +2,7 @@
 //! `peercache_`; cumulative counts are counters ending in `_total`, current values are
 //! gauges. Labels take values from small fixed sets only, except `info_hash` on the
 //! top-swarms gauges, which is capped at `TOP_SWARMS` series so a busy link cannot blow up
-//! the scraper's memory. The names are documented in the README ("Metrics and dashboard").
+//! the scraper's memory. The names are documented in docs/metrics.md.
 //!
 //! Counters are rendered from their declarations (`crate::stats::counters!`), group by
 //! group; what is written out by hand here is what is not a declared counter: process
@@ -18,7 +18,7 @@ use super::Snapshot;
 /// Swarms exported with an `info_hash` label, most requested first.
 pub const TOP_SWARMS: usize = 20;
 
-/// Decode error kinds the engine can count (README schema). Emitted even at zero, so that
+/// Decode error kinds the engine can count (docs/report.md). Emitted even at zero, so that
 /// `rate()` has a series from the first scrape instead of appearing with the first error.
 const DECODE_ERROR_KINDS: [&str; 8] = [
     "truncated",

@@ -1,4 +1,4 @@
-//! Inline serving: the splice (../shared/DESIGN.md, "Inline serving"). A sans-IO state
+//! Inline serving: the splice (docs/design.md, "Inline serving"). A sans-IO state
 //! machine fed every frame the bridge receives, with the port it came from and the time; it
 //! says what to send where. For a plain BitTorrent TCP connection between a subscriber S and
 //! a remote peer R:

@@ -517,7 +517,7 @@ main() {
         "$PY" "$LAB_DIR/tshark_counts.py" "$2" --port "$BT_PORT" "${@:3}"
         ;;
     demo)
-        # README walkthrough: 5 subscribers fetch the same 16 MiB torrent, 3 s apart
+        # the walkthrough of docs/lab.md: 5 subscribers fetch the same 16 MiB torrent, 3 s apart
         [[ $# == 1 ]] || lab_die "usage: $0 demo (settings through env, see the header)"
         need_root_and_tools
         export LAB_REPEAT=${LAB_REPEAT:-5} LAB_SIZE_MIB=${LAB_SIZE_MIB:-16} \

@@ -134,7 +134,7 @@ pub(crate) struct ReplayArgs {
     /// Capture files (pcap or pcapng; Ethernet, 802.1Q/QinQ, Linux SLL/SLL2, raw IP).
     #[arg(required = true, value_name = "PCAP")]
     pub(crate) files: Vec<PathBuf>,
-    /// Print one JSON document on stdout instead of the readable summary (schema: README).
+    /// Print one JSON document on stdout instead of the readable summary (schema: docs/report.md).
     #[arg(long)]
     pub(crate) json: bool,
     /// Worker threads; frames are sharded by a symmetric hash of the address pair.
