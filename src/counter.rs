@@ -17,7 +17,9 @@
 //!   struct is `Serialize` in declaration order, so JSON key order is declaration order);
 //! - `kind` is `counter` or `gauge` (its Prometheus TYPE), or `total_of` for a field that
 //!   is the sum of a labelled family declared beside it (shown in JSON only: a scraper sums
-//!   the family itself, and exporting both would count twice in `sum()`);
+//!   the family itself, and exporting both would count twice in `sum()`), or `elsewhere` for
+//!   a field another group's family already exports (`metric` names that family; JSON only
+//!   here, so `/metrics` has one series per count);
 //! - `"metric"` is the family name without the `peercache_` prefix; fields sharing a family
 //!   differ by their labels and must share kind and help;
 //! - `"help"` is both the field's doc comment and the family's HELP text.
@@ -33,6 +35,8 @@ pub enum Kind {
     Gauge,
     /// The sum of the labelled family named in `metric` (JSON only).
     TotalOf,
+    /// Exported as part of another group's family, named in `metric` (JSON only here).
+    Elsewhere,
 }
 
 impl Kind {
@@ -41,7 +45,7 @@ impl Kind {
         match self {
             Kind::Counter => Some("counter"),
             Kind::Gauge => Some("gauge"),
-            Kind::TotalOf => None,
+            Kind::TotalOf | Kind::Elsewhere => None,
         }
     }
 }
@@ -130,6 +134,7 @@ macro_rules! counters {
     (@kind counter) => { $crate::counter::Kind::Counter };
     (@kind gauge) => { $crate::counter::Kind::Gauge };
     (@kind total_of) => { $crate::counter::Kind::TotalOf };
+    (@kind elsewhere) => { $crate::counter::Kind::Elsewhere };
 }
 
 pub(crate) use counters;

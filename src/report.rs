@@ -221,8 +221,7 @@ fn ratio(hit: u64, miss: u64) -> f64 {
     }
 }
 
-impl Report {
-}
+impl Report {}
 
 /// 40 hex digits to 20 bytes.
 pub fn parse_hex20(s: &str) -> Option<[u8; 20]> {

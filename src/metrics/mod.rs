@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::report::Report;
 
-crate::stats::counters! {
+crate::counter::counters! {
     /// What the capture layer counted (live capture only; zero on replay).
     pub struct CaptureCounters {
         /// Frames libpcap delivered to us.

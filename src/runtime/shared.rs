@@ -8,8 +8,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::cache::{CacheError, CommitPolicy, PieceStore, StoreWriter};
-use crate::config::Config;
 use crate::clock::now_unix;
+use crate::config::Config;
 use crate::rules::{Reload, RuleLimits, RulesError, RulesSink};
 use crate::swarm::{MemorySink, PieceSink, Registry, Source};
 use crate::wire::infohash::InfoHash;

@@ -1,60 +1,93 @@
 //! What the splice counted (exported in the inline report and `/metrics`).
+//!
+//! The scalar counts are declared once ([`SpliceCounts`], by `crate::counter::counters!`), so
+//! their merge, JSON keys and `/metrics` series follow from the declaration. The two
+//! by-reason maps stay beside them by hand: their reasons are added as they occur (a series
+//! appears with its first count), which a fixed declaration cannot express.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::Bypass;
 
+crate::counter::counters! {
+    /// The splice's scalar counts, in the order of the inline report's keys.
+    pub struct SpliceCounts {
+        /// TCP connections seen opening (SYN) and tracked.
+        connections: counter "inline_connections_total"
+            "TCP connections the bridge saw open and tracked.",
+        /// Of those, connections into which at least one block was inserted.
+        connections_spliced: counter "inline_connections_spliced_total"
+            "Connections into which at least one cached block was inserted.",
+        /// REQUESTs from subscribers seen on tracked connections.
+        requests: counter "inline_requests_total"
+            "REQUESTs from subscribers on tracked connections.",
+        /// REQUESTs answered from the cache (= hits).
+        served_blocks: counter "inline_served_blocks_total"
+            "REQUESTs answered from the cache (hits): blocks inserted toward subscribers.",
+        served_bytes: counter "inline_served_bytes_total"
+            "Block payload bytes served from the cache (bytes that did not cross transit).",
+        /// REQUESTs for blocks not in the cache (forwarded upstream).
+        misses: counter "inline_misses_total"
+            "REQUESTs for blocks the cache does not hold (forwarded upstream).",
+        miss_bytes: counter "inline_miss_bytes_total"
+            "Block bytes requested but not cached.",
+        // (The report's `bypassed` and `connections_bypassed` maps come here.)
+        /// The first part of such a REQUEST was already forwarded, so the remote peer may
+        /// send the block as well.
+        split_requests_answered: counter "inline_split_requests_answered_total"
+            "REQUESTs split across segments: answered from the cache and also left to the remote.",
+        cancels_absorbed: counter "inline_cancels_absorbed_total"
+            "CANCELs of answered blocks replaced by no-ops.",
+        injected_segments: counter "inline_injected_segments_total"
+            "Segments sent toward subscribers carrying inserted bytes (first sends).",
+        retransmitted_segments: counter "inline_retransmitted_segments_total"
+            "Inserted segments sent again because the subscriber had not acked them.",
+        retransmitted_bytes: counter "inline_retransmitted_bytes_total"
+            "Bytes of inserted segments sent again.",
+        /// The subscriber stopped acking.
+        retransmits_abandoned: counter "inline_retransmits_abandoned_total"
+            "Inserted segments given up after inline.max_retransmits.",
+        rewritten_segments: counter "inline_rewritten_segments_total"
+            "Segments rewritten in place (sequence/ack translation, substitutions).",
+        split_segments: counter "inline_split_segments_total"
+            "Remote segments split at an insertion point.",
+        /// Dropped, as the subscriber would have dropped them.
+        bad_checksum_dropped: counter "inline_bad_checksum_dropped_total"
+            "Remote segments that had to be split but arrived with a bad checksum (dropped).",
+        /// A piece that no longer verifies is not served.
+        read_failures: counter "inline_read_failures_total"
+            "Cached blocks that could not be read back verified (not served).",
+        /// Exported by `/metrics` with the capture counters, as
+        /// `capture_dropped_frames_total{reason="engine"}`.
+        engine_dropped: elsewhere "capture_dropped_frames_total"
+            "Frames that could not be analysed because the engine queue was full (forwarded).",
+        /// A later CANCEL of a forgotten block goes to the remote as the subscriber sent it.
+        answered_evicted: counter "inline_answered_evicted_total"
+            "Answered blocks forgotten because a connection already remembered inline.max_answered_per_connection of them.",
+        /// Also counted in `bypassed` as `queue_full`.
+        insertion_points_full: counter "inline_insertion_points_full_total"
+            "REQUESTs forwarded because their connection had inline.max_insertion_points insertion points outstanding.",
+    }
+}
+
 /// What the splice did (exported in the inline report and `/metrics`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+///
+/// The scalar counts are reached through `Deref` (`counters.served_blocks`), so the splice
+/// counts the same way whether a count is declared or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServeCounters {
-    /// TCP connections seen opening (SYN) and tracked.
-    pub connections: u64,
-    /// Of those, connections into which at least one block was inserted.
-    pub connections_spliced: u64,
-    /// REQUESTs from subscribers seen on tracked connections.
-    pub requests: u64,
-    /// REQUESTs answered from the cache (= hits), their blocks and payload bytes.
-    pub served_blocks: u64,
-    pub served_bytes: u64,
-    /// REQUESTs for blocks not in the cache (forwarded upstream).
-    pub misses: u64,
-    pub miss_bytes: u64,
+    pub counts: SpliceCounts,
     /// REQUESTs forwarded although they might have been answered, by reason.
     pub bypassed: BTreeMap<String, u64>,
     /// Connections that stopped being served, by reason (each connection once).
     pub connections_bypassed: BTreeMap<String, u64>,
-    /// REQUESTs split across two segments (the first part already forwarded): answered
-    /// from the cache and also left to the remote peer (which may send the block as well).
-    pub split_requests_answered: u64,
-    /// CANCELs of answered blocks replaced by no-ops.
-    pub cancels_absorbed: u64,
-    /// Segments the box sent toward subscribers carrying inserted bytes (first sends).
-    pub injected_segments: u64,
-    pub retransmitted_segments: u64,
-    pub retransmitted_bytes: u64,
-    /// Inserted segments given up after `max_retransmits` (the subscriber stopped acking).
-    pub retransmits_abandoned: u64,
-    /// Segments rewritten in place (sequence/ack translation, substitutions).
-    pub rewritten_segments: u64,
-    /// Remote segments split at an insertion point.
-    pub split_segments: u64,
-    /// Remote segments that had to be split but arrived with a bad checksum: dropped, as
-    /// the subscriber would have dropped them.
-    pub bad_checksum_dropped: u64,
-    /// Block reads that failed (a piece that no longer verifies is not served).
-    pub read_failures: u64,
-    /// Frames that could not be analysed because the engine queue was full (forwarded).
-    pub engine_dropped: u64,
-    /// Answered blocks forgotten because a connection already remembered
-    /// `max_answered_per_connection` of them: a later CANCEL of one goes to the remote as
-    /// the subscriber sent it.
-    pub answered_evicted: u64,
-    /// REQUESTs forwarded because their connection had `max_insertion_points` insertion
-    /// points outstanding (also counted in `bypassed` as `queue_full`).
-    pub insertion_points_full: u64,
 }
+
+/// The declared key after which the report shows the two by-reason maps.
+const MAPS_AFTER: &str = "miss_bytes";
 
 impl ServeCounters {
     pub(super) fn bypass(&mut self, why: Bypass) {
@@ -67,5 +100,38 @@ impl ServeCounters {
             .connections_bypassed
             .entry(why.as_str().into())
             .or_default() += 1;
+    }
+}
+
+impl Deref for ServeCounters {
+    type Target = SpliceCounts;
+
+    fn deref(&self) -> &SpliceCounts {
+        &self.counts
+    }
+}
+
+impl DerefMut for ServeCounters {
+    fn deref_mut(&mut self) -> &mut SpliceCounts {
+        &mut self.counts
+    }
+}
+
+/// One flat object: the declared counts in declaration order, with the two maps after
+/// `miss_bytes` (where the report has always had them).
+impl Serialize for ServeCounters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use crate::stats::Counters;
+        let mut fields = Vec::with_capacity(SpliceCounts::DECLARED.len());
+        self.counts.for_each(&mut |d, v| fields.push((d.key, v)));
+        let mut m = s.serialize_map(Some(fields.len() + 2))?;
+        for (key, v) in fields {
+            m.serialize_entry(key, &v)?;
+            if key == MAPS_AFTER {
+                m.serialize_entry("bypassed", &self.bypassed)?;
+                m.serialize_entry("connections_bypassed", &self.connections_bypassed)?;
+            }
+        }
+        m.end()
     }
 }

@@ -44,6 +44,8 @@ mod packet;
 mod pcapout;
 mod script;
 mod session;
+mod survey;
+mod tally;
 #[cfg(test)]
 mod tests;
 mod torrent;
@@ -389,7 +391,7 @@ fn generate_with(
     sink: &mut dyn FnMut(Frame<'_>) -> Result<(), SynthError>,
 ) -> Result<Truth, SynthError> {
     let sh = shared(args, torrent)?;
-    let mut tally = session::Tally::new(&sh.torrent);
+    let mut tally = tally::Tally::new(&sh.torrent);
     // Per-flow generators are seeded from one master stream, in flow order, so adding a flow
     // does not change the earlier ones; the interleaving draws from its own stream.
     let mut master = fastrand::Rng::with_seed(args.seed);

@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 
+use crate::wire::peerwire::{emit, BlockRef, Kind};
+
 use super::torrent::{bint, bstr, fill_content, Torrent, BLOCK_LEN};
 
 /// Extended-message ids each side announces in its BEP 10 handshake. They differ on purpose:
@@ -95,13 +97,9 @@ impl Msg {
     pub fn encode(&self, t: &Torrent, out: &mut Vec<u8>) {
         match self {
             Msg::Handshake { peer_id } => {
-                out.push(19);
-                out.extend_from_slice(b"BitTorrent protocol");
                 // BEP 10 extension protocol: bit 0x10 of reserved byte 5; BEP 6 fast
                 // extension: bit 0x04 of reserved byte 7.
-                out.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
-                out.extend_from_slice(&t.info_hash);
-                out.extend_from_slice(peer_id);
+                emit::handshake(out, [0, 0, 0, 0, 0, 0x10, 0, 0x04], &t.info_hash, peer_id);
             }
             Msg::ExtHandshake {
                 ut_metadata,
@@ -122,12 +120,12 @@ impl Msg {
                 bstr(&mut d, b"v");
                 bstr(&mut d, CLIENT_VERSION);
                 d.push(b'e');
-                extended(out, 0, &d, &[]);
+                emit::extended(out, 0, &[&d]);
             }
             Msg::Bitfield => {
                 let n = t.num_pieces as usize;
                 let bytes = n.div_ceil(8);
-                frame(out, 1 + bytes as u32, 5);
+                emit::header(out, Kind::Bitfield, bytes as u32);
                 out.extend(std::iter::repeat_n(0xffu8, n / 8));
                 // Spare bits of the last byte must be zero (BEP 3: clients drop peers
                 // otherwise).
@@ -135,28 +133,27 @@ impl Msg {
                     out.push(0xffu8 << (8 - n % 8));
                 }
             }
-            Msg::HaveAll => frame(out, 1, 0x0e),
-            Msg::Interested => frame(out, 1, 2),
-            Msg::Unchoke => frame(out, 1, 1),
-            Msg::Request(b) => {
-                frame(out, 13, 6);
-                out.extend_from_slice(&b.index.to_be_bytes());
-                out.extend_from_slice(&b.begin.to_be_bytes());
-                out.extend_from_slice(&b.len.to_be_bytes());
-            }
+            Msg::HaveAll => emit::message(out, Kind::HaveAll, &[]),
+            Msg::Interested => emit::message(out, Kind::Interested, &[]),
+            Msg::Unchoke => emit::message(out, Kind::Unchoke, &[]),
+            Msg::Request(b) => emit::request(
+                out,
+                BlockRef {
+                    index: b.index,
+                    begin: b.begin,
+                    length: b.len,
+                },
+            ),
             Msg::Piece(b) => {
-                frame(out, 9 + b.len, 7);
-                out.extend_from_slice(&b.index.to_be_bytes());
-                out.extend_from_slice(&b.begin.to_be_bytes());
+                // The header through the library; the content generated in place (a
+                // block's bytes are never built twice).
+                out.extend_from_slice(&emit::piece_header(b.index, b.begin, b.len));
                 let at = out.len();
                 out.resize(at + b.len as usize, 0);
                 let offset = u64::from(b.index) * u64::from(t.piece_length) + u64::from(b.begin);
                 fill_content(t.seed, t.index, offset, &mut out[at..]);
             }
-            Msg::Have(i) => {
-                frame(out, 5, 4);
-                out.extend_from_slice(&i.to_be_bytes());
-            }
+            Msg::Have(i) => emit::have(out, *i),
             Msg::MetaRequest { ext_id, piece } => {
                 let mut d = vec![b'd'];
                 bstr(&mut d, b"msg_type");
@@ -164,7 +161,7 @@ impl Msg {
                 bstr(&mut d, b"piece");
                 bint(&mut d, u64::from(*piece));
                 d.push(b'e');
-                extended(out, *ext_id, &d, &[]);
+                emit::extended(out, *ext_id, &[&d]);
             }
             Msg::MetaData { ext_id, piece } => {
                 let start = *piece as usize * METADATA_PIECE as usize;
@@ -178,24 +175,10 @@ impl Msg {
                 bstr(&mut d, b"total_size");
                 bint(&mut d, t.info.len() as u64);
                 d.push(b'e');
-                extended(out, *ext_id, &d, chunk);
+                emit::extended(out, *ext_id, &[&d, chunk]);
             }
         }
     }
-}
-
-/// Length prefix + message id.
-fn frame(out: &mut Vec<u8>, len: u32, id: u8) {
-    out.extend_from_slice(&len.to_be_bytes());
-    out.push(id);
-}
-
-/// BEP 10 message: id 20, extended id, bencoded dict, optional raw trailer (BEP 9 data).
-fn extended(out: &mut Vec<u8>, ext_id: u8, dict: &[u8], trailer: &[u8]) {
-    frame(out, (2 + dict.len() + trailer.len()) as u32, 20);
-    out.push(ext_id);
-    out.extend_from_slice(dict);
-    out.extend_from_slice(trailer);
 }
 
 /// One application write: the messages a side hands to its socket at once.

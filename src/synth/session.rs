@@ -5,6 +5,9 @@
 //!
 //! Frames are produced one application write at a time, so a session holds at most one
 //! write (one PIECE message: 16 KiB + 13 bytes) and its frame descriptors.
+//!
+//! Beside it: `survey` (the dry run that sizes a session before it is built) and `tally`
+//! (the run-wide ground truth the sessions add to).
 
 use std::collections::VecDeque;
 
@@ -13,8 +16,10 @@ use sha1::{Digest, Sha1};
 use super::impair::{Counts, Kind, Plan};
 use super::packet::{self, Endpoints, Link, Segment, UtpPacket, ST_DATA, ST_FIN, ST_STATE, ST_SYN};
 use super::script::{Msg, Script, Write};
-use super::torrent::{hex, Torrent, BLOCK_LEN};
-use super::{ReassemblyTruth, StreamTruth, SynthError, UtpTruth};
+use super::survey::{survey, wrap_back};
+use super::tally::Tally;
+use super::torrent::{hex, Torrent};
+use super::{StreamTruth, SynthError};
 
 /// Run-wide settings every session reads.
 pub struct Shared {
@@ -32,95 +37,6 @@ pub struct Shared {
     pub counts: Counts,
     /// Sessions run over uTP on UDP instead of TCP.
     pub utp: bool,
-}
-
-/// Run-wide tallies of what the capture delivers (see `Truth`).
-pub struct Tally {
-    pub messages: std::collections::BTreeMap<&'static str, u64>,
-    pub piece_messages: u64,
-    pub piece_bytes: u64,
-    pub request_messages: u64,
-    pub distinct_blocks: u64,
-    /// One bit per block id; 1 bit per 16 KiB of content is the only state that grows with
-    /// --size (besides the info dict's 20 bytes per piece).
-    seen_blocks: Vec<u64>,
-    pub reassembly: ReassemblyTruth,
-    pub utp: UtpTruth,
-}
-
-impl Tally {
-    pub fn new(t: &Torrent) -> Self {
-        Tally {
-            messages: Default::default(),
-            piece_messages: 0,
-            piece_bytes: 0,
-            request_messages: 0,
-            distinct_blocks: 0,
-            seen_blocks: vec![0; t.block_id_space().div_ceil(64) as usize],
-            reassembly: ReassemblyTruth::default(),
-            utp: UtpTruth::default(),
-        }
-    }
-
-    fn count(&mut self, m: &Msg, t: &Torrent) {
-        *self.messages.entry(m.kind()).or_default() += 1;
-        match m {
-            Msg::Piece(b) => {
-                self.piece_messages += 1;
-                self.piece_bytes += u64::from(b.len);
-                let id = u64::from(b.index) * t.blocks_per_piece() + u64::from(b.begin / BLOCK_LEN);
-                if let Some(word) = self.seen_blocks.get_mut((id / 64) as usize) {
-                    let bit = 1u64 << (id % 64);
-                    if *word & bit == 0 {
-                        *word |= bit;
-                        self.distinct_blocks += 1;
-                    }
-                }
-            }
-            Msg::Request(_) => self.request_messages += 1,
-            _ => {}
-        }
-    }
-
-    /// Accounts one impairment of a `len`-byte data segment / packet, in the transport's
-    /// own terms (see the module docs of `synth`).
-    fn impairment(&mut self, utp: bool, kind: Kind, len: usize) {
-        let len = len as u64;
-        if utp {
-            let u = &mut self.utp;
-            match kind {
-                Kind::Reorder => u.out_of_order += 1,
-                Kind::Duplicate => u.duplicates += 1,
-                Kind::Loss => {
-                    u.gaps += 1;
-                    u.gap_packets += 1;
-                    u.gap_bytes += len;
-                    u.out_of_order += 1;
-                }
-                Kind::Conflict => {
-                    u.duplicates += 1;
-                    u.conflicting += 1;
-                }
-                // Rejected with --utp before any session exists (`shared`); nothing to count.
-                Kind::OverlapConflict => {}
-            }
-            return;
-        }
-        let r = &mut self.reassembly;
-        match kind {
-            Kind::Reorder => r.out_of_order += 1,
-            Kind::Duplicate => r.overlaps += 1,
-            Kind::Loss => {
-                r.gaps += 1;
-                r.gap_bytes += len;
-                r.out_of_order += 1;
-            }
-            Kind::Conflict | Kind::OverlapConflict => {
-                r.overlaps += 1;
-                r.conflicting_overlaps += 1;
-            }
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -183,56 +99,6 @@ enum Stage {
 struct Delivered {
     sha1: Sha1,
     bytes: u64,
-}
-
-/// What the dry run learns about a session before any frame is made.
-struct Survey {
-    c2s_bytes: u64,
-    s2c_bytes: u64,
-    c2s_segments: u64,
-    s2c_segments: u64,
-    /// Eligible segments for the given bounds (second pass only).
-    eligible: u64,
-}
-
-/// Walks the script without building content; `bounds` = (lo, hi) inclusive eligibility
-/// range of s2c segment indices.
-fn survey(script: &Script, t: &Torrent, unit: usize, bounds: Option<(u64, u64)>) -> Survey {
-    let mut s = script.clone();
-    let mut out = Survey {
-        c2s_bytes: 0,
-        s2c_bytes: 0,
-        c2s_segments: 0,
-        s2c_segments: 0,
-        eligible: 0,
-    };
-    while let Some(w) = s.next_write(t) {
-        let len: u64 = w.msgs.iter().map(|m| m.encoded_len(t)).sum();
-        if w.from_leecher {
-            out.c2s_bytes += len;
-            out.c2s_segments += len.div_ceil(unit as u64);
-            continue;
-        }
-        out.s2c_bytes += len;
-        let nseg = len.div_ceil(unit as u64);
-        let first = out.s2c_segments;
-        out.s2c_segments += nseg;
-        if let Some((lo, hi)) = bounds {
-            // Segments first..first+nseg-1, the last one of the write is not eligible.
-            let a = first.max(lo);
-            let b = (first + nseg).saturating_sub(2).min(hi);
-            if nseg >= 2 && a <= b {
-                out.eligible += b - a + 1;
-            }
-        }
-    }
-    out
-}
-
-/// Distance below 2^32 of the ISN of flow 0: the sequence space wraps `back - 1` bytes into
-/// the stream, i.e. mid-transfer for any stream longer than 2 bytes.
-fn wrap_back(total: u64, cap: u64) -> u32 {
-    (total / 2).clamp(1, cap) as u32
 }
 
 pub struct Session {
