@@ -100,7 +100,7 @@ impl Msg {
                 // BEP 10 extension protocol: bit 0x10 of reserved byte 5; BEP 6 fast
                 // extension: bit 0x04 of reserved byte 7.
                 out.extend_from_slice(&[0, 0, 0, 0, 0, 0x10, 0, 0x04]);
-                out.extend_from_slice(&t.info_hash);
+                out.extend_from_slice(t.info_hash.as_bytes());
                 out.extend_from_slice(peer_id);
             }
             Msg::ExtHandshake {
