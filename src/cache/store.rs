@@ -470,7 +470,7 @@ impl PieceStore {
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.info_hash.cmp(&b.info_hash));
+        out.sort_by_key(|e| e.info_hash);
         out
     }
 
