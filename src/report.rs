@@ -221,35 +221,12 @@ fn ratio(hit: u64, miss: u64) -> f64 {
     }
 }
 
-impl Report {}
-
-/// 40 hex digits to 20 bytes.
-pub fn parse_hex20(s: &str) -> Option<[u8; 20]> {
-    if s.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-pub fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
-}
-
 impl Report {
     pub fn new(stats: &Stats, files: Vec<FileReport>) -> Report {
         let mut swarms: Vec<SwarmReport> = stats
             .swarms
             .iter()
-            .map(|(ih, s)| SwarmReport::new(hex(ih), s))
+            .map(|(ih, s)| SwarmReport::new(ih.to_string(), s))
             .collect();
         // Biggest first: what an operator looks at; ties by info-hash for stable output.
         swarms.sort_by(|a, b| {

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 
 use common::{public, repo};
 use peercache::cache::{PieceKey, PieceStore};
-use peercache::report::parse_hex20;
 use peercache::synth::{self, SynthArgs};
+use peercache::wire::infohash::{self, InfoHash};
 use serde_json::Value;
 use sha1::Digest;
 
@@ -65,7 +65,7 @@ fn rebuild(cache: &Path, ih: &str, pieces: u32) -> Vec<u8> {
 }
 
 fn hex(b: &[u8]) -> String {
-    peercache::report::hex(b)
+    infohash::hex(b)
 }
 
 fn lab_truth(name: &str) -> serde_json::Value {
@@ -238,7 +238,7 @@ fn hostile_peer_is_caught_and_never_cached() {
     let blamed: Vec<&String> = s["failed_by_peer"].as_object().unwrap().keys().collect();
     assert_eq!(blamed, vec![&liar]);
     // The cache holds exactly the original content.
-    let ih = parse_hex20(&truth.info_hash).unwrap();
+    let ih: InfoHash = truth.info_hash.parse().unwrap();
     let store = PieceStore::open(&cache, u64::MAX).unwrap();
     for i in 0..torrent.num_pieces {
         let want = synth::content_byte_range(
@@ -289,7 +289,7 @@ fn capacity_evicts_least_recently_used() {
     assert_eq!(n(&r["cache"]["stored_bytes"]), keep * 65536);
     assert_eq!(n(&r["cache"]["evicted_bytes"]), (16 - keep) * 65536);
     let store = PieceStore::open(&cache, u64::MAX).unwrap();
-    let ih = parse_hex20(&truth.info_hash).unwrap();
+    let ih: InfoHash = truth.info_hash.parse().unwrap();
     let mut held = store.pieces(&ih);
     held.sort();
     assert_eq!(
@@ -349,7 +349,7 @@ fn kill_9_during_cache_writes_leaves_only_verifiable_pieces() {
             ..Default::default()
         },
     );
-    let ih = parse_hex20(&truth.info_hash).unwrap();
+    let ih: InfoHash = truth.info_hash.parse().unwrap();
     let cache = dir.path().join("cache");
     let pieces_dir = cache.join("v1").join(&truth.info_hash).join("pieces");
     // Kill at three different moments; each run continues the same cache.

@@ -139,7 +139,7 @@ fn tap_fills_the_cache_during_a_real_transfer() {
     assert_eq!(s["pieces_verified"], 16);
     assert_eq!(s["piece_messages"], truth["blocks_received"]);
     let store = peercache::cache::PieceStore::open(&cache, u64::MAX).unwrap();
-    let ihb = peercache::report::parse_hex20(ih).unwrap();
+    let ihb: peercache::wire::infohash::InfoHash = ih.parse().unwrap();
     let mut file = Vec::new();
     for i in 0..16 {
         let key = peercache::cache::PieceKey {
@@ -150,7 +150,7 @@ fn tap_fills_the_cache_during_a_real_transfer() {
     }
     use sha2::Digest;
     assert_eq!(
-        peercache::report::hex(&sha2::Sha256::digest(&file)),
+        peercache::wire::infohash::hex(&sha2::Sha256::digest(&file)),
         truth["sha256"].as_str().unwrap()
     );
 }

@@ -12,12 +12,13 @@ use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::Engine;
 use peercache::replay::{replay_with, ReplayOptions};
-use peercache::report::{parse_hex20, Report};
+use peercache::report::Report;
 use peercache::rules::{self, RuleCounters, RulesSink};
 use peercache::runtime::{self, Shared};
 use peercache::swarm::pieces::FlowContext;
 use peercache::swarm::{Metainfo, PieceSink, Registry, VerifiedPiece};
 use peercache::synth::{self, SynthArgs};
+use peercache::wire::infohash::InfoHash;
 use peercache::wire::link::LinkType;
 
 const PLAIN: &str = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
@@ -130,7 +131,7 @@ fn blocklist_caches_nothing_of_the_swarm_and_audits_refusals() {
     indexes.sort();
     assert_eq!(indexes, (0..16).collect::<Vec<_>>());
     // Never served either: its requests are not hits, and `contains` says no.
-    let ih = parse_hex20(PLAIN).unwrap();
+    let ih: InfoHash = PLAIN.parse().unwrap();
     assert!(!r.shared.sink.contains(&ih, 0));
     // The same counts on /metrics.
     let snap = runtime::snapshot(
@@ -235,7 +236,7 @@ enum Event {
 }
 
 impl PieceSink for Probe {
-    fn contains(&self, ih: &[u8; 20], index: u32) -> bool {
+    fn contains(&self, ih: &InfoHash, index: u32) -> bool {
         self.inner.contains(ih, index)
     }
     fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool {
@@ -248,19 +249,19 @@ impl PieceSink for Probe {
         });
         ok
     }
-    fn touch(&self, ih: &[u8; 20], index: u32) {
+    fn touch(&self, ih: &InfoHash, index: u32) {
         self.inner.touch(ih, index)
     }
-    fn cached_pieces(&self, ih: &[u8; 20]) -> u64 {
+    fn cached_pieces(&self, ih: &InfoHash) -> u64 {
         self.inner.cached_pieces(ih)
     }
-    fn retry_later(&self, ih: &[u8; 20]) -> bool {
+    fn retry_later(&self, ih: &InfoHash) -> bool {
         self.inner.retry_later(ih)
     }
     fn watches_requests(&self) -> bool {
         self.inner.watches_requests()
     }
-    fn requested(&self, ih: &[u8; 20], flow: &FlowContext) {
+    fn requested(&self, ih: &InfoHash, flow: &FlowContext) {
         self.events
             .lock()
             .unwrap()
@@ -404,7 +405,7 @@ fn reload_purges_a_newly_blocked_swarm_and_a_bad_file_changes_nothing() {
     drop(r.shared);
 
     let store = Arc::new(PieceStore::open(&cache, 1 << 30).unwrap());
-    let ih = parse_hex20(PLAIN).unwrap();
+    let ih: InfoHash = PLAIN.parse().unwrap();
     assert_eq!(store.pieces(&ih).len(), 16);
     let (sink, first) = RulesSink::new(store.clone(), &rules_path).unwrap();
     assert_eq!(first.purged_bytes, 0);

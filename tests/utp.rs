@@ -100,7 +100,7 @@ fn rebuild_from_cache(name: &str, with_torrent: bool) {
         file.extend_from_slice(&o.stdout);
     }
     assert_eq!(
-        peercache::report::hex(&sha2::Sha256::digest(&file)),
+        peercache::wire::infohash::hex(&sha2::Sha256::digest(&file)),
         t["sha256"].as_str().unwrap(),
         "{name}"
     );

@@ -23,10 +23,11 @@ use libfuzzer_sys::fuzz_target;
 use peercache::swarm::metadata::{MetadataAssembler, METADATA_PIECE};
 use peercache::swarm::metainfo::MAX_INFO_LEN;
 use peercache::swarm::Metainfo;
+use peercache::wire::infohash::InfoHash;
 use sha1::{Digest, Sha1};
 
-fn sha1(b: &[u8]) -> [u8; 20] {
-    Sha1::digest(b).into()
+fn sha1(b: &[u8]) -> InfoHash {
+    InfoHash::from(<[u8; 20]>::from(Sha1::digest(b)))
 }
 
 fn synthetic(n: usize) -> Vec<u8> {
@@ -56,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         v
     };
     let real = sha1(&info);
-    let others = [[1u8; 20], [2u8; 20], [3u8; 20]];
+    let others = [[1u8; 20], [2u8; 20], [3u8; 20]].map(InfoHash::from);
     let mut a = MetadataAssembler::new(1 + (flags as usize >> 1 & 3));
     let total = info.len();
     let npieces = total.div_ceil(METADATA_PIECE).max(1);

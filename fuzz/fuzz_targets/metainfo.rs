@@ -20,10 +20,11 @@
 use libfuzzer_sys::fuzz_target;
 use peercache::swarm::metainfo::{MAX_PIECE_LEN, MIN_PIECE_LEN};
 use peercache::swarm::Metainfo;
+use peercache::wire::infohash::InfoHash;
 use sha1::{Digest, Sha1};
 
-fn sha1(b: &[u8]) -> [u8; 20] {
-    Sha1::digest(b).into()
+fn sha1(b: &[u8]) -> InfoHash {
+    InfoHash::from(<[u8; 20]>::from(Sha1::digest(b)))
 }
 
 fn check(m: &Metainfo) {

@@ -37,7 +37,7 @@ fn check_body(kind: Kind, body: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     if let Some(h) = Handshake::new_checked(data) {
-        assert_eq!(h.info_hash(), data[28..48]);
+        assert_eq!(h.info_hash().as_bytes()[..], data[28..48]);
         assert_eq!(h.peer_id(), data[48..68]);
         assert_eq!(h.reserved(), data[20..28]);
         let _ = (h.extension_protocol(), h.fast_extension());

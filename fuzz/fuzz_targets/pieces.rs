@@ -30,15 +30,16 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use peercache::swarm::{Metainfo, PieceSink, Pieces, VerifiedPiece};
+use peercache::wire::infohash::InfoHash;
 use sha1::{Digest, Sha1};
 
 const PL: usize = 2048;
 
 #[derive(Default)]
-struct Sink(RefCell<HashSet<([u8; 20], u32)>>);
+struct Sink(RefCell<HashSet<(InfoHash, u32)>>);
 
 impl PieceSink for Sink {
-    fn contains(&self, ih: &[u8; 20], i: u32) -> bool {
+    fn contains(&self, ih: &InfoHash, i: u32) -> bool {
         self.0.borrow().contains(&(*ih, i))
     }
     fn admit(&self, m: &Metainfo, p: VerifiedPiece) -> bool {
@@ -52,7 +53,7 @@ impl PieceSink for Sink {
         );
         true
     }
-    fn touch(&self, _: &[u8; 20], _: u32) {}
+    fn touch(&self, _: &InfoHash, _: u32) {}
 }
 
 fn hashes(content: &[u8]) -> Vec<u8> {
@@ -109,7 +110,7 @@ fn run(t: &[(Arc<Metainfo>, Vec<u8>); 2], data: &[u8]) {
     let q_max = if flags & 4 != 0 { 4096 } else { 2048 };
     let mut p = Pieces::new(max_bytes, q_max);
     let sink = Sink::default();
-    let c_ih = [0xCC; 20];
+    let c_ih = InfoHash::from([0xCC; 20]);
     // (swarm, index) pieces that got anything but whole honest pieces with metainfo.
     let mut dirty: HashSet<(usize, u32)> = HashSet::new();
     let check = |p: &Pieces| {

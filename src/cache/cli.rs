@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{parse_info_hash, CacheError, PieceKey, PieceStore, SwarmEntry};
+use super::{CacheError, PieceKey, PieceStore, SwarmEntry};
+use crate::wire::infohash::InfoHash;
 
 #[derive(clap::Args, Debug)]
 pub struct CacheArgs {
@@ -80,7 +81,7 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
             piece,
         } => {
             let key = PieceKey {
-                info_hash: parse_info_hash(info_hash)?,
+                info_hash: info_hash.parse::<InfoHash>()?,
                 index: *piece,
             };
             let data = open_existing(cache_dir)?.get(&key)?;
@@ -107,7 +108,7 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
             info_hash,
             piece,
         } => {
-            let ih = parse_info_hash(info_hash)?;
+            let ih = info_hash.parse::<InfoHash>()?;
             let store = open_existing(cache_dir)?;
             let removed = match piece {
                 Some(index) => store.remove(&PieceKey {

@@ -83,6 +83,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::swarm::MetainfoError;
+use crate::wire::infohash::{InfoHash, InfoHashError};
 
 pub use store::PieceStore;
 pub use writer::{CommitPolicy, StoreWriter};
@@ -90,7 +91,7 @@ pub use writer::{CommitPolicy, StoreWriter};
 /// One piece of one swarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PieceKey {
-    pub info_hash: [u8; 20],
+    pub info_hash: InfoHash,
     pub index: u32,
 }
 
@@ -111,7 +112,7 @@ pub enum CacheError {
     BadInfoHash(String),
     #[error("metainfo for {info_hash} is inconsistent: {source}")]
     Metainfo {
-        info_hash: String,
+        info_hash: InfoHash,
         #[source]
         source: MetainfoError,
     },
@@ -158,8 +159,8 @@ pub struct VerifyReport {
 /// One swarm as `cache ls --json` prints it: these field names are a stable schema.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SwarmEntry {
-    /// 40 lowercase hex digits.
-    pub info_hash: String,
+    /// Serialized as 40 lowercase hex digits.
+    pub info_hash: InfoHash,
     pub name: String,
     pub piece_length: u64,
     /// Pieces in the torrent.
@@ -168,24 +169,17 @@ pub struct SwarmEntry {
     pub bytes: u64,
 }
 
-/// Parses a 40-hex-digit info-hash (either case).
-pub fn parse_info_hash(s: &str) -> Result<[u8; 20], CacheError> {
-    let bad = || CacheError::BadInfoHash(s.to_owned());
-    // Checked digit by digit: from_str_radix alone would also accept a '+' sign.
-    if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
+/// Text that does not parse as an info-hash, as the CLI reports it.
+impl From<InfoHashError> for CacheError {
+    fn from(e: InfoHashError) -> CacheError {
+        CacheError::BadInfoHash(e.0)
     }
-    let mut out = [0u8; 20];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
 }
 
 /// The engine's view of the store. `admit` goes through `insert`, which re-verifies the
 /// piece against the stored info dictionary: the store trusts no caller.
 impl crate::swarm::PieceSink for PieceStore {
-    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool {
+    fn contains(&self, info_hash: &InfoHash, index: u32) -> bool {
         PieceStore::contains(
             self,
             &PieceKey {
@@ -203,7 +197,7 @@ impl crate::swarm::PieceSink for PieceStore {
         self.insert_verified(&piece).unwrap_or(false)
     }
 
-    fn touch(&self, info_hash: &[u8; 20], index: u32) {
+    fn touch(&self, info_hash: &InfoHash, index: u32) {
         PieceStore::touch(
             self,
             &PieceKey {
@@ -217,7 +211,7 @@ impl crate::swarm::PieceSink for PieceStore {
         let _ = self.put_metainfo(m);
     }
 
-    fn cached_pieces(&self, info_hash: &[u8; 20]) -> u64 {
+    fn cached_pieces(&self, info_hash: &InfoHash) -> u64 {
         self.pieces(info_hash).len() as u64
     }
 
@@ -225,7 +219,7 @@ impl crate::swarm::PieceSink for PieceStore {
         self.counters()
     }
 
-    fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, crate::swarm::pieces::PurgeError> {
+    fn purge(&self, info_hash: &InfoHash) -> Result<u64, crate::swarm::pieces::PurgeError> {
         self.remove_swarm(info_hash)
             .map_err(|e| crate::swarm::pieces::PurgeError(e.to_string()))
     }

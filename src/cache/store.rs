@@ -12,12 +12,10 @@ use std::time::SystemTime;
 use dashmap::DashMap;
 use lru::LruCache;
 
-use super::{
-    parse_info_hash, CacheError, OpenReport, PieceKey, StoreCounters, SwarmEntry, VerifyReport,
-};
+use super::{CacheError, OpenReport, PieceKey, StoreCounters, SwarmEntry, VerifyReport};
 use crate::swarm::metainfo::MAX_INFO_LEN;
 use crate::swarm::Metainfo;
-use crate::wire::infohash::hex;
+use crate::wire::infohash::InfoHash;
 
 /// Per-key locks ordering "rename into place + index" against "unlink": enough stripes that
 /// unrelated pieces rarely wait on each other.
@@ -72,7 +70,7 @@ pub struct PieceStore {
     /// Mirrors `lru.order` (updated under the LRU mutex) so `contains` takes no global lock.
     index: DashMap<PieceKey, u32>,
     lru: Mutex<Lru>,
-    metas: DashMap<[u8; 20], Arc<Metainfo>>,
+    metas: DashMap<InfoHash, Arc<Metainfo>>,
     stripes: Box<[Mutex<()>]>,
     /// Inserts and put_metainfo hold it shared while touching a swarm directory;
     /// remove_swarm holds it exclusively, so no write lands in a swarm being removed.
@@ -187,7 +185,7 @@ impl PieceStore {
         // to the info-hash is trusted here.
         let m = Metainfo::from_info_checked(&m.info, &m.info_hash).map_err(|source| {
             CacheError::Metainfo {
-                info_hash: hex(&m.info_hash),
+                info_hash: m.info_hash,
                 source,
             }
         })?;
@@ -208,7 +206,7 @@ impl PieceStore {
         Ok(())
     }
 
-    pub fn metainfo(&self, ih: &[u8; 20]) -> Option<Arc<Metainfo>> {
+    pub fn metainfo(&self, ih: &InfoHash) -> Option<Arc<Metainfo>> {
         self.metas.get(ih).map(|r| Arc::clone(r.value()))
     }
 
@@ -338,7 +336,7 @@ impl PieceStore {
                     }
                 }
             }
-            let mut dirs: Vec<[u8; 20]> = placed.iter().map(|p| p.0.info_hash).collect();
+            let mut dirs: Vec<InfoHash> = placed.iter().map(|p| p.0.info_hash).collect();
             dirs.sort_unstable();
             dirs.dedup();
             for ih in dirs {
@@ -411,7 +409,7 @@ impl PieceStore {
     }
 
     /// Removes a swarm (metainfo and all its pieces); returns the piece bytes it held.
-    pub fn remove_swarm(&self, ih: &[u8; 20]) -> Result<u64, CacheError> {
+    pub fn remove_swarm(&self, ih: &InfoHash) -> Result<u64, CacheError> {
         let doomed = {
             let _gate = write(&self.swarm_gate);
             // Pieces are unindexed before the metainfo goes, so a concurrent get never sees
@@ -437,9 +435,7 @@ impl PieceStore {
             // A rename is one quick step under the gate; the slow recursive delete runs
             // after it, from tmp/ (which open clears, should we die half-way).
             let sdir = self.swarm_dir(ih);
-            let doomed = self
-                .tmp
-                .join(format!("{}-{}.removing", hex(ih), self.next_seq()));
+            let doomed = self.tmp.join(format!("{ih}-{}.removing", self.next_seq()));
             match fs::rename(&sdir, &doomed) {
                 Ok(()) => sync_dir(&self.v1)?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(bytes),
@@ -453,7 +449,7 @@ impl PieceStore {
 
     /// Every swarm with metainfo in the store, sorted by info-hash. Scans the whole index.
     pub fn swarms(&self) -> Vec<SwarmEntry> {
-        let mut per: HashMap<[u8; 20], (u32, u64)> = HashMap::new();
+        let mut per: HashMap<InfoHash, (u32, u64)> = HashMap::new();
         for e in self.index.iter() {
             let c = per.entry(e.key().info_hash).or_default();
             c.0 += 1;
@@ -465,7 +461,7 @@ impl PieceStore {
             .map(|m| {
                 let (pieces_cached, bytes) = per.get(m.key()).copied().unwrap_or_default();
                 SwarmEntry {
-                    info_hash: hex(m.key()),
+                    info_hash: *m.key(),
                     name: m.name.clone(),
                     piece_length: m.piece_length,
                     pieces: m.num_pieces(),
@@ -474,12 +470,12 @@ impl PieceStore {
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.info_hash.cmp(&b.info_hash));
+        out.sort_by_key(|e| e.info_hash);
         out
     }
 
     /// Indices of the stored pieces of a swarm, ascending. Scans the whole index.
-    pub fn pieces(&self, ih: &[u8; 20]) -> Vec<u32> {
+    pub fn pieces(&self, ih: &InfoHash) -> Vec<u32> {
         let mut v: Vec<u32> = self
             .index
             .iter()
@@ -544,11 +540,11 @@ impl PieceStore {
         v
     }
 
-    fn swarm_dir(&self, ih: &[u8; 20]) -> PathBuf {
-        self.v1.join(hex(ih))
+    fn swarm_dir(&self, ih: &InfoHash) -> PathBuf {
+        self.v1.join(ih.to_string())
     }
 
-    fn pieces_dir(&self, ih: &[u8; 20]) -> PathBuf {
+    fn pieces_dir(&self, ih: &InfoHash) -> PathBuf {
         self.swarm_dir(ih).join("pieces")
     }
 
@@ -557,7 +553,7 @@ impl PieceStore {
     }
 
     fn stripe_id(&self, key: &PieceKey) -> usize {
-        let ih = &key.info_hash;
+        let ih = key.info_hash.as_bytes();
         let h =
             u32::from_le_bytes([ih[0], ih[1], ih[2], ih[3]]) ^ key.index.wrapping_mul(0x9E37_79B9);
         h as usize % STRIPES
@@ -734,9 +730,9 @@ impl PieceStore {
 }
 
 /// The info-hash a swarm directory name stands for, if it is in canonical form.
-fn canonical_info_hash(name: &OsStr) -> Option<[u8; 20]> {
+fn canonical_info_hash(name: &OsStr) -> Option<InfoHash> {
     let s = name.to_str()?;
-    parse_info_hash(s).ok().filter(|ih| hex(ih) == s)
+    s.parse::<InfoHash>().ok().filter(|ih| ih.to_string() == s)
 }
 
 /// The piece index a piece file name stands for, if it is in canonical form.
@@ -748,7 +744,7 @@ fn canonical_index(name: &OsStr) -> Option<u32> {
 
 /// The metainfo of a swarm directory, or None when its info file is missing, too large,
 /// unparsable or does not hash to the directory name.
-fn load_info(sdir: &Path, ih: &[u8; 20]) -> Result<Option<Metainfo>, CacheError> {
+fn load_info(sdir: &Path, ih: &InfoHash) -> Result<Option<Metainfo>, CacheError> {
     let path = sdir.join("info");
     let raw = match File::open(&path) {
         Ok(f) => {

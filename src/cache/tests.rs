@@ -7,7 +7,6 @@ use sha1::{Digest, Sha1};
 
 use super::cli::{run_to, CacheArgs, CacheCmd};
 use super::*;
-use crate::report::hex;
 use crate::swarm::Metainfo;
 
 const PL: usize = 16384;
@@ -110,7 +109,7 @@ fn insert_admits_only_verified_pieces() {
     assert_eq!(
         s.swarms(),
         vec![SwarmEntry {
-            info_hash: hex(&m.info_hash),
+            info_hash: m.info_hash,
             name: "a.bin".into(),
             piece_length: PL as u64,
             pieces: 4,
@@ -128,7 +127,10 @@ fn insert_admits_only_verified_pieces() {
 fn put_metainfo_rederives_from_raw_info() {
     let dir = tempfile::tempdir().unwrap();
     let (mut m, _) = torrent("a.bin", 1, PL);
-    m.info_hash[0] ^= 1; // a caller's Metainfo whose fields disagree with its raw info
+    // A caller's Metainfo whose fields disagree with its raw info.
+    let mut flipped: [u8; 20] = m.info_hash.into();
+    flipped[0] ^= 1;
+    m.info_hash = flipped.into();
     let s = PieceStore::open(dir.path(), u64::MAX).unwrap();
     assert!(matches!(
         s.put_metainfo(&m),
@@ -240,9 +242,9 @@ fn open_cleans_up_torn_and_invalid_state() {
     fs::create_dir(dir.path().join("tmp/abc.removing")).unwrap();
     // Swarm b's info file replaced by a's (valid, but not hashing to b's name); swarm c's
     // info file lost; things that are not ours.
-    let bdir = dir.path().join("v1").join(hex(&bad.info_hash));
+    let bdir = dir.path().join("v1").join(bad.info_hash.to_string());
     fs::write(bdir.join("info"), &m.info).unwrap();
-    let cdir = dir.path().join("v1").join(hex(&orphan.info_hash));
+    let cdir = dir.path().join("v1").join(orphan.info_hash.to_string());
     fs::remove_file(cdir.join("info")).unwrap();
     fs::write(dir.path().join("v1/README"), b"hello").unwrap();
     fs::write(s.piece_path(&key(&m, 0)).with_file_name("notes"), b"x").unwrap();
@@ -357,9 +359,11 @@ fn concurrent_inserts_and_gets_keep_counters_consistent() {
 
 #[test]
 fn info_hash_parsing() {
-    let ih = [0xabu8; 20];
-    assert_eq!(parse_info_hash(&hex(&ih)).unwrap(), ih);
-    assert_eq!(parse_info_hash(&hex(&ih).to_uppercase()).unwrap(), ih);
+    // The CLI's parse: `InfoHash::from_str`, its error mapped to `BadInfoHash`.
+    let parse = |s: &str| s.parse::<InfoHash>().map_err(CacheError::from);
+    let ih = InfoHash::from([0xab; 20]);
+    assert_eq!(parse(&ih.to_string()).unwrap(), ih);
+    assert_eq!(parse(&ih.to_string().to_uppercase()).unwrap(), ih);
     for bad in [
         "",
         "abc",
@@ -368,8 +372,8 @@ fn info_hash_parsing() {
         &"a".repeat(41),
     ] {
         assert!(matches!(
-            parse_info_hash(bad),
-            Err(CacheError::BadInfoHash(_))
+            parse(bad),
+            Err(CacheError::BadInfoHash(s)) if s == bad
         ));
     }
 }
@@ -389,7 +393,7 @@ fn cli_commands() {
     let (m, p) = torrent("a.bin", 11, 2 * PL);
     drop(filled(dir.path(), u64::MAX, &m, &p));
     let d = dir.path().to_str().unwrap();
-    let ih = hex(&m.info_hash);
+    let ih = m.info_hash.to_string();
 
     let a = parse(&["t", "evict", "--cache-dir", d, &ih]).unwrap();
     assert!(matches!(a.cmd, CacheCmd::Evict { piece: None, .. }));

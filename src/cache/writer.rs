@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::store::{Staged, Staging};
 use super::{PieceKey, PieceStore};
 use crate::swarm::{Metainfo, PieceSink, VerifiedPiece};
+use crate::wire::infohash::InfoHash;
 
 pub struct StoreWriter {
     store: Arc<PieceStore>,
@@ -143,7 +144,7 @@ impl StoreWriter {
 }
 
 impl PieceSink for StoreWriter {
-    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool {
+    fn contains(&self, info_hash: &InfoHash, index: u32) -> bool {
         let key = PieceKey {
             info_hash: *info_hash,
             index,
@@ -165,7 +166,7 @@ impl PieceSink for StoreWriter {
         tx.send(piece).is_ok()
     }
 
-    fn touch(&self, info_hash: &[u8; 20], index: u32) {
+    fn touch(&self, info_hash: &InfoHash, index: u32) {
         PieceSink::touch(&*self.store, info_hash, index)
     }
 
@@ -173,7 +174,7 @@ impl PieceSink for StoreWriter {
         let _ = self.store.put_metainfo(m);
     }
 
-    fn cached_pieces(&self, info_hash: &[u8; 20]) -> u64 {
+    fn cached_pieces(&self, info_hash: &InfoHash) -> u64 {
         PieceSink::cached_pieces(&*self.store, info_hash)
     }
 
@@ -182,7 +183,7 @@ impl PieceSink for StoreWriter {
     }
 
     /// Pieces still queued may land after this; rules refuse new ones of a purged swarm.
-    fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, crate::swarm::pieces::PurgeError> {
+    fn purge(&self, info_hash: &InfoHash) -> Result<u64, crate::swarm::pieces::PurgeError> {
         PieceSink::purge(&*self.store, info_hash)
     }
 

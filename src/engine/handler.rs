@@ -12,11 +12,12 @@ use crate::peerwire::Event;
 use crate::report::{Stats, SwarmStats};
 use crate::swarm::FlowContext;
 use crate::swarm::Source;
+use crate::wire::infohash::InfoHash;
 use crate::wire::peerwire::{self, Handshake, Message};
 
 /// The counters of swarm `ih`: of the unattributed traffic when the info-hash is unknown or
 /// past `max` swarms (counted).
-pub(super) fn swarm(stats: &mut Stats, ih: Option<[u8; 20]>, max: usize) -> &mut SwarmStats {
+pub(super) fn swarm(stats: &mut Stats, ih: Option<InfoHash>, max: usize) -> &mut SwarmStats {
     let Some(ih) = ih else {
         return &mut stats.unattributed;
     };
@@ -99,7 +100,7 @@ impl Handler<'_> {
         );
     }
 
-    fn would_be_hit(&mut self, ih: [u8; 20], index: u32, length: u32) {
+    fn would_be_hit(&mut self, ih: InfoHash, index: u32, length: u32) {
         // A piece being verified is cached or not by its verdict, as if it had come first.
         let sink = self.ctx.shared.sink.clone();
         self.ctx.pieces.settle_piece(&ih, index, &*sink);
@@ -114,7 +115,7 @@ impl Handler<'_> {
         }
     }
 
-    fn metadata_piece(&mut self, ih: [u8; 20], u: peerwire::UtMetadata<'_>) {
+    fn metadata_piece(&mut self, ih: InfoHash, u: peerwire::UtMetadata<'_>) {
         if self.ctx.shared.registry.get(&ih).is_some() {
             return;
         }
@@ -176,7 +177,7 @@ impl Handler<'_> {
     }
 
     /// The counters of swarm `ih` (see [`swarm`]).
-    fn swarm(&mut self, ih: Option<[u8; 20]>) -> &mut SwarmStats {
+    fn swarm(&mut self, ih: Option<InfoHash>) -> &mut SwarmStats {
         swarm(&mut self.ctx.stats, ih, self.ctx.cfg.swarms.max_swarms)
     }
 
@@ -240,7 +241,7 @@ impl Handler<'_> {
     }
 
     /// An extension message (BEP 10): counted by the name the sender gave its id.
-    fn extended(&mut self, ih: Option<[u8; 20]>, id: u8, payload: &[u8]) {
+    fn extended(&mut self, ih: Option<InfoHash>, id: u8, payload: &[u8]) {
         let name = if id == 0 {
             self.state.on_ext_handshake(self.dir, payload);
             Some("handshake".to_string())
@@ -267,7 +268,7 @@ impl Handler<'_> {
 
     /// The counter key for extension `n`; a ut_metadata data message of a known swarm is
     /// also taken in as a metadata piece.
-    fn extension_name(&mut self, ih: Option<[u8; 20]>, n: &str, payload: &[u8]) -> String {
+    fn extension_name(&mut self, ih: Option<InfoHash>, n: &str, payload: &[u8]) -> String {
         match n {
             "ut_metadata" => match peerwire::parse_ut_metadata(payload) {
                 Some(u) => match u.msg_type {
@@ -293,7 +294,7 @@ impl Handler<'_> {
 
     /// A subscriber's REQUEST reaches the sink (policy rules learn popularity and the flow
     /// from here) and is scored as a would-be hit.
-    fn subscriber_request(&mut self, ih: [u8; 20], index: u32, length: u32) {
+    fn subscriber_request(&mut self, ih: InfoHash, index: u32, length: u32) {
         // Verdicts due before this REQUEST take effect first, as if hashed inline: that of
         // the piece asked for (and those before it), and all of the swarm's when the rules
         // watch REQUESTs.

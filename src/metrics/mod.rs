@@ -140,10 +140,3 @@ impl Live {
             .unwrap_or_default()
     }
 }
-
-/// Seconds since the UNIX epoch, for snapshot stamps (the engine itself never reads a clock).
-pub fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}

@@ -406,7 +406,7 @@ mod declared {
         fill(&mut st.ip_fragments, &mut n, &mut want);
         let mut sw = SwarmStats::default();
         fill(&mut sw.counts, &mut n, &mut want);
-        st.swarms.insert([7; 20], sw);
+        st.swarms.insert([7; 20].into(), sw);
         let mut r = Report::new(&st, Vec::new());
         fill(&mut r.cache.store, &mut n, &mut want);
         let mut policy = PolicyCounters::default();

@@ -5,6 +5,7 @@
 
 use crate::flow::Dir;
 use crate::wire::entropy;
+use crate::wire::infohash::InfoHash;
 use crate::wire::peerwire::{self, Handshake, PROTOCOL};
 
 /// MSE/PE: the initiator's first flight is Ya (96 bytes) plus 0..512 bytes of PadA, sent
@@ -26,7 +27,7 @@ pub enum Class {
 #[derive(Debug)]
 pub struct ConnState {
     pub class: Class,
-    pub info_hash: Option<[u8; 20]>,
+    pub info_hash: Option<InfoHash>,
     pub peer_id: [Option<[u8; 20]>; 2],
     /// Extension ids announced by the sender of each direction: messages travelling the
     /// other way use them.

@@ -151,9 +151,7 @@ impl Match {
         let within = |v: u64, lo: Option<u64>, hi: Option<u64>| {
             lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi)
         };
-        if !self.info_hashes.is_empty()
-            && !self.info_hashes.iter().any(|h| h.as_bytes() == c.info_hash)
-        {
+        if !self.info_hashes.is_empty() && !self.info_hashes.iter().any(|h| h == c.info_hash) {
             return false;
         }
         if let Some(p) = &self.name {
@@ -188,7 +186,7 @@ pub use crate::swarm::FlowContext;
 /// What a decision is made on.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
-    pub info_hash: &'a [u8; 20],
+    pub info_hash: &'a InfoHash,
     pub name: Option<&'a str>,
     pub piece_length: u64,
     pub total_length: u64,
@@ -313,8 +311,8 @@ impl Rules {
         self.blocked.iter()
     }
 
-    pub fn is_blocked(&self, ih: &[u8; 20]) -> bool {
-        self.blocked.contains(&InfoHash::from(*ih))
+    pub fn is_blocked(&self, ih: &InfoHash) -> bool {
+        self.blocked.contains(ih)
     }
 
     /// Every name a decision can carry, in evaluation order (for reports that list all).
@@ -345,7 +343,7 @@ impl Rules {
     }
 
     pub fn decide(&self, c: &Context<'_>) -> Decision<'_> {
-        let ih = InfoHash::from(*c.info_hash);
+        let ih = *c.info_hash;
         if self.blocked.contains(&ih) {
             return Decision {
                 rule: BLOCKLIST,

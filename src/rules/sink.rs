@@ -265,7 +265,7 @@ impl RulesSink {
         let mut blocked: Vec<InfoHash> = rules.blocklist().copied().collect();
         blocked.sort();
         for ih in blocked {
-            match self.inner.purge(ih.as_bytes()) {
+            match self.inner.purge(&ih) {
                 Ok(0) => {}
                 Ok(bytes) => {
                     out.purged_swarms += 1;
@@ -336,13 +336,13 @@ fn rules_empty(path: &Path) -> Rules {
 
 impl PieceSink for RulesSink {
     /// A blocked swarm is never served, even if a piece of it is still on disk.
-    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool {
+    fn contains(&self, info_hash: &InfoHash, index: u32) -> bool {
         !self.rules().is_blocked(info_hash) && self.inner.contains(info_hash, index)
     }
 
     fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool {
         let rules = self.rules();
-        let ih = InfoHash::from(m.info_hash);
+        let ih = m.info_hash;
         let (subscribers, flow) = self
             .requesters
             .lock()
@@ -402,7 +402,7 @@ impl PieceSink for RulesSink {
         false
     }
 
-    fn touch(&self, info_hash: &[u8; 20], index: u32) {
+    fn touch(&self, info_hash: &InfoHash, index: u32) {
         self.inner.touch(info_hash, index)
     }
 
@@ -413,7 +413,7 @@ impl PieceSink for RulesSink {
         }
     }
 
-    fn cached_pieces(&self, info_hash: &[u8; 20]) -> u64 {
+    fn cached_pieces(&self, info_hash: &InfoHash) -> u64 {
         self.inner.cached_pieces(info_hash)
     }
 
@@ -425,7 +425,7 @@ impl PieceSink for RulesSink {
         self.inner.flush()
     }
 
-    fn requested(&self, info_hash: &[u8; 20], flow: &FlowContext) {
+    fn requested(&self, info_hash: &InfoHash, flow: &FlowContext) {
         let rules = self.rules();
         if !rules.wants_requests() {
             return;
@@ -434,7 +434,7 @@ impl PieceSink for RulesSink {
         let Ok(mut t) = self.requesters.lock() else {
             return;
         };
-        let ih = InfoHash::from(*info_hash);
+        let ih = *info_hash;
         if t.len() >= self.limits.max_tracked_swarms && !t.contains_key(&ih) {
             t.clear();
             self.count_policy(|c| c.requesters_resets += 1);
@@ -447,7 +447,7 @@ impl PieceSink for RulesSink {
         r.last = Some(*flow);
     }
 
-    fn purge(&self, info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
+    fn purge(&self, info_hash: &InfoHash) -> Result<u64, PurgeError> {
         self.inner.purge(info_hash)
     }
 
@@ -455,10 +455,8 @@ impl PieceSink for RulesSink {
         self.rules().wants_requests()
     }
 
-    fn retry_later(&self, info_hash: &[u8; 20]) -> bool {
-        self.waiting
-            .lock()
-            .is_ok_and(|w| w.contains(&InfoHash::from(*info_hash)))
+    fn retry_later(&self, info_hash: &InfoHash) -> bool {
+        self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
     }
 }
 
@@ -487,7 +485,7 @@ mod cap_tests {
             vlan: None,
         };
         for ih in [[1; 20], [2; 20], [1; 20], [3; 20], [4; 20], [5; 20]] {
-            sink.requested(&ih, &flow);
+            sink.requested(&InfoHash::from(ih), &flow);
         }
         // [3] finds two tracked and clears them; [5] finds [3] and [4].
         assert_eq!(sink.policy_counters().requesters_resets, 2);

@@ -8,7 +8,7 @@ fn parse(s: &str) -> Result<Rules, String> {
 
 const IH: &str = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
 
-fn ctx<'a>(ih: &'a [u8; 20], name: Option<&'a str>, flow: Option<&'a FlowContext>) -> Context<'a> {
+fn ctx<'a>(ih: &'a InfoHash, name: Option<&'a str>, flow: Option<&'a FlowContext>) -> Context<'a> {
     Context {
         info_hash: ih,
         name,
@@ -23,7 +23,7 @@ fn ctx<'a>(ih: &'a [u8; 20], name: Option<&'a str>, flow: Option<&'a FlowContext
 #[test]
 fn empty_file_caches_everything() {
     let r = parse("").unwrap();
-    let d = r.decide(&ctx(&[0; 20], None, None));
+    let d = r.decide(&ctx(&InfoHash::from([0; 20]), None, None));
     assert_eq!(
         (d.rule, d.action, d.caches()),
         (DEFAULT, Action::Cache, true)
@@ -37,12 +37,12 @@ fn blocklist_wins_and_allowlist_refuses_others() {
         "00".repeat(20)
     ))
     .unwrap();
-    let ih = *IH.parse::<InfoHash>().unwrap().as_bytes();
+    let ih: InfoHash = IH.parse().unwrap();
     let d = r.decide(&ctx(&ih, None, None));
     assert_eq!((d.rule, d.action), (BLOCKLIST, Action::Block));
-    let d = r.decide(&ctx(&[1; 20], None, None));
+    let d = r.decide(&ctx(&InfoHash::from([1; 20]), None, None));
     assert_eq!((d.rule, d.caches()), (ALLOWLIST, false));
-    let d = r.decide(&ctx(&[0; 20], None, None));
+    let d = r.decide(&ctx(&InfoHash::from([0; 20]), None, None));
     assert_eq!((d.rule, d.caches()), (DEFAULT, true));
 }
 
@@ -54,7 +54,7 @@ fn conditions() {
          - name: vlan\n  match: {vlans: [7], subscriber_nets: [10.0.0.0/8], upstream_ports: [6881]}\n  action: cache\n  min_subscribers: 2\n",
     )
     .unwrap();
-    let ih = [3; 20];
+    let ih = InfoHash::from([3; 20]);
     assert_eq!(r.decide(&ctx(&ih, Some("a.ISO"), None)).rule, "isos");
     assert_eq!(r.decide(&ctx(&ih, Some("a.mkv"), None)).rule, DEFAULT);
     let mut c = ctx(&ih, Some("a.iso"), None);
@@ -102,5 +102,7 @@ fn relative_audit_log_is_beside_the_file() {
 fn default_rules_file_loads() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.yaml");
     let r = Rules::load(&p).unwrap();
-    assert!(r.decide(&ctx(&[9; 20], Some("x"), None)).caches());
+    assert!(r
+        .decide(&ctx(&InfoHash::from([9; 20]), Some("x"), None))
+        .caches());
 }

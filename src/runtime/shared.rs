@@ -12,7 +12,6 @@ use crate::clock::now_unix;
 use crate::config::Config;
 use crate::rules::{Reload, RuleLimits, RulesError, RulesSink};
 use crate::swarm::{MemorySink, PieceSink, Registry, Source};
-use crate::wire::infohash::InfoHash;
 
 /// What engines (workers) share: metainfo learnt anywhere, and the piece cache.
 #[derive(Clone)]
@@ -86,12 +85,7 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
         })?;
     let registry = Registry::default();
     for s in store.swarms() {
-        let m = s
-            .info_hash
-            .parse::<InfoHash>()
-            .ok()
-            .and_then(|ih| store.metainfo(ih.as_bytes()));
-        if let Some(m) = m {
+        if let Some(m) = store.metainfo(&s.info_hash) {
             registry.insert((*m).clone(), Source::Cache);
         }
     }

@@ -44,13 +44,13 @@ pub fn annotate(report: &mut Report, shared: &Shared) {
         let Ok(ih) = s.info_hash.parse::<InfoHash>() else {
             continue;
         };
-        if let Some((m, src)) = shared.registry.get(ih.as_bytes()) {
+        if let Some((m, src)) = shared.registry.get(&ih) {
             s.metainfo = src.as_str();
             s.name = Some(m.name.clone());
             s.piece_length = Some(m.piece_length);
             s.pieces = Some(m.num_pieces());
         }
-        s.pieces_cached = shared.sink.cached_pieces(ih.as_bytes());
+        s.pieces_cached = shared.sink.cached_pieces(&ih);
     }
     let store = shared.sink.store_counters();
     report.cache.stored_bytes = store.stored_bytes;

@@ -90,7 +90,7 @@ impl Framer {
                 Framed::NotHandshake => self.broken = true,
                 Framed::Handshake(h) => out.push(Item::Handshake {
                     end: i,
-                    info_hash: h.info_hash(),
+                    info_hash: h.info_hash().into(),
                 }),
                 Framed::KeepAlive | Framed::Body { end: true, .. } => {
                     out.push(Item::Boundary { end: i })

@@ -11,6 +11,7 @@ use super::{BlockSource, Lookup};
 use crate::cache::{PieceKey, PieceStore};
 use crate::rules::{Action, Context, RulesSink};
 use crate::swarm::pieces::FlowContext;
+use crate::wire::infohash::InfoHash;
 use crate::wire::peerwire::BlockRef;
 
 pub struct StoreBlocks {
@@ -64,7 +65,7 @@ impl StoreBlocks {
     }
 
     /// Whether the policy lets this swarm be served (no rules file: everything cached is).
-    fn allowed(&self, info_hash: &[u8; 20], index: u32, flow: &FlowContext) -> bool {
+    fn allowed(&self, info_hash: &InfoHash, index: u32, flow: &FlowContext) -> bool {
         let Some(sink) = &self.rules else {
             return true;
         };
@@ -85,6 +86,8 @@ impl StoreBlocks {
 
 impl BlockSource for StoreBlocks {
     fn lookup(&self, info_hash: &[u8; 20], block: BlockRef, flow: &FlowContext) -> Lookup {
+        // The splice still names swarms by their bytes; the store and rules by InfoHash.
+        let info_hash = &InfoHash::from(*info_hash);
         let key = PieceKey {
             info_hash: *info_hash,
             index: block.index,

@@ -10,7 +10,6 @@
 //! (`EngineCounters`, `HitCounters`, `SwarmCounters`) has them listed in `report.rs` by
 //! exhaustive patterns, so the build fails until the new field has a place in the JSON.
 
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -25,6 +24,7 @@ pub use crate::counter::{Counter, Counters, Kind};
 use crate::flow::ipfrag::FragCounters;
 use crate::flow::tcp::ReasmCounters;
 use crate::flow::utp::UtpCounters;
+use crate::wire::infohash::InfoHash;
 
 counters! {
     /// Totals of one engine that are not about one stage: frames in, and what the engine
@@ -312,7 +312,7 @@ pub struct Stats {
     pub utp: UtpCounters,
     pub peerwire: PeerwireCounters,
     pub ip_fragments: FragCounters,
-    pub swarms: HashMap<[u8; 20], SwarmStats>,
+    pub swarms: HashMap<InfoHash, SwarmStats>,
     pub unattributed: SwarmStats,
     pub streams: Vec<StreamRecord>,
     pub hits: HitCounters,
@@ -469,7 +469,7 @@ mod tests {
         fill(&mut a.hits, &mut n);
         let mut sw = SwarmStats::default();
         fill(&mut sw.counts, &mut n);
-        a.swarms.insert([1; 20], sw);
+        a.swarms.insert([1; 20].into(), sw);
         fill(&mut a.unattributed.counts, &mut n);
         let all = |s: &Stats| {
             [
@@ -481,7 +481,7 @@ mod tests {
                 values(&s.peerwire),
                 values(&s.ip_fragments),
                 values(&s.hits),
-                values(&s.swarms[&[1; 20]].counts),
+                values(&s.swarms[&InfoHash::from([1; 20])].counts),
                 values(&s.unattributed.counts),
             ]
             .concat()

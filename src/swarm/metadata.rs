@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::metainfo::{Metainfo, MetainfoError, MAX_INFO_LEN};
+use crate::wire::infohash::InfoHash;
 
 /// BEP 9 metadata pieces are 16 KiB; only the last may be shorter.
 pub const METADATA_PIECE: usize = 16 * 1024;
@@ -15,7 +16,7 @@ struct Partial {
 }
 
 pub struct MetadataAssembler {
-    partial: HashMap<[u8; 20], Partial>,
+    partial: HashMap<InfoHash, Partial>,
     max_swarms: usize,
     pub failed: u64,
     pub refused: u64,
@@ -35,7 +36,7 @@ impl MetadataAssembler {
     /// to `ih`; a complete dictionary that does not is dropped and counted in `failed`.
     pub fn data(
         &mut self,
-        ih: [u8; 20],
+        ih: InfoHash,
         piece: i64,
         total_size: Option<i64>,
         data: &[u8],
@@ -96,11 +97,11 @@ mod tests {
         let mut info = b"d6:lengthi100e4:name5:hello12:piece lengthi16384e6:pieces20:".to_vec();
         info.extend_from_slice(&[7u8; 20]);
         info.push(b'e');
-        let ih: [u8; 20] = Sha1::digest(&info).into();
+        let ih = InfoHash::from(<[u8; 20]>::from(Sha1::digest(&info)));
         let mut a = MetadataAssembler::new(4);
         let total = Some(info.len() as i64);
         assert!(
-            a.data([1; 20], 0, total, &info).is_none(),
+            a.data([1; 20].into(), 0, total, &info).is_none(),
             "wrong info-hash"
         );
         assert_eq!(a.failed, 1);

@@ -8,6 +8,7 @@ use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 use crate::wire::bencode::{self, Value};
+use crate::wire::infohash::InfoHash;
 
 /// Largest info dictionary accepted (BEP 9 metadata of even huge torrents is a few MB).
 pub const MAX_INFO_LEN: usize = 32 << 20;
@@ -45,7 +46,7 @@ pub struct FileEntry {
 
 #[derive(Clone, Debug)]
 pub struct Metainfo {
-    pub info_hash: [u8; 20],
+    pub info_hash: InfoHash,
     pub name: String,
     pub piece_length: u64,
     pub total_length: u64,
@@ -67,12 +68,12 @@ impl Metainfo {
         if used != raw.len() || !matches!(v, Value::Dict { .. }) {
             return Err(MetainfoError::NoInfo);
         }
-        let info_hash: [u8; 20] = Sha1::digest(raw).into();
+        let info_hash = InfoHash::from(<[u8; 20]>::from(Sha1::digest(raw)));
         Self::from_value(&v, info_hash, raw)
     }
 
     /// From an info dictionary that must hash to `expected` (metadata from the wire).
-    pub fn from_info_checked(raw: &[u8], expected: &[u8; 20]) -> Result<Metainfo, MetainfoError> {
+    pub fn from_info_checked(raw: &[u8], expected: &InfoHash) -> Result<Metainfo, MetainfoError> {
         let m = Self::from_info(raw)?;
         if &m.info_hash != expected {
             return Err(MetainfoError::HashMismatch);
@@ -96,7 +97,7 @@ impl Metainfo {
 
     fn from_value(
         v: &Value<'_>,
-        info_hash: [u8; 20],
+        info_hash: InfoHash,
         raw: &[u8],
     ) -> Result<Metainfo, MetainfoError> {
         let name = v
@@ -254,7 +255,7 @@ mod tests {
         // _analysis/piece_sha1_verification.txt: pieces, piece length and total per torrent.
         let m = public_torrent("lookaway.mp3.torrent");
         assert_eq!(
-            crate::wire::infohash::hex(&m.info_hash),
+            m.info_hash.to_string(),
             "4aa10386e70174864eaeaa54237d37f93e18458f"
         );
         assert_eq!(
@@ -283,7 +284,7 @@ mod tests {
         let ok = b"d6:lengthi100e4:name1:a12:piece lengthi16384e6:pieces20:abcdefghijklmnopqrste";
         let m = Metainfo::from_info(ok).unwrap();
         assert_eq!(
-            Metainfo::from_info_checked(ok, &[0; 20]).unwrap_err(),
+            Metainfo::from_info_checked(ok, &InfoHash::default()).unwrap_err(),
             MetainfoError::HashMismatch
         );
         assert!(Metainfo::from_info_checked(ok, &m.info_hash).is_ok());
@@ -305,7 +306,7 @@ mod tests {
 /// the hash matched is the one in its own copy of the info dictionary).
 #[derive(Debug)]
 pub struct VerifiedPiece {
-    info_hash: [u8; 20],
+    info_hash: InfoHash,
     index: u32,
     hash: [u8; 20],
     /// The piece is `buf[start..]` (see [`Self::verify_at`]).
@@ -341,7 +342,7 @@ impl VerifiedPiece {
             _ => Err(buf),
         }
     }
-    pub fn info_hash(&self) -> &[u8; 20] {
+    pub fn info_hash(&self) -> &InfoHash {
         &self.info_hash
     }
     pub fn index(&self) -> u32 {

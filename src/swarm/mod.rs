@@ -8,6 +8,7 @@ pub mod pieces;
 pub mod sink;
 mod verify;
 
+use crate::wire::infohash::InfoHash;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,7 +40,7 @@ impl Source {
     }
 }
 
-type Known = HashMap<[u8; 20], (Arc<Metainfo>, Source)>;
+type Known = HashMap<InfoHash, (Arc<Metainfo>, Source)>;
 
 /// Metainfo known to every worker: learnt on the wire by any of them, or loaded from files.
 #[derive(Default)]
@@ -48,7 +49,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn get(&self, ih: &[u8; 20]) -> Option<(Arc<Metainfo>, Source)> {
+    pub fn get(&self, ih: &InfoHash) -> Option<(Arc<Metainfo>, Source)> {
         self.map.read().ok()?.get(ih).cloned()
     }
 
@@ -103,11 +104,11 @@ impl Registry {
 #[allow(clippy::type_complexity)]
 pub struct MemorySink {
     /// Verified (info-hash, index) pairs, and their bytes.
-    inner: Mutex<(HashSet<([u8; 20], u32)>, u64)>,
+    inner: Mutex<(HashSet<(InfoHash, u32)>, u64)>,
 }
 
 impl PieceSink for MemorySink {
-    fn contains(&self, ih: &[u8; 20], index: u32) -> bool {
+    fn contains(&self, ih: &InfoHash, index: u32) -> bool {
         self.inner.lock().is_ok_and(|g| g.0.contains(&(*ih, index)))
     }
     /// Keeps no bytes and serves nothing: records what assembly verified.
@@ -121,8 +122,8 @@ impl PieceSink for MemorySink {
         }
         false
     }
-    fn touch(&self, _: &[u8; 20], _: u32) {}
-    fn cached_pieces(&self, ih: &[u8; 20]) -> u64 {
+    fn touch(&self, _: &InfoHash, _: u32) {}
+    fn cached_pieces(&self, ih: &InfoHash) -> u64 {
         self.inner
             .lock()
             .map_or(0, |g| g.0.iter().filter(|(h, _)| h == ih).count() as u64)

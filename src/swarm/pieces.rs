@@ -23,13 +23,14 @@ use std::sync::Arc;
 use super::assembly::{judge, Added, Assembly, Verdict};
 use super::verify::Worker;
 use super::Metainfo;
+use crate::wire::infohash::InfoHash;
 
 // The sink's types, where they were before `sink.rs` took them.
 pub use super::sink::{FlowContext, PieceSink, PurgeError};
 
 pub use crate::stats::PieceCounters;
 
-type Key = ([u8; 20], u32);
+type Key = (InfoHash, u32);
 
 /// Per-worker assembly state for all swarms.
 pub struct Pieces {
@@ -44,9 +45,9 @@ pub struct Pieces {
     quarantined: usize,
     /// Swarms with quarantined pieces here: when their metainfo shows up (possibly learnt
     /// by another worker) the quarantine is released on the next block.
-    q_swarms: std::collections::HashSet<[u8; 20]>,
+    q_swarms: std::collections::HashSet<InfoHash>,
     /// Pieces known good in this run (so later copies are not re-assembled), as bitsets.
-    done: HashMap<[u8; 20], Vec<u64>>,
+    done: HashMap<InfoHash, Vec<u64>>,
     /// Pieces that verified but that the sink asked to see again (policy rules waiting for
     /// popularity): counted as verified once, assembled again from later copies.
     retry: std::collections::HashSet<Key>,
@@ -55,14 +56,14 @@ pub struct Pieces {
     /// Different copies of one block start kept (`swarms.max_block_copies`; the engine
     /// sets it).
     pub max_copies: usize,
-    pub counters: HashMap<[u8; 20], PieceCounters>,
+    pub counters: HashMap<InfoHash, PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
     ahead_max: usize,
     /// Threads to start with the first complete piece (0: none, or started already).
     hash_threads: usize,
     /// Pieces in flight per swarm, so settling is a look-up when a swarm has none.
-    judging: HashMap<[u8; 20], u32>,
+    judging: HashMap<InfoHash, u32>,
 }
 
 impl Pieces {
@@ -89,14 +90,14 @@ impl Pieces {
         }
     }
 
-    fn is_done(&self, ih: &[u8; 20], index: u32) -> bool {
+    fn is_done(&self, ih: &InfoHash, index: u32) -> bool {
         self.done
             .get(ih)
             .and_then(|b| b.get(index as usize / 64))
             .is_some_and(|w| w & (1 << (index % 64)) != 0)
     }
 
-    fn mark_done(&mut self, ih: [u8; 20], index: u32, num_pieces: u32) {
+    fn mark_done(&mut self, ih: InfoHash, index: u32, num_pieces: u32) {
         let bits = self
             .done
             .entry(ih)
@@ -111,7 +112,7 @@ impl Pieces {
     #[allow(clippy::too_many_arguments)]
     pub fn block(
         &mut self,
-        ih: [u8; 20],
+        ih: InfoHash,
         meta: Option<&Arc<Metainfo>>,
         index: u32,
         begin: u32,
@@ -352,7 +353,7 @@ impl Pieces {
     /// Verdicts take effect up to that of the newest piece of swarm `ih` in flight that
     /// `also` accepts (with those of pieces completed before it). Called for every block:
     /// only a look-up unless the swarm has pieces in flight.
-    fn settle_matching(&mut self, ih: &[u8; 20], also: impl Fn(u32) -> bool, sink: &dyn PieceSink) {
+    fn settle_matching(&mut self, ih: &InfoHash, also: impl Fn(u32) -> bool, sink: &dyn PieceSink) {
         if !self.judging.contains_key(ih) {
             return;
         }
@@ -369,12 +370,12 @@ impl Pieces {
 
     /// Before anything that asks whether this piece is cached or done: its verdict, if it
     /// is being verified, takes effect (with those of pieces completed before it).
-    pub fn settle_piece(&mut self, ih: &[u8; 20], index: u32, sink: &dyn PieceSink) {
+    pub fn settle_piece(&mut self, ih: &InfoHash, index: u32, sink: &dyn PieceSink) {
         self.settle_matching(ih, |i| i == index, sink);
     }
 
     /// The same for every piece of a swarm being verified.
-    pub fn settle_swarm(&mut self, ih: &[u8; 20], sink: &dyn PieceSink) {
+    pub fn settle_swarm(&mut self, ih: &InfoHash, sink: &dyn PieceSink) {
         self.settle_matching(ih, |_| true, sink);
     }
 
@@ -481,7 +482,7 @@ mod tests {
     #[derive(Default)]
     struct Sink(RefCell<HashSet<u32>>);
     impl PieceSink for Sink {
-        fn contains(&self, _: &[u8; 20], i: u32) -> bool {
+        fn contains(&self, _: &InfoHash, i: u32) -> bool {
             self.0.borrow().contains(&i)
         }
         fn admit(&self, m: &Metainfo, p: VerifiedPiece) -> bool {
@@ -491,7 +492,7 @@ mod tests {
             );
             self.0.borrow_mut().insert(p.index())
         }
-        fn touch(&self, _: &[u8; 20], _: u32) {}
+        fn touch(&self, _: &InfoHash, _: u32) {}
     }
 
     fn peer(n: u8) -> SocketAddr {
@@ -502,7 +503,7 @@ mod tests {
     fn feed(
         p: &mut Pieces,
         m: Option<&Arc<Metainfo>>,
-        ih: [u8; 20],
+        ih: InfoHash,
         content: &[u8],
         index: u32,
         from: SocketAddr,
@@ -640,14 +641,14 @@ mod tests {
     /// popularity).
     struct RefuseLater;
     impl PieceSink for RefuseLater {
-        fn contains(&self, _: &[u8; 20], _: u32) -> bool {
+        fn contains(&self, _: &InfoHash, _: u32) -> bool {
             false
         }
         fn admit(&self, _: &Metainfo, _: VerifiedPiece) -> bool {
             false
         }
-        fn touch(&self, _: &[u8; 20], _: u32) {}
-        fn retry_later(&self, _: &[u8; 20]) -> bool {
+        fn touch(&self, _: &InfoHash, _: u32) {}
+        fn retry_later(&self, _: &InfoHash) -> bool {
             true
         }
     }

@@ -5,18 +5,19 @@
 use std::net::SocketAddr;
 
 use super::{Metainfo, VerifiedPiece};
+use crate::wire::infohash::InfoHash;
 
 /// Where verified pieces go, and what counts as "already cached".
 pub trait PieceSink {
-    fn contains(&self, info_hash: &[u8; 20], index: u32) -> bool;
+    fn contains(&self, info_hash: &InfoHash, index: u32) -> bool;
     /// A piece that verified (the type is the proof); returns whether it was admitted.
     fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool;
     /// A cached piece was used (a would-be hit): for LRU order.
-    fn touch(&self, info_hash: &[u8; 20], index: u32);
+    fn touch(&self, info_hash: &InfoHash, index: u32);
     /// Metainfo became known (a store persists it to re-verify pieces on its own).
     fn learn(&self, _m: &Metainfo) {}
     /// Pieces of this swarm held now.
-    fn cached_pieces(&self, _info_hash: &[u8; 20]) -> u64 {
+    fn cached_pieces(&self, _info_hash: &InfoHash) -> u64 {
         0
     }
     /// What the store behind counted (stored and evicted bytes, write errors, ...).
@@ -27,19 +28,19 @@ pub trait PieceSink {
     fn flush(&self) {}
     /// After a refused `admit`: whether this swarm's pieces should be offered again when
     /// they next verify (policy rules waiting for popularity). Default: never.
-    fn retry_later(&self, _info_hash: &[u8; 20]) -> bool {
+    fn retry_later(&self, _info_hash: &InfoHash) -> bool {
         false
     }
     /// A subscriber REQUESTed a block of this swarm (policy rules track popularity and the
     /// flow from it). Called once per subscriber REQUEST: keep it cheap.
-    fn requested(&self, _info_hash: &[u8; 20], _flow: &FlowContext) {}
+    fn requested(&self, _info_hash: &InfoHash, _flow: &FlowContext) {}
     /// Whether `requested` can change what `admit` decides (so verdicts on a swarm's pieces
     /// must take effect before its next REQUEST is reported).
     fn watches_requests(&self) -> bool {
         false
     }
     /// Remove everything held for a swarm (a takedown); returns the piece bytes removed.
-    fn purge(&self, _info_hash: &[u8; 20]) -> Result<u64, PurgeError> {
+    fn purge(&self, _info_hash: &InfoHash) -> Result<u64, PurgeError> {
         Ok(0)
     }
 }

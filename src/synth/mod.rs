@@ -439,7 +439,7 @@ fn generate_with(
     Ok(Truth {
         seed: args.seed,
         flows: args.flows,
-        info_hash: hex(&t.info_hash),
+        info_hash: t.info_hash.to_string(),
         piece_length: t.piece_length,
         total_length: t.total_length,
         pieces: t.num_pieces,

@@ -99,7 +99,12 @@ impl Msg {
             Msg::Handshake { peer_id } => {
                 // BEP 10 extension protocol: bit 0x10 of reserved byte 5; BEP 6 fast
                 // extension: bit 0x04 of reserved byte 7.
-                emit::handshake(out, [0, 0, 0, 0, 0, 0x10, 0, 0x04], &t.info_hash, peer_id);
+                emit::handshake(
+                    out,
+                    [0, 0, 0, 0, 0, 0x10, 0, 0x04],
+                    t.info_hash.as_bytes(),
+                    peer_id,
+                );
             }
             Msg::ExtHandshake {
                 ut_metadata,

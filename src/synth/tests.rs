@@ -395,7 +395,7 @@ fn torrent_file_is_valid_and_matches_content() {
         .expect("info");
     assert_eq!(
         hex(&Sha1::digest(&file[at..at + t.info.len()])),
-        hex(&t.info_hash)
+        t.info_hash.to_string()
     );
     let (info, _) = bdecode(&t.info);
     assert_eq!(get(&info, "length"), &B::I(200_000));

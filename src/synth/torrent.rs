@@ -55,6 +55,7 @@ pub fn content_byte_range(seed: u64, torrent_index: u32, offset: u64, len: usize
 }
 
 pub use crate::wire::infohash::hex;
+use crate::wire::infohash::InfoHash;
 
 // Minimal bencode writer: the generator only ever emits a handful of fixed-shape dicts, so
 // keys are written by hand in sorted order (BEP 3 requires sorted keys; the info-hash depends
@@ -82,7 +83,7 @@ pub struct Torrent {
     pub num_pieces: u32,
     /// The bencoded info dictionary exactly as hashed (also served over ut_metadata).
     pub info: Vec<u8>,
-    pub info_hash: [u8; 20],
+    pub info_hash: InfoHash,
     /// Where the 20-byte piece hashes start inside `info`.
     pieces_at: usize,
 }
@@ -143,7 +144,7 @@ impl Torrent {
             info.extend_from_slice(&h.finalize());
         }
         info.push(b'e');
-        let info_hash: [u8; 20] = Sha1::digest(&info).into();
+        let info_hash = InfoHash::from(<[u8; 20]>::from(Sha1::digest(&info)));
         Ok(Torrent {
             seed,
             index,

@@ -4,6 +4,7 @@
 //! `crate::serve::framer`); `emit`, the messages the program writes.
 
 use super::bencode::{self, Value};
+use super::infohash::InfoHash;
 
 pub mod emit;
 pub mod framing;
@@ -27,10 +28,10 @@ impl<'a> Handshake<'a> {
         r.copy_from_slice(&self.0[20..28]);
         r
     }
-    pub fn info_hash(&self) -> [u8; 20] {
+    pub fn info_hash(&self) -> InfoHash {
         let mut r = [0u8; 20];
         r.copy_from_slice(&self.0[28..48]);
-        r
+        InfoHash::from(r)
     }
     pub fn peer_id(&self) -> [u8; 20] {
         let mut r = [0u8; 20];
@@ -360,7 +361,7 @@ mod tests {
         hs.extend_from_slice(b"-LT2000-000000000000");
         let h = Handshake::new_checked(&hs).unwrap();
         assert!(h.extension_protocol() && h.fast_extension());
-        assert_eq!(h.info_hash(), [0xab; 20]);
+        assert_eq!(h.info_hash(), InfoHash::from([0xab; 20]));
         assert!(Handshake::new_checked(&hs[..67]).is_none());
     }
 

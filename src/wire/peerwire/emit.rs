@@ -121,7 +121,10 @@ mod tests {
         handshake(&mut h, [0, 0, 0, 0, 0, 0x10, 0, 4], &[7; 20], &[8; 20]);
         let hs = Handshake::new_checked(&h).unwrap();
         assert!(hs.extension_protocol() && hs.fast_extension());
-        assert_eq!((hs.info_hash(), hs.peer_id()), ([7; 20], [8; 20]));
+        assert_eq!(
+            (*hs.info_hash().as_bytes(), hs.peer_id()),
+            ([7; 20], [8; 20])
+        );
         let mut e = Vec::new();
         extended(&mut e, 3, &[b"d1:ai1ee", b"raw"]);
         assert_eq!(
