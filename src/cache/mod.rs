@@ -72,6 +72,7 @@
 //! Power loss cannot be simulated that way; the fsync policy above is what covers it.
 
 pub mod cli;
+mod disk;
 mod store;
 #[cfg(test)]
 mod tests;
