@@ -11,7 +11,7 @@
 //!
 //! Run it alone: `cargo test --release --test inline` (about 1.5 minutes). On failure the
 //! results (results.json, box.log, box-report.json, logs/) stay in
-//! $TMPDIR/peercache-inline-test-PID, and the script keeps its work dir (captures).
+//! $TMPDIR/peercache-inline-plain-test-PID, and the script keeps its work dir (captures).
 //! `tests/lab/inline.sh` without LAB_BOX_CMD runs the same sequence through the kernel's
 //! bridge (the lab's own validation: everything completes, nothing is cached).
 //!
@@ -24,7 +24,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
@@ -100,33 +100,8 @@ fn inline_box_serves_repeat_downloads_from_its_cache() {
         String::from_utf8_lossy(&help.stderr).trim()
     );
 
-    let out = std::env::temp_dir().join(format!("peercache-inline-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).unwrap();
-    let results = out.join("results.json");
-    // Once more if the lab itself failed (exit status non-zero: setup, the tracker or a
-    // seeder died, the box never said "bridging"): that says something about the machine or
-    // the lab, and the box is judged on a complete run. A step that merely failed is not
-    // retried: the script still exits 0 and the checks below judge it.
-    let ok = (0..2).any(|attempt| {
-        if attempt > 0 {
-            eprintln!("tests/lab/inline.sh failed; retrying once");
-        }
-        Command::new("bash")
-            .arg(repo().join("tests/lab/inline.sh"))
-            .arg(&results)
-            .env("LAB_BOX_CMD", box_cmd(bin))
-            .env("LAB_INLINE_EXPECT_CACHE", "1")
-            // another lab run (lab_live.rs under a parallel runner) finishes first
-            .env("LAB_WAIT_S", "600")
-            .status()
-            .expect("run tests/lab/inline.sh")
-            .success()
-    });
-    assert!(
-        ok,
-        "tests/lab/inline.sh failed twice: the lab could not run; see its output above"
-    );
+    // LAB_INLINE_EXPECT_CACHE: the seeder-freeze step keeps the seeder frozen.
+    let (out, results) = run_lab("plain", &[("LAB_INLINE_EXPECT_CACHE", "1")]);
     check_results(&results);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -398,9 +373,13 @@ fn judge_profile(r: &Value, report: Option<&Value>, profile: &str) -> Vec<String
     fails
 }
 
-/// Run inline.sh with `profile` through `peercache inline` (once more if the lab itself
-/// failed, as the plain test does) and judge it.
-fn run_profile(profile: &str) {
+/// Run tests/lab/inline.sh with `profile` through `peercache inline`, with `env` added, into
+/// a fresh directory; returns it and the results file. Once more if the lab itself failed
+/// (exit status non-zero: setup, the tracker or a seeder died, the box never said
+/// "bridging"): that says something about the machine or the lab, and the box is judged on
+/// a complete run. A step that merely failed is not retried: the script still exits 0 and
+/// the caller's checks judge it.
+fn run_lab(profile: &str, env: &[(&str, &str)]) -> (PathBuf, PathBuf) {
     let bin = env!("CARGO_BIN_EXE_peercache");
     let out = std::env::temp_dir().join(format!(
         "peercache-inline-{profile}-test-{}",
@@ -418,6 +397,8 @@ fn run_profile(profile: &str) {
             .arg(&results)
             .env("LAB_BOX_CMD", box_cmd(bin))
             .env("LAB_INLINE_PROFILE", profile)
+            .envs(env.iter().copied())
+            // another lab run (lab_live.rs under a parallel runner) finishes first
             .env("LAB_WAIT_S", "600")
             .status()
             .expect("run tests/lab/inline.sh")
@@ -425,8 +406,14 @@ fn run_profile(profile: &str) {
     });
     assert!(
         ok,
-        "tests/lab/inline.sh ({profile}) failed twice: the lab could not run"
+        "tests/lab/inline.sh ({profile}) failed twice: the lab could not run; see its output above"
     );
+    (out, results)
+}
+
+/// Run inline.sh with `profile` through `peercache inline` and judge it.
+fn run_profile(profile: &str) {
+    let (out, results) = run_lab(profile, &[]);
     judge_file(&results, profile);
     let _ = std::fs::remove_dir_all(&out);
 }
