@@ -81,6 +81,8 @@ import urllib.parse
 
 import libtorrent as lt
 
+import conn_summary  # tests/lab/, beside this script
+
 BLOCK = 16 * 1024
 CHUNK = 1 << 20
 
@@ -220,15 +222,7 @@ class Connections:
                 c["client"] = cl.decode("utf-8", "replace") if isinstance(cl, bytes) else str(cl)
 
     def record(self):
-        conns = sorted(self.conns.values(), key=lambda c: (c["endpoint"], c["transport"]))
-        summary = {"utp": 0, "tcp": 0, "rc4": 0, "mse_plaintext": 0, "plain": 0,
-                   "payload_bytes_received_utp": 0, "payload_bytes_received_tcp": 0}
-        for c in conns:
-            summary[c["transport"]] += 1
-            summary[c["encryption"]] += 1
-            summary["payload_bytes_received_" + c["transport"]] += c["payload_bytes_received"]
-        summary["list"] = conns
-        return summary
+        return conn_summary.summarize(self.conns.values())
 
 
 STOP = False

@@ -57,6 +57,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
+import conn_summary  # tests/lab/, beside this script
+
 SEEDING = {"uploading", "stalledUP", "queuedUP", "forcedUP", "pausedUP", "checkingUP"}
 CHECKING = {"checkingUP", "checkingDL", "checkingResumeData", "moving", "allocating",
             "metaDL"}
@@ -177,15 +179,7 @@ class Peers:
             c["client"] = p.get("client", "") or c["client"]
 
     def record(self):
-        conns = sorted(self.peers.values(), key=lambda c: (c["endpoint"], c["transport"]))
-        s = {"utp": 0, "tcp": 0, "rc4": 0, "mse_plaintext": 0, "plain": 0,
-             "payload_bytes_received_utp": 0, "payload_bytes_received_tcp": 0}
-        for c in conns:
-            s[c["transport"]] += 1
-            s[c["encryption"]] += 1
-            s["payload_bytes_received_" + c["transport"]] += c["payload_bytes_received"]
-        s["list"] = conns
-        return s
+        return conn_summary.summarize(self.peers.values())
 
 
 PREF_KEYS = ["encryption", "bittorrent_protocol", "current_network_interface",
