@@ -97,7 +97,9 @@ pub struct InlineConfig {
     pub max_connections: usize,
     pub idle_timeout_secs: u64,
     /// Bytes waiting to be inserted or not yet acked, per connection; past it REQUESTs go
-    /// upstream (counted as bypass `queue_full`).
+    /// upstream (counted as bypass `queue_full`). The default leaves room for libtorrent's
+    /// default request pipeline (up to 500 blocks, 8 MiB): a REQUEST forwarded to a remote
+    /// that has gone quiet stalls that block until the client's request timeout.
     pub max_queued_bytes_per_connection: usize,
     /// The same, over all connections.
     pub max_queued_bytes: usize,
@@ -128,7 +130,7 @@ impl Default for InlineConfig {
         InlineConfig {
             max_connections: 65_536,
             idle_timeout_secs: 900,
-            max_queued_bytes_per_connection: 4 << 20,
+            max_queued_bytes_per_connection: 16 << 20,
             max_queued_bytes: 256 << 20,
             rto_ms: 200,
             max_retransmits: 12,
