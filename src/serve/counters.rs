@@ -73,6 +73,37 @@ crate::counter::counters! {
     }
 }
 
+crate::counter::counters! {
+    /// The uTP share of the splice's counts (the TCP share is the total less this), and
+    /// what only uTP has.
+    pub struct UtpSpliceCounts {
+        connections: counter "inline_utp_connections_total"
+            "uTP connections the bridge saw open (SYN) and tracked.",
+        connections_spliced: counter "inline_utp_connections_spliced_total"
+            "uTP connections into which at least one cached block was inserted.",
+        requests: counter "inline_utp_requests_total"
+            "REQUESTs from subscribers on tracked uTP connections.",
+        served_blocks: counter "inline_utp_served_blocks_total"
+            "REQUESTs on uTP connections answered from the cache.",
+        served_bytes: counter "inline_utp_served_bytes_total"
+            "Block payload bytes served from the cache over uTP.",
+        misses: counter "inline_utp_misses_total"
+            "REQUESTs on uTP connections for blocks the cache does not hold.",
+        injected_packets: counter "inline_utp_injected_packets_total"
+            "uTP DATA packets the box sent toward subscribers carrying inserted bytes (first sends).",
+        retransmitted_packets: counter "inline_utp_retransmitted_packets_total"
+            "Inserted uTP packets sent again (timeout, or the subscriber's selective ack showed one missing).",
+        retransmitted_bytes: counter "inline_utp_retransmitted_bytes_total"
+            "Payload bytes of inserted uTP packets sent again.",
+        retransmits_abandoned: counter "inline_utp_retransmits_abandoned_total"
+            "Inserted uTP packets given up after inline.max_retransmits.",
+        acks_absorbed: counter "inline_utp_acks_absorbed_total"
+            "Subscriber STATE packets that only acked inserted packets, kept from the remote (it would read them as duplicate acks).",
+        rewritten_packets: counter "inline_utp_rewritten_packets_total"
+            "uTP packets rewritten in place (numbers, acks, selective acks, window, substitutions).",
+    }
+}
+
 /// What the splice did (exported in the inline report and `/metrics`).
 ///
 /// The scalar counts are reached through `Deref` (`counters.served_blocks`), so the splice
@@ -84,6 +115,10 @@ pub struct ServeCounters {
     pub bypassed: BTreeMap<String, u64>,
     /// Connections that stopped being served, by reason (each connection once).
     pub connections_bypassed: BTreeMap<String, u64>,
+    /// The uTP share, with its own by-reason maps (also counted in the two above).
+    pub utp: UtpSpliceCounts,
+    pub utp_bypassed: BTreeMap<String, u64>,
+    pub utp_connections_bypassed: BTreeMap<String, u64>,
 }
 
 /// The declared key after which the report shows the two by-reason maps.
@@ -98,6 +133,21 @@ impl ServeCounters {
     pub(super) fn connection_bypassed(&mut self, why: Bypass) {
         *self
             .connections_bypassed
+            .entry(why.as_str().into())
+            .or_default() += 1;
+    }
+
+    /// A uTP REQUEST forwarded although it might have been answered (in both maps).
+    pub(super) fn utp_bypass(&mut self, why: Bypass) {
+        self.bypass(why);
+        *self.utp_bypassed.entry(why.as_str().into()).or_default() += 1;
+    }
+
+    /// A uTP connection stopped being served (in both maps).
+    pub(super) fn utp_connection_bypassed(&mut self, why: Bypass) {
+        self.connection_bypassed(why);
+        *self
+            .utp_connections_bypassed
             .entry(why.as_str().into())
             .or_default() += 1;
     }
@@ -118,13 +168,14 @@ impl DerefMut for ServeCounters {
 }
 
 /// One flat object: the declared counts in declaration order, with the two maps after
-/// `miss_bytes` (where the report has always had them).
+/// `miss_bytes` (where the report has always had them), then `utp`: the uTP share and its
+/// two maps.
 impl Serialize for ServeCounters {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use crate::stats::Counters;
         let mut fields = Vec::with_capacity(SpliceCounts::DECLARED.len());
         self.counts.for_each(&mut |d, v| fields.push((d.key, v)));
-        let mut m = s.serialize_map(Some(fields.len() + 2))?;
+        let mut m = s.serialize_map(Some(fields.len() + 3))?;
         for (key, v) in fields {
             m.serialize_entry(key, &v)?;
             if key == MAPS_AFTER {
@@ -132,6 +183,22 @@ impl Serialize for ServeCounters {
                 m.serialize_entry("connections_bypassed", &self.connections_bypassed)?;
             }
         }
+        m.serialize_entry(
+            "utp",
+            &UtpJson {
+                counts: &self.utp,
+                bypassed: &self.utp_bypassed,
+                connections_bypassed: &self.utp_connections_bypassed,
+            },
+        )?;
         m.end()
     }
+}
+
+#[derive(serde::Serialize)]
+struct UtpJson<'a> {
+    #[serde(flatten)]
+    counts: &'a UtpSpliceCounts,
+    bypassed: &'a BTreeMap<String, u64>,
+    connections_bypassed: &'a BTreeMap<String, u64>,
 }

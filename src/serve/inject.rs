@@ -3,11 +3,11 @@
 //! retransmission, and the next time any of that needs doing (`deadline`, so the caller
 //! sleeps until then rather than ticking).
 //!
-//! Queue accounting: every byte held here is charged to this connection and to the box-wide
-//! total the caller passes in (`all`), and released from both when it goes.
+//! The answered blocks and the queue accounting are `serve::answers`'s.
 
 use std::collections::VecDeque;
 
+use super::answers::Answers;
 use super::counters::ServeCounters;
 use super::{Emit, Port};
 use crate::wire::peerwire::emit::{self, PIECE_HEADER_LEN};
@@ -18,13 +18,6 @@ use crate::wire::tcpframe::{SegmentSpec, Template};
 
 /// Retransmission timeouts double up to this (microseconds).
 const MAX_RTO: u64 = 4_000_000;
-
-/// A block answered, waiting for room in the subscriber's window.
-#[derive(Debug)]
-struct Pending {
-    block: BlockRef,
-    data: Vec<u8>,
-}
 
 /// Inserted bytes in flight (S's sequence space).
 #[derive(Debug)]
@@ -66,11 +59,8 @@ impl Toward<'_> {
 
 #[derive(Debug, Default)]
 pub(super) struct Injector {
-    pending: VecDeque<Pending>,
+    answers: Answers,
     unacked: VecDeque<Injected>,
-    /// Blocks answered (for CANCELs), most recent last; bounded by the caller's cap.
-    answered: VecDeque<BlockRef>,
-    queued: usize,
     /// Highest ack from S (S's view of R→S space), and its window in bytes.
     s_ack: Option<SeqNum>,
     s_win: u32,
@@ -79,11 +69,11 @@ pub(super) struct Injector {
 
 impl Injector {
     pub fn queued(&self) -> usize {
-        self.queued
+        self.answers.queued()
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        self.answers.has_pending()
     }
 
     pub fn all_acked(&self) -> bool {
@@ -96,18 +86,11 @@ impl Injector {
 
     /// Release everything this connection holds from the box-wide total.
     pub fn release(&mut self, all: &mut usize) {
-        *all = all.saturating_sub(self.queued);
-        self.queued = 0;
+        self.answers.release(all);
     }
 
     fn free(&mut self, n: usize, all: &mut usize) {
-        self.queued = self.queued.saturating_sub(n);
-        *all = all.saturating_sub(n);
-    }
-
-    fn charge(&mut self, n: usize, all: &mut usize) {
-        self.queued += n;
-        *all += n;
+        self.answers.free(n, all);
     }
 
     /// Queue an answered block; the oldest answered block is forgotten past `answered_max`.
@@ -119,35 +102,19 @@ impl Injector {
         all: &mut usize,
         counters: &mut ServeCounters,
     ) {
-        self.charge(data.len(), all);
-        if self.answered.len() >= answered_max && self.answered.pop_front().is_some() {
-            counters.answered_evicted += 1;
-        }
-        self.answered.push_back(block);
-        self.pending.push_back(Pending { block, data });
+        self.answers
+            .answer(block, data, answered_max, all, counters);
     }
 
     /// A CANCEL from S: whether it cancels a block we answered (then a copy still waiting is
     /// dropped; R never saw the REQUEST).
     pub fn cancel(&mut self, block: BlockRef, all: &mut usize) -> bool {
-        if !self.answered.iter().rev().any(|b| *b == block) {
-            return false;
-        }
-        let mut dropped = 0;
-        self.pending.retain(|p| {
-            let keep = p.block != block;
-            if !keep {
-                dropped += p.data.len();
-            }
-            keep
-        });
-        self.free(dropped, all);
-        true
+        self.answers.cancel(block, all)
     }
 
     /// The first waiting block fits in S's window if inserted at S's sequence `s_start`.
     pub fn room_at(&self, s_start: SeqNum) -> bool {
-        match (self.pending.front(), self.s_ack) {
+        match (self.answers.front(), self.s_ack) {
             (Some(b), Some(ack)) => {
                 // The same test as `take_fitting`'s: not past the window's right edge.
                 (s_start + (PIECE_HEADER_LEN + b.data.len()) as u32).diff(ack + self.s_win) <= 0
@@ -165,17 +132,17 @@ impl Injector {
         let right = ack + self.s_win;
         let mut bytes: Vec<u8> = Vec::new();
         let (mut blocks, mut payload) = (0u64, 0u64);
-        while let Some(b) = self.pending.front() {
+        while let Some(b) = self.answers.front() {
             let msg_len = PIECE_HEADER_LEN + b.data.len();
             if (s_start + (bytes.len() + msg_len) as u32) > right {
                 break;
             }
-            let Some(b) = self.pending.pop_front() else {
+            let Some(b) = self.answers.pop() else {
                 break;
             };
             emit::piece(&mut bytes, b.block.index, b.block.begin, &b.data);
             // The queue charge moves from the block to its header-carrying segments.
-            self.charge(PIECE_HEADER_LEN, all);
+            self.answers.charge(PIECE_HEADER_LEN, all);
             blocks += 1;
             payload += b.data.len() as u64;
         }

@@ -29,11 +29,13 @@ pub mod framer;
 pub mod seqmap;
 pub mod source;
 
+mod answers;
 mod conn;
 mod conns;
 mod inject;
 mod subscriber;
 mod upstream;
+mod utp;
 
 use std::net::SocketAddr;
 
@@ -43,6 +45,7 @@ use crate::swarm::pieces::FlowContext;
 use crate::wire::peerwire::BlockRef;
 use crate::wire::seq::SeqNum;
 use crate::wire::tcpframe::TcpFrame;
+use crate::wire::udpframe::UdpFrame;
 use conn::Conn;
 use conns::ConnTable;
 pub use counters::ServeCounters;
@@ -123,6 +126,14 @@ pub struct InlineConfig {
     /// at the cap new REQUESTs go upstream (counted as `insertion_points_full`). Points the
     /// remote can no longer send below are folded away as it is acked.
     pub max_insertion_points: usize,
+    /// Payload bytes of a packet the box inserts into a uTP connection, unless the remote
+    /// already sent larger ones there. The default fits the IPv6 minimum MTU (1280) with
+    /// IPv6, UDP and uTP headers, so it passes any access line; set it to what the
+    /// subscriber side carries (1500-byte Ethernet: 1432 over IPv4).
+    pub utp_packet_bytes: usize,
+    /// Inserted uTP packets unacked at once, at most (the box's own congestion window
+    /// grows up to it; see docs/inline.md).
+    pub utp_max_inflight_packets: u32,
 }
 
 impl Default for InlineConfig {
@@ -139,6 +150,8 @@ impl Default for InlineConfig {
             piece_memory_bytes: 64 << 20,
             max_answered_per_connection: 1024,
             max_insertion_points: 4096,
+            utp_packet_bytes: 1200,
+            utp_max_inflight_packets: 512,
         }
     }
 }
@@ -211,6 +224,8 @@ pub struct Splicer<S: BlockSource> {
     cfg: InlineConfig,
     source: S,
     conns: ConnTable<ConnKey, Conn>,
+    /// uTP connections (the same caps, a table of their own).
+    utp: ConnTable<utp::UtpKey, utp::Conn>,
     /// Bytes held by all connections (answered, inserted and not acked yet).
     queued_bytes: usize,
     overloaded: bool,
@@ -223,6 +238,7 @@ impl<S: BlockSource> Splicer<S> {
     pub fn new(cfg: InlineConfig, source: S) -> Splicer<S> {
         Splicer {
             conns: ConnTable::new(cfg.max_connections, cfg.idle_timeout_secs),
+            utp: ConnTable::new(cfg.max_connections, cfg.idle_timeout_secs),
             cfg,
             source,
             queued_bytes: 0,
@@ -240,8 +256,9 @@ impl<S: BlockSource> Splicer<S> {
         &mut self.counters
     }
 
+    /// Connections tracked (TCP and uTP).
     pub fn connections(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.utp.len()
     }
 
     /// The engine's queue is over its threshold: answer nothing new (fail-open).
@@ -252,7 +269,10 @@ impl<S: BlockSource> Splicer<S> {
     /// One frame received on `from` at `now`.
     pub fn on_frame(&mut self, now: u64, from: Port, frame: &[u8], out: &mut Vec<Emit>) {
         let Some(t) = TcpFrame::new_checked(frame) else {
-            out.push(Emit::Original);
+            match UdpFrame::new_checked(frame) {
+                Some(u) => self.on_udp_frame(now, from, &u, out),
+                None => out.push(Emit::Original),
+            }
             return;
         };
         let key = ConnKey::of(from, &t);
@@ -291,7 +311,10 @@ impl<S: BlockSource> Splicer<S> {
     /// The earliest time the splice needs [`Splicer::handle_timeout`]: an inserted segment
     /// due for retransmission, or blocks that can go in. None: only frames wake it.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.conns.next_deadline()
+        match (self.conns.next_deadline(), self.utp.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Timers due at `now`: retransmit inserted bytes S has not acked, insert blocks that
@@ -316,6 +339,7 @@ impl<S: BlockSource> Splicer<S> {
             }
             self.file(now, k, c, false);
         }
+        self.handle_utp_timeout(now, out);
     }
 
     /// Back into the table with its next deadline, or gone if it closed (only a frame

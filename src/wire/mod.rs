@@ -16,4 +16,5 @@ pub mod seq;
 pub mod tcp;
 pub mod tcpframe;
 pub mod udp;
+pub mod udpframe;
 pub mod utp;

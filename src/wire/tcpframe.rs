@@ -41,7 +41,7 @@ pub struct Layout {
 
 impl Layout {
     /// The IP header at `l3` is whole within `head` (the frame's first `l4` bytes or more).
-    fn ip_ok(&self, head: &[u8]) -> bool {
+    pub(super) fn ip_ok(&self, head: &[u8]) -> bool {
         let Some(h) = head.get(self.l3..self.l4) else {
             return false;
         };
@@ -55,7 +55,7 @@ impl Layout {
         }
     }
 
-    fn addrs(&self, head: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    pub(super) fn addrs(&self, head: &[u8]) -> Option<(IpAddr, IpAddr)> {
         let h = head.get(self.l3..self.l4)?;
         if self.v6 {
             let s: [u8; 16] = h.get(8..24)?.try_into().ok()?;
@@ -69,7 +69,7 @@ impl Layout {
     }
 }
 
-fn offset_of(base: &[u8], part: &[u8]) -> usize {
+pub(super) fn offset_of(base: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize)
 }
 

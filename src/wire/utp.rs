@@ -36,6 +36,10 @@ impl UtpType {
 }
 
 pub const HEADER_LEN: usize = 20;
+/// Byte offsets of the header fields a splice rewrites.
+pub const WND_AT: usize = 12;
+pub const SEQ_AT: usize = 16;
+pub const ACK_AT: usize = 18;
 /// The only version there is.
 pub const VERSION: u8 = 1;
 /// libtorrent sends at most a few extensions (selective ack, extension bits).
@@ -45,11 +49,20 @@ const MAX_EXTENSIONS: usize = 4;
 pub struct UtpPacket<'a> {
     pub kind: UtpType,
     pub conn_id: u16,
+    /// The sender's clock (microseconds) when it sent the packet.
+    pub timestamp: u32,
+    /// The sender's latest one-way delay measurement of the other direction.
+    pub ts_diff: u32,
     pub wnd: u32,
     pub seq: u16,
     pub ack: u16,
     /// Selective-ack bitmask, when present.
     pub sack: Option<&'a [u8]>,
+    /// Where the selective-ack bitmask starts in the packet (0 without one), for a
+    /// rewrite that maps it in place.
+    pub sack_at: usize,
+    /// Where the payload starts (the header and its extensions before it).
+    pub payload_at: usize,
     pub payload: &'a [u8],
 }
 
@@ -67,6 +80,7 @@ impl<'a> UtpPacket<'a> {
         let mut ext = h[1];
         let mut at = HEADER_LEN;
         let mut sack = None;
+        let mut sack_at = 0;
         let mut n = 0;
         while ext != 0 {
             n += 1;
@@ -83,6 +97,7 @@ impl<'a> UtpPacket<'a> {
                     return None;
                 }
                 sack = Some(body);
+                sack_at = at + 2;
             }
             ext = next;
             at += 2 + len;
@@ -94,10 +109,14 @@ impl<'a> UtpPacket<'a> {
         Some(UtpPacket {
             kind,
             conn_id: be16(2),
+            timestamp: be32(4),
+            ts_diff: be32(8),
             wnd: be32(12),
             seq: be16(16),
             ack: be16(18),
             sack,
+            sack_at,
+            payload_at: at,
             payload,
         })
     }
@@ -170,6 +189,7 @@ mod tests {
                 (p.kind, p.conn_id, p.wnd, p.seq, p.ack, p.sack, p.payload),
                 (kind, 0xbeef, 1 << 20, 7, 6, None, &[][..])
             );
+            assert_eq!((p.timestamp, p.ts_diff, p.payload_at), (1, 2, HEADER_LEN));
             assert_eq!(UtpType::from_wire(kind.to_wire()), Some(kind));
         }
         assert_eq!(UtpType::from_wire(5), None);
@@ -186,10 +206,9 @@ mod tests {
         );
         let mut s = hdr(2, 1, 7, 1, 2);
         s.extend_from_slice(&[0, 4, 0xff, 0, 0, 0]);
-        assert_eq!(
-            UtpPacket::new_checked(&s).unwrap().sack,
-            Some(&[0xff, 0, 0, 0][..])
-        );
+        let p = UtpPacket::new_checked(&s).unwrap();
+        assert_eq!(p.sack, Some(&[0xff, 0, 0, 0][..]));
+        assert_eq!((p.sack_at, p.payload_at), (22, 26));
         // DHT is bencoded: 'd' is type 6, version 4.
         assert!(UtpPacket::new_checked(
             b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"
