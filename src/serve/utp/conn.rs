@@ -212,9 +212,7 @@ impl Conn {
             && self.template.is_some()
             && self.r_max_payload > 0
             && self.map.accepts(p)
-            && self
-                .s_wnd
-                .is_some_and(|w| self.inj.room(w, self.packet_payload()))
+            && self.s_wnd.is_some_and(|w| self.inj.room(w))
     }
 
     /// The payload of an inserted packet.

@@ -178,13 +178,14 @@ impl UtpInjector {
         self.cwnd.cwnd.saturating_sub(self.unacked.len() as u32)
     }
 
-    /// The first waiting block fits in S's window `s_wnd` (bytes) and in the congestion
-    /// window, besides what is in flight already, in packets of `max_payload`.
-    pub fn room(&self, s_wnd: u32, max_payload: usize) -> bool {
+    /// The first waiting block fits in S's window `s_wnd` (bytes) besides what is in
+    /// flight already, and the congestion window has room. A block goes whole once it
+    /// starts, so the congestion window may be passed by up to one block's packets; else a
+    /// window smaller than a block (after timeouts) would never let one go.
+    pub fn room(&self, s_wnd: u32) -> bool {
         self.answers.front().is_some_and(|b| {
             let len = PIECE_HEADER_LEN + b.data.len();
-            self.unacked_bytes + len <= s_wnd as usize
-                && Self::packets_for(len, max_payload) <= self.free_packets()
+            self.unacked_bytes + len <= s_wnd as usize && self.free_packets() > 0
         })
     }
 
@@ -202,7 +203,7 @@ impl UtpInjector {
         while let Some(b) = self.answers.front() {
             let msg_len = PIECE_HEADER_LEN + b.data.len();
             if self.unacked_bytes + bytes.len() + msg_len > s_wnd as usize
-                || Self::packets_for(bytes.len() + msg_len, max_payload) > free
+                || Self::packets_for(bytes.len(), max_payload) >= free
             {
                 break;
             }
