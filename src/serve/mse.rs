@@ -115,8 +115,9 @@ pub struct Locator {
     min_start: usize,
     /// The first offset not yet looked at as a candidate.
     next: usize,
-    /// Candidates whose chain has not failed, in stream order.
-    live: Vec<usize>,
+    /// Candidates whose chain has not failed, in stream order, with how far their chain
+    /// was followed (held bytes only grow, so each is framed once in all).
+    live: Vec<(usize, Progress)>,
     /// Where the protocol string begins, once seen.
     handshake: Option<usize>,
 }
@@ -204,7 +205,7 @@ impl Locator {
         while self.next < end && self.live.len() < MAX_CANDIDATES {
             let o = self.next;
             if self.held.get(o..o + 5).is_some_and(first_head) {
-                self.live.push(o);
+                self.live.push((o, Progress::default()));
             }
             self.next += 1;
         }
@@ -213,8 +214,9 @@ impl Locator {
     /// Drops failed candidates; a verdict when the earliest one left decides. None when none
     /// is left.
     fn judge(&mut self, max_len: u32) -> Option<Verdict> {
-        while let Some(&o) = self.live.first() {
-            match chain(self.held.get(o..).unwrap_or(&[]), max_len) {
+        while let Some((o, progress)) = self.live.first_mut() {
+            let o = *o;
+            match chain(self.held.get(o..).unwrap_or(&[]), max_len, progress) {
                 Chain::Failed => {
                     self.live.remove(0);
                 }
@@ -250,6 +252,14 @@ fn first_head(h: &[u8]) -> bool {
     }
 }
 
+/// How far a candidate's chain was followed: the offset (from the candidate) of its first
+/// message not complete yet, and the evidence of the messages before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    at: usize,
+    evidence: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chain {
     /// A message the splice does not accept, or a first message no client sends first.
@@ -258,12 +268,11 @@ enum Chain {
     Open { evidence: u32, complete: bool },
 }
 
-/// Frames `b` from its first byte as messages; what the framer would accept, judged as
-/// evidence of a start.
-fn chain(b: &[u8], max_len: u32) -> Chain {
-    let mut at = 0;
-    let mut evidence = 0u32;
+/// Frames `b` from its first byte as messages (resuming at `p`); what the framer would
+/// accept, judged as evidence of a start.
+fn chain(b: &[u8], max_len: u32, p: &mut Progress) -> Chain {
     loop {
+        let (at, evidence) = (p.at, p.evidence);
         let open = |complete| Chain::Open { evidence, complete };
         if at == b.len() {
             return open(at > 0);
@@ -276,7 +285,7 @@ fn chain(b: &[u8], max_len: u32) -> Chain {
             if first {
                 return Chain::Failed;
             }
-            at += 4;
+            p.at += 4;
             continue;
         }
         let Some(&id) = b.get(at + 4) else {
@@ -314,8 +323,8 @@ fn chain(b: &[u8], max_len: u32) -> Chain {
             Kind::Bitfield | Kind::Extended | Kind::Piece | Kind::Hashes => EV_VARIABLE,
             _ => EV_FIXED,
         };
-        evidence = evidence.saturating_add(e);
-        at = end;
+        p.evidence = evidence.saturating_add(e);
+        p.at = end;
     }
 }
 
@@ -349,6 +358,10 @@ mod tests {
         (0..n).map(|_| rng.u8(..)).collect()
     }
 
+    fn chain_of(b: &[u8], max_len: u32) -> Chain {
+        chain(b, max_len, &mut Progress::default())
+    }
+
     fn ext_hs() -> Vec<u8> {
         let mut m = Vec::new();
         emit::extended(&mut m, 0, &[b"d1:md11:ut_metadatai3eee"]);
@@ -360,7 +373,7 @@ mod tests {
         let max = 1 << 20;
         let mut s = ext_hs();
         assert_eq!(
-            chain(&s, max),
+            chain_of(&s, max),
             Chain::Open {
                 evidence: EV_EXT_HANDSHAKE,
                 complete: true
@@ -376,14 +389,14 @@ mod tests {
             },
         );
         assert_eq!(
-            chain(&s, max),
+            chain_of(&s, max),
             Chain::Open {
                 evidence: 44 + 36 + 68,
                 complete: true
             }
         );
         assert_eq!(
-            chain(&s[..s.len() - 1], max),
+            chain_of(&s[..s.len() - 1], max),
             Chain::Open {
                 evidence: 80,
                 complete: false
@@ -393,7 +406,7 @@ mod tests {
         // message that is not a handshake
         let mut have = Vec::new();
         emit::have(&mut have, 1);
-        assert_eq!(chain(&have, max), Chain::Failed);
+        assert_eq!(chain_of(&have, max), Chain::Failed);
         let mut r = Vec::new();
         emit::request(
             &mut r,
@@ -403,11 +416,11 @@ mod tests {
                 length: 16384,
             },
         );
-        assert_eq!(chain(&r, max), Chain::Failed);
-        assert_eq!(chain(&[0, 0, 0, 0, 0, 0, 0, 1, 2], max), Chain::Failed);
+        assert_eq!(chain_of(&r, max), Chain::Failed);
+        assert_eq!(chain_of(&[0, 0, 0, 0, 0, 0, 0, 1, 2], max), Chain::Failed);
         let mut x = Vec::new();
         emit::extended(&mut x, 0, &[b"d1:m"]);
-        assert_eq!(chain(&x, max), Chain::Failed);
+        assert_eq!(chain_of(&x, max), Chain::Failed);
     }
 
     #[test]
