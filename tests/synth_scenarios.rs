@@ -38,6 +38,11 @@ fn replay_generated(a: &SynthArgs) -> (Truth, Report) {
 }
 
 fn check(name: &str, truth: &Truth, r: &Report, midstream: bool) {
+    check_with(name, truth, r, midstream, 0);
+}
+
+/// `mse`: sessions opened with MSE/PE then plaintext (counted apart from plain BitTorrent).
+fn check_with(name: &str, truth: &Truth, r: &Report, midstream: bool, mse: u64) {
     if let Some(u) = &truth.utp {
         assert_eq!(
             (r.flows.tcp, r.utp.flows),
@@ -73,9 +78,15 @@ fn check(name: &str, truth: &Truth, r: &Report, midstream: bool) {
         );
     } else {
         assert_eq!(r.flows.tcp, truth.flows as u64, "{name}: tcp flows");
+        let b = &r.bittorrent;
         assert_eq!(
-            r.bittorrent.tcp_connections, truth.flows as u64,
-            "{name}: bt connections"
+            (
+                b.tcp_connections,
+                b.encrypted_tcp_connections,
+                b.encrypted_then_plain
+            ),
+            (truth.flows as u64 - mse, mse, mse),
+            "{name}: bt connections (plain, encrypted, encrypted then plain)"
         );
     }
     let x = &r.reassembly;
@@ -372,4 +383,39 @@ fn written_pcap_replays_like_the_generated_frames() {
     let written: Truth =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("s.json")).unwrap()).unwrap();
     assert_eq!(written.info_hash, t.info_hash);
+}
+
+/// Sessions opened with MSE/PE that selected plaintext (the leecher's handshake encrypted
+/// in IA) replay like plain ones: the same pieces verified, every message after the
+/// exchange counted, the delivered streams (key exchange included) exact; the connections
+/// are counted as encrypted, then plain.
+#[test]
+fn mse_then_plaintext_sessions_verify_like_plain_ones() {
+    let with = |mse: u32, impair: bool| {
+        args(|a| {
+            a.magnet = true;
+            a.flows = 3;
+            a.mse_plaintext = mse;
+            if impair {
+                a.loss = 1;
+                a.reorder = 1;
+            }
+        })
+    };
+    for impair in [false, true] {
+        let (tp, rp) = replay_generated(&with(0, impair));
+        let (tm, rm) = replay_generated(&with(2, impair));
+        let name = format!("mse impair={impair}");
+        check_with(&name, &tm, &rm, false, 2);
+        // Two handshakes fewer seen: the leechers' travelled in IA.
+        assert_eq!(
+            tm.messages["handshake"] + 2,
+            tp.messages["handshake"],
+            "{name}"
+        );
+        let (sp, sm) = (swarm(&rp, &tp.info_hash), swarm(&rm, &tm.info_hash));
+        assert_eq!(sm.pieces_verified, sp.pieces_verified, "{name}");
+        assert_eq!(sm.pieces_verified, u64::from(tm.pieces), "{name}");
+        assert_eq!(sm.pieces_failed, 0, "{name}");
+    }
 }

@@ -585,7 +585,9 @@ mod inline_unchanged {
   "read_failures": 111,
   "engine_dropped": 106,
   "answered_evicted": 101,
-  "insertion_points_full": 108
+  "insertion_points_full": 108,
+  "mse_connections_served": 121,
+  "mse_served_blocks": 122
 }"#;
 
     /// The inline families as the hand-written code rendered the same counts.
@@ -651,13 +653,20 @@ peercache_inline_bad_checksum_dropped_total 102
 peercache_inline_read_failures_total 111
 "#;
 
-    /// The series the two counts that used to reach no exposition add.
+    /// The series the counts declared since add (the two that used to reach no exposition,
+    /// then the MSE/PE ones).
     const NEW: &str = r#"# HELP peercache_inline_answered_evicted_total Answered blocks forgotten because a connection already remembered inline.max_answered_per_connection of them.
 # TYPE peercache_inline_answered_evicted_total counter
 peercache_inline_answered_evicted_total 101
 # HELP peercache_inline_insertion_points_full_total REQUESTs forwarded because their connection had inline.max_insertion_points insertion points outstanding.
 # TYPE peercache_inline_insertion_points_full_total counter
 peercache_inline_insertion_points_full_total 108
+# HELP peercache_inline_mse_connections_served_total Connections that opened with MSE/PE and negotiated plaintext, served (at least one block inserted).
+# TYPE peercache_inline_mse_connections_served_total counter
+peercache_inline_mse_connections_served_total 121
+# HELP peercache_inline_mse_served_blocks_total Blocks served on connections that opened with MSE/PE and negotiated plaintext.
+# TYPE peercache_inline_mse_served_blocks_total counter
+peercache_inline_mse_served_blocks_total 122
 "#;
 
     /// Counters holding the values of `JSON`.

@@ -55,6 +55,10 @@ impl Half {
         self.wscale = o.wscale.unwrap_or(0);
         self.ws_offered = o.wscale.is_some();
         self.ts = o.timestamps;
+        if !t.tcp().flags().ack {
+            // The SYN without ACK: this sender opened the connection.
+            self.framer.set_initiator();
+        }
     }
 
     /// R's stream is at a message boundary at this point: bytes may go in here.
@@ -81,11 +85,35 @@ pub(super) enum State {
     TranslatingOnly(Bypass),
 }
 
+/// How a served connection's peer wire travels, for counting served connections and
+/// blocks by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Encryption {
+    /// A plaintext handshake both ways.
+    Plain,
+    /// MSE/PE that selected plaintext: the peer wire after each direction's located start.
+    MsePlaintext,
+}
+
+impl Encryption {
+    /// Label value, for series split by it. Unused until the splice's counters are split
+    /// by encryption state (after the uTP counters land, to keep the merge small).
+    #[allow(dead_code)]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::Plain => "plain",
+            Encryption::MsePlaintext => "mse_plaintext",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Conn {
     pub s: Half,
     pub r: Half,
     pub state: State,
+    /// Set when serving starts.
+    pub encryption: Encryption,
     pub last_seen: u64,
     /// Insertions into R's stream, and R's numbers in S's space.
     pub map: SeqMap<SeqNum>,
@@ -118,6 +146,7 @@ impl Conn {
             s: Half::new(),
             r: Half::new(),
             state: State::Opening,
+            encryption: Encryption::Plain,
             last_seen: now,
             map: SeqMap::new(),
             replaced: VecDeque::new(),
@@ -156,16 +185,39 @@ impl Conn {
         match self.state {
             State::Serving(ih) | State::Spliced(ih) => Ok(ih),
             State::Bypassed(b) | State::TranslatingOnly(b) => Err(b),
-            State::Opening => match (self.s.info_hash, self.r.info_hash) {
+            State::Opening => {
                 // Every condition, once true, stays true: the state can move on.
-                (Some(a), Some(b))
-                    if a == b && self.template.is_some() && self.inj.s_ack().is_some() =>
-                {
-                    self.state = State::Serving(a);
-                    Ok(a)
+                let ready = self.template.is_some() && self.inj.s_ack().is_some();
+                match self.swarm() {
+                    Some(ih) if ready => {
+                        self.state = State::Serving(ih);
+                        self.encryption = if self.s.framer.mse() || self.r.framer.mse() {
+                            Encryption::MsePlaintext
+                        } else {
+                            Encryption::Plain
+                        };
+                        Ok(ih)
+                    }
+                    _ => Err(Bypass::NotBittorrent),
                 }
-                _ => Err(Bypass::NotBittorrent),
-            },
+            }
+        }
+    }
+
+    /// The swarm both directions are known to be in. Plain: both handshakes, one info-hash.
+    /// MSE/PE that selected plaintext: the initiator's handshake may have travelled
+    /// encrypted in IA, so one visible handshake is enough when the other direction also
+    /// began with MSE and its plaintext start was found; the responder answers only for the
+    /// SKEY (info-hash) it serves, so its handshake names the swarm of both.
+    fn swarm(&self) -> Option<[u8; 20]> {
+        let located = |h: &Half, other: &Half| {
+            h.framer.mse_located() && h.framer.past_handshake() && other.framer.mse()
+        };
+        match (self.s.info_hash, self.r.info_hash) {
+            (Some(a), Some(b)) => (a == b).then_some(a),
+            (Some(a), None) => located(&self.r, &self.s).then_some(a),
+            (None, Some(b)) => located(&self.s, &self.r).then_some(b),
+            (None, None) => None,
         }
     }
 
@@ -188,6 +240,9 @@ impl Conn {
             State::Opening | State::Spliced(_) | State::TranslatingOnly(_) => return,
         };
         counters.connections_spliced += 1;
+        if self.encryption == Encryption::MsePlaintext {
+            counters.mse_connections_served += 1;
+        }
     }
 
     /// Both ends have closed and S has everything we inserted.
@@ -246,6 +301,9 @@ impl Conn {
         self.spliced(counters);
         counters.served_blocks += blocks;
         counters.served_bytes += payload;
+        if self.encryption == Encryption::MsePlaintext {
+            counters.mse_served_blocks += blocks;
+        }
     }
 
     /// The next time this connection needs `handle_timeout`: a retransmission due, or

@@ -70,6 +70,13 @@ crate::counter::counters! {
         /// Also counted in `bypassed` as `queue_full`.
         insertion_points_full: counter "inline_insertion_points_full_total"
             "REQUESTs forwarded because their connection had inline.max_insertion_points insertion points outstanding.",
+        /// Of `connections_spliced`, those that began with MSE/PE key exchanges and selected
+        /// plaintext (each direction framed from its located start).
+        mse_connections_served: counter "inline_mse_connections_served_total"
+            "Connections that opened with MSE/PE and negotiated plaintext, served (at least one block inserted).",
+        /// Of `served_blocks`, those served on such connections.
+        mse_served_blocks: counter "inline_mse_served_blocks_total"
+            "Blocks served on connections that opened with MSE/PE and negotiated plaintext.",
     }
 }
 

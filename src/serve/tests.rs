@@ -492,18 +492,34 @@ fn leaves_unknown_and_midstream_connections_alone() {
     w.sub_send(&request(0, 0, 16384));
     assert_eq!(w.sp.counters().served_blocks, 0);
     assert_eq!(w.sp.connections(), 0);
-    // MSE-looking first flight: never served, counted as not BitTorrent
+    // An MSE-looking first flight is held while its plaintext start is looked for: nothing
+    // in it is a REQUEST; with none found in 2 KiB (later than any MSE prefix) the
+    // connection is counted as not BitTorrent, and nothing was rewritten.
     let mut w = Wire::new(false);
     w.open();
     w.sub_send(&[0x5a; 96]);
     w.rem_send(&[0xa5; 96]);
     w.sub_send(&request(0, 0, 16384));
-    assert_eq!(w.sp.counters().served_blocks, 0);
+    assert_eq!(w.sp.counters().requests, 0);
+    assert_eq!(
+        w.sp.counters().connections_bypassed.get("not_bittorrent"),
+        None
+    );
+    let mut rng = fastrand::Rng::with_seed(9);
+    let junk = crate::serve::mse::fake::rc4(&mut rng, 2048);
+    w.sub_send(&junk);
+    w.sub_send(&request(0, 0, 16384));
     assert_eq!(
         w.sp.counters().connections_bypassed.get("not_bittorrent"),
         Some(&1)
     );
-    assert_eq!(w.rem_stream().len(), 96 + 17);
+    let mut sent = vec![0x5a; 96];
+    sent.extend(request(0, 0, 16384));
+    sent.extend(&junk);
+    sent.extend(request(0, 0, 16384));
+    assert_eq!(w.rem_stream(), sent);
+    assert_eq!(w.sp.counters().served_blocks, 0);
+    assert_eq!(w.sp.counters().rewritten_segments, 0);
 }
 
 #[test]
@@ -574,4 +590,194 @@ fn caps_on_answered_blocks_and_insertion_points_are_counted() {
     expect.extend_from_slice(&framer::NOOP17);
     expect.extend(request(2, 0, 16384));
     assert_eq!(w.rem_stream(), expect);
+}
+
+/// One MSE/PE connection that selected plaintext, through the splice: the initiator's
+/// handshake travelled in IA (encrypted, never seen), the responder's in the clear. `s_opens`:
+/// S is the initiator (else R is, and opens the connection). S asks for a cached block once
+/// R unchoked it; what each end receives must be the other's stream byte for byte (the MSE
+/// bytes untouched), but for the answered REQUEST (no-ops toward R) and the PIECE (inserted
+/// at R's boundary toward S).
+fn mse_then_plaintext(s_opens: bool, seed: u64) {
+    use crate::serve::mse::fake;
+    use crate::wire::peerwire::emit;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut w = Wire::new(false);
+    if s_opens {
+        w.open();
+    } else {
+        // R's SYN, S's SYN-ACK, R's ACK.
+        for (from_sub, seq, ack) in [(false, 4999, None), (true, 999, Some(5000))] {
+            let f = seg(
+                false,
+                from_sub,
+                Seg {
+                    seq,
+                    ack,
+                    syn: true,
+                    fin: false,
+                    win: 65535,
+                    ts: Some((1, 1)),
+                    payload: &[],
+                },
+            );
+            w.deliver(
+                if from_sub {
+                    Port::Subscriber
+                } else {
+                    Port::Upstream
+                },
+                &f,
+            );
+        }
+        w.rem_segment(&[], 100);
+        w.sub_ack(5000);
+    }
+    let (pad_1, pad_2) = (rng.usize(..=512), rng.usize(..=512));
+    let (pad_3, pad_4) = (rng.usize(..=512), rng.usize(..=512));
+    // Initiator: Ya + PadA, then the hashes, RC4(VC .. len(IA)) and RC4(IA = handshake).
+    let a = fake::initiator(&mut rng, pad_1, pad_2, 68);
+    let a_first = 96 + pad_1;
+    // Responder: Yb + PadB, then RC4(VC, select, PadD) and its handshake in the clear.
+    let b = fake::responder(&mut rng, pad_3, pad_4);
+    let b_first = 96 + pad_3;
+    let mut ext = Vec::new();
+    emit::extended(&mut ext, 0, &[b"d1:md11:ut_metadatai3eee"]);
+    let mut bitfield = Vec::new();
+    emit::message(
+        &mut bitfield,
+        crate::wire::peerwire::Kind::Bitfield,
+        &[0xe0],
+    );
+    let interested = [0u8, 0, 0, 1, 2];
+    let unchoke = [0u8, 0, 0, 1, 1];
+    let hs_b = handshake(7, 2);
+    // The initiator's plaintext: no handshake (it was in IA); the responder's: handshake.
+    let mut init_plain = ext.clone();
+    init_plain.extend_from_slice(&bitfield);
+    let mut resp_plain = hs_b.clone();
+    resp_plain.extend_from_slice(&ext);
+    resp_plain.extend_from_slice(&bitfield);
+
+    let (s_pre, r_pre, s_first, r_first) = if s_opens {
+        (&a, &b, a_first, b_first)
+    } else {
+        (&b, &a, b_first, a_first)
+    };
+    let (s_plain, r_plain) = if s_opens {
+        (&init_plain, &resp_plain)
+    } else {
+        (&resp_plain, &init_plain)
+    };
+    // What each end sent: [S, R].
+    let mut sent: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let send = |w: &mut Wire, sent: &mut [Vec<u8>; 2], from_sub: bool, bytes: &[u8]| {
+        if from_sub {
+            sent[0].extend_from_slice(bytes);
+            w.sub_send(bytes);
+        } else {
+            sent[1].extend_from_slice(bytes);
+            w.rem_send(bytes);
+        }
+    };
+    // The exchange: the initiator's DH value first, the responder's, the rest of each.
+    let init_is_sub = s_opens;
+    let (init_pre, resp_pre) = if s_opens {
+        (s_pre, r_pre)
+    } else {
+        (r_pre, s_pre)
+    };
+    let (init_first, resp_first) = if s_opens {
+        (s_first, r_first)
+    } else {
+        (r_first, s_first)
+    };
+    send(&mut w, &mut sent, init_is_sub, &init_pre[..init_first]);
+    send(&mut w, &mut sent, !init_is_sub, &resp_pre[..resp_first]);
+    send(&mut w, &mut sent, init_is_sub, &init_pre[init_first..]);
+    // The responder's step 4 and its plaintext in one write: the start inside a segment.
+    let mut resp_rest = resp_pre[resp_first..].to_vec();
+    resp_rest.extend_from_slice(if s_opens { r_plain } else { s_plain });
+    send(&mut w, &mut sent, !init_is_sub, &resp_rest);
+    send(
+        &mut w,
+        &mut sent,
+        init_is_sub,
+        if s_opens { s_plain } else { r_plain },
+    );
+    // R unchokes S (an initiator R proves its start with it: 44 + 20 + 36 bits).
+    send(&mut w, &mut sent, false, &unchoke);
+    send(&mut w, &mut sent, true, &interested);
+    assert!(w.sp.counters().connections_bypassed.is_empty());
+    let r_at_request = sent[1].len();
+    w.sub_ack(5000 + r_at_request as u32);
+    let mut reqs = request(0, 16384, 16384);
+    reqs.extend(request(1, 0, 16384));
+    send(&mut w, &mut sent, true, &reqs);
+    let other = piece_data(9)[..16384].to_vec();
+    send(&mut w, &mut sent, false, &piece_msg(1, 0, &other));
+
+    let [s_stream, r_stream] = sent;
+    let c = w.sp.counters();
+    assert_eq!(c.served_blocks, 1, "s_opens={s_opens} seed={seed}");
+    assert_eq!(c.misses, 1);
+    assert_eq!(c.mse_served_blocks, 1);
+    assert_eq!(c.mse_connections_served, 1);
+    assert_eq!(c.connections_spliced, 1);
+    // R got S's stream, MSE bytes and all, with the answered REQUEST as no-ops.
+    let mut expect_rem = s_stream.clone();
+    let at = s_stream.len() - 34;
+    expect_rem[at..at + 17].copy_from_slice(&framer::NOOP17);
+    assert_eq!(w.rem_stream(), expect_rem);
+    // S got R's stream with the PIECE where R's stream stood when S asked.
+    let mut expect_sub = r_stream[..r_at_request].to_vec();
+    expect_sub.extend(piece_msg(0, 16384, &piece_data(0)[16384..]));
+    expect_sub.extend_from_slice(&r_stream[r_at_request..]);
+    assert_eq!(w.sub_stream(), expect_sub, "s_opens={s_opens} seed={seed}");
+}
+
+#[test]
+fn serves_mse_connections_that_selected_plaintext() {
+    for seed in 0..8 {
+        mse_then_plaintext(true, seed);
+        mse_then_plaintext(false, seed);
+    }
+}
+
+#[test]
+fn rc4_connections_are_bypassed_untouched() {
+    use crate::serve::mse::fake;
+    for seed in 0..20 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut w = Wire::new(false);
+        w.open();
+        let pads: Vec<usize> = (0..4).map(|_| rng.usize(..=512)).collect();
+        let a = fake::initiator(&mut rng, pads[0], pads[1], 68);
+        let b = fake::responder(&mut rng, pads[2], pads[3]);
+        let (s_rc4, r_rc4) = (fake::rc4(&mut rng, 3000), fake::rc4(&mut rng, 3000));
+        w.sub_send(&a[..96]);
+        w.rem_send(&b[..96]);
+        w.sub_send(&a[96..]);
+        w.rem_send(&b[96..]);
+        for k in 0..3 {
+            w.sub_send(&s_rc4[k * 1000..(k + 1) * 1000]);
+            w.rem_send(&r_rc4[k * 1000..(k + 1) * 1000]);
+        }
+        let c = w.sp.counters();
+        assert_eq!(
+            c.connections_bypassed.get("not_bittorrent"),
+            Some(&1),
+            "seed {seed}"
+        );
+        assert_eq!(
+            (c.requests, c.rewritten_segments, c.served_blocks),
+            (0, 0, 0)
+        );
+        let mut s = a.clone();
+        s.extend_from_slice(&s_rc4);
+        assert_eq!(w.rem_stream(), s);
+        let mut r = b.clone();
+        r.extend_from_slice(&r_rc4);
+        assert_eq!(w.sub_stream(), r);
+    }
 }

@@ -193,6 +193,11 @@ pub struct SynthArgs {
     /// XOR 0x5A): hostile peers whose pieces must fail their hash.
     #[arg(long, default_value_t = 0)]
     pub hostile: u32,
+    /// The first N flows open with an MSE/PE key exchange (random DH values, pads and RC4
+    /// parts of the exact lengths; the leecher's handshake encrypted in IA) that selects
+    /// plaintext, as aria2 and libtorrent negotiate by default; then the plain peer wire.
+    #[arg(long, default_value_t = 0)]
+    pub mse_plaintext: u32,
     /// Write the .torrent here.
     #[arg(long)]
     pub torrent_out: Option<PathBuf>,
@@ -225,6 +230,7 @@ impl Default for SynthArgs {
             ipv6: false,
             magnet: false,
             hostile: 0,
+            mse_plaintext: 0,
             torrent_out: None,
             truth_out: None,
         }
@@ -352,6 +358,11 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
             "--overlap-conflict needs TCP (uTP has packets, not byte ranges)".into(),
         ));
     }
+    if args.mse_plaintext > args.flows {
+        return Err(SynthError::InvalidArgs(
+            "--mse-plaintext must be at most --flows".into(),
+        ));
+    }
     Ok(session::Shared {
         torrent,
         link: packet::Link::new(args.vlan, args.qinq)?,
@@ -374,6 +385,7 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
             overlap_conflict: args.overlap_conflict,
         },
         utp: args.utp,
+        mse_plaintext: args.mse_plaintext,
     })
 }
 

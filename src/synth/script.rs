@@ -22,6 +22,39 @@ pub const METADATA_PIECE: u32 = 16384;
 const PIPELINE: usize = 8;
 const CLIENT_VERSION: &[u8] = b"peercache-synth 0.1";
 
+/// An MSE/PE key exchange (<https://wiki.vuze.com/w/Message_Stream_Encryption>) before the
+/// peer wire, selecting plaintext: the leecher initiates, its handshake travels encrypted
+/// in IA, the seeder's handshake follows its crypto_select in the clear. Every part is
+/// random bytes of its exact length (DH values, random pads, hashes, RC4 output), as they
+/// look to anyone without the DH secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mse {
+    /// PadA, PadB, PadC, PadD: each 0..=512 bytes.
+    pub pads: [u16; 4],
+    /// Where the random bytes come from.
+    pub seed: u64,
+}
+
+impl Mse {
+    /// Ya and PadA.
+    fn initiator_key(&self) -> u32 {
+        96 + u32::from(self.pads[0])
+    }
+    /// Yb and PadB.
+    fn responder_key(&self) -> u32 {
+        96 + u32::from(self.pads[1])
+    }
+    /// HASH('req1', S), HASH('req2', SKEY) xor HASH('req3', S), RC4(VC, crypto_provide,
+    /// len(PadC), PadC, len(IA)), RC4(IA = the leecher's 68-byte handshake).
+    fn initiator_sync(&self) -> u32 {
+        20 + 20 + 8 + 4 + 2 + u32::from(self.pads[2]) + 2 + 68
+    }
+    /// RC4(VC, crypto_select, len(PadD), PadD).
+    fn responder_select(&self) -> u32 {
+        8 + 4 + 2 + u32::from(self.pads[3])
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
     pub index: u32,
@@ -31,6 +64,12 @@ pub struct Block {
 
 #[derive(Clone, Debug)]
 pub enum Msg {
+    /// Part of an MSE/PE exchange: `len` random bytes drawn from `seed`. Not a message (not
+    /// counted in the truth).
+    Mse {
+        len: u32,
+        seed: u64,
+    },
     Handshake {
         peer_id: [u8; 20],
     },
@@ -61,6 +100,7 @@ impl Msg {
     /// Truth key of the message type.
     pub fn kind(&self) -> &'static str {
         match self {
+            Msg::Mse { .. } => "mse",
             Msg::Handshake { .. } => "handshake",
             Msg::ExtHandshake { .. } | Msg::MetaRequest { .. } | Msg::MetaData { .. } => "extended",
             Msg::Bitfield => "bitfield",
@@ -86,6 +126,7 @@ impl Msg {
     pub fn encoded_len(&self, t: &Torrent) -> u64 {
         match self {
             Msg::Piece(b) => 13 + u64::from(b.len),
+            Msg::Mse { len, .. } => u64::from(*len),
             _ => {
                 let mut v = Vec::new();
                 self.encode(t, &mut v);
@@ -96,6 +137,10 @@ impl Msg {
 
     pub fn encode(&self, t: &Torrent, out: &mut Vec<u8>) {
         match self {
+            Msg::Mse { len, seed } => {
+                let mut rng = fastrand::Rng::with_seed(*seed);
+                out.extend((0..*len).map(|_| rng.u8(..)));
+            }
             Msg::Handshake { peer_id } => {
                 // BEP 10 extension protocol: bit 0x10 of reserved byte 5; BEP 6 fast
                 // extension: bit 0x04 of reserved byte 7.
@@ -195,6 +240,11 @@ pub struct Write {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
+    /// MSE/PE only: Ya + PadA, then Yb + PadB, then the rest of the initiator's side (the
+    /// responder's rest goes with its handshake).
+    MseInitiatorKey,
+    MseResponderKey,
+    MseInitiatorSync,
     LeecherHandshake,
     SeederHandshake,
     LeecherExt,
@@ -253,6 +303,7 @@ pub struct Script {
     seeder_id: [u8; 20],
     walk: BlockWalk,
     outstanding: VecDeque<Block>,
+    mse: Option<Mse>,
 }
 
 impl Script {
@@ -275,7 +326,28 @@ impl Script {
                 begin: 0,
             },
             outstanding: VecDeque::with_capacity(PIPELINE),
+            mse: None,
         }
+    }
+
+    /// Open with an MSE/PE exchange that selects plaintext.
+    pub fn with_mse(mut self, mse: Option<Mse>) -> Self {
+        if mse.is_some() {
+            self.phase = Phase::MseInitiatorKey;
+        }
+        self.mse = mse;
+        self
+    }
+
+    /// MSE part `part` of `len` bytes (each part its own random bytes).
+    fn mse_part(&self, part: u64, len: impl Fn(&Mse) -> u32) -> Vec<Msg> {
+        self.mse
+            .iter()
+            .map(|m| Msg::Mse {
+                len: len(m),
+                seed: m.seed.wrapping_add(part),
+            })
+            .collect()
     }
 
     fn metadata_pieces(t: &Torrent) -> u32 {
@@ -287,6 +359,22 @@ impl Script {
         loop {
             let (from_leecher, msgs, next) = match self.phase {
                 Phase::Done => return None,
+                Phase::MseInitiatorKey => (
+                    true,
+                    self.mse_part(0, Mse::initiator_key),
+                    Phase::MseResponderKey,
+                ),
+                Phase::MseResponderKey => (
+                    false,
+                    self.mse_part(1, Mse::responder_key),
+                    Phase::MseInitiatorSync,
+                ),
+                // The leecher's handshake is inside (IA): the seeder answers next.
+                Phase::MseInitiatorSync => (
+                    true,
+                    self.mse_part(2, Mse::initiator_sync),
+                    Phase::SeederHandshake,
+                ),
                 Phase::LeecherHandshake => (
                     true,
                     vec![Msg::Handshake {
@@ -294,13 +382,14 @@ impl Script {
                     }],
                     Phase::SeederHandshake,
                 ),
-                Phase::SeederHandshake => (
-                    false,
-                    vec![Msg::Handshake {
+                Phase::SeederHandshake => {
+                    // After an MSE exchange the seeder's crypto_select goes in the same write.
+                    let mut msgs = self.mse_part(3, Mse::responder_select);
+                    msgs.push(Msg::Handshake {
                         peer_id: self.seeder_id,
-                    }],
-                    Phase::LeecherExt,
-                ),
+                    });
+                    (false, msgs, Phase::LeecherExt)
+                }
                 Phase::LeecherExt => (
                     true,
                     vec![Msg::ExtHandshake {

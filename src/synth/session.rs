@@ -15,7 +15,7 @@ use sha1::{Digest, Sha1};
 
 use super::impair::{Counts, Kind, Plan};
 use super::packet::{self, Endpoints, Link, Segment, UtpPacket, ST_DATA, ST_FIN, ST_STATE, ST_SYN};
-use super::script::{Msg, Script, Write};
+use super::script::{Mse, Msg, Script, Write};
 use super::survey::{survey, wrap_back};
 use super::tally::Tally;
 use super::torrent::{hex, Torrent};
@@ -37,7 +37,13 @@ pub struct Shared {
     pub counts: Counts,
     /// Sessions run over uTP on UDP instead of TCP.
     pub utp: bool,
+    /// Flows below this open with an MSE/PE exchange that selects plaintext.
+    pub mse_plaintext: u32,
 }
+
+/// Salt of the generator the MSE/PE layout of a session is drawn from: a stream of its own,
+/// so every other number of the session is the one a run without MSE draws.
+const MSE_SALT: u64 = 0x4d53_452f_5045_0001;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Payload {
@@ -145,7 +151,15 @@ impl Session {
         let have_all = flow % 2 == 1;
         let start_piece =
             (u64::from(flow) * u64::from(t.num_pieces) / u64::from(sh.flows.max(1))) as u32;
-        let script = Script::new(sh.magnet, have_all, leecher_id, seeder_id, start_piece);
+        let mse = (flow < sh.mse_plaintext).then(|| {
+            let mut r = fastrand::Rng::with_seed(rng_seed ^ MSE_SALT);
+            Mse {
+                pads: [0; 4].map(|_: u16| r.u16(..=512)),
+                seed: r.u64(..),
+            }
+        });
+        let script =
+            Script::new(sh.magnet, have_all, leecher_id, seeder_id, start_piece).with_mse(mse);
 
         let first = survey(&script, t, sh.unit, None);
         let n = first.s2c_segments;

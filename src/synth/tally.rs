@@ -36,6 +36,10 @@ impl Tally {
     }
 
     pub(super) fn count(&mut self, m: &Msg, t: &Torrent) {
+        if let Msg::Mse { .. } = m {
+            // Key exchange bytes, not a peer-wire message.
+            return;
+        }
         *self.messages.entry(m.kind()).or_default() += 1;
         match m {
             Msg::Piece(b) => {

@@ -969,8 +969,11 @@ fn cli_args_parse() {
         "7",
         "--vlan",
         "8",
+        "--mse-plaintext",
+        "1",
     ]);
     assert_eq!(c.synth.size, ByteSize(1 << 20));
+    assert_eq!(c.synth.mse_plaintext, 1);
     assert_eq!(c.synth.overlap_conflict, 2);
     assert!(c.synth.one_byte);
     let d = Cli::parse_from(["synth", "-o", "x.pcap"]).synth;
@@ -1810,4 +1813,57 @@ fn print_utp_reference() {
         }
         println!();
     }
+}
+
+/// `--mse-plaintext`: the exact MSE/PE layout, then the plain peer wire; the other flows
+/// are the bytes a run without it writes.
+#[test]
+fn mse_plaintext_sessions_have_the_exact_layout() {
+    let a = args(|a| {
+        a.flows = 2;
+        a.mse_plaintext = 1;
+        a.size = ByteSize(100_000);
+    });
+    let (fs, truth) = frames(&a);
+    // Data segments of flow 0 in capture order, per direction (no impairments: in order).
+    let mut writes: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+    for (_, f) in &fs {
+        let p = decode(f);
+        let (c, _, from_client) = dir_of(&p);
+        if c.port() == LEECHER_BASE_PORT && !p.payload.is_empty() {
+            writes[usize::from(!from_client)].push(p.payload);
+        }
+    }
+    let [c2s, s2c] = writes;
+    // Ya + PadA; Yb + PadB; the hashes, RC4(VC, provide, len(PadC), PadC, len(IA)), RC4(IA).
+    assert!((96..=608).contains(&c2s[0].len()), "{}", c2s[0].len());
+    assert!((96..=608).contains(&s2c[0].len()), "{}", s2c[0].len());
+    assert!((40 + 14 + 2 + 68..=40 + 14 + 512 + 2 + 68).contains(&c2s[1].len()));
+    for w in [&c2s[0], &s2c[0], &c2s[1]] {
+        assert!(crate::wire::entropy::looks_random(w));
+    }
+    // RC4(VC, select, len(PadD), PadD), then the seeder's handshake in the clear.
+    let s2c_stream: Vec<u8> = s2c.concat();
+    let hs = s2c_stream
+        .windows(20)
+        .position(|w| w == crate::wire::peerwire::PROTOCOL)
+        .expect("seeder handshake");
+    assert!((14..=14 + 512).contains(&(hs - s2c[0].len())), "{hs}");
+    let s2c_msgs = parse_messages(&s2c_stream[hs..]);
+    assert_eq!(s2c_msgs[0].0, "handshake");
+    // The leecher's plaintext starts with its extended handshake: its own was in IA.
+    let c2s_stream: Vec<u8> = c2s.concat();
+    let c2s_msgs = parse_messages(&c2s_stream[c2s[0].len() + c2s[1].len()..]);
+    assert_eq!(c2s_msgs[0].0, "extended");
+    assert!(c2s_msgs.iter().all(|(k, _)| *k != "handshake"));
+    assert_eq!(truth.messages["handshake"], 3);
+    // Flow 1 is what a run without MSE writes.
+    let (_, plain) = frames(&args(|b| {
+        b.flows = 2;
+        b.size = ByteSize(100_000);
+    }));
+    assert_eq!(truth.streams[1], plain.streams[1]);
+    assert_ne!(truth.streams[0], plain.streams[0]);
+    // More MSE flows than flows is refused.
+    assert!(generate(&args(|b| b.mse_plaintext = 2), &mut |_| Ok(())).is_err());
 }
