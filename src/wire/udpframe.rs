@@ -191,10 +191,6 @@ mod tests {
 
     fn frame(payload: &[u8], v6: bool, vlan: Option<u16>) -> Vec<u8> {
         let b = PacketBuilder::ethernet2([1; 6], [2; 6]);
-        let b = match vlan {
-            Some(id) => b.single_vlan(id.try_into().unwrap()),
-            None => b,
-        };
         let b = if v6 {
             b.ipv6(
                 [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
@@ -207,6 +203,11 @@ mod tests {
         let b = b.udp(6881, 40000);
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
+        if let Some(id) = vlan {
+            // an 802.1Q tag between the MAC addresses and the ethertype
+            let tag = [0x81, 0x00, (id >> 8) as u8, id as u8];
+            out.splice(12..12, tag);
+        }
         out
     }
 
@@ -232,6 +233,7 @@ mod tests {
                     == h.calc_checksum_ipv6_raw(ip.source, ip.destination, payload)
                         .unwrap()
             }
+            _ => false,
         }
     }
 
