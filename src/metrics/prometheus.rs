@@ -159,6 +159,32 @@ fn inline(e: &mut Expo, s: &Snapshot) {
             n,
         );
     }
+    // The uTP share (the TCP share is the total less it).
+    e.group(&c.utp);
+    e.family(
+        "inline_utp_bypassed_requests_total",
+        "counter",
+        "REQUESTs on uTP connections forwarded although they might have been answered, by reason.",
+    );
+    for (reason, n) in &c.utp_bypassed {
+        e.sample(
+            "inline_utp_bypassed_requests_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
+    e.family(
+        "inline_utp_bypassed_connections_total",
+        "counter",
+        "uTP connections that stopped being served (fail-open), by reason.",
+    );
+    for (reason, n) in &c.utp_connections_bypassed {
+        e.sample(
+            "inline_utp_bypassed_connections_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
 }
 
 fn process(e: &mut Expo, s: &Snapshot) {
@@ -360,7 +386,10 @@ mod declared {
     use crate::flow::{ipfrag::FragCounters, tcp::ReasmCounters, utp::UtpCounters};
     use crate::metrics::CaptureCounters;
     use crate::report::Report;
-    use crate::serve::{counters::SpliceCounts, ServeCounters};
+    use crate::serve::{
+        counters::{SpliceCounts, UtpSpliceCounts},
+        ServeCounters,
+    };
     use crate::stats::*;
 
     /// Every declaration, by group.
@@ -379,6 +408,7 @@ mod declared {
             ("FragCounters", FragCounters::DECLARED),
             ("CaptureCounters", CaptureCounters::DECLARED),
             ("SpliceCounts", SpliceCounts::DECLARED),
+            ("UtpSpliceCounts", UtpSpliceCounts::DECLARED),
         ]
     }
 
@@ -416,6 +446,7 @@ mod declared {
         fill(&mut capture, &mut n, &mut want);
         let mut serve = ServeCounters::default();
         fill(&mut serve.counts, &mut n, &mut want);
+        fill(&mut serve.utp, &mut n, &mut want);
         let snap = Snapshot {
             mode: "replay".into(),
             unix_time: 2.0,

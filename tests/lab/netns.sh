@@ -73,10 +73,22 @@ lab_busy() {
     return 1
 }
 
-# lab_wait_free SECONDS: wait (bounded, 1 s steps) until no lab namespace exists;
-# 1 if still busy after SECONDS (0: check once).
+# The lab's lock: held (flock on LAB_LOCK_FILE) from lab_wait_free until the shell exits,
+# so two runs that start together cannot both find the lab free and then collide while
+# creating it (checking for namespaces alone is a race).
+LAB_LOCK_FILE=${LAB_LOCK_FILE:-/run/peercache-lab.lock}
+
+# lab_wait_free SECONDS: take the lab's lock and wait (bounded, 1 s steps) until no lab
+# namespace exists; 1 if still busy after SECONDS (0: check once).
 lab_wait_free() {
     local secs=${1:-0} i
+    if [[ -z ${LAB_LOCK_FD:-} ]]; then
+        exec {LAB_LOCK_FD}>>"$LAB_LOCK_FILE" || lab_die "cannot open $LAB_LOCK_FILE"
+        if ! flock -n "$LAB_LOCK_FD"; then
+            lab_log "lab busy (another run holds $LAB_LOCK_FILE); waiting up to ${secs}s"
+            flock -w "$secs" "$LAB_LOCK_FD" || return 1
+        fi
+    fi
     for ((i = 0; i <= secs; i++)); do
         lab_busy || return 0
         if ((i == 0 && secs > 0)); then
@@ -342,7 +354,12 @@ LAB_PIDS=()
 # lab_bg NS LOGFILE CMD... : start CMD in NS in the background; sets LAB_LAST_PID.
 lab_bg() {
     local ns=$1 log=$2; shift 2
-    ip netns exec "$ns" "$@" >"$log" 2>&1 &
+    if [[ -n ${LAB_LOCK_FD:-} ]]; then
+        # the lab's lock stays with this shell, not with what it starts
+        ip netns exec "$ns" "$@" >"$log" 2>&1 {LAB_LOCK_FD}>&- &
+    else
+        ip netns exec "$ns" "$@" >"$log" 2>&1 &
+    fi
     LAB_LAST_PID=$!
     LAB_PIDS+=("$LAB_LAST_PID")
 }

@@ -15,6 +15,9 @@ use crate::serve::seqmap::{SeqMap, SeqSpace, UtpSeq};
 use crate::wire::peerwire::MAX_BLOCK;
 use crate::wire::udpframe::UdpTemplate;
 
+/// The largest inserted packet payload, whatever the configuration says.
+const MAX_PACKET_PAYLOAD: usize = 8_900;
+
 /// One sender's side.
 #[derive(Debug)]
 pub(super) struct Side {
@@ -215,9 +218,12 @@ impl Conn {
             && self.s_wnd.is_some_and(|w| self.inj.room(w))
     }
 
-    /// The payload of an inserted packet.
+    /// The payload of an inserted packet (at most a jumbo frame's: a configured size past
+    /// what a datagram can hold must not make the packets unbuildable).
     pub(super) fn packet_payload(&self) -> usize {
-        self.r_max_payload.max(self.packet_floor)
+        self.r_max_payload
+            .max(self.packet_floor)
+            .clamp(64, MAX_PACKET_PAYLOAD)
     }
 
     /// The next time this connection needs `handle_timeout`.
