@@ -618,7 +618,27 @@ mod inline_unchanged {
   "answered_evicted": 101,
   "insertion_points_full": 108,
   "mse_connections_served": 121,
-  "mse_served_blocks": 122
+  "mse_served_blocks": 122,
+  "utp": {
+    "connections": 201,
+    "connections_spliced": 202,
+    "requests": 203,
+    "served_blocks": 204,
+    "served_bytes": 205,
+    "misses": 206,
+    "injected_packets": 207,
+    "retransmitted_packets": 208,
+    "retransmitted_bytes": 209,
+    "retransmits_abandoned": 210,
+    "acks_absorbed": 211,
+    "rewritten_packets": 212,
+    "bypassed": {
+      "gap": 5
+    },
+    "connections_bypassed": {
+      "gap": 2
+    }
+  }
 }"#;
 
     /// The inline families as the hand-written code rendered the same counts.
@@ -698,6 +718,48 @@ peercache_inline_mse_connections_served_total 121
 # HELP peercache_inline_mse_served_blocks_total Blocks served on connections that opened with MSE/PE and negotiated plaintext.
 # TYPE peercache_inline_mse_served_blocks_total counter
 peercache_inline_mse_served_blocks_total 122
+# HELP peercache_inline_utp_connections_total uTP connections the bridge saw open (SYN) and tracked.
+# TYPE peercache_inline_utp_connections_total counter
+peercache_inline_utp_connections_total 201
+# HELP peercache_inline_utp_connections_spliced_total uTP connections into which at least one cached block was inserted.
+# TYPE peercache_inline_utp_connections_spliced_total counter
+peercache_inline_utp_connections_spliced_total 202
+# HELP peercache_inline_utp_requests_total REQUESTs from subscribers on tracked uTP connections.
+# TYPE peercache_inline_utp_requests_total counter
+peercache_inline_utp_requests_total 203
+# HELP peercache_inline_utp_served_blocks_total REQUESTs on uTP connections answered from the cache.
+# TYPE peercache_inline_utp_served_blocks_total counter
+peercache_inline_utp_served_blocks_total 204
+# HELP peercache_inline_utp_served_bytes_total Block payload bytes served from the cache over uTP.
+# TYPE peercache_inline_utp_served_bytes_total counter
+peercache_inline_utp_served_bytes_total 205
+# HELP peercache_inline_utp_misses_total REQUESTs on uTP connections for blocks the cache does not hold.
+# TYPE peercache_inline_utp_misses_total counter
+peercache_inline_utp_misses_total 206
+# HELP peercache_inline_utp_injected_packets_total uTP DATA packets the box sent toward subscribers carrying inserted bytes (first sends).
+# TYPE peercache_inline_utp_injected_packets_total counter
+peercache_inline_utp_injected_packets_total 207
+# HELP peercache_inline_utp_retransmitted_packets_total Inserted uTP packets sent again (timeout, or the subscriber's selective ack showed one missing).
+# TYPE peercache_inline_utp_retransmitted_packets_total counter
+peercache_inline_utp_retransmitted_packets_total 208
+# HELP peercache_inline_utp_retransmitted_bytes_total Payload bytes of inserted uTP packets sent again.
+# TYPE peercache_inline_utp_retransmitted_bytes_total counter
+peercache_inline_utp_retransmitted_bytes_total 209
+# HELP peercache_inline_utp_retransmits_abandoned_total Inserted uTP packets given up after inline.max_retransmits.
+# TYPE peercache_inline_utp_retransmits_abandoned_total counter
+peercache_inline_utp_retransmits_abandoned_total 210
+# HELP peercache_inline_utp_acks_absorbed_total Subscriber STATE packets that only acked inserted packets, kept from the remote (it would read them as duplicate acks).
+# TYPE peercache_inline_utp_acks_absorbed_total counter
+peercache_inline_utp_acks_absorbed_total 211
+# HELP peercache_inline_utp_rewritten_packets_total uTP packets rewritten in place (numbers, acks, selective acks, window, substitutions).
+# TYPE peercache_inline_utp_rewritten_packets_total counter
+peercache_inline_utp_rewritten_packets_total 212
+# HELP peercache_inline_utp_bypassed_requests_total REQUESTs on uTP connections forwarded although they might have been answered, by reason.
+# TYPE peercache_inline_utp_bypassed_requests_total counter
+peercache_inline_utp_bypassed_requests_total{reason="gap"} 5
+# HELP peercache_inline_utp_bypassed_connections_total uTP connections that stopped being served (fail-open), by reason.
+# TYPE peercache_inline_utp_bypassed_connections_total counter
+peercache_inline_utp_bypassed_connections_total{reason="gap"} 2
 "#;
 
     /// Counters holding the values of `JSON`.
@@ -717,6 +779,18 @@ peercache_inline_mse_served_blocks_total 122
         };
         c.counts
             .for_each_mut(&mut |d, x| *x = v[d.key].as_u64().unwrap());
+        let u = &v["utp"];
+        c.utp
+            .for_each_mut(&mut |d, x| *x = u[d.key].as_u64().unwrap());
+        let ureasons = |k: &str| {
+            u[k].as_object()
+                .unwrap()
+                .iter()
+                .map(|(r, n)| (r.clone(), n.as_u64().unwrap()))
+                .collect()
+        };
+        c.utp_bypassed = ureasons("bypassed");
+        c.utp_connections_bypassed = ureasons("connections_bypassed");
         c
     }
 
