@@ -52,7 +52,7 @@ pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
            "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice",
-           "classic_pcap", "tcp_frame"]
+           "classic_pcap", "tcp_frame", "utp_splice"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -262,6 +262,84 @@ def utp_ops(fl, pkts):
             out += bytes([d]) + struct.pack(">HH", seq, min(plen, 6000))
     return bytes(out)
 
+def utp_splice_seed(fl, pkts, cfg):
+    """utp_splice target: the flow's uTP packets after both handshakes (the target opens
+    the connection itself), as operations: direction, type, in-order numbers (retransmits
+    as negative seq offsets), the real window, the real selective ack (when the packet had
+    one), REQUESTs parsed from S's payloads, R's DATA as its PIECE stream by length, other
+    payloads as fuzz bytes, and the time between packets."""
+    syn = [(i, h) for i, h in pkts if h[0] == 4]
+    if not syn:
+        return None
+    si, (_, x, s0, _, _) = syn[0]
+    s_dir = fl["udp_dir"][si]
+    r0 = None
+    for i, (t, cid, seq, ack, plen) in pkts:
+        if fl["udp_dir"][i] != s_dir and t == 2 and ack == s0:
+            r0 = seq
+            break
+    if r0 is None:
+        return None
+    out = bytearray([cfg]) + struct.pack(">HHH", x, s0, r0)
+    hs = {0: False, 1: False}  # both handshakes passed: the target's prologue covers them
+    nxt = {0: (s0 + 2) & 0xFFFF, 1: (r0 + 1) & 0xFFFF}
+    prev_ts, nops = None, 0
+    for i, (t, cid, seq, ack, plen) in pkts:
+        from_r = 0 if fl["udp_dir"][i] == s_dir else 1
+        pl = fl["udp"][i]
+        body = pl[len(pl) - plen:] if plen else b""
+        ts = fl["frames"][i][0]
+        if not (hs[0] and hs[1]):
+            if t == 0 and body.startswith(PROTOCOL):
+                hs[from_r] = True
+            continue
+        kind = {0: 0, 2: 1, 1: 2, 3: 3, 4: 4}.get(t)
+        if kind is None:
+            continue
+        dt = 0 if prev_ts is None else min(255, int(((max(0, ts - prev_ts)) / 100) ** 0.5))
+        prev_ts = ts
+        a = 0
+        if t in (0, 1):
+            d = (seq - nxt[from_r] + 0x8000) % 0x10000 - 0x8000
+            if d >= 0:
+                nxt[from_r] = (seq + 1) & 0xFFFF
+            elif d >= -16:
+                a = ((d << 3) | 1) & 0xFF
+        wnd = struct.unpack(">I", pl[12:16])[0]
+        ctl = from_r | (kind << 1) | 0x80
+        extra = bytes([min(255, int((wnd / 64) ** 0.5))])
+        if pl[1] == 1:  # a selective ack first: the receiver's real one, its length
+            ctl |= 0x10
+            extra += bytes([0x80 | (min(8, pl[21]) - 1 if pl[21] else 0)])
+        payload = b""
+        if t == 0:
+            reqs = []
+            if not from_r:
+                p = 0
+                while p + 17 <= len(body) and body[p:p + 5] == b"\0\0\0\x0d\x06":
+                    idx, begin = struct.unpack(">II", body[p + 5:p + 13])
+                    reqs.append((idx & 0xFF, (begin // 16384) & 3))
+                    p += 17
+            if reqs:
+                for k in range(0, len(reqs), 4):
+                    part = reqs[k:k + 4]
+                    c = ctl if k == 0 else (ctl & 0x81)
+                    e = extra if k == 0 else extra[:1]
+                    out += bytes([c | (1 << 5), a, 0, dt if k == 0 else 0]) + e
+                    out += bytes([len(part) - 1]) + b"".join(bytes(r) for r in part)
+                    nops += 1
+                continue
+            if from_r:
+                ctl |= 3 << 5
+                payload = bytes([min(255, max(1, plen // 8))])
+            else:
+                payload = bytes([min(255, len(body))]) + body[:255]
+        out += bytes([ctl, a, 0, dt]) + extra + payload
+        nops += 1
+        if nops >= 300:
+            break
+    return bytes(out) if nops else None
+
 for path in pcaps:
     # classic_pcap: the file itself (converted to classic pcap), its first 64 KiB.
     with open(path, "rb") as f:
@@ -322,6 +400,13 @@ for path in pcaps:
             emit("engine", engine_seed(0x04, fr[mid:mid + 40]))
         for start in (0, len(utp) // 2):
             emit("utp_reassembly", utp_ops(fl, utp[start:start + 300]))
+        # splice: the uTP connection's frames as they came (the splice follows uTP too).
+        emit("splice", splice_seed(0, fr[:200]))
+        # utp_splice: the connection from after its handshakes (IPv4, IPv6, tiny caps).
+        for cfg in (0, 1, 2):
+            seed = utp_splice_seed(fl, utp, cfg)
+            if seed:
+                emit("utp_splice", seed)
 
     # engine: the first frames of the capture, mixed flows (UDP/DHT, ARP, ...).
     head = frames[:40]

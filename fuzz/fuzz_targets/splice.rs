@@ -10,16 +10,20 @@
 //! The block source holds blocks of even pieces (and odd `begin`s), so hits and misses mix.
 //!
 //! Checks (no panic, and): a frame from a subscriber goes upstream with its length
-//! unchanged (substitution never moves a sequence number); everything emitted parses as a
-//! TCP frame, with a good checksum when the input's was good; after the timers ran at `now`
-//! the next deadline is later than `now` (the bridge never spins on it).
+//! unchanged, TCP and UDP alike (substitution never moves a sequence number or resizes a
+//! datagram); everything emitted parses as a TCP frame or, since the splice also follows
+//! uTP, as a UDP frame (`wire::udpframe::UdpFrame`), with a good checksum when the input's
+//! was good (for UDP over IPv4, "none" (zero) counts as good and stays zero); after the
+//! timers ran at `now` the next deadline is later than `now` (the bridge never spins on it).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use peercache::serve::{BlockSource, Emit, InlineConfig, Lookup, Port, Splicer};
 use peercache::swarm::pieces::FlowContext;
+use peercache::wire::checksum::{self, PROTO_UDP};
 use peercache::wire::peerwire::BlockRef;
 use peercache::wire::tcpframe::TcpFrame;
+use peercache::wire::udpframe::UdpFrame;
 
 struct Source;
 
@@ -41,8 +45,48 @@ impl BlockSource for Source {
     }
 }
 
+/// The UDP checksum of a datagram in `frame` verifies, or is zero over IPv4 (none).
+fn udp_checksum_ok(u: &UdpFrame, frame: &[u8]) -> bool {
+    let payload = u.payload();
+    let at = payload.as_ptr() as usize - frame.as_ptr() as usize;
+    let Some(udp) = at
+        .checked_sub(8)
+        .and_then(|s| frame.get(s..at + payload.len()))
+    else {
+        return false;
+    };
+    if udp[6..8] == [0, 0] {
+        return u.src().is_ipv4();
+    }
+    checksum::pseudo_header(u.src(), u.dst(), PROTO_UDP, udp.len())
+        .is_some_and(|s| s.add_bytes(udp).verifies())
+}
+
+/// An emitted frame: TCP or UDP; its checksum verifies when `good`.
+fn check_emitted(f: &[u8], good: bool) {
+    if let Some(t) = TcpFrame::new_checked(f) {
+        assert!(!good || t.checksum_ok(), "a good TCP frame stays good");
+    } else {
+        let u = UdpFrame::new_checked(f).expect("emitted frames parse as TCP or UDP");
+        assert!(
+            !good || udp_checksum_ok(&u, f),
+            "a good UDP frame stays good"
+        );
+    }
+}
+
+/// The input frame's checksum is good (TCP, or UDP: zero over IPv4 counts as good).
+fn input_good(frame: &[u8]) -> bool {
+    match TcpFrame::new_checked(frame) {
+        Some(t) => t.checksum_ok(),
+        None => UdpFrame::new_checked(frame).is_some_and(|u| udp_checksum_ok(&u, frame)),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    let Some((&cfg, mut rest)) = data.split_first() else { return };
+    let Some((&cfg, mut rest)) = data.split_first() else {
+        return;
+    };
     let mut c = InlineConfig::default();
     if cfg & 1 != 0 {
         c.max_connections = 2;
@@ -61,26 +105,27 @@ fuzz_target!(|data: &[u8]| {
         let frame = &rest[..len.min(rest.len())];
         rest = &rest[frame.len()..];
         now += u64::from(dt) * u64::from(dt) * 1000;
-        let from = if ctl & 1 != 0 { Port::Upstream } else { Port::Subscriber };
-        let good = TcpFrame::new_checked(frame).is_some_and(|t| t.checksum_ok());
+        let from = if ctl & 1 != 0 {
+            Port::Upstream
+        } else {
+            Port::Subscriber
+        };
+        let good = input_good(frame);
         sp.on_frame(now, from, frame, &mut out);
         for e in out.drain(..) {
             let Emit::Frame(port, f) = e else { continue };
-            let t = TcpFrame::new_checked(&f).expect("emitted frames parse");
+            check_emitted(&f, good);
             if port == Port::Upstream {
                 assert_eq!(from, Port::Subscriber);
                 assert_eq!(f.len(), frame.len(), "substitution keeps the length");
-            }
-            if good {
-                assert!(t.checksum_ok(), "a good frame stays good");
             }
         }
         if ctl & 2 != 0 {
             sp.handle_timeout(now, &mut out);
             for e in out.drain(..) {
                 if let Emit::Frame(_, f) = e {
-                    let t = TcpFrame::new_checked(&f).expect("retransmissions parse");
-                    assert!(t.checksum_ok());
+                    // Retransmissions are built by the box: always a full checksum.
+                    check_emitted(&f, true);
                 }
             }
             assert!(sp.poll_timeout().is_none_or(|at| at > now), "deadline met");
