@@ -248,7 +248,7 @@ impl Conn {
             Some(n) => match seq.dist(n) {
                 0 => {
                     side.next = Some(n.plus(1));
-                    Order::InOrder
+                    Order::Next
                 }
                 d if d < 0 => Order::Old,
                 _ => {
@@ -264,7 +264,7 @@ impl Conn {
 /// Where a numbered packet stands in its sender's stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Order {
-    InOrder,
+    Next,
     /// Already seen (a retransmission).
     Old,
     /// Past a missing packet: the framing is lost.

@@ -187,7 +187,7 @@ impl<S: BlockSource> Splicer<S> {
         }
         match p.kind {
             UtpType::Data | UtpType::Fin => match Conn::order(&mut c.r, seq) {
-                Order::InOrder => {
+                Order::Next => {
                     if p.kind == UtpType::Fin {
                         c.r.fin = true;
                     } else {
@@ -256,7 +256,7 @@ impl<S: BlockSource> Splicer<S> {
         let mut subst: Vec<usize> = Vec::new();
         match p.kind {
             UtpType::Data | UtpType::Fin => match Conn::order(&mut c.s, seq) {
-                Order::InOrder => {
+                Order::Next => {
                     if p.kind == UtpType::Fin {
                         c.s.fin = true;
                     } else {
