@@ -251,15 +251,13 @@ impl Wire {
             }
         }
         let mut out = Vec::new();
-        let mut want = 0;
-        for (d, g) in by {
+        for (want, (d, g)) in by.into_iter().enumerate() {
             assert_eq!(
                 d,
-                want,
+                want as i32,
                 "S misses packet {}",
                 from.wrapping_add(want as u16)
             );
-            want += 1;
             out.extend_from_slice(&g.payload);
         }
         out
