@@ -43,11 +43,27 @@ pub struct Config {
     pub policy: crate::rules::RuleLimits,
     /// Directory of .torrent files whose metainfo is known from the start.
     pub metainfo_dir: Option<PathBuf>,
+    /// tap and inline look at `metainfo_dir` again while they run.
+    pub metainfo_watch: MetainfoWatchConfig,
     /// Policy rules file (YAML, `rules/default.yaml`); none caches every verified piece.
     /// Re-read on SIGHUP in tap mode.
     pub rules: Option<PathBuf>,
     /// Record SHA-1 and length of every reassembled TCP stream in the report (tests).
     pub record_streams: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetainfoWatchConfig {
+    /// Seconds between two looks at the .torrent directory for new or changed files (read
+    /// without a restart); 0: read at start only.
+    pub interval_secs: u64,
+}
+
+impl Default for MetainfoWatchConfig {
+    fn default() -> Self {
+        MetainfoWatchConfig { interval_secs: 5 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

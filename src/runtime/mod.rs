@@ -7,9 +7,11 @@ mod control;
 mod reload;
 mod shared;
 mod snapshot;
+mod watch;
 
 pub use crate::clock::{now_unix, Clock};
 pub use control::Control;
 pub use reload::reload_rules;
 pub use shared::{install_rules, load_metainfo, open_shared, RuntimeError, Shared};
 pub use snapshot::{annotate, snapshot};
+pub use watch::{watch_metainfo, MetainfoWatch};

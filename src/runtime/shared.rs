@@ -11,6 +11,7 @@ use crate::cache::{CacheError, CommitPolicy, PieceStore, StoreWriter};
 use crate::clock::now_unix;
 use crate::config::Config;
 use crate::rules::{Reload, RuleLimits, RulesError, RulesSink};
+use crate::swarm::torrents::TorrentDir;
 use crate::swarm::{MemorySink, PieceSink, Registry, Source};
 
 /// What engines (workers) share: metainfo learnt anywhere, and the piece cache.
@@ -107,12 +108,22 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
 }
 
 /// The .torrent files of `metainfo_dir` into the registry; each bad file gets a log line.
-pub fn load_metainfo(cfg: &Config, shared: &Shared, log: &mut dyn FnMut(String)) {
-    if let Some(dir) = &cfg.metainfo_dir {
-        let (n, errors) = shared.registry.load_dir(dir);
-        for e in &errors {
-            log(e.clone());
-        }
-        log(format!("{n} .torrent files loaded from {}", dir.display()));
+/// Returns what was read, for [`watch_metainfo`] to go on from.
+pub fn load_metainfo(
+    cfg: &Config,
+    shared: &Shared,
+    log: &mut dyn FnMut(String),
+) -> Option<TorrentDir> {
+    let dir = cfg.metainfo_dir.as_ref()?;
+    let mut td = TorrentDir::new();
+    let s = td.scan(&shared.registry, dir);
+    for e in &s.errors {
+        log(format!("metainfo: {e} (skipped)"));
     }
+    log(format!(
+        "{} .torrent files loaded from {}",
+        s.loaded.len() + s.known,
+        dir.display()
+    ));
+    Some(td)
 }

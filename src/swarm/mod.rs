@@ -6,6 +6,7 @@ pub mod metadata;
 pub mod metainfo;
 pub mod pieces;
 pub mod sink;
+pub mod torrents;
 mod verify;
 
 use crate::wire::infohash::InfoHash;
@@ -72,29 +73,11 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Load every `.torrent` in `dir`. Returns how many loaded and one line per bad file.
+    /// Load every `.torrent` in `dir` once. Returns how many good files there were and one
+    /// line per bad file. (tap and inline keep a [`torrents::TorrentDir`] to look again.)
     pub fn load_dir(&self, dir: &Path) -> (usize, Vec<String>) {
-        let mut errors = Vec::new();
-        let mut loaded = 0;
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => return (0, vec![format!("{}: {e}", dir.display())]),
-        };
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "torrent"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            match Metainfo::from_torrent_file(&p) {
-                Ok(m) => {
-                    self.insert(m, Source::File);
-                    loaded += 1;
-                }
-                Err(e) => errors.push(format!("{}: {e}", p.display())),
-            }
-        }
-        (loaded, errors)
+        let s = torrents::TorrentDir::new().scan(self, dir);
+        (s.loaded.len() + s.known, s.errors)
     }
 }
 

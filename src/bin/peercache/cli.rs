@@ -168,7 +168,8 @@ pub(crate) struct EngineArgs {
     #[arg(long = "subscriber-net", value_name = "CIDR")]
     pub(crate) subscriber_nets: Vec<IpNet>,
     /// Directory of .torrent files: their swarms' pieces are verified from the start
-    /// (metainfo also arrives on the wire through ut_metadata, BEP 9).
+    /// (metainfo also arrives on the wire through ut_metadata, BEP 9). tap and inline look
+    /// again every 5 s (metainfo_watch.interval_secs) and read files dropped in later.
     #[arg(long, value_name = "DIR")]
     pub(crate) metainfo: Option<PathBuf>,
     /// Piece cache directory: verified pieces are stored there (created if missing), and

@@ -79,7 +79,7 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         cfg.capture.filter = a.filter.clone();
     }
     let (shared, _) = runtime::open_shared(&cfg, &mut log_line)?;
-    runtime::load_metainfo(&cfg, &shared, &mut log_line);
+    let _watch = watch_metainfo(&cfg, &shared)?;
     match &cfg.cache.dir {
         Some(d) => log_line(format!(
             "cache {} (capacity {})",
@@ -131,7 +131,7 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
-    runtime::load_metainfo(&cfg, &shared, &mut log_line);
+    let _watch = watch_metainfo(&cfg, &shared)?;
     log_line(format!(
         "cache {} (capacity {}, {} pieces held)",
         cfg.cache
@@ -201,4 +201,28 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         print_summary(&report, !cfg.subscriber_nets.is_empty(), true);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The .torrent directory read now, and looked at again while the mode runs (unless
+/// `metainfo_watch.interval_secs` is 0); the watcher stops when the result is dropped.
+fn watch_metainfo(
+    cfg: &peercache::config::Config,
+    shared: &runtime::Shared,
+) -> anyhow::Result<Option<runtime::MetainfoWatch>> {
+    let seen = runtime::load_metainfo(cfg, shared, &mut log_line);
+    let (Some(seen), Some(dir)) = (seen, &cfg.metainfo_dir) else {
+        return Ok(None);
+    };
+    if cfg.metainfo_watch.interval_secs == 0 {
+        return Ok(None);
+    }
+    let w = runtime::watch_metainfo(
+        dir.clone(),
+        seen,
+        shared.registry.clone(),
+        std::time::Duration::from_secs(cfg.metainfo_watch.interval_secs),
+        Box::new(log_line),
+    )
+    .context("starting the .torrent directory watcher")?;
+    Ok(Some(w))
 }
