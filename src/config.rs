@@ -94,12 +94,16 @@ pub struct HttpConfig {
     /// Metrics, JSON API and dashboard (tap and inline; replay only with --http).
     /// Loopback by default: expose it deliberately.
     pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token that `POST /api/v1/metainfo` must carry. Without one, posts are taken
+    /// only while the service listens on loopback.
+    pub metainfo_token: Option<String>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9750))),
+            metainfo_token: None,
         }
     }
 }

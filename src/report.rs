@@ -35,7 +35,7 @@ pub struct SwarmReport {
     pub subscriber_piece_bytes_in: u64,
     pub subscriber_piece_bytes_out: u64,
     pub subscriber_requests: u64,
-    /// Where the metainfo came from: "wire" (BEP 9), "file" (.torrent) or "none".
+    /// Where the metainfo came from: "wire" (BEP 9), "file" (.torrent), "cache", "posted" (the HTTP API) or "none".
     pub metainfo: &'static str,
     pub name: Option<String>,
     pub piece_length: Option<u64>,

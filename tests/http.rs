@@ -203,7 +203,7 @@ fn sample(text: &str, series: &str) -> f64 {
 #[test]
 fn before_the_first_publish_the_api_says_so() {
     let live = Arc::new(Live::new(10));
-    let srv = serve("127.0.0.1:0".parse().unwrap(), live.clone()).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), live.clone(), None).unwrap();
     let a = srv.local_addr;
     let r = get(a, "/api/summary");
     assert_eq!(r.status, 503);
@@ -232,7 +232,7 @@ fn before_the_first_publish_the_api_says_so() {
 fn a_busy_address_is_an_immediate_error_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    match serve(addr, Arc::new(Live::new(1))) {
+    match serve(addr, Arc::new(Live::new(1)), None) {
         Err(e @ HttpError::Bind { .. }) => {
             assert!(e.to_string().contains(&addr.to_string()), "{e}")
         }
@@ -244,7 +244,7 @@ fn a_busy_address_is_an_immediate_error_naming_it() {
 #[test]
 fn json_api_describes_the_capture() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone()).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
     let a = srv.local_addr;
     let r = &f.report;
     let w = r.swarms.iter().find(|s| s.info_hash == PLAIN_IH).unwrap();
@@ -301,7 +301,7 @@ fn json_api_describes_the_capture() {
 #[test]
 fn metrics_pass_promtool_and_carry_the_report() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone()).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
     let m = get(srv.local_addr, "/metrics");
     srv.shutdown();
     assert_eq!(m.status, 200);
@@ -388,7 +388,7 @@ fn metrics_pass_promtool_and_carry_the_report() {
 #[test]
 fn prometheus_scrapes_the_service() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone()).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -502,7 +502,7 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
 #[test]
 fn dashboard_renders_live_charts_in_headless_chromium() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone()).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
     let url = format!("http://{}/", srv.local_addr);
     let profile = tempfile::tempdir().unwrap();
     let dom = chromium(&url, profile.path(), &["--dump-dom".to_string()]);
@@ -638,7 +638,7 @@ fn deploy_files_and_docs_match_the_exported_metrics() {
 /// asserted here.
 #[test]
 fn shutdown_is_not_held_up_by_an_idle_client() {
-    let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1))).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1)), None).unwrap();
     let addr = srv.local_addr;
     // A scraper's keep-alive connection, and one that never sends a request.
     let mut keep = TcpStream::connect(addr).unwrap();
@@ -668,4 +668,114 @@ fn shutdown_is_not_held_up_by_an_idle_client() {
             ),
         }
     }
+}
+
+/// Minimal HTTP/1.1 POST of `body`, with an extra header line if given.
+fn post(addr: SocketAddr, path: &str, extra: &str, body: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
+         Content-Type: application/x-bittorrent\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// `POST /api/v1/metainfo`: a .torrent is taken into the registry (and the cache learns
+/// it), once; junk and magnets are refused with a reason; a token, when set, is required;
+/// without one, a service beyond loopback takes no posts.
+#[test]
+fn operators_post_torrents() {
+    use peercache::http::Intake;
+    use peercache::swarm::{MemorySink, Source};
+    let torrent = std::fs::read(repo().join("pcaps/lab-tcp-plain.torrent")).unwrap();
+    let intake = |reg: &Arc<Registry>, token: Option<&str>| Intake {
+        registry: reg.clone(),
+        sink: Arc::new(MemorySink::default()),
+        token: token.map(str::to_string),
+        log: Box::new(|_| {}),
+    };
+    let path = "/api/v1/metainfo";
+
+    let reg = Arc::new(Registry::default());
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Live::new(1)),
+        Some(intake(&reg, None)),
+    )
+    .unwrap();
+    let a = srv.local_addr;
+    let (st, v) = post(a, path, "", &torrent);
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (
+            v["info_hash"].as_str(),
+            v["status"].as_str(),
+            v["source"].as_str()
+        ),
+        (Some(PLAIN_IH), Some("loaded"), Some("posted"))
+    );
+    let ih = PLAIN_IH.parse().unwrap();
+    assert!(matches!(reg.get(&ih), Some((_, Source::Posted))));
+    let (st, v) = post(a, path, "", &torrent);
+    assert_eq!((st, v["status"].as_str()), (200, Some("known")), "{v}");
+    let (st, v) = post(a, path, "", b"d4:infoi3ee");
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("not a usable .torrent"));
+    let (st, _) = post(
+        a,
+        path,
+        "",
+        b"magnet:?xt=urn:btih:bf31b5eba75965210f1ab47d4312b4c87493bb93",
+    );
+    assert_eq!(st, 501);
+    assert_eq!(reg.len(), 1);
+    srv.shutdown();
+
+    // with a token: required, exactly
+    let reg = Arc::new(Registry::default());
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Live::new(1)),
+        Some(intake(&reg, Some("s3cret"))),
+    )
+    .unwrap();
+    let a = srv.local_addr;
+    assert_eq!(post(a, path, "", &torrent).0, 401);
+    assert_eq!(
+        post(a, path, "Authorization: Bearer nope\r\n", &torrent).0,
+        401
+    );
+    assert_eq!(reg.len(), 0);
+    assert_eq!(
+        post(a, path, "Authorization: Bearer s3cret\r\n", &torrent).0,
+        201
+    );
+    assert_eq!(reg.len(), 1);
+    srv.shutdown();
+
+    // beyond loopback without a token: no posts at all (reached here over loopback)
+    let reg = Arc::new(Registry::default());
+    let srv = serve(
+        "0.0.0.0:0".parse().unwrap(),
+        Arc::new(Live::new(1)),
+        Some(intake(&reg, None)),
+    )
+    .unwrap();
+    let a = SocketAddr::from(([127, 0, 0, 1], srv.local_addr.port()));
+    assert_eq!(post(a, path, "", &torrent).0, 403);
+    assert_eq!(reg.len(), 0);
+    srv.shutdown();
 }

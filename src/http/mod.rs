@@ -4,6 +4,7 @@
 //! scraper can only ever slow down this thread. Routes are documented in
 //! docs/metrics.md.
 
+mod intake;
 mod routes;
 mod swarms;
 
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Live;
 
+pub use intake::{Intake, MAX_TORRENT_BYTES};
 pub use swarms::SwarmView;
 
 /// After a shutdown request, connections get this long to finish before they are dropped
@@ -45,8 +47,13 @@ pub struct HttpServer {
 }
 
 /// Bind `addr` now, on the caller's thread, so a bad or busy address is an immediate error
-/// naming it; then serve on a thread of its own until shutdown.
-pub fn serve(addr: SocketAddr, live: Arc<Live>) -> Result<HttpServer, HttpError> {
+/// naming it; then serve on a thread of its own until shutdown. With `intake`, the service
+/// also takes .torrent files posted to `/api/v1/metainfo` (see `intake`).
+pub fn serve(
+    addr: SocketAddr,
+    live: Arc<Live>,
+    intake: Option<Intake>,
+) -> Result<HttpServer, HttpError> {
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
     let setup = |source| HttpError::Setup { addr, source };
@@ -65,7 +72,10 @@ pub fn serve(addr: SocketAddr, live: Arc<Live>) -> Result<HttpServer, HttpError>
         tokio::net::TcpListener::from_std(listener).map_err(setup)?
     };
     let (stop, stopped) = watch::channel(false);
-    let app = routes::router(live);
+    let mut app = routes::router(live);
+    if let Some(i) = intake {
+        app = app.merge(intake::router(i, local_addr.ip().is_loopback()));
+    }
     let thread = std::thread::Builder::new()
         .name("peercache-http".into())
         .spawn(move || {

@@ -38,7 +38,7 @@ struct ErrorBody<'a> {
 }
 
 /// JSON with `no-store`: the dashboard polls, and a cached answer would freeze it.
-fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
+pub(super) fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
             status,
@@ -53,7 +53,7 @@ fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response {
     }
 }
 
-fn error(status: StatusCode, msg: &str) -> Response {
+pub(super) fn error(status: StatusCode, msg: &str) -> Response {
     json(status, &ErrorBody { error: msg })
 }
 

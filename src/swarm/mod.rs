@@ -22,13 +22,16 @@ pub use sink::{FlowContext, PieceSink, PurgeError};
 /// with O_DIRECT as they are (4 KiB: the largest logical block of common devices).
 pub const PIECE_ALIGN: usize = 4096;
 
-/// Where a swarm's metainfo came from. The report names these "wire", "file" or "none".
+/// Where a swarm's metainfo came from. The report names these "wire", "file", "cache",
+/// "posted" or "none".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     Wire,
     File,
     /// Persisted by the piece cache in an earlier run (it came from the wire or a file then).
     Cache,
+    /// Posted by an operator (`POST /api/v1/metainfo`).
+    Posted,
 }
 
 impl Source {
@@ -37,6 +40,7 @@ impl Source {
             Source::Wire => "wire",
             Source::File => "file",
             Source::Cache => "cache",
+            Source::Posted => "posted",
         }
     }
 }

@@ -21,7 +21,7 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
         (Some(addr), Some(live)) => {
-            let srv = peercache::http::serve(addr, live.clone())?;
+            let srv = peercache::http::serve(addr, live.clone(), None)?;
             eprintln!(
                 "peercache: dashboard and metrics at http://{}/",
                 srv.local_addr
@@ -90,7 +90,12 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     }
     let ctl = signal_control()?;
     let live = Arc::new(Live::new(3600));
-    let server = start_http(a.http.or(cfg.http.listen), &live)?;
+    let server = start_http(
+        a.http.or(cfg.http.listen),
+        &live,
+        &shared,
+        cfg.http.metainfo_token.clone(),
+    )?;
     let out = peercache::tap::run(
         &a.iface,
         cfg.clone(),
@@ -148,7 +153,12 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     ));
     let ctl = signal_control()?;
     let live = Arc::new(Live::new(3600));
-    let server = start_http(a.http.or(cfg.http.listen), &live)?;
+    let server = start_http(
+        a.http.or(cfg.http.listen),
+        &live,
+        &shared,
+        cfg.http.metainfo_token.clone(),
+    )?;
     let source = peercache::serve::source::StoreBlocks::new(
         store,
         shared.rules.clone(),

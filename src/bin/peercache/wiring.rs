@@ -24,13 +24,22 @@ pub(crate) fn signal_control() -> anyhow::Result<Control> {
     Ok(ctl)
 }
 
-/// The metrics, JSON API and dashboard service at `addr`, when one is configured.
+/// The metrics, JSON API and dashboard service at `addr`, when one is configured; tap and
+/// inline also take .torrent files posted to it (into `shared`).
 pub(crate) fn start_http(
     addr: Option<std::net::SocketAddr>,
     live: &Arc<Live>,
+    shared: &peercache::runtime::Shared,
+    token: Option<String>,
 ) -> anyhow::Result<Option<peercache::http::HttpServer>> {
     let Some(addr) = addr else { return Ok(None) };
-    let srv = peercache::http::serve(addr, live.clone())?;
+    let intake = peercache::http::Intake {
+        registry: shared.registry.clone(),
+        sink: shared.sink.clone(),
+        token,
+        log: Box::new(log_line),
+    };
+    let srv = peercache::http::serve(addr, live.clone(), Some(intake))?;
     log_line(format!(
         "dashboard and metrics at http://{}/",
         srv.local_addr
