@@ -18,7 +18,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use session::{our_peer_id, FetchSession, PEER_ID_PREFIX, UT_METADATA_ID};
+pub use session::{our_peer_id, FetchSession, MAX_QUEUED, PEER_ID_PREFIX, UT_METADATA_ID};
 
 /// Every bound of one fetch. Meant to become the `metainfo_fetch` config section, hence
 /// serde with unknown fields refused; not wired into `config.rs` yet.

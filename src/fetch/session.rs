@@ -22,7 +22,7 @@ const RESERVED: [u8; 8] = [0, 0, 0, 0, 0, 0x10, 0, 0];
 /// Queued output past which requests made to us go unanswered: answering is a courtesy
 /// (BEP 9 lets a peer wait), and a peer asking faster than the caller drains must not grow
 /// the queue.
-const MAX_QUEUED: usize = 16 * 1024;
+pub const MAX_QUEUED: usize = 16 * 1024;
 
 /// A peer id with our prefix and 12 bytes the caller chose at random, as alphanumerics
 /// (clients print peer ids).
@@ -181,6 +181,14 @@ impl FetchSession {
     /// Bytes queued and not yet taken by `poll_transmit`.
     pub fn queued(&self) -> usize {
         self.core.out.len()
+    }
+
+    /// Bytes of the peer's message being collected (at most `max_message_len`).
+    pub fn buffered(&self) -> usize {
+        match &self.core.reading {
+            Reading::Collect { body, .. } => body.len(),
+            Reading::Skip => 0,
+        }
     }
 
     /// Set once the session is over: the connection is to be closed.
