@@ -383,6 +383,12 @@ fn bad_data_messages_are_protocol_errors() {
         data_msg(9, total, piece_of(&t.info, 0)),
         data_msg(0, total + 1, piece_of(&t.info, 0)),
         data_msg(0, total, &piece_of(&t.info, 0)[1..]),
+        {
+            let mut v = Vec::new();
+            let d = b"d8:msg_typei1e5:piecei0ee";
+            emit::extended(&mut v, UT_METADATA_ID, &[d, piece_of(&t.info, 0)]);
+            v
+        },
     ];
     let limits = FetchLimits {
         max_outstanding: 2,
@@ -446,4 +452,43 @@ fn limits_deserialize_with_defaults_and_refuse_unknown_fields() {
         FetchLimits::default().total_timeout_secs
     );
     assert!(serde_yaml::from_str::<FetchLimits>("idle_timeout: 3").is_err());
+}
+
+#[test]
+fn message_over_the_length_cap() {
+    let t = multi();
+    let limits = FetchLimits {
+        max_message_len: 1000,
+        ..FetchLimits::default()
+    };
+    let mut s = session(&t, limits);
+    s.on_bytes(SEC, &opening(&t));
+    // Messages we skip may be any length: they are never buffered.
+    let mut b = Vec::new();
+    emit::message(&mut b, Kind::Bitfield, &[0; 5000]);
+    s.on_bytes(SEC, &b);
+    assert!(s.outcome().is_none());
+    assert_eq!(s.buffered(), 0);
+    let msg = data_msg(0, t.info.len(), piece_of(&t.info, 0));
+    s.on_bytes(SEC, &msg[..10]);
+    assert_eq!(
+        failure(&s),
+        Reason::Protocol("extended message over the length cap")
+    );
+}
+
+#[test]
+fn right_hash_but_unusable_dictionary() {
+    // Hashes to its info-hash, but has no piece length: no peer can do better.
+    let info = b"d4:name1:xe".to_vec();
+    let ih = crate::swarm::metainfo::info_hash_of(&info);
+    let mut s = FetchSession::new(ih, our_id(), 0, FetchLimits::default());
+    let mut b = handshake(&ih, true);
+    b.extend(ext_handshake(Some(PEER_UT), Some(info.len() as u64)));
+    b.extend(data_msg(0, info.len(), &info));
+    s.on_bytes(SEC, &b);
+    assert_eq!(
+        failure(&s),
+        Reason::Unusable(crate::swarm::MetainfoError::Field("piece length"))
+    );
 }
