@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod counter;
 pub mod engine;
+pub mod fetch;
 pub mod flow;
 pub mod http;
 pub mod inline;

@@ -16,7 +16,7 @@ pub const MAX_INFO_LEN: usize = 32 << 20;
 pub const MIN_PIECE_LEN: u64 = 1 << 10;
 pub const MAX_PIECE_LEN: u64 = 1 << 28;
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
 pub enum MetainfoError {
     #[error("not bencoded: {0}")]
     Bencode(#[from] bencode::BencodeError),
@@ -34,6 +34,13 @@ pub enum MetainfoError {
     HashMismatch,
     #[error("{0}")]
     Io(String),
+}
+
+/// The v1 info-hash of an info dictionary's exact bytes: the one definition of it, so a
+/// caller that must tell "does not hash to the info-hash" from "hashes right but is not a
+/// dictionary we can use" compares the same thing `from_info_checked` does.
+pub fn info_hash_of(raw: &[u8]) -> InfoHash {
+    InfoHash::from(<[u8; 20]>::from(Sha1::digest(raw)))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +75,7 @@ impl Metainfo {
         if used != raw.len() || !matches!(v, Value::Dict { .. }) {
             return Err(MetainfoError::NoInfo);
         }
-        let info_hash = InfoHash::from(<[u8; 20]>::from(Sha1::digest(raw)));
+        let info_hash = info_hash_of(raw);
         Self::from_value(&v, info_hash, raw)
     }
 
