@@ -34,6 +34,7 @@ mod answers;
 mod conn;
 mod conns;
 mod inject;
+mod request;
 mod subscriber;
 mod upstream;
 mod utp;

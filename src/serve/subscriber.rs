@@ -4,7 +4,8 @@
 
 use super::conn::Conn;
 use super::framer::{Item, NOOP17};
-use super::{BlockSource, Bypass, ConnKey, Emit, Lookup, Port, Splicer};
+use super::request::{Asking, Transport};
+use super::{BlockSource, Bypass, ConnKey, Emit, Port, Splicer};
 use crate::swarm::pieces::FlowContext;
 use crate::wire::peerwire::BlockRef;
 use crate::wire::tcpframe::{Rewrite, TcpFrame};
@@ -171,69 +172,32 @@ impl<S: BlockSource> Splicer<S> {
             self.counters.cancels_absorbed += 1;
             return Some(at);
         }
-        self.counters.requests += 1;
-        let ih = match c.serving() {
-            Ok(ih) => ih,
-            Err(b) => {
-                self.counters.bypass(b);
-                return None;
-            }
+        let asking = Asking {
+            serving: c.serving(),
+            queued: c.inj.queued(),
+            points: c.map.points(),
+            flow: FlowContext {
+                subscriber: key.sub,
+                upstream: key.rem,
+                vlan: key.vlan,
+            },
+            transport: Transport::Tcp,
         };
-        if self.overloaded {
-            self.counters.bypass(Bypass::Overload);
-            return None;
+        let data = self.answer_request(asking, block)?;
+        c.inj.answer(
+            block,
+            data,
+            self.cfg.max_answered_per_connection,
+            &mut self.queued_bytes,
+            &mut self.counters,
+        );
+        if start.is_none() {
+            // Its first bytes already went upstream: it cannot be hidden from R any more.
+            // Answer it anyway (a remote that went silent must not stall the download); if
+            // R answers too, S gets the block twice and drops the second copy as
+            // unrequested.
+            self.counters.split_requests_answered += 1;
         }
-        let len = block.length as usize;
-        let points_full = c.map.points() >= self.cfg.max_insertion_points;
-        if c.inj.queued() + len > self.cfg.max_queued_bytes_per_connection
-            || self.queued_bytes + len > self.cfg.max_queued_bytes
-            || points_full
-        {
-            if points_full {
-                self.counters.insertion_points_full += 1;
-            }
-            self.counters.bypass(Bypass::QueueFull);
-            return None;
-        }
-        let flow = FlowContext {
-            subscriber: key.sub,
-            upstream: key.rem,
-            vlan: key.vlan,
-        };
-        match self.source.lookup(&ih, block, &flow) {
-            Lookup::Hit(data) if data.len() == len => {
-                c.inj.answer(
-                    block,
-                    data,
-                    self.cfg.max_answered_per_connection,
-                    &mut self.queued_bytes,
-                    &mut self.counters,
-                );
-                match start {
-                    Some(at) => Some(at),
-                    None => {
-                        // Its first bytes already went upstream: it cannot be hidden from R
-                        // any more. Answer it anyway (a remote that went silent must not
-                        // stall the download); if R answers too, S gets the block twice and
-                        // drops the second copy as unrequested.
-                        self.counters.split_requests_answered += 1;
-                        None
-                    }
-                }
-            }
-            Lookup::Hit(_) => {
-                self.counters.read_failures += 1;
-                None
-            }
-            Lookup::Miss => {
-                self.counters.misses += 1;
-                self.counters.miss_bytes += u64::from(block.length);
-                None
-            }
-            Lookup::Refused => {
-                self.counters.bypass(Bypass::Policy);
-                None
-            }
-        }
+        start
     }
 }

@@ -30,7 +30,8 @@ pub mod sack;
 use std::net::SocketAddr;
 
 use super::framer::{Item, NOOP17};
-use super::{BlockSource, Bypass, Emit, Lookup, Port, Splicer};
+use super::request::{Asking, Transport};
+use super::{BlockSource, Bypass, Emit, Port, Splicer};
 use crate::serve::seqmap::{SeqSpace, UtpSeq};
 use crate::swarm::pieces::FlowContext;
 use crate::wire::peerwire::BlockRef;
@@ -384,67 +385,31 @@ impl<S: BlockSource> Splicer<S> {
             self.counters.cancels_absorbed += 1;
             return Some(at);
         }
-        self.counters.requests += 1;
-        self.counters.utp.requests += 1;
-        let ih = match c.serving() {
-            Ok(ih) => ih,
-            Err(b) => {
-                self.counters.utp_bypass(b);
-                return None;
-            }
+        let asking = Asking {
+            serving: c.serving(),
+            queued: c.inj.queued(),
+            points: c.map.points(),
+            flow: FlowContext {
+                subscriber: k.sub,
+                upstream: k.rem,
+                vlan: k.vlan,
+            },
+            transport: Transport::Utp,
         };
-        if self.overloaded {
-            self.counters.utp_bypass(Bypass::Overload);
-            return None;
+        let data = self.answer_request(asking, block)?;
+        c.inj.answers.answer(
+            block,
+            data,
+            self.cfg.max_answered_per_connection,
+            &mut self.queued_bytes,
+            &mut self.counters,
+        );
+        if start.is_none() {
+            // Begun in an earlier packet that already went to R: answered anyway, as the
+            // TCP splice does; S drops a second copy.
+            self.counters.split_requests_answered += 1;
         }
-        let len = block.length as usize;
-        let points_full = c.map.points() >= self.cfg.max_insertion_points;
-        if c.inj.queued() + len > self.cfg.max_queued_bytes_per_connection
-            || self.queued_bytes + len > self.cfg.max_queued_bytes
-            || points_full
-        {
-            if points_full {
-                self.counters.insertion_points_full += 1;
-            }
-            self.counters.utp_bypass(Bypass::QueueFull);
-            return None;
-        }
-        let flow = FlowContext {
-            subscriber: k.sub,
-            upstream: k.rem,
-            vlan: k.vlan,
-        };
-        match self.source.lookup(&ih, block, &flow) {
-            Lookup::Hit(data) if data.len() == len => {
-                c.inj.answers.answer(
-                    block,
-                    data,
-                    self.cfg.max_answered_per_connection,
-                    &mut self.queued_bytes,
-                    &mut self.counters,
-                );
-                if start.is_none() {
-                    // Begun in an earlier packet that already went to R: answered anyway,
-                    // as the TCP splice does; S drops a second copy.
-                    self.counters.split_requests_answered += 1;
-                }
-                start
-            }
-            Lookup::Hit(_) => {
-                self.counters.read_failures += 1;
-                None
-            }
-            Lookup::Miss => {
-                self.counters.misses += 1;
-                self.counters.miss_bytes += u64::from(block.length);
-                self.counters.utp.misses += 1;
-                None
-            }
-            Lookup::Refused => {
-                self.counters.utp_bypass(Bypass::Policy);
-                None
-            }
-        }
+        start
     }
 
     /// Waiting blocks go in as packets in front of R's packet `p`, as far as S's window
