@@ -8,12 +8,13 @@ use std::collections::VecDeque;
 use super::super::conn::State;
 use super::super::conns::Tracked;
 use super::super::counters::ServeCounters;
-use super::super::framer::Framer;
+use super::super::framer::{Framer, Item};
 use super::super::Bypass;
 use super::inject::{Toward, UtpInjector};
 use crate::serve::seqmap::{SeqMap, SeqSpace, UtpSeq};
 use crate::wire::peerwire::MAX_BLOCK;
 use crate::wire::udpframe::UdpTemplate;
+use crate::wire::utp::UtpType;
 
 /// The largest inserted packet payload, whatever the configuration says.
 const MAX_PACKET_PAYLOAD: usize = 8_900;
@@ -237,6 +238,51 @@ impl Conn {
         match (insert, retransmit) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// A numbered or RESET packet of `kind` from S (`from_s`) or R: moves that side's
+    /// order on, notes its FIN or the RESET, stops serving on a gap. True when it is the
+    /// side's next DATA packet, whose payload is to be framed.
+    pub(super) fn follow(
+        &mut self,
+        from_s: bool,
+        kind: UtpType,
+        seq: UtpSeq,
+        counters: &mut ServeCounters,
+    ) -> bool {
+        let side = if from_s { &mut self.s } else { &mut self.r };
+        match kind {
+            UtpType::Data | UtpType::Fin => match Conn::order(side, seq) {
+                Order::Next if kind == UtpType::Fin => side.fin = true,
+                Order::Next => return true,
+                Order::Gap => self.stop_serving(Bypass::Gap, counters),
+                Order::Old | Order::Untracked => {}
+            },
+            UtpType::Reset => self.reset = true,
+            UtpType::State | UtpType::Syn => {}
+        }
+        false
+    }
+
+    /// Frame the next in-order payload of S or R into `items`, noting a handshake's
+    /// info-hash. The caller handles the items, then [`Conn::check_framing`].
+    pub(super) fn frame(&mut self, from_s: bool, payload: &[u8], items: &mut Vec<Item>) {
+        let side = if from_s { &mut self.s } else { &mut self.r };
+        items.clear();
+        side.framer.feed(payload, items);
+        for it in items.iter() {
+            if let Item::Handshake { info_hash, .. } = *it {
+                side.info_hash = Some(info_hash);
+            }
+        }
+    }
+
+    /// A side whose bytes stopped framing as the peer wire: not served any more.
+    pub(super) fn check_framing(&mut self, from_s: bool, counters: &mut ServeCounters) {
+        let broken = if from_s { &self.s } else { &self.r }.framer.broken();
+        if broken {
+            self.stop_serving(Bypass::NotBittorrent, counters);
         }
     }
 

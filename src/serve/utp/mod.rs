@@ -38,7 +38,6 @@ use crate::wire::peerwire::BlockRef;
 use crate::wire::udpframe::{UdpFrame, UdpRewrite};
 use crate::wire::utp::{UtpPacket, UtpType, ACK_AT, SEQ_AT, WND_AT};
 pub(in crate::serve) use conn::Conn;
-use conn::Order;
 use inject::UtpInjector;
 
 /// A uTP connection: the UDP endpoints, and the id its initiator's SYN carried.
@@ -186,32 +185,12 @@ impl<S: BlockSource> Splicer<S> {
             c.established = true;
             c.r.next.get_or_insert(seq);
         }
-        match p.kind {
-            UtpType::Data | UtpType::Fin => match Conn::order(&mut c.r, seq) {
-                Order::Next => {
-                    if p.kind == UtpType::Fin {
-                        c.r.fin = true;
-                    } else {
-                        c.r_max_payload = c.r_max_payload.max(p.payload.len());
-                        let mut items = std::mem::take(&mut self.items);
-                        items.clear();
-                        c.r.framer.feed(p.payload, &mut items);
-                        for it in &items {
-                            if let Item::Handshake { info_hash, .. } = *it {
-                                c.r.info_hash = Some(info_hash);
-                            }
-                        }
-                        self.items = items;
-                        if c.r.framer.broken() {
-                            c.stop_serving(Bypass::NotBittorrent, &mut self.counters);
-                        }
-                    }
-                }
-                Order::Gap => c.stop_serving(Bypass::Gap, &mut self.counters),
-                Order::Old | Order::Untracked => {}
-            },
-            UtpType::Reset => c.reset = true,
-            UtpType::State | UtpType::Syn => {}
+        if c.follow(false, p.kind, seq, &mut self.counters) {
+            c.r_max_payload = c.r_max_payload.max(p.payload.len());
+            let mut items = std::mem::take(&mut self.items);
+            c.frame(false, p.payload, &mut items);
+            self.items = items;
+            c.check_framing(false, &mut self.counters);
         }
         // R acked S's packets past a replaced one: R will never see it again.
         if let Some(a) = c.r_ack {
@@ -255,44 +234,24 @@ impl<S: BlockSource> Splicer<S> {
         }
         c.s_wnd = Some(p.wnd);
         let mut subst: Vec<usize> = Vec::new();
-        match p.kind {
-            UtpType::Data | UtpType::Fin => match Conn::order(&mut c.s, seq) {
-                Order::Next => {
-                    if p.kind == UtpType::Fin {
-                        c.s.fin = true;
-                    } else {
-                        let mut items = std::mem::take(&mut self.items);
-                        items.clear();
-                        c.s.framer.feed(p.payload, &mut items);
-                        for it in &items {
-                            match *it {
-                                Item::Handshake { info_hash, .. } => {
-                                    c.s.info_hash = Some(info_hash)
-                                }
-                                Item::Request {
-                                    start,
-                                    block,
-                                    cancel,
-                                } => {
-                                    if let Some(at) = self.utp_request(c, k, start, block, cancel) {
-                                        subst.push(at);
-                                        c.replaced.push_back((seq, at));
-                                    }
-                                }
-                                Item::Boundary { .. } => {}
-                            }
-                        }
-                        self.items = items;
-                        if c.s.framer.broken() {
-                            c.stop_serving(Bypass::NotBittorrent, &mut self.counters);
-                        }
+        if c.follow(true, p.kind, seq, &mut self.counters) {
+            let mut items = std::mem::take(&mut self.items);
+            c.frame(true, p.payload, &mut items);
+            for it in &items {
+                if let Item::Request {
+                    start,
+                    block,
+                    cancel,
+                } = *it
+                {
+                    if let Some(at) = self.utp_request(c, k, start, block, cancel) {
+                        subst.push(at);
+                        c.replaced.push_back((seq, at));
                     }
                 }
-                Order::Gap => c.stop_serving(Bypass::Gap, &mut self.counters),
-                Order::Old | Order::Untracked => {}
-            },
-            UtpType::Reset => c.reset = true,
-            UtpType::State | UtpType::Syn => {}
+            }
+            self.items = items;
+            c.check_framing(true, &mut self.counters);
         }
         // S sending again a packet we replaced bytes in: replace them again.
         for &(q, at) in &c.replaced {
