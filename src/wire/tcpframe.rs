@@ -69,6 +69,22 @@ impl Layout {
     }
 }
 
+/// Where the IP header of an unfragmented IPv4/IPv6 packet starts in `frame`, whether it
+/// is IPv6, and the outermost VLAN id (for QinQ the outer tag: the one the access network
+/// assigns per line). Shared by the TCP and UDP frame views.
+pub(super) fn ip_layer(frame: &[u8], p: &SlicedPacket) -> Option<(usize, bool, Option<u16>)> {
+    let vlan = p.vlan_ids().first().map(|v| v.value());
+    match p.net.as_ref()? {
+        NetSlice::Ipv4(ip) if !ip.is_payload_fragmented() => {
+            Some((offset_of(frame, ip.header().slice()), false, vlan))
+        }
+        NetSlice::Ipv6(ip) if !ip.is_payload_fragmented() => {
+            Some((offset_of(frame, ip.header().slice()), true, vlan))
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn offset_of(base: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize)
 }
@@ -88,17 +104,7 @@ impl<'a> TcpFrame<'a> {
     /// None: not such a frame, or truncated. The bridge forwards those untouched.
     pub fn new_checked(frame: &'a [u8]) -> Option<TcpFrame<'a>> {
         let p = SlicedPacket::from_ethernet(frame).ok()?;
-        // For QinQ the outer tag: the one the access network assigns per line.
-        let vlan = p.vlan_ids().first().map(|v| v.value());
-        let (l3, v6) = match p.net.as_ref()? {
-            NetSlice::Ipv4(ip) if !ip.is_payload_fragmented() => {
-                (offset_of(frame, ip.header().slice()), false)
-            }
-            NetSlice::Ipv6(ip) if !ip.is_payload_fragmented() => {
-                (offset_of(frame, ip.header().slice()), true)
-            }
-            _ => return None,
-        };
+        let (l3, v6, vlan) = ip_layer(frame, &p)?;
         let TransportSlice::Tcp(t) = p.transport.as_ref()? else {
             return None;
         };

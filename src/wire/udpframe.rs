@@ -10,11 +10,11 @@
 
 use std::net::IpAddr;
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{SlicedPacket, TransportSlice};
 
 use super::checksum;
 use super::ip;
-use super::tcpframe::{offset_of, Layout};
+use super::tcpframe::{ip_layer, offset_of, Layout};
 use super::udp::{UdpRepr, HEADER_LEN};
 
 /// Where the UDP checksum sits in the UDP header.
@@ -37,16 +37,7 @@ impl<'a> UdpFrame<'a> {
     /// untouched.
     pub fn new_checked(frame: &'a [u8]) -> Option<UdpFrame<'a>> {
         let p = SlicedPacket::from_ethernet(frame).ok()?;
-        let vlan = p.vlan_ids().first().map(|v| v.value());
-        let (l3, v6) = match p.net.as_ref()? {
-            NetSlice::Ipv4(ip) if !ip.is_payload_fragmented() => {
-                (offset_of(frame, ip.header().slice()), false)
-            }
-            NetSlice::Ipv6(ip) if !ip.is_payload_fragmented() => {
-                (offset_of(frame, ip.header().slice()), true)
-            }
-            _ => return None,
-        };
+        let (l3, v6, vlan) = ip_layer(frame, &p)?;
         let TransportSlice::Udp(u) = p.transport.as_ref()? else {
             return None;
         };
@@ -187,7 +178,7 @@ impl UdpTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
     fn frame(payload: &[u8], v6: bool, vlan: Option<u16>) -> Vec<u8> {
         let b = PacketBuilder::ethernet2([1; 6], [2; 6]);
