@@ -27,7 +27,7 @@ impl BlockSource for Cached {
     }
 }
 
-fn piece_data(i: u32) -> Vec<u8> {
+pub(super) fn piece_data(i: u32) -> Vec<u8> {
     (0..32768u32)
         .map(|k| (k.wrapping_mul(31) ^ i) as u8)
         .collect()
@@ -91,7 +91,7 @@ fn seg(v6: bool, from_sub: bool, s: Seg<'_>) -> Vec<u8> {
     out
 }
 
-fn handshake(ih: u8, id: u8) -> Vec<u8> {
+pub(super) fn handshake(ih: u8, id: u8) -> Vec<u8> {
     let mut h = crate::wire::peerwire::PROTOCOL.to_vec();
     h.extend_from_slice(&[0; 8]);
     h.extend_from_slice(&[ih; 20]);
@@ -99,7 +99,7 @@ fn handshake(ih: u8, id: u8) -> Vec<u8> {
     h
 }
 
-fn request(i: u32, b: u32, l: u32) -> Vec<u8> {
+pub(super) fn request(i: u32, b: u32, l: u32) -> Vec<u8> {
     let mut m = vec![0, 0, 0, 13, 6];
     for v in [i, b, l] {
         m.extend_from_slice(&v.to_be_bytes());
@@ -107,7 +107,7 @@ fn request(i: u32, b: u32, l: u32) -> Vec<u8> {
     m
 }
 
-fn piece_msg(i: u32, b: u32, data: &[u8]) -> Vec<u8> {
+pub(super) fn piece_msg(i: u32, b: u32, data: &[u8]) -> Vec<u8> {
     let mut m = (9 + data.len() as u32).to_be_bytes().to_vec();
     m.push(7);
     m.extend_from_slice(&i.to_be_bytes());

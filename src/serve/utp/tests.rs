@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use etherparse::PacketBuilder;
 
+use super::super::tests::{piece_data, piece_msg, request};
 use super::super::{BlockSource, Emit, InlineConfig, Lookup, Port, Splicer};
 use crate::swarm::pieces::FlowContext;
 use crate::wire::peerwire::BlockRef;
@@ -18,6 +19,11 @@ const REM_PORT: u16 = 6881;
 const IH: [u8; 20] = [7; 20];
 const CONN: u16 = 1000;
 
+/// The TCP tests' handshake, for this file's swarm.
+fn handshake(id: u8) -> Vec<u8> {
+    super::super::tests::handshake(IH[0], id)
+}
+
 struct Cached(HashMap<u32, Vec<u8>>);
 
 impl BlockSource for Cached {
@@ -27,37 +33,6 @@ impl BlockSource for Cached {
             None => Lookup::Miss,
         }
     }
-}
-
-fn piece_data(i: u32) -> Vec<u8> {
-    (0..32768u32)
-        .map(|k| (k.wrapping_mul(31) ^ i) as u8)
-        .collect()
-}
-
-fn handshake(id: u8) -> Vec<u8> {
-    let mut h = crate::wire::peerwire::PROTOCOL.to_vec();
-    h.extend_from_slice(&[0; 8]);
-    h.extend_from_slice(&IH);
-    h.extend_from_slice(&[id; 20]);
-    h
-}
-
-fn request(i: u32, b: u32, l: u32) -> Vec<u8> {
-    let mut m = vec![0, 0, 0, 13, 6];
-    for v in [i, b, l] {
-        m.extend_from_slice(&v.to_be_bytes());
-    }
-    m
-}
-
-fn piece_msg(i: u32, b: u32, data: &[u8]) -> Vec<u8> {
-    let mut m = (9 + data.len() as u32).to_be_bytes().to_vec();
-    m.push(7);
-    m.extend_from_slice(&i.to_be_bytes());
-    m.extend_from_slice(&b.to_be_bytes());
-    m.extend_from_slice(data);
-    m
 }
 
 const UNCHOKE: [u8; 5] = [0, 0, 0, 1, 1];
