@@ -31,6 +31,22 @@
 #   utp    libtorrent with TCP disabled everywhere (seeders and clients speak uTP only;
 #          encryption at libtorrent's default unless LAB_INLINE_UTP_ENCRYPTION=plain):
 #     fill, libtorrent-again   as above
+# and one where the box is given NO metainfo (issue 14: it must fetch it from the swarm,
+# BEP 9, over a management link of its own):
+#   fetch  clients and seeders as in plain (plain BitTorrent, TCP only, downloads started
+#          from the .torrent, so no client ever exchanges metadata on the wire):
+#     fill, libtorrent-again, aria2-again   as in plain
+#          LAB_BOX_METAINFO_DIR is an empty directory (the script checks it stays empty;
+#          "box.metainfo_files" in the results), and pc-box gets a management link
+#          (netns.sh lab_add_box_mgmt: bxm0 198.19.1.1/30 <-> pc-up pcm0 198.19.1.2/30,
+#          route to 198.19.0.0/24 via 198.19.1.2), whose address the box command gets as
+#          LAB_BOX_MGMT_IP (e.g. for `metainfo_fetch.bind` in a config it writes into
+#          LAB_BOX_WORK). Before the steps the script fetches the metadata of torrent A
+#          itself over that link, from 198.19.1.1 to the seeder (a BEP 9 exchange in a few
+#          lines of Python, "mgmt_link" in the results): the lab's proof that the seeder
+#          answers there. Each step records "mgmt" (pcm0's kernel counters in pc-up over the
+#          step: what crossed the management link, the box's own connections), besides the
+#          usual upstream measurements, which count only the bridged path.
 # Lab hygiene stays in every profile (DHT/LSD/PeX/UPnP/NAT-PMP off, each client bound
 # to its own lab address, SSRF mitigation off, several connections per IP): it keeps
 # the traffic inside the lab and touches neither encryption nor transports.
@@ -54,12 +70,32 @@
 # It is ready when a line of its output contains "bridging" (bounded: LAB_BOX_READY_S,
 # default 60); it gets SIGTERM after the last step and LAB_BOX_STOP_S (default 30) seconds
 # to exit and write its report. Its output and report are copied beside RESULTS.json
-# (box.log, box-report.json). E.g.
+# (box.log, box-report.json). With LAB_BOX_MGMT_IP set (profile fetch) the box command
+# also has it in its environment. E.g.
 #   LAB_BOX_CMD='exec peercache inline --subscriber-iface "$LAB_BOX_SUB_IF"
 #     --upstream-iface "$LAB_BOX_UP_IF" --cache-dir "$LAB_BOX_WORK/cache"
 #     --metainfo "$LAB_BOX_METAINFO_DIR" --report "$LAB_BOX_REPORT"' tests/lab/inline.sh
 # Without LAB_BOX_CMD pc-box gets the kernel's bridge: the reference that validates the
 # lab (every step completes byte-identical; nothing is cached, so upstream ~ 100%).
+#
+# A tap beside the box (any profile; made for fetch): env LAB_TAP_CMD, run with `bash -c`
+# in pc-box in the background for the whole run (use `exec`), started once the box is
+# bridging and before the first step, with in its environment LAB_BOX_SUB_IF,
+# LAB_SUB_NET, LAB_UP_NET, LAB_BOX_WORK, LAB_BOX_MGMT_IP (empty without a management
+# link) and LAB_TAP_REPORT ($LAB_BOX_WORK/tap-report.json). Its stdout goes to
+# $LAB_TAP_REPORT (`peercache tap --json` prints its report there on exit), its stderr to
+# tap.log. Its cache directory must be $LAB_BOX_WORK/tap-cache (and its HTTP port not the
+# box's 9750). Ready when tap.log says "capturing on" (bounded: LAB_TAP_READY_S, default
+# 60); SIGTERM after the last step, before the box's, and LAB_TAP_STOP_S (default 30)
+# seconds to exit. tap.log and tap-report.json are copied beside RESULTS.json; "tap" in the
+# results has its exit code, the report's path, and "cache_ls": `peercache cache ls --json
+# --cache-dir $LAB_BOX_WORK/tap-cache` after it stopped ("box.cache_ls" likewise for
+# $LAB_BOX_WORK/cache, the box's, if it made one there). The peercache binary for those
+# listings: env LAB_PEERCACHE, else `peercache` on PATH, else the repo's
+# target/release/peercache. E.g. (fetch)
+#   LAB_TAP_CMD='printf "metainfo_fetch:\n  bind: %s\n" "$LAB_BOX_MGMT_IP" >"$LAB_BOX_WORK/tap.yaml"
+#     && exec peercache tap --json --iface "$LAB_BOX_SUB_IF" --subscriber-net "$LAB_SUB_NET"
+#     --cache-dir "$LAB_BOX_WORK/tap-cache" --http 127.0.0.1:9751 --config "$LAB_BOX_WORK/tap.yaml"'
 #
 # Upstream bytes of a step ("upstream" in each step), measured two independent ways:
 #   seeder_payload_upload_bytes / seeder_total_upload_bytes: the step's seeder's own
@@ -83,7 +119,8 @@
 #   upstream_new_payload_bytes = tcp_new_payload_bytes + utp_new_payload_bytes: what the
 #       server sent on both transports (the seeder's own counters count both already).
 # With a box command, "box_metrics" of a step: the changes of the box's Prometheus
-# counters (peercache_inline_*, peercache_bt_*, peercache_utp_*; LAB_BOX_METRICS_URL,
+# counters (peercache_inline_*, peercache_bt_*, peercache_utp_*,
+# peercache_metainfo_fetch_*; LAB_BOX_METRICS_URL,
 # default http://127.0.0.1:9750/metrics in pc-box) over the step, its served_blocks /
 # served_bytes picked out; the box publishes them about every second, so a step's
 # figures may carry a second of its neighbour's.
@@ -113,11 +150,12 @@
 #      default 64), LAB_UPLOAD_LIMIT (each seeder's upload limit in bytes/s, default
 #      1048576; 0: none), LAB_FREEZE_AT_BYTES, LAB_FREEZE_HOLD_S, LAB_INLINE_EXPECT_CACHE
 #      (above), LAB_STEP_TIMEOUT_S (per download; default 3 x size/limit + 60),
-#      LAB_INLINE_PROFILE (plain|stock|utp), LAB_INLINE_UTP_ENCRYPTION (default|plain),
+#      LAB_INLINE_PROFILE (plain|stock|utp|fetch), LAB_INLINE_UTP_ENCRYPTION (default|plain),
 #      LAB_INLINE_STEPS (comma list, a subset of the profile's steps in the same order;
 #      default all of them), LAB_QBT_WEBUI_PORT (default 18080, in pc-sub),
 #      LAB_INLINE_STRICT=1, LAB_KEEP=1 (keep the work dir), LAB_WAIT_S (wait up to N s
-#      while the lab is busy; default 0), LAB_BOX_LOG is set by the script.
+#      while the lab is busy; default 0), LAB_TAP_CMD, LAB_TAP_READY_S, LAB_TAP_STOP_S,
+#      LAB_PEERCACHE (above); LAB_BOX_LOG is set by the script.
 # Needs root and the packages of tests/lab/install.sh.
 set -euo pipefail
 
@@ -135,10 +173,14 @@ HTTP_PORT=8080
 ALL_STEPS=(fill libtorrent-again aria2-again seeder-freeze http encrypted)   # profile plain
 STOCK_STEPS=(fill libtorrent-again aria2-again qbittorrent-again encrypted)
 UTP_STEPS=(fill libtorrent-again)
+FETCH_STEPS=(fill libtorrent-again aria2-again)
 MIB=$((1024 * 1024))
 
 WORK=""
 CAP_PID=""
+TAP_PID=""       # LAB_TAP_CMD's pid (tap_start)
+MGMT=0           # 1: pc-box has its management link (profile fetch)
+M_MGMT0=()
 SEEDER_PIDS=()   # python pids of the seeders (for SIGCONT in cleanup)
 declare -A SERVER_PIDS   # tracker, seeder, seeder-enc, http-server -> pid (lab_bg)
 STEP_FAILED=0
@@ -172,6 +214,7 @@ cleanup() {
         [[ -n $pid ]] && kill -CONT "$pid" 2>/dev/null || true
     done
     if [[ -n $CAP_PID ]]; then lab_stop "$CAP_PID" INT 50; fi
+    if [[ -n $TAP_PID ]]; then lab_stop "$TAP_PID" TERM 100; fi
     if [[ -n ${LAB_BOX_KIND:-} ]]; then lab_box_bridge_stop || true; fi
     lab_teardown
     if [[ -n $WORK && -d $WORK ]]; then
@@ -272,7 +315,8 @@ seeder_snapshot() {
     echo "$(stat_field "$f" total_payload_upload) $(stat_field "$f" total_upload)"
 }
 
-# box_metrics OUT: the box's Prometheus counters now (peercache_inline_*, _bt_*, _utp_*)
+# box_metrics OUT: the box's Prometheus counters now (peercache_inline_*, _bt_*, _utp_*,
+# _metainfo_fetch_*)
 # as a JSON object {"name{labels}": value}; {} without a box command or when it does not
 # answer (bounded: 3 s).
 box_metrics() {
@@ -282,10 +326,22 @@ box_metrics() {
 import json, re, sys
 out = {}
 for line in sys.stdin:
-    m = re.match(r"(peercache_(?:inline|bt|utp)_[A-Za-z0-9_]*(?:\{[^}]*\})?)\s+([0-9.eE+-]+)$", line.strip())
+    m = re.match(r"(peercache_(?:inline|bt|utp|metainfo_fetch)_[A-Za-z0-9_]*(?:\{[^}]*\})?)\s+([0-9.eE+-]+)$", line.strip())
     if m:
         out[m.group(1)] = float(m.group(2))
 json.dump(out, sys.stdout, sort_keys=True)' >"$1" 2>/dev/null || echo '{}' >"$1"
+}
+
+# mgmt_stats ARRAY: pc-up's kernel counters of its end of the box's management link
+# (pcm0): tx_bytes tx_packets rx_bytes rx_packets (tx: what pc-up sent the box's own
+# connections; whole frames).
+mgmt_stats() {
+    local -n _out=$1
+    local c
+    _out=()
+    for c in tx_bytes tx_packets rx_bytes rx_packets; do
+        _out+=("$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_MGMT_IF" "$c")")
+    done
 }
 
 # measure_begin NAME SEEDER_STATS SEEDER_PID (the last two empty: no seeder)
@@ -297,6 +353,7 @@ measure_begin() {
     fi
     M_TX0=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_bytes)
     M_TXP0=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_packets)
+    if ((MGMT)); then mgmt_stats M_MGMT0; fi
     box_metrics "$WORK/cap/$STEP_NO.box0.json"
     cap_start "$1"
     M_T0=$(date +%s.%N)
@@ -310,6 +367,14 @@ measure_end() {
     cap_stop
     tx1=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_bytes)
     txp1=$(lab_if_stat "$LAB_UP_NS" "$LAB_UP_IF" tx_packets)
+    if ((MGMT)); then
+        local -a m1
+        mgmt_stats m1
+        put mgmt.if_tx_bytes n $((m1[0] - M_MGMT0[0]))
+        put mgmt.if_tx_packets n $((m1[1] - M_MGMT0[1]))
+        put mgmt.if_rx_bytes n $((m1[2] - M_MGMT0[2]))
+        put mgmt.if_rx_packets n $((m1[3] - M_MGMT0[3]))
+    fi
     put wall_seconds n "$(awk -v a="$M_T0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')"
     if [[ -n $M_SEEDER_PID ]]; then
         kill -CONT "$M_SEEDER_PID" 2>/dev/null || true
@@ -390,6 +455,187 @@ add_sub_ip() {
 
 box_alive() {
     [[ ${LAB_BOX_KIND:-} != command ]] || kill -0 "$LAB_BOX_PID" 2>/dev/null
+}
+
+# ---- the tap beside the box (LAB_TAP_CMD; see the header)
+# tap_start: run it in pc-box, stdout -> $LAB_TAP_REPORT, stderr -> $WORK/tap.log; wait
+# (bounded) until it says "capturing on".
+tap_start() {
+    local log="$WORK/tap.log" ready_s i
+    ready_s=$(int_env LAB_TAP_READY_S 60 1 600)
+    : >"$log"
+    # as lab_bg, but stdout and stderr apart; the lab's lock stays with this shell
+    ip netns exec "$LAB_BOX_NS" env LAB_BOX_SUB_IF="$LAB_BOX_SUB_IF" LAB_SUB_NET="$LAB_SUB_NET" \
+        LAB_UP_NET="$LAB_UP_NET" LAB_BOX_WORK="$LAB_BOX_WORK" \
+        LAB_BOX_MGMT_IP="${LAB_BOX_MGMT_IP:-}" LAB_TAP_REPORT="$LAB_TAP_REPORT" \
+        bash -c "$LAB_TAP_CMD" >"$LAB_TAP_REPORT" 2>"$log" {LAB_LOCK_FD}>&- &
+    TAP_PID=$!
+    LAB_PIDS+=("$TAP_PID")
+    for ((i = 0; i < ready_s * 10; i++)); do
+        grep -q 'capturing on' "$log" 2>/dev/null && break
+        if ! kill -0 "$TAP_PID" 2>/dev/null; then
+            cat "$log" >&2
+            lab_die "tap command exited before it was capturing (log: $log)"
+        fi
+        sleep 0.1
+    done
+    grep -q 'capturing on' "$log" \
+        || { cat "$log" >&2; lab_die "tap command not capturing after ${ready_s}s (log: $log)"; }
+    lab_log "tap command capturing on $LAB_BOX_SUB_IF in $LAB_BOX_NS (pid $TAP_PID, log $log)"
+}
+
+# tap_stop: SIGTERM, LAB_TAP_STOP_S (default 30) seconds to exit, then SIGKILL. Sets
+# TAP_EXIT: its exit status or "killed".
+tap_stop() {
+    local stop_s i rc=0
+    stop_s=$(int_env LAB_TAP_STOP_S 30 1 600)
+    TAP_EXIT=""
+    if kill -0 "$TAP_PID" 2>/dev/null; then
+        kill -TERM "$TAP_PID" 2>/dev/null || true
+        for ((i = 0; i < stop_s * 10; i++)); do
+            kill -0 "$TAP_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$TAP_PID" 2>/dev/null; then
+            lab_log "tap command (pid $TAP_PID) ignored SIGTERM for ${stop_s}s, killing"
+            kill -KILL "$TAP_PID" 2>/dev/null || true
+            TAP_EXIT=killed
+        fi
+    fi
+    wait "$TAP_PID" 2>/dev/null || rc=$?
+    [[ -n $TAP_EXIT ]] || TAP_EXIT=$rc
+    TAP_PID=""
+    lab_log "tap command stopped (exit $TAP_EXIT)"
+}
+
+# peercache_bin: the binary for `cache ls` (LAB_PEERCACHE, PATH, the repo's release build);
+# empty if none.
+peercache_bin() {
+    local b=${LAB_PEERCACHE:-}
+    [[ -n $b ]] || b=$(command -v peercache 2>/dev/null || true)
+    [[ -n $b ]] || b="$LAB_DIR/../../target/release/peercache"
+    if [[ -x $b ]]; then echo "$b"; fi
+}
+
+# put_cache_ls KEY DIR: `peercache cache ls --json --cache-dir DIR` into the results at KEY
+# (null, and KEY_error saying why, when that fails or there is no binary).
+put_cache_ls() {
+    local key=$1 dir=$2 bin out="$WORK/$1.cache-ls.json" err="$WORK/$1.cache-ls.err"
+    bin=$(peercache_bin)
+    if [[ -z $bin ]]; then
+        put "$key" z ""
+        put "${key}_error" s "no peercache binary (LAB_PEERCACHE)"
+    elif "$bin" cache ls --json --cache-dir "$dir" >"$out" 2>"$err"; then
+        put "$key" j "$out"
+    else
+        put "$key" z ""
+        put "${key}_error" s "$(tr '\n' ' ' <"$err")"
+    fi
+}
+
+# mgmt_probe INFO_HASH SEEDER_IP: the lab's own check of the box's management link: from
+# 198.19.1.1 in pc-box, a BitTorrent connection to the seeder (port BT_PORT) that asks for
+# the swarm's metadata (BEP 10 handshake, BEP 9 ut_metadata requests; never a piece) and
+# checks that it hashes to the info-hash. Prints a JSON object; bounded (about 15 s).
+mgmt_probe() {
+    lab_in "$LAB_BOX_NS" timeout -k 2 20 "$PY" - "$LAB_BOX_MGMT_IP" "$2" "$BT_PORT" "$1" <<'EOF'
+import hashlib, json, os, socket, struct, sys, time
+
+src, dst, port, ih = sys.argv[1], sys.argv[2], int(sys.argv[3]), bytes.fromhex(sys.argv[4])
+out = {"from": src, "to": "%s:%d" % (dst, port), "connected": False, "handshake_ok": False,
+       "extension_bit": False, "ut_metadata": None, "metadata_size": None,
+       "metadata_ok": False, "error": None}
+t0 = time.monotonic()
+
+
+def benc(x):
+    if isinstance(x, int):
+        return b"i%de" % x
+    if isinstance(x, str):
+        x = x.encode()
+    if isinstance(x, bytes):
+        return b"%d:%s" % (len(x), x)
+    return b"d" + b"".join(benc(k) + benc(v) for k, v in sorted(x.items())) + b"e"
+
+
+def bdec(b, i=0):  # -> (value, end)
+    c = b[i:i + 1]
+    if c == b"i":
+        j = b.index(b"e", i)
+        return int(b[i + 1:j]), j + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items = []
+        while b[i:i + 1] != b"e":
+            v, i = bdec(b, i)
+            items.append(v)
+        if c == b"l":
+            return items, i + 1
+        return dict(zip(items[::2], items[1::2])), i + 1
+    j = b.index(b":", i)
+    n = int(b[i:j])
+    return b[j + 1:j + 1 + n], j + 1 + n
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            raise EOFError("closed by the peer")
+        buf += d
+    return buf
+
+
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.bind((src, 0))
+    s.connect((dst, port))
+    out["connected"] = True
+    reserved = bytearray(8)
+    reserved[5] |= 0x10  # BEP 10
+    s.sendall(b"\x13BitTorrent protocol" + bytes(reserved) + ih + b"-LP0001-" + os.urandom(12))
+    hs = recv_exact(s, 68)
+    out["handshake_ok"] = hs[:20] == b"\x13BitTorrent protocol" and hs[28:48] == ih
+    out["extension_bit"] = bool(hs[25] & 0x10)
+    ext = benc({"m": {"ut_metadata": 3}})
+    s.sendall(struct.pack(">IBB", len(ext) + 2, 20, 0) + ext)
+    pieces, size = {}, None
+    while True:
+        if time.monotonic() - t0 > 12:
+            out["error"] = "no metadata within 12 s"
+            break
+        m = recv_exact(s, struct.unpack(">I", recv_exact(s, 4))[0])
+        if len(m) < 2 or m[0] != 20:
+            continue
+        if m[1] == 0:
+            d, _ = bdec(m, 2)
+            out["ut_metadata"] = d.get(b"m", {}).get(b"ut_metadata")
+            size = out["metadata_size"] = d.get(b"metadata_size")
+            if not out["ut_metadata"] or not size:
+                out["error"] = "no ut_metadata / metadata_size in the extended handshake"
+                break
+            for p in range((size + 16383) // 16384):
+                r = benc({"msg_type": 0, "piece": p})
+                s.sendall(struct.pack(">IBB", len(r) + 2, 20, out["ut_metadata"]) + r)
+        elif m[1] == 3:
+            d, end = bdec(m, 2)
+            if d.get(b"msg_type") == 2:
+                out["error"] = "request rejected"
+                break
+            if d.get(b"msg_type") == 1:
+                pieces[d[b"piece"]] = m[end:]
+            if size and sum(map(len, pieces.values())) >= size:
+                data = b"".join(pieces[k] for k in sorted(pieces))
+                out["metadata_ok"] = hashlib.sha1(data).digest() == ih
+                break
+    s.close()
+except Exception as e:  # recorded; the judge reads it
+    out["error"] = "%s: %s" % (type(e).__name__, e)
+out["seconds"] = round(time.monotonic() - t0, 3)
+json.dump(out, sys.stdout, sort_keys=True)
+EOF
 }
 
 # ---- the clients
@@ -727,6 +973,32 @@ for s in r["steps"]:
     f = (s.get("client_detail") or {}).get("freeze")
     if f:
         print("[lab]   freeze: %s" % json.dumps(f, sort_keys=True))
+    if s.get("mgmt"):
+        print("[lab]   management link: %s" % json.dumps(s["mgmt"], sort_keys=True))
+if r.get("mgmt_link"):
+    print("[lab] management link probe: %s" % json.dumps(r["mgmt_link"].get("probe"), sort_keys=True))
+ih = r["torrents"]["plain"]["info_hash"]
+
+def swarm_a(path):
+    try:
+        rep = json.load(open(path))
+    except Exception as e:
+        return "unreadable report (%s)" % e
+    a = [x for x in rep.get("swarms", []) if x.get("info_hash") == ih]
+    a = a[0] if a else {}
+    return "swarm A metainfo %s, pieces %s, pieces_cached %s; metainfo_fetch %s" % (
+        a.get("metainfo"), a.get("pieces"), a.get("pieces_cached"),
+        json.dumps(rep.get("metainfo_fetch"), sort_keys=True))
+
+if r["box"].get("report"):
+    print("[lab] box: %s" % swarm_a(r["box"]["report"]))
+    print("[lab] box: metainfo files given: %s at start, %s at end" % (
+        r["box"].get("metainfo_files_at_start"), r["box"].get("metainfo_files_at_end")))
+t = r.get("tap")
+if t:
+    print("[lab] tap: exit %s; %s" % (t.get("exit_code"),
+          swarm_a(t["report"]) if t.get("report") else "no report"))
+    print("[lab] tap: cache ls %s" % json.dumps(t.get("cache_ls"), sort_keys=True))
 EOF
 }
 
@@ -750,7 +1022,11 @@ main() {
         SEED_ENC=$utp_enc SEED_TRANSPORT=utp SEED2_ENC=rc4 SEED2_TRANSPORT=utp
         LEECH_ENC=$utp_enc LEECH_TRANSPORT=utp
         ARIA2_ENC=plain ARIA2_CRYPTO="" ;;
-    *) lab_die "LAB_INLINE_PROFILE must be plain, stock or utp (got '$PROFILE')" ;;
+    fetch)   # as plain; what differs is the box's side (no metainfo, a management link)
+        SEED_ENC=plain SEED_TRANSPORT=tcp SEED2_ENC=rc4 SEED2_TRANSPORT=tcp
+        LEECH_ENC=plain LEECH_TRANSPORT=tcp
+        ARIA2_ENC=plain ARIA2_CRYPTO="--bt-require-crypto=false --bt-min-crypto-level=plain" ;;
+    *) lab_die "LAB_INLINE_PROFILE must be plain, stock, utp or fetch (got '$PROFILE')" ;;
     esac
     QBT_WEBUI_PORT=$(int_env LAB_QBT_WEBUI_PORT 18080 1024 65535)
     need_root_and_tools
@@ -773,6 +1049,7 @@ main() {
     plain) known=("${ALL_STEPS[@]}") ;;
     stock) known=("${STOCK_STEPS[@]}") ;;
     utp) known=("${UTP_STEPS[@]}") ;;
+    fetch) known=("${FETCH_STEPS[@]}") ;;
     esac
     steps=${LAB_INLINE_STEPS:-$(IFS=,; echo "${known[*]}")}
     for s in ${steps//,/ }; do
@@ -783,7 +1060,8 @@ main() {
     local rdir
     rdir=$(dirname "$results")
     RDIR=$rdir
-    rm -rf -- "$results" "$rdir/box.log" "$rdir/box-report.json" "$rdir/logs"
+    rm -rf -- "$results" "$rdir/box.log" "$rdir/box-report.json" "$rdir/logs" \
+        "$rdir/tap.log" "$rdir/tap-report.json"
 
     wait_s=$(int_env LAB_WAIT_S 0 0 3600)
     lab_wait_free "$wait_s" \
@@ -807,7 +1085,8 @@ main() {
     TORRENT_B="$WORK/seed/inline-b.bin.torrent"
     SHA_A=$(json_get "$facts_a" sha256)
     SHA_B=$(json_get "$facts_b" sha256)
-    cp "$TORRENT_A" "$TORRENT_B" "$WORK/metainfo/"
+    # profile fetch: the box gets no metainfo (its directory stays empty)
+    [[ $PROFILE == fetch ]] || cp "$TORRENT_A" "$TORRENT_B" "$WORK/metainfo/"
     "$PY" -c '
 import hashlib, sys
 with open(sys.argv[1], "wb") as f:
@@ -844,14 +1123,32 @@ with open(sys.argv[1], "wb") as f:
 
     # the lab, then the box (one process for every step)
     lab_setup_bridge
+    if [[ $PROFILE == fetch ]]; then
+        lab_add_box_mgmt
+        MGMT=1
+        export LAB_BOX_MGMT_IP
+        put mgmt_link.box s "$LAB_BOX_NS $LAB_BOX_MGMT_IF $LAB_BOX_MGMT_IP/30"
+        put mgmt_link.up s "$LAB_UP_NS $LAB_UP_MGMT_IF $LAB_UP_MGMT_IP/30"
+    else
+        unset LAB_BOX_MGMT_IP
+    fi
     export LAB_BOX_METAINFO_DIR="$WORK/metainfo" LAB_BOX_WORK="$WORK/box"
     export LAB_BOX_REPORT="$WORK/box/report.json" LAB_BOX_LOG="$WORK/box.log"
+    export LAB_TAP_REPORT="$WORK/box/tap-report.json"
+    put box.metainfo_files_at_start n "$(find "$LAB_BOX_METAINFO_DIR" -mindepth 1 | wc -l)"
     local t_run0
     t_run0=$(date +%s.%N)
     lab_box_bridge_start "${LAB_BOX_CMD:-}"
     STEP_KV=$top
     put box.kind s "$LAB_BOX_KIND"
     if [[ $LAB_BOX_KIND == command ]]; then put box.cmd s "$LAB_BOX_CMD"; else put box.cmd z ""; fi
+    if [[ -n ${LAB_TAP_CMD:-} ]]; then
+        tap_start
+        STEP_KV=$top
+        put tap.cmd s "$LAB_TAP_CMD"
+    else
+        put tap z ""
+    fi
 
     start_tracker "$(json_get "$facts_a" info_hash)" "$(json_get "$facts_b" info_hash)"
     start_seeder seeder "$TORRENT_A" "$LAB_SEEDER_IP" "$SEED_ENC" "$SEED_TRANSPORT"
@@ -863,6 +1160,17 @@ with open(sys.argv[1], "wb") as f:
         "$PY" -m http.server --bind "$HTTP_IP" --directory "$WORK/http" "$HTTP_PORT"
     SERVER_PIDS[http-server]=$LAB_LAST_PID
     lab_wait_port "$LAB_UP_NS" "$HTTP_IP" "$HTTP_PORT" 100 || lab_die "http.server did not start"
+    if ((MGMT)); then
+        # the lab's own proof that the seeder answers BEP 9 over the management link
+        mgmt_probe "$(json_get "$facts_a" info_hash)" "$LAB_SEEDER_IP" >"$WORK/mgmt-probe.json" \
+            || lab_log "WARNING: management link probe exited non-zero"
+        [[ -s $WORK/mgmt-probe.json ]] || echo '{"error": "no output"}' >"$WORK/mgmt-probe.json"
+        STEP_KV=$top
+        put mgmt_link.probe j "$WORK/mgmt-probe.json"
+        lab_log "management link probe: $(cat "$WORK/mgmt-probe.json")"
+        [[ $(json_get "$(cat "$WORK/mgmt-probe.json")" metadata_ok) == True ]] \
+            || lab_log "WARNING: no metadata from $LAB_SEEDER_IP over the management link"
+    fi
 
     local client
     for s in ${steps//,/ }; do
@@ -900,11 +1208,32 @@ with open(sys.argv[1], "wb") as f:
         check_servers "$s"
     done
 
-    # stop the box (it writes its report), keep its output beside the results
+    # stop the tap, then the box (each writes its report), keep their output beside the
+    # results
+    STEP_KV=$top
+    if [[ -n ${LAB_TAP_CMD:-} ]]; then
+        local tap_alive_at_end=true
+        kill -0 "$TAP_PID" 2>/dev/null || tap_alive_at_end=false
+        tap_stop
+        put tap.alive_at_end b "$tap_alive_at_end"
+        if [[ $TAP_EXIT =~ ^[0-9]+$ ]]; then put tap.exit_code n "$TAP_EXIT"
+        else put tap.exit_code s "$TAP_EXIT"; fi
+        cp "$WORK/tap.log" "$rdir/tap.log"
+        put tap.log s "$rdir/tap.log"
+        if [[ -s $LAB_TAP_REPORT ]]; then
+            cp "$LAB_TAP_REPORT" "$rdir/tap-report.json"
+            put tap.report s "$rdir/tap-report.json"
+        else
+            put tap.report z ""
+        fi
+        put_cache_ls tap.cache_ls "$LAB_BOX_WORK/tap-cache"
+    fi
     local box_alive_at_end=true
     box_alive || box_alive_at_end=false
     lab_box_bridge_stop
     STEP_KV=$top
+    put box.metainfo_files_at_end n "$(find "$LAB_BOX_METAINFO_DIR" -mindepth 1 | wc -l)"
+    if [[ -d $LAB_BOX_WORK/cache/v1 ]]; then put_cache_ls box.cache_ls "$LAB_BOX_WORK/cache"; fi
     put box.alive_at_end b "$box_alive_at_end"
     if [[ $LAB_BOX_EXIT =~ ^[0-9]+$ ]]; then put box.exit_code n "$LAB_BOX_EXIT"
     else put box.exit_code s "${LAB_BOX_EXIT:-none}"; fi

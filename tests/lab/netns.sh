@@ -21,6 +21,15 @@
 #            bridge in pc-box: a program under test (e.g. `peercache inline` on
 #            bxs0/bxu0) or, without one, the kernel's bridge (the reference).
 #            198.19.0.3 is a second seeder address (another swarm, e.g. encrypted).
+#            lab_add_box_mgmt adds pc-box's management link (below).
+#
+#   box management link (lab_add_box_mgmt, bridge topology): the box's own port, the way
+#            an appliance has one beside its bridge ports:
+#            pc-box [bxm0 198.19.1.1/30] <--veth--> [pcm0 198.19.1.2/30] pc-up
+#            pc-box routes 198.19.0.0/24 (upstream) via 198.19.1.2 and nothing else (no
+#            default route, ip_forward stays 0); pc-up answers on-link (the /30). It
+#            carries only the box's own connections (e.g. its BEP 9 metadata fetch), never
+#            bridged traffic.
 #
 # Roles: 198.18.0.2 = subscriber (leechers), 198.19.0.1 = tracker,
 #        198.19.0.2 = seeder (both on pc-up). lab_add_sub_ip adds more subscriber
@@ -51,6 +60,12 @@ LAB_SEEDER_IP=198.19.0.2
 LAB_SEEDER2_IP=198.19.0.3   # bridge topology only
 LAB_BOX_SUB_IP=198.18.0.1
 LAB_BOX_UP_IP=198.19.0.254
+# pc-box's management link (lab_add_box_mgmt): outside the subscriber and upstream /24s
+LAB_BOX_MGMT_IF=bxm0
+LAB_UP_MGMT_IF=pcm0
+LAB_BOX_MGMT_IP=198.19.1.1
+LAB_UP_MGMT_IP=198.19.1.2
+LAB_BOX_MGMT_NET=198.19.1.0/30
 LAB_MTU=${LAB_MTU:-1500}
 
 lab_log() { printf '[lab %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -162,6 +177,79 @@ lab_add_mgmt() {
     lab_in "$LAB_SUB_NS" ip addr add "$LAB_MGMT_NS_IP/30" dev pcmgmt1
     lab_in "$LAB_SUB_NS" ip link set pcmgmt1 up
     lab_log "management link: this host $LAB_MGMT_HOST_IP <-> $LAB_SUB_NS $LAB_MGMT_NS_IP"
+}
+
+# lab_add_box_mgmt: pc-box's management link (bridge topology, after lab_setup_bridge and
+# before anything listens in pc-up): a veth pair pc-box bxm0 198.19.1.1/30 <-> pc-up pcm0
+# (offloads off like every veth), and in pc-box one route, the upstream /24 via
+# 198.19.1.2.
+#
+# pc-up: the seeders are libtorrent, and libtorrent 2.0 binds each listen socket to the
+# device that holds its address (SO_BINDTODEVICE; session_impl's expand_devices), so a
+# connection that arrives on any other interface of pc-up is refused (RST). An Internet
+# host has one interface where everything arrives; so here pc-up's addresses move from
+# pcu0 to a bridge pcbr0 whose two ports are pcu0 (to the box's upstream port) and pcm0
+# (to its management port), and pcbr0 also holds 198.19.1.2/30: both paths end on the
+# same device. Both ports are isolated (the bridge never forwards between them, only
+# to and from pc-up's own stack), each end knows the other's MAC (permanent neighbour
+# entries, so no ARP ever crosses the management link), and pcbr0 knows bxm0's MAC on
+# pcm0 (a static FDB entry, so no frame for the box's management port is ever flooded out
+# pcu0 into the bridged path). pcu0 stays what the captures and counters look at: it still
+# carries exactly the bridged path's frames. The /30 is on-link on pcbr0, so pc-up's replies
+# to 198.19.1.1 (from whichever of its addresses the connection has, e.g. a seeder's
+# 198.19.0.2) leave through pcbr0 and its port pcm0; reverse-path filtering (strict or
+# loose) passes both ways, each side's route back to the other's source being the device
+# the packet came in on. Checked here, bounded: the routes both ways, and a ping from
+# 198.19.1.1 to the tracker's and the seeders' addresses.
+LAB_UP_BR=pcbr0
+lab_add_box_mgmt() {
+    local ip dev rp a addrs box_mac br_mac
+    [[ ${LAB_TOPOLOGY:-} == bridge ]] || lab_die "lab_add_box_mgmt: run lab_setup_bridge first"
+    _lab_veth "$LAB_BOX_NS" "$LAB_BOX_MGMT_IF" "$LAB_UP_NS" "$LAB_UP_MGMT_IF"
+    # pc-up: pcu0's addresses and route onto the bridge (its MAC pcu0's, so nothing that
+    # already resolved pc-up's addresses goes stale)
+    lab_in "$LAB_UP_NS" ip link add "$LAB_UP_BR" type bridge stp_state 0 forward_delay 0
+    lab_in "$LAB_UP_NS" ip link set "$LAB_UP_BR" address \
+        "$(lab_in "$LAB_UP_NS" cat "/sys/class/net/$LAB_UP_IF/address")"
+    lab_in "$LAB_UP_NS" ip link set "$LAB_UP_BR" mtu "$LAB_MTU"
+    lab_in "$LAB_UP_NS" ip route del "$LAB_SUB_NET" dev "$LAB_UP_IF"
+    addrs=$(lab_in "$LAB_UP_NS" ip -o -4 addr show dev "$LAB_UP_IF" | awk '{print $4}')
+    lab_in "$LAB_UP_NS" ip addr flush dev "$LAB_UP_IF"
+    for a in $addrs; do lab_in "$LAB_UP_NS" ip addr add "$a" dev "$LAB_UP_BR"; done
+    lab_in "$LAB_UP_NS" ip addr add "$LAB_UP_MGMT_IP/30" dev "$LAB_UP_BR"
+    for dev in "$LAB_UP_IF" "$LAB_UP_MGMT_IF"; do
+        lab_in "$LAB_UP_NS" ip link set "$dev" master "$LAB_UP_BR"
+        lab_in "$LAB_UP_NS" bridge link set dev "$dev" isolated on
+    done
+    lab_in "$LAB_UP_NS" ethtool -K "$LAB_UP_BR" tso off gso off gro off tx off >/dev/null 2>&1 \
+        || lab_log "warning: ethtool -K failed on $LAB_UP_NS/$LAB_UP_BR"
+    lab_in "$LAB_UP_NS" ip link set "$LAB_UP_BR" up
+    lab_in "$LAB_UP_NS" ip route add "$LAB_SUB_NET" dev "$LAB_UP_BR"
+    # pc-box: its address and one route
+    lab_in "$LAB_BOX_NS" ip addr add "$LAB_BOX_MGMT_IP/30" dev "$LAB_BOX_MGMT_IF"
+    lab_in "$LAB_BOX_NS" ip route add "$LAB_UP_NET" via "$LAB_UP_MGMT_IP" dev "$LAB_BOX_MGMT_IF"
+    # no ARP on the link, no flooding of the box's MAC
+    box_mac=$(lab_in "$LAB_BOX_NS" cat "/sys/class/net/$LAB_BOX_MGMT_IF/address")
+    br_mac=$(lab_in "$LAB_UP_NS" cat "/sys/class/net/$LAB_UP_BR/address")
+    lab_in "$LAB_UP_NS" ip neigh replace "$LAB_BOX_MGMT_IP" lladdr "$box_mac" dev "$LAB_UP_BR" nud permanent
+    lab_in "$LAB_BOX_NS" ip neigh replace "$LAB_UP_MGMT_IP" lladdr "$br_mac" dev "$LAB_BOX_MGMT_IF" nud permanent
+    lab_in "$LAB_UP_NS" bridge fdb replace "$box_mac" dev "$LAB_UP_MGMT_IF" master static
+    for ip in "$LAB_TRACKER_IP" "$LAB_SEEDER_IP" "$LAB_SEEDER2_IP"; do
+        dev=$(lab_in "$LAB_BOX_NS" ip -o route get "$ip" from "$LAB_BOX_MGMT_IP" \
+            | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+        [[ $dev == "$LAB_BOX_MGMT_IF" ]] \
+            || lab_die "box management link: $LAB_BOX_NS routes $ip via '$dev', not $LAB_BOX_MGMT_IF"
+        dev=$(lab_in "$LAB_UP_NS" ip -o route get "$LAB_BOX_MGMT_IP" from "$ip" \
+            | sed -n 's/.* dev \([^ ]*\).*/\1/p')
+        [[ $dev == "$LAB_UP_BR" ]] \
+            || lab_die "box management link: $LAB_UP_NS answers $LAB_BOX_MGMT_IP from $ip via '$dev', not $LAB_UP_BR"
+        lab_in "$LAB_BOX_NS" ping -n -q -c 1 -W 2 -I "$LAB_BOX_MGMT_IP" "$ip" >/dev/null \
+            || lab_die "box management link: no ping $LAB_BOX_MGMT_IP -> $ip"
+    done
+    # for the log: the rp_filter in force on each end (all, device)
+    rp="$(lab_in "$LAB_BOX_NS" sysctl -n net.ipv4.conf.all.rp_filter "net.ipv4.conf.$LAB_BOX_MGMT_IF.rp_filter" | xargs)"
+    rp+=" / $(lab_in "$LAB_UP_NS" sysctl -n net.ipv4.conf.all.rp_filter "net.ipv4.conf.$LAB_UP_BR.rp_filter" | xargs)"
+    lab_log "box management link: $LAB_BOX_NS $LAB_BOX_MGMT_IF $LAB_BOX_MGMT_IP <-> $LAB_UP_NS $LAB_UP_MGMT_IF (port of $LAB_UP_BR, $LAB_UP_MGMT_IP; pc-up's addresses on $LAB_UP_BR, ports $LAB_UP_IF $LAB_UP_MGMT_IF isolated); route $LAB_UP_NET via $LAB_UP_MGMT_IP; rp_filter all,dev: $rp"
 }
 
 # lab_setup_box [forward]: pc-sub <-> pc-box <-> pc-up. With "forward" (default)
