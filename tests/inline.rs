@@ -714,7 +714,10 @@ fn judge_fetch(r: &Value, report: Option<&Value>, tap_report: Option<&Value>) ->
         let f = &rep["metainfo_fetch"];
         match num_at(f, "successes") {
             Some(n) if n >= 1 => {}
-            _ => fail(format!("{who}: metainfo_fetch.successes {} (>= 1)", f["successes"])),
+            _ => fail(format!(
+                "{who}: metainfo_fetch.successes {} (>= 1)",
+                f["successes"]
+            )),
         }
         if num_at(f, "hash_mismatches") != Some(0) {
             fail(format!(
@@ -731,7 +734,10 @@ fn judge_fetch(r: &Value, report: Option<&Value>, tap_report: Option<&Value>) ->
                 None => fail(format!("box report: no swarm {ih}")),
                 Some(a) => {
                     if a["metainfo"] != "fetched" {
-                        fail(format!("box: swarm A metainfo {} (\"fetched\")", a["metainfo"]));
+                        fail(format!(
+                            "box: swarm A metainfo {} (\"fetched\")",
+                            a["metainfo"]
+                        ));
                     }
                     if num_at(a, "pieces_cached") != Some(pieces) {
                         fail(format!(
@@ -755,9 +761,10 @@ fn judge_fetch(r: &Value, report: Option<&Value>, tap_report: Option<&Value>) ->
             fetch_counts("tap", rep, &mut fail);
             match swarm(rep, ih) {
                 None => fail(format!("tap report: no swarm {ih}")),
-                Some(a) if a["metainfo"] != "fetched" => {
-                    fail(format!("tap: swarm A metainfo {} (\"fetched\")", a["metainfo"]))
-                }
+                Some(a) if a["metainfo"] != "fetched" => fail(format!(
+                    "tap: swarm A metainfo {} (\"fetched\")",
+                    a["metainfo"]
+                )),
                 Some(_) => {}
             }
         }
@@ -922,7 +929,10 @@ fn fetch_judge_on_synthetic_results() {
     r["tap"]["cache_ls"][0]["bytes"] = (SIZE - PIECE).into();
     let f = judge_fetch(&r, Some(&fetched("fetched", N - 1)), Some(&tap));
     assert_eq!(f.len(), 2, "{f:?}");
-    assert!(f[0].starts_with("box: swarm A pieces_cached 127 of 128"), "{f:?}");
+    assert!(
+        f[0].starts_with("box: swarm A pieces_cached 127 of 128"),
+        "{f:?}"
+    );
     assert!(f[1].starts_with("tap cache: swarm A has 127/128"), "{f:?}");
 
     // a hash mismatch counted (there is no hostile peer here), no success counted

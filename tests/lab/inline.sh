@@ -36,9 +36,10 @@
 #   fetch  clients and seeders as in plain (plain BitTorrent, TCP only, downloads started
 #          from the .torrent, so no client ever exchanges metadata on the wire):
 #     fill, libtorrent-again, aria2-again   as in plain
-#          LAB_BOX_METAINFO_DIR is an empty directory (the script checks it stays empty;
-#          "box.metainfo_files" in the results), and pc-box gets a management link
-#          (netns.sh lab_add_box_mgmt: bxm0 198.19.1.1/30 <-> pc-up pcm0 198.19.1.2/30,
+#          LAB_BOX_METAINFO_DIR is an empty directory (the script counts its files before
+#          and after: "box.metainfo_files_at_start/_at_end"), and pc-box gets a
+#          management link (netns.sh lab_add_box_mgmt: bxm0 198.19.1.1/30 <-> pc-up pcm0,
+#          a port of the bridge pcbr0 that then holds pc-up's addresses and 198.19.1.2/30;
 #          route to 198.19.0.0/24 via 198.19.1.2), whose address the box command gets as
 #          LAB_BOX_MGMT_IP (e.g. for `metainfo_fetch.bind` in a config it writes into
 #          LAB_BOX_WORK). Before the steps the script fetches the metadata of torrent A
@@ -595,7 +596,8 @@ try:
     out["connected"] = True
     reserved = bytearray(8)
     reserved[5] |= 0x10  # BEP 10
-    s.sendall(b"\x13BitTorrent protocol" + bytes(reserved) + ih + b"-LP0001-" + os.urandom(12))
+    # peer id: not Azureus-style (no client code of anyone's), recognisable in the seeder's log
+    s.sendall(b"\x13BitTorrent protocol" + bytes(reserved) + ih + b"peercache-lab-probe-")
     hs = recv_exact(s, 68)
     out["handshake_ok"] = hs[:20] == b"\x13BitTorrent protocol" and hs[28:48] == ih
     out["extension_bit"] = bool(hs[25] & 0x10)

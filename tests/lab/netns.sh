@@ -25,11 +25,14 @@
 #
 #   box management link (lab_add_box_mgmt, bridge topology): the box's own port, the way
 #            an appliance has one beside its bridge ports:
-#            pc-box [bxm0 198.19.1.1/30] <--veth--> [pcm0 198.19.1.2/30] pc-up
+#            pc-box [bxm0 198.19.1.1/30] <--veth--> [pcm0] pc-up
 #            pc-box routes 198.19.0.0/24 (upstream) via 198.19.1.2 and nothing else (no
-#            default route, ip_forward stays 0); pc-up answers on-link (the /30). It
-#            carries only the box's own connections (e.g. its BEP 9 metadata fetch), never
-#            bridged traffic.
+#            default route, ip_forward stays 0). In pc-up, pcu0 and pcm0 become the two
+#            isolated ports of a bridge pcbr0 that holds pc-up's addresses (198.19.0.1-.3/24
+#            and 198.19.1.2/30; pc-up answers on-link): libtorrent binds its listen sockets
+#            to the device of their address, so both paths must end on one device (see
+#            lab_add_box_mgmt). It carries only the box's own connections (e.g. its BEP 9
+#            metadata fetch), never bridged traffic.
 #
 # Roles: 198.18.0.2 = subscriber (leechers), 198.19.0.1 = tracker,
 #        198.19.0.2 = seeder (both on pc-up). lab_add_sub_ip adds more subscriber
