@@ -45,6 +45,8 @@ pub struct Config {
     pub metainfo_dir: Option<PathBuf>,
     /// tap and inline look at `metainfo_dir` again while they run.
     pub metainfo_watch: MetainfoWatchConfig,
+    /// tap and inline fetch the metainfo of swarms that show demand from their peers.
+    pub metainfo_fetch: crate::fetch::FetchConfig,
     /// Policy rules file (YAML, `rules/default.yaml`); none caches every verified piece.
     /// Re-read on SIGHUP in tap mode.
     pub rules: Option<PathBuf>,

@@ -211,6 +211,9 @@ pub struct Report {
     /// The rules' bookkeeping (audit log errors, caps hit); absent without a rules file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyCounters>,
+    /// The box's own metadata fetches (tap and inline with `metainfo_fetch.enabled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metainfo_fetch: Option<crate::fetch::FetchCounters>,
 }
 
 fn ratio(hit: u64, miss: u64) -> f64 {
@@ -285,6 +288,7 @@ impl Report {
             streams,
             rules: BTreeMap::new(),
             policy: None,
+            metainfo_fetch: None,
         }
     }
 

@@ -61,6 +61,7 @@ fn fixture() -> &'static Fixture {
             registry: Arc::new(registry),
             sink: Arc::new(StoreWriter::new(store, 64, CommitPolicy::default())),
             rules: None,
+            fetch: None,
         };
         let mut cfg = Config {
             subscriber_nets: vec!["198.18.0.0/24".parse().unwrap()],
@@ -703,6 +704,7 @@ fn operators_post_torrents() {
         sink: Arc::new(MemorySink::default()),
         token: token.map(str::to_string),
         log: Box::new(|_| {}),
+        fetch: None,
     };
     let path = "/api/v1/metainfo";
 
@@ -734,13 +736,24 @@ fn operators_post_torrents() {
         .as_str()
         .unwrap()
         .starts_with("not a usable .torrent"));
+    // a magnet of a known swarm is answered from the registry; of another swarm, with no
+    // fetcher running, refused (the fetch itself: tests/fetch.rs); a bad one, 400
+    let (st, v) = post(
+        a,
+        path,
+        "",
+        format!("magnet:?xt=urn:btih:{PLAIN_IH}").as_bytes(),
+    );
+    assert_eq!((st, v["status"].as_str()), (200, Some("known")), "{v}");
     let (st, _) = post(
         a,
         path,
         "",
         b"magnet:?xt=urn:btih:bf31b5eba75965210f1ab47d4312b4c87493bb93",
     );
-    assert_eq!(st, 501);
+    assert_eq!(st, 503);
+    let (st, _) = post(a, path, "", b"magnet:?xt=urn:btih:nothex");
+    assert_eq!(st, 400);
     assert_eq!(reg.len(), 1);
     srv.shutdown();
 

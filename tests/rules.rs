@@ -76,6 +76,7 @@ fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
         registry: Arc::new(Registry::default()),
         sink: Arc::new(StoreWriter::new(store, 16, CommitPolicy::default())),
         rules: None,
+        fetch: None,
     };
     runtime::install_rules(&mut shared, &rules_path, Default::default()).unwrap();
     let cfg = Config {
@@ -306,6 +307,7 @@ fn popularity(min: u32) -> (Vec<Event>, RuleCounters, u32) {
         registry: Arc::new(registry),
         sink: probe.clone(),
         rules: Some(rs.clone()),
+        fetch: None,
     };
     let cfg = Config {
         subscriber_nets: vec!["198.18.0.0/16".parse().unwrap()],
@@ -449,6 +451,7 @@ fn reload_purges_a_newly_blocked_swarm_and_a_bad_file_changes_nothing() {
         registry: Arc::new(Registry::default()),
         sink: Arc::new(peercache::swarm::MemorySink::default()),
         rules: Some(Arc::new(sink)),
+        fetch: None,
     };
     let cfg = Config {
         rules: Some(rules_path.clone()),

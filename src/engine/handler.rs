@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::conn::BlockBuf;
 use super::App;
+use crate::fetch::Candidate;
 use crate::flow::Dir;
 use crate::peerwire::conn::{Class, ConnState};
 use crate::peerwire::Event;
@@ -199,6 +200,60 @@ impl Handler<'_> {
             sw.connections += 1;
         }
         *sw.messages.entry("handshake").or_default() += 1;
+        self.fetch_peers();
+    }
+
+    /// The fetcher's view of this connection (when a fetcher takes offers, and the swarm's
+    /// metainfo is unknown): each side's address with the port it listens on, a subscriber
+    /// side also as a subscriber of the swarm. The listening port of a TCP side is the
+    /// connection's port for the side that took the SYN, else the BEP 10 `p` it sent; uTP
+    /// runs on the socket a peer listens on, so both sides' ports are.
+    fn fetch_peers(&mut self) {
+        let Some(ih) = self.state.info_hash else {
+            return;
+        };
+        if self.ctx.trigger.is_none() || self.ctx.shared.registry.get(&ih).is_some() {
+            return;
+        }
+        for d in [self.dir, self.dir.rev()] {
+            let addr = if d == self.dir {
+                self.sender
+            } else {
+                self.receiver
+            };
+            let sub = self.sub_sender[d.idx()];
+            let port = if self.utp || self.state.initiator.is_some_and(|i| i != d) {
+                Some(addr.port())
+            } else {
+                self.state.listen_port[d.idx()]
+            };
+            let Some(t) = self.ctx.trigger.as_mut() else {
+                return;
+            };
+            if sub {
+                t.subscriber(ih, addr.ip());
+            }
+            if let Some(p) = port {
+                t.peer(
+                    ih,
+                    Candidate {
+                        addr: SocketAddr::new(addr.ip(), p),
+                        remote: !sub,
+                    },
+                );
+            }
+        }
+        self.fetch_offer(ih);
+    }
+
+    /// Peers of `ih` due for the fetcher (its trigger passed), each once.
+    fn fetch_offer(&mut self, ih: InfoHash) {
+        let (Some(t), Some(w)) = (self.ctx.trigger.as_mut(), self.ctx.shared.fetch.as_ref()) else {
+            return;
+        };
+        w.add_dropped(std::mem::take(&mut t.dropped));
+        let ready = t.ready(&ih);
+        w.offer(ih, ready);
     }
 
     /// Framing found again mid-stream: the connection is BitTorrent after all, and one of
@@ -244,6 +299,7 @@ impl Handler<'_> {
     fn extended(&mut self, ih: Option<InfoHash>, id: u8, payload: &[u8]) {
         let name = if id == 0 {
             self.state.on_ext_handshake(self.dir, payload);
+            self.fetch_peers();
             Some("handshake".to_string())
         } else {
             let ext = self.state.ext_name(self.dir, id).map(str::to_owned);
@@ -331,6 +387,12 @@ impl Handler<'_> {
         }
         if sender_sub {
             sw.subscriber_piece_bytes_out += length as u64;
+        }
+        if let (Some(ih), Some(t)) = (ih, self.ctx.trigger.as_mut()) {
+            if self.ctx.shared.registry.get(&ih).is_none() {
+                t.piece_bytes(ih, u64::from(length));
+                self.fetch_offer(ih);
+            }
         }
         self.start_block(index, begin, length);
         let sw = self.swarm(ih);

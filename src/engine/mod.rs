@@ -71,6 +71,10 @@ struct App {
     metadata: MetadataAssembler,
     /// Bytes of partly received blocks held over all connections.
     block_bytes: usize,
+    /// Swarms that need metainfo and the peers seen in them, when a fetcher takes offers.
+    trigger: Option<crate::fetch::Trigger>,
+    /// The registry's generation last looked at (see `Engine::registry_moved`).
+    registry_gen: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,11 @@ impl Engine {
                     },
                     metadata: MetadataAssembler::new(cfg.swarms.max_metadata_swarms),
                     block_bytes: 0,
+                    trigger: shared
+                        .fetch
+                        .as_ref()
+                        .map(|w| crate::fetch::Trigger::new(w.trigger_limits())),
+                    registry_gen: shared.registry.generation(),
                     shared,
                     cfg,
                 },
@@ -197,6 +206,7 @@ impl Engine {
         if ts.saturating_sub(self.last_sweep) >= SWEEP_MICROS {
             self.sweep(ts);
         }
+        self.registry_moved();
         match link::decode(link, frame, orig_len) {
             Ok(Decoded::Packet(p)) => self.transport(ts, p.vlan, p.src, p.dst, p.transport),
             Ok(Decoded::Fragment(f)) => match self.defrag.offer(&f, ts) {
@@ -213,6 +223,24 @@ impl Engine {
             Err(e) => self.count_error(e.as_str()),
         }
         Verdict::Forward
+    }
+
+    /// Metainfo learnt elsewhere since the last look (a fetch, a post, another worker, a
+    /// file dropped in): the swarms it covers leave quarantine now, and stop being watched
+    /// for a fetch.
+    fn registry_moved(&mut self) {
+        let app = &mut self.core.app;
+        let gen = app.shared.registry.generation();
+        if gen == app.registry_gen {
+            return;
+        }
+        app.registry_gen = gen;
+        let (registry, sink) = (app.shared.registry.clone(), app.shared.sink.clone());
+        app.pieces
+            .release_known(|ih| registry.get(ih).map(|(m, _)| m), &*sink);
+        if let Some(t) = app.trigger.as_mut() {
+            t.retain_unknown(|ih| registry.get(ih).is_some());
+        }
     }
 
     fn count_error(&mut self, kind: &'static str) {
@@ -245,6 +273,7 @@ impl Engine {
     /// Live capture: piece verdicts already made take effect now (see `Pieces::settle_ready`).
     /// Returns whether pieces are still being verified, so an idle loop can come back soon.
     pub fn settle_ready(&mut self) -> bool {
+        self.registry_moved();
         let sink = self.core.app.shared.sink.clone();
         self.core.app.pieces.settle_ready(&*sink);
         self.core.app.pieces.verifying()

@@ -1,29 +1,40 @@
 //! Fetching a swarm's metainfo from one of its peers (BEP 9 over BEP 10), for swarms whose
-//! metainfo never crossed the wire (issue 14). Sans-IO like the engine and the splice: a
-//! [`FetchSession`] is one connection to one peer, fed the peer's bytes and the time, and
-//! drained of the bytes to send and its next deadline. It owns no socket and no thread; the
-//! caller that opens connections, picks peers and hands the metainfo to the engine comes
-//! later.
+//! metainfo never crossed the wire (issue 14). Three parts:
+//! - [`FetchSession`] (`session`): one connection to one peer, sans-IO like the engine and
+//!   the splice: fed the peer's bytes and the time, drained of the bytes to send and its
+//!   next deadline;
+//! - [`Trigger`] (`trigger`): the engine's side, sans-IO too: which swarms lack metainfo
+//!   and have shown enough demand, and which peers were seen in them (remote first);
+//! - [`service`]: the thread that owns the sockets: it takes the engine's offers, picks a
+//!   peer per swarm within every bound of [`FetchConfig`], runs a session over TCP from the
+//!   box's own address, and hands verified metainfo to the registry and the cache exactly
+//!   as wire metadata is handed (the engine then judges the swarm's quarantined pieces).
 //!
 //! The box is a guest in the swarm: it sends a handshake, a BEP 10 handshake and ut_metadata
 //! requests, refuses every request made to it, never asks for or offers a piece, and stops
 //! as soon as it has an answer. Metadata is accepted only when it hashes to the info-hash.
 
-use serde::Deserialize;
 use thiserror::Error;
 
 use crate::swarm::metainfo::{Metainfo, MetainfoError};
 
+mod config;
+mod counters;
+pub mod magnet;
+pub mod service;
 mod session;
 #[cfg(test)]
 mod tests;
+pub mod trigger;
 
+pub use config::FetchConfig;
+pub use counters::FetchCounters;
+pub use service::{FetchService, Wants};
 pub use session::{our_peer_id, FetchSession, MAX_QUEUED, PEER_ID_PREFIX, UT_METADATA_ID};
+pub use trigger::{Candidate, Trigger};
 
-/// Every bound of one fetch. Meant to become the `metainfo_fetch` config section, hence
-/// serde with unknown fields refused; not wired into `config.rs` yet.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
+/// Every bound of one session (one peer); set from [`FetchConfig`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchLimits {
     /// Largest `metadata_size` accepted. The biggest real info dictionaries are a few MiB
     /// (20 bytes per piece); a claim past this is refused before anything is allocated.
@@ -69,6 +80,9 @@ pub enum Reason {
     Rejected,
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// The peer closed the connection before we had an answer.
+    #[error("peer closed the connection")]
+    Closed,
     /// The peer's claimed metadata size is over `max_metadata_size`.
     #[error("metadata of {0} bytes is over the cap")]
     TooLarge(u64),

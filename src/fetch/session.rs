@@ -151,6 +151,13 @@ impl FetchSession {
         }
     }
 
+    /// The peer closed the connection (or it broke): over, unless it already was.
+    pub fn on_closed(&mut self) {
+        if !self.is_done() {
+            self.core.finish(Outcome::Failed(Reason::Closed));
+        }
+    }
+
     /// Time passes; past a deadline the session fails with `Timeout`.
     pub fn on_timeout(&mut self, now_us: u64) {
         if self.poll_timeout().is_some_and(|t| now_us >= t) {

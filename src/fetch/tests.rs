@@ -444,14 +444,18 @@ fn peer_id_has_our_prefix() {
 }
 
 #[test]
-fn limits_deserialize_with_defaults_and_refuse_unknown_fields() {
-    let l: FetchLimits = serde_yaml::from_str("idle_timeout_secs: 3").expect("yaml");
+fn config_deserializes_with_defaults_and_refuses_unknown_fields() {
+    let c: super::FetchConfig =
+        serde_yaml::from_str("idle_timeout_secs: 3\nbind: 198.19.1.1").expect("yaml");
+    let l = c.limits();
     assert_eq!(l.idle_timeout_secs, 3);
     assert_eq!(
         l.total_timeout_secs,
         FetchLimits::default().total_timeout_secs
     );
-    assert!(serde_yaml::from_str::<FetchLimits>("idle_timeout: 3").is_err());
+    assert_eq!(c.bind, Some([198, 19, 1, 1].into()));
+    assert!(c.enabled);
+    assert!(serde_yaml::from_str::<super::FetchConfig>("idle_timeout: 3").is_err());
 }
 
 #[test]

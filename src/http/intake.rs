@@ -19,6 +19,7 @@ use axum::Router;
 use serde::Serialize;
 
 use super::routes::{error, json};
+use crate::fetch::{magnet, Candidate};
 use crate::swarm::{Metainfo, PieceSink, Registry, Source};
 
 /// The largest .torrent accepted (a 16 MiB info dictionary holds ~800,000 piece hashes).
@@ -33,12 +34,22 @@ pub struct Intake {
     pub token: Option<String>,
     /// Called with one line per accepted or refused post (the program's log).
     pub log: Box<dyn Fn(String) + Send + Sync>,
+    /// The metadata fetcher, for magnet links; None when `metainfo_fetch` is off.
+    pub fetch: Option<Arc<crate::fetch::Wants>>,
 }
 
 /// The intake's state: itself, and whether the service listens on loopback only.
 pub(super) struct IntakeState {
     pub intake: Intake,
     pub loopback: bool,
+}
+
+/// A magnet link taken: its swarm is being fetched from the peers given.
+#[derive(Serialize)]
+struct Fetching {
+    info_hash: String,
+    status: &'static str,
+    peers: usize,
 }
 
 #[derive(Serialize)]
@@ -88,10 +99,7 @@ async fn post_metainfo(
         None => {}
     }
     if body.starts_with(b"magnet:") {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "magnet links need the metadata fetch from the swarm, which is not built yet: post the .torrent",
-        );
+        return post_magnet(i, &body);
     }
     let m = match Metainfo::from_torrent(&body) {
         Ok(m) => m,
@@ -125,6 +133,63 @@ async fn post_metainfo(
             pieces,
             status: "loaded",
             source: Source::Posted.as_str(),
+        },
+    )
+}
+
+/// A magnet link: its swarm goes to the fetcher with the link's `x.pe` peers, in their
+/// order, at once (an operator asking is demand enough). Without peers in the link, the
+/// swarm waits for peers seen on the wire.
+fn post_magnet(i: &Intake, body: &[u8]) -> Response {
+    let m = match std::str::from_utf8(body)
+        .map_err(|_| magnet::MagnetError::NotMagnet)
+        .and_then(magnet::parse)
+    {
+        Ok(m) => m,
+        Err(e) => {
+            (i.log)(format!("metainfo post refused: {e}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("not a usable magnet link: {e}"),
+            );
+        }
+    };
+    let ih = m.info_hash;
+    if let Some((meta, source)) = i.registry.get(&ih) {
+        return json(
+            StatusCode::OK,
+            &Posted {
+                info_hash: ih.to_string(),
+                name: meta.name.clone(),
+                pieces: meta.num_pieces(),
+                status: "known",
+                source: source.as_str(),
+            },
+        );
+    }
+    let Some(fetch) = &i.fetch else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "magnet links need metainfo_fetch.enabled: post the .torrent instead",
+        );
+    };
+    let peers = m.peers.len();
+    fetch.offer(
+        ih,
+        m.peers
+            .into_iter()
+            .map(|addr| Candidate { addr, remote: true })
+            .collect(),
+    );
+    (i.log)(format!(
+        "metainfo: magnet for swarm {ih} posted with {peers} peers: fetching"
+    ));
+    json(
+        StatusCode::ACCEPTED,
+        &Fetching {
+            info_hash: ih.to_string(),
+            status: "fetching",
+            peers,
         },
     )
 }

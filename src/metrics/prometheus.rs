@@ -128,6 +128,10 @@ pub fn render(s: &Snapshot) -> String {
     bittorrent(&mut e, s);
     cache(&mut e, s);
     rules(&mut e, s);
+    // The box's own metadata fetches (tap and inline, when enabled).
+    if let Some(f) = &s.report.metainfo_fetch {
+        e.group(f);
+    }
     reassembly(&mut e, s);
     inline(&mut e, s);
     top(&mut e, s);
@@ -294,6 +298,7 @@ fn rules(e: &mut Expo, s: &Snapshot) {
     if let Some(p) = &s.report.policy {
         e.group(p);
     }
+
     let r = &s.report.rules;
     if r.is_empty() {
         return;
@@ -403,6 +408,7 @@ mod declared {
             ("SwarmCounters", SwarmCounters::DECLARED),
             ("StoreCounters", StoreCounters::DECLARED),
             ("PolicyCounters", PolicyCounters::DECLARED),
+            ("FetchCounters", crate::fetch::FetchCounters::DECLARED),
             ("ReasmCounters", ReasmCounters::DECLARED),
             ("UtpCounters", UtpCounters::DECLARED),
             ("FragCounters", FragCounters::DECLARED),
@@ -442,6 +448,9 @@ mod declared {
         let mut policy = PolicyCounters::default();
         fill(&mut policy, &mut n, &mut want);
         r.policy = Some(policy);
+        let mut fetch = crate::fetch::FetchCounters::default();
+        fill(&mut fetch, &mut n, &mut want);
+        r.metainfo_fetch = Some(fetch);
         let mut capture = CaptureCounters::default();
         fill(&mut capture, &mut n, &mut want);
         let mut serve = ServeCounters::default();

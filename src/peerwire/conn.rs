@@ -33,6 +33,8 @@ pub struct ConnState {
     /// other way use them.
     pub ext_ids: [Vec<(String, u8)>; 2],
     pub metadata_size: Option<u64>,
+    /// The TCP port each direction's sender said it listens on (BEP 10 `p`).
+    pub listen_port: [Option<u16>; 2],
     /// Who sent the SYN, when seen.
     pub initiator: Option<Dir>,
     /// The start of the initiator's stream until the responder sends data.
@@ -52,6 +54,7 @@ impl ConnState {
             peer_id: [None, None],
             ext_ids: [Vec::new(), Vec::new()],
             metadata_size: None,
+            listen_port: [None, None],
             initiator,
             flight: Vec::new(),
             flight_done: initiator.is_none(),
@@ -131,6 +134,9 @@ impl ConnState {
     pub fn on_ext_handshake(&mut self, dir: Dir, payload: &[u8]) {
         if let Some(hs) = peerwire::parse_ext_handshake(payload) {
             self.ext_ids[dir.idx()] = hs.ids;
+            if hs.port.is_some() {
+                self.listen_port[dir.idx()] = hs.port;
+            }
             if hs.metadata_size.is_some() {
                 self.metadata_size = hs.metadata_size;
             }

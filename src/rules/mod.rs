@@ -315,6 +315,13 @@ impl Rules {
         self.blocked.contains(ih)
     }
 
+    /// Whether the box may fetch this swarm's metainfo from its peers. Before the metainfo
+    /// only the info-hash is known, so the blocklist and the allowlist decide; rules on
+    /// names and sizes apply to the pieces once it is known.
+    pub fn may_fetch(&self, ih: &InfoHash) -> bool {
+        !self.blocked.contains(ih) && self.allowed.as_ref().is_none_or(|a| a.contains(ih))
+    }
+
     /// Every name a decision can carry, in evaluation order (for reports that list all).
     pub fn names(&self) -> Vec<&str> {
         let mut v = vec![BLOCKLIST];

@@ -455,6 +455,10 @@ impl PieceSink for RulesSink {
         self.rules().wants_requests()
     }
 
+    fn may_fetch(&self, info_hash: &InfoHash) -> bool {
+        self.rules().may_fetch(info_hash) && self.inner.may_fetch(info_hash)
+    }
+
     fn retry_later(&self, info_hash: &InfoHash) -> bool {
         self.waiting.lock().is_ok_and(|w| w.contains(info_hash))
     }

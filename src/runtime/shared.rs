@@ -22,6 +22,9 @@ pub struct Shared {
     /// The policy rules in front of `sink` (the same object), when a rules file is in
     /// force: for reloads and the per-rule counts.
     pub rules: Option<Arc<RulesSink>>,
+    /// The metadata fetcher's handle, in tap and inline mode when enabled: engines offer
+    /// it the peers of swarms that need metainfo.
+    pub fetch: Option<Arc<crate::fetch::Wants>>,
 }
 
 impl Default for Shared {
@@ -30,6 +33,7 @@ impl Default for Shared {
             registry: Arc::new(Registry::default()),
             sink: Arc::new(MemorySink::default()),
             rules: None,
+            fetch: None,
         }
     }
 }
@@ -103,6 +107,7 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
         registry: Arc::new(registry),
         sink: Arc::new(sink),
         rules: None,
+        fetch: None,
     };
     Ok((shared, Some(store)))
 }
@@ -126,4 +131,24 @@ pub fn load_metainfo(
         dir.display()
     ));
     Some(td)
+}
+
+/// Start the metadata fetcher when the configuration enables it, and hand its offers
+/// handle to `shared` (before the engines are built from it). Tap and inline only.
+pub fn start_fetch(
+    cfg: &Config,
+    shared: &mut Shared,
+    log: Box<dyn Fn(String) + Send + Sync>,
+) -> std::io::Result<Option<crate::fetch::FetchService>> {
+    if !cfg.metainfo_fetch.enabled {
+        return Ok(None);
+    }
+    let svc = crate::fetch::service::start(
+        cfg.metainfo_fetch.clone(),
+        shared.registry.clone(),
+        shared.sink.clone(),
+        log,
+    )?;
+    shared.fetch = Some(svc.wants.clone());
+    Ok(Some(svc))
 }

@@ -56,6 +56,7 @@ pub fn annotate(report: &mut Report, shared: &Shared) {
     report.cache.stored_bytes = store.stored_bytes;
     report.cache.evicted_bytes = store.evicted_bytes;
     report.cache.store = store;
+    report.metainfo_fetch = shared.fetch.as_ref().map(|f| f.counters());
     if let Some(r) = &shared.rules {
         report.rules = r.counters();
         report.policy = Some(r.policy_counters());

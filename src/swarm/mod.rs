@@ -12,6 +12,7 @@ mod verify;
 use crate::wire::infohash::InfoHash;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use metainfo::{Metainfo, MetainfoError, VerifiedPiece};
@@ -23,7 +24,7 @@ pub use sink::{FlowContext, PieceSink, PurgeError};
 pub const PIECE_ALIGN: usize = 4096;
 
 /// Where a swarm's metainfo came from. The report names these "wire", "file", "cache",
-/// "posted" or "none".
+/// "posted", "fetched" or "none".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     Wire,
@@ -32,6 +33,8 @@ pub enum Source {
     Cache,
     /// Posted by an operator (`POST /api/v1/metainfo`).
     Posted,
+    /// Fetched by the box from a peer of the swarm (BEP 9, `crate::fetch`).
+    Fetched,
 }
 
 impl Source {
@@ -41,6 +44,7 @@ impl Source {
             Source::File => "file",
             Source::Cache => "cache",
             Source::Posted => "posted",
+            Source::Fetched => "fetched",
         }
     }
 }
@@ -51,9 +55,17 @@ type Known = HashMap<InfoHash, (Arc<Metainfo>, Source)>;
 #[derive(Default)]
 pub struct Registry {
     map: RwLock<Known>,
+    /// Bumped by every insert that added a swarm: engines look at the map again only when
+    /// it moved (one atomic load per frame).
+    generation: AtomicU64,
 }
 
 impl Registry {
+    /// Changes whenever a swarm's metainfo was added.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     pub fn get(&self, ih: &InfoHash) -> Option<(Arc<Metainfo>, Source)> {
         self.map.read().ok()?.get(ih).cloned()
     }
@@ -63,8 +75,12 @@ impl Registry {
         let Ok(mut map) = self.map.write() else {
             return Arc::new(m);
         };
+        let gen = &self.generation;
         map.entry(m.info_hash)
-            .or_insert_with(|| (Arc::new(m), source))
+            .or_insert_with(|| {
+                gen.fetch_add(1, Ordering::Release);
+                (Arc::new(m), source)
+            })
             .0
             .clone()
     }

@@ -185,6 +185,20 @@ impl Pieces {
         }
     }
 
+    /// Metainfo learnt outside this engine (a fetch, a post, a file dropped in): every
+    /// quarantined swarm `known` has metainfo for is released now, not at its next block
+    /// (which may never come: the download that carried it may be over).
+    pub fn release_known(
+        &mut self,
+        known: impl Fn(&InfoHash) -> Option<Arc<Metainfo>>,
+        sink: &dyn PieceSink,
+    ) {
+        let ready: Vec<Arc<Metainfo>> = self.q_swarms.iter().filter_map(&known).collect();
+        for m in ready {
+            self.metainfo_arrived(&m, sink);
+        }
+    }
+
     /// Metainfo for `ih` became known: its quarantined pieces leave quarantine and are
     /// checked (and verified if complete).
     pub fn metainfo_arrived(&mut self, m: &Arc<Metainfo>, sink: &dyn PieceSink) {

@@ -39,6 +39,10 @@ pub trait PieceSink {
     fn watches_requests(&self) -> bool {
         false
     }
+    /// Whether the box may fetch this swarm's metainfo from its peers (policy rules).
+    fn may_fetch(&self, _info_hash: &InfoHash) -> bool {
+        true
+    }
     /// Remove everything held for a swarm (a takedown); returns the piece bytes removed.
     fn purge(&self, _info_hash: &InfoHash) -> Result<u64, PurgeError> {
         Ok(0)

@@ -268,6 +268,8 @@ pub struct ExtHandshake {
     pub ids: Vec<(String, u8)>,
     pub metadata_size: Option<u64>,
     pub client: Option<String>,
+    /// `p`: the TCP port the sender listens on.
+    pub port: Option<u16>,
 }
 
 pub fn parse_ext_handshake(payload: &[u8]) -> Option<ExtHandshake> {
@@ -285,6 +287,11 @@ pub fn parse_ext_handshake(payload: &[u8]) -> Option<ExtHandshake> {
         .get(b"metadata_size")
         .and_then(Value::as_int)
         .and_then(|n| u64::try_from(n).ok());
+    hs.port = v
+        .get(b"p")
+        .and_then(Value::as_int)
+        .and_then(|n| u16::try_from(n).ok())
+        .filter(|p| *p != 0);
     hs.client = v
         .get(b"v")
         .and_then(Value::as_bytes)
@@ -385,9 +392,12 @@ mod tests {
             }))
         );
         assert_eq!(parse_body(Kind::Have, &[0, 0, 1]), None);
-        let ext = parse_ext_handshake(b"d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei175ee")
-            .unwrap();
+        let ext = parse_ext_handshake(
+            b"d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei175e1:pi51413ee",
+        )
+        .unwrap();
         assert_eq!(ext.metadata_size, Some(175));
+        assert_eq!(ext.port, Some(51413));
         assert!(ext.ids.contains(&("ut_metadata".into(), 3)));
     }
 }

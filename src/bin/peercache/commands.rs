@@ -78,8 +78,9 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     if a.filter.is_some() {
         cfg.capture.filter = a.filter.clone();
     }
-    let (shared, _) = runtime::open_shared(&cfg, &mut log_line)?;
+    let (mut shared, _) = runtime::open_shared(&cfg, &mut log_line)?;
     let _watch = watch_metainfo(&cfg, &shared)?;
+    let _fetch = start_fetch(&cfg, &mut shared)?;
     match &cfg.cache.dir {
         Some(d) => log_line(format!(
             "cache {} (capacity {})",
@@ -132,11 +133,12 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
             "inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)"
         );
     }
-    let (shared, store) = runtime::open_shared(&cfg, &mut log_line)?;
+    let (mut shared, store) = runtime::open_shared(&cfg, &mut log_line)?;
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
     let _watch = watch_metainfo(&cfg, &shared)?;
+    let _fetch = start_fetch(&cfg, &mut shared)?;
     log_line(format!(
         "cache {} (capacity {}, {} pieces held)",
         cfg.cache
@@ -211,6 +213,30 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         print_summary(&report, !cfg.subscriber_nets.is_empty(), true);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metadata fetcher (unless `metainfo_fetch.enabled` is false), with a log line saying
+/// where its connections come from; it stops when the result is dropped.
+fn start_fetch(
+    cfg: &peercache::config::Config,
+    shared: &mut runtime::Shared,
+) -> anyhow::Result<Option<peercache::fetch::FetchService>> {
+    let f = &cfg.metainfo_fetch;
+    if !f.enabled {
+        log_line("metainfo fetch off (metainfo_fetch.enabled: false)".into());
+    }
+    let svc = runtime::start_fetch(cfg, shared, Box::new(log_line))
+        .context("starting the metadata fetcher")?;
+    if svc.is_some() {
+        log_line(format!(
+            "metainfo fetch on: swarms without metainfo after {} PIECE bytes or {} subscribers are fetched from their peers, from {}",
+            f.min_piece_bytes,
+            f.min_subscribers,
+            f.bind
+                .map_or("the address the host routes by".to_string(), |a| a.to_string())
+        ));
+    }
+    Ok(svc)
 }
 
 /// The .torrent directory read now, and looked at again while the mode runs (unless

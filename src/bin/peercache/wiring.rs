@@ -38,6 +38,7 @@ pub(crate) fn start_http(
         sink: shared.sink.clone(),
         token,
         log: Box::new(log_line),
+        fetch: shared.fetch.clone(),
     };
     let srv = peercache::http::serve(addr, live.clone(), Some(intake))?;
     log_line(format!(
