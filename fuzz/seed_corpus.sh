@@ -52,7 +52,7 @@ pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
            "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice",
-           "classic_pcap", "tcp_frame", "utp_splice"]
+           "classic_pcap", "tcp_frame", "utp_splice", "magnet"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -522,6 +522,16 @@ for t in torrents:
         emit("metainfo", info)
         hdr = b"d8:msg_typei1e5:piecei0e10:total_sizei%dee" % len(info)
         emit("bencode", hdr + info[:16384])
+        # magnet: the torrent's own link as clients write it (hex and base32 info-hash, its
+        # name, a tracker, peers in both families), and cut short.
+        import base64, urllib.parse
+        ih = hashlib.sha1(info).digest()
+        name = urllib.parse.quote(os.path.basename(t).rsplit(".", 1)[0])
+        for xt in (ih.hex(), base64.b32encode(ih).decode()):
+            link = ("magnet:?xt=urn:btih:%s&dn=%s&tr=http%%3A%%2F%%2F198.19.0.1%%3A6969%%2Fannounce"
+                    "&x.pe=198.19.0.2:6881&x.pe=%%5B2001%%3Adb8%%3A%%3A2%%5D%%3A51413" % (xt, name))
+            emit("magnet", link.encode())
+            emit("magnet", link[: len(link) // 2].encode())
 
 for t in TARGETS:
     print(f"{t}: {counts[t]} seeds -> {os.path.join(out, t)}")

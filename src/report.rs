@@ -35,7 +35,7 @@ pub struct SwarmReport {
     pub subscriber_piece_bytes_in: u64,
     pub subscriber_piece_bytes_out: u64,
     pub subscriber_requests: u64,
-    /// Where the metainfo came from: "wire" (BEP 9), "file" (.torrent), "cache", "posted" (the HTTP API) or "none".
+    /// Where the metainfo came from: "wire" (BEP 9), "file" (.torrent), "cache", "posted" (the HTTP API), "fetched" (from a peer, BEP 9) or "none".
     pub metainfo: &'static str,
     pub name: Option<String>,
     pub piece_length: Option<u64>,
@@ -213,7 +213,7 @@ pub struct Report {
     pub policy: Option<PolicyCounters>,
     /// The box's own metadata fetches (tap and inline with `metainfo_fetch.enabled`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metainfo_fetch: Option<crate::fetch::FetchCounters>,
+    pub metainfo_fetch: Option<crate::stats::FetchCounters>,
 }
 
 fn ratio(hit: u64, miss: u64) -> f64 {

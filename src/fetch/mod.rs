@@ -19,7 +19,6 @@ use thiserror::Error;
 use crate::swarm::metainfo::{Metainfo, MetainfoError};
 
 mod config;
-mod counters;
 pub mod magnet;
 pub mod service;
 mod session;
@@ -27,8 +26,8 @@ mod session;
 mod tests;
 pub mod trigger;
 
+pub use crate::stats::FetchCounters;
 pub use config::FetchConfig;
-pub use counters::FetchCounters;
 pub use service::{FetchService, Wants};
 pub use session::{our_peer_id, FetchSession, MAX_QUEUED, PEER_ID_PREFIX, UT_METADATA_ID};
 pub use trigger::{Candidate, Trigger};

@@ -25,7 +25,7 @@ pub struct SwarmView {
     pub piece_bytes: u64,
     pub pieces_verified: u64,
     pub pieces_failed: u64,
-    /// Where the metainfo came from: "wire", "file", "cache", "posted" or "none".
+    /// Where the metainfo came from: "wire", "file", "cache", "posted", "fetched" or "none".
     pub metainfo: &'static str,
 }
 

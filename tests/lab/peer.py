@@ -9,8 +9,14 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
   seed   --torrent T --data-dir D --listen IP:PORT [--encryption plain|rc4|default]
          [--transport tcp|utp|default] [--upload-limit BYTES_PER_S] [--stats-file F]
          [--outgoing-interfaces IP]
+         [--ready-without-tracker]
          seeds until SIGTERM/SIGINT or --max-seconds; writes --ready-file
          after the first successful tracker announce.
+         --ready-without-tracker: ready (--ready-file written, exit status 0)
+         as soon as the torrent is checked and seeding and the listen socket of
+         its transport is up, with no tracker announce needed (peers are given
+         its address directly, e.g. tests/fetch.rs; the torrent's tracker may
+         be unreachable).
          --upload-limit caps its upload (libtorrent upload_rate_limit for the
          session and the torrent's own limit; 0 = none).
          --stats-file: a JSON snapshot of its upload counters ("pid", "seq",
@@ -350,35 +356,59 @@ def cmd_seed(args):
     stats.write()
     deadline = time.monotonic() + args.max_seconds
     ready = False
+    listening = False  # a listen socket of the peer transport is up (--ready-without-tracker)
     next_announce = 0.0
+
+    def become_ready(how):
+        if args.ready_file:
+            with open(args.ready_file, "w") as f:
+                f.write("ready\n")
+        log("seeding and %s; ready" % how)
+
     while not STOP and time.monotonic() < deadline:
         wait_alerts(100)
         if STATS_REQUESTED or time.monotonic() >= stats.next:
             STATS_REQUESTED = False
             stats.write()
         for a in drain(ses):
-            if isinstance(a, lt.tracker_reply_alert) and not ready:
+            if isinstance(a, lt.tracker_reply_alert) and not ready \
+                    and not args.ready_without_tracker:
                 st = h.status()
                 if not st.is_seeding:
                     log("announced but not seeding?! state", st.state)
                     continue
                 ready = True
-                if args.ready_file:
-                    with open(args.ready_file, "w") as f:
-                        f.write("ready\n")
-                log("seeding and announced; ready")
+                become_ready("announced")
+            elif isinstance(a, lt.listen_succeeded_alert):
+                if listen_is_peer_transport(a, args.transport):
+                    listening = True
             elif isinstance(a, lt.torrent_error_alert):
                 log("torrent error, exiting")
                 sys.exit(2)
         st = h.status()
+        if args.ready_without_tracker:
+            if not ready and listening and st.is_seeding:
+                ready = True
+                become_ready("listening (no tracker announce awaited)")
         # once checked, force an announce (bounded: every 2 s until ready)
-        if not ready and st.is_seeding and time.monotonic() >= next_announce:
+        elif not ready and st.is_seeding and time.monotonic() >= next_announce:
             h.force_reannounce()
             next_announce = time.monotonic() + 2.0
     st = h.status()
     stats.write(final=True)
     log("seeder exiting: uploaded %d bytes (payload %d)" % (st.total_upload, st.total_payload_upload))
     sys.exit(0 if ready else 1)
+
+
+def listen_is_peer_transport(a, transport):
+    """Whether a listen_succeeded_alert is for a socket peers connect to: TCP for
+    --transport tcp, uTP for utp, either for default."""
+    kind = a.socket_type
+    if transport == "tcp":
+        return kind == lt.socket_type_t.tcp
+    if transport == "utp":
+        return kind == lt.socket_type_t.utp
+    return kind in (lt.socket_type_t.tcp, lt.socket_type_t.utp)
 
 
 def collect_stats(ses, names, timeout=5.0):
@@ -624,6 +654,8 @@ def main():
                    help="upload rate limit, bytes/s (0: none)")
     s.add_argument("--stats-file", help="upload counters JSON (see the module doc)")
     s.add_argument("--max-seconds", type=float, default=900)
+    s.add_argument("--ready-without-tracker", action="store_true",
+                   help="ready once seeding and listening, no tracker announce awaited")
 
     l = sub.add_parser("leech")
     src = l.add_mutually_exclusive_group(required=True)
