@@ -231,6 +231,16 @@ pub struct SwarmConfig {
     /// Different copies of one block kept while its piece is assembled (the piece hash
     /// decides which is right); further copies are dropped.
     pub max_block_copies: usize,
+    /// Hashes spent on one piece searching combinations of its blocks' copies (poisoned
+    /// swarms); past it the piece is given up and its bytes freed.
+    pub max_hash_attempts_per_piece: u32,
+    /// Bytes of alternative block copies (beyond the first of each block start) held over
+    /// all pieces (per worker); further alternatives are refused.
+    pub max_alternative_bytes: usize,
+    /// Verified pieces whose blocks' digests are kept, so a copy arriving after its piece
+    /// verified is still compared and a liar named (per worker); past it they are
+    /// forgotten and start over.
+    pub max_blame_pieces: usize,
 }
 
 impl Default for FlowConfig {
@@ -290,6 +300,9 @@ impl Default for SwarmConfig {
             max_metadata_swarms: 1024,
             max_retry_pieces: 1 << 20,
             max_block_copies: 8,
+            max_hash_attempts_per_piece: 64,
+            max_alternative_bytes: 64 << 20,
+            max_blame_pieces: 65_536,
         }
     }
 }

@@ -51,14 +51,38 @@ pub struct SwarmReport {
     pub pieces_retry_overflow: u64,
     /// Differing block copies dropped by `swarms.max_block_copies`.
     pub block_copies_overflow: u64,
-    /// Pieces that failed their hash, or copies that lost to the right one, per sender.
+    /// Differing block copies refused by `swarms.max_alternative_bytes`.
+    pub alternatives_overflow: u64,
+    /// Pieces verified after a combination of their blocks had failed.
+    pub pieces_recovered: u64,
+    /// Piece hashes computed, every combination tried included.
+    pub piece_hashes: u64,
+    /// Pieces whose search spent `swarms.max_hash_attempts_per_piece`.
+    pub pieces_given_up: u64,
+    /// Block copies proven bad (differing from their verified piece), each sender counted.
+    pub proven_bad_blocks: u64,
+    pub proven_bad_bytes: u64,
+    /// Times the late-copy digests reached `swarms.max_blame_pieces` and were forgotten.
+    pub blame_resets: u64,
+    /// Hash failures each sender took part in (a piece that failed with its blocks in it;
+    /// an honest co-sender is counted too: see `proven_bad_peers`), once per piece.
     pub failed_by_peer: BTreeMap<String, u64>,
+    /// Peers proven to have sent bad data: block copies differing from the verified piece
+    /// (or from its digest, for copies after the verdict), and their bytes.
+    pub proven_bad_peers: BTreeMap<String, ProvenBad>,
     /// Pieces of this swarm in the cache at the end.
     pub pieces_cached: u64,
     /// Bytes that waited in quarantine for metainfo.
     pub quarantined_bytes: u64,
     /// Quarantined bytes refused or evicted by `swarms.max_quarantine_bytes`.
     pub quarantine_evicted_bytes: u64,
+}
+
+/// One peer's proven-bad data in a swarm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProvenBad {
+    pub blocks: u64,
+    pub bytes: u64,
 }
 
 impl SwarmReport {
@@ -80,6 +104,13 @@ impl SwarmReport {
             pieces_dropped_bytes,
             pieces_retry_overflow,
             block_copies_overflow,
+            alternatives_overflow,
+            pieces_recovered,
+            piece_hashes,
+            pieces_given_up,
+            proven_bad_blocks,
+            proven_bad_bytes,
+            blame_resets,
             quarantined_bytes,
             quarantine_evicted_bytes,
         } = s.counts;
@@ -109,10 +140,22 @@ impl SwarmReport {
             pieces_dropped_bytes,
             pieces_retry_overflow,
             block_copies_overflow,
+            alternatives_overflow,
+            pieces_recovered,
+            piece_hashes,
+            pieces_given_up,
+            proven_bad_blocks,
+            proven_bad_bytes,
+            blame_resets,
             failed_by_peer: s
                 .failed_by_peer
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            proven_bad_peers: s
+                .proven_bad_by_peer
+                .iter()
+                .map(|(k, &(blocks, bytes))| (k.to_string(), ProvenBad { blocks, bytes }))
                 .collect(),
             pieces_cached: 0,
             quarantined_bytes,
@@ -139,6 +182,13 @@ impl SwarmReport {
             pieces_dropped_bytes: self.pieces_dropped_bytes,
             pieces_retry_overflow: self.pieces_retry_overflow,
             block_copies_overflow: self.block_copies_overflow,
+            alternatives_overflow: self.alternatives_overflow,
+            pieces_recovered: self.pieces_recovered,
+            piece_hashes: self.piece_hashes,
+            pieces_given_up: self.pieces_given_up,
+            proven_bad_blocks: self.proven_bad_blocks,
+            proven_bad_bytes: self.proven_bad_bytes,
+            blame_resets: self.blame_resets,
             quarantined_bytes: self.quarantined_bytes,
             quarantine_evicted_bytes: self.quarantine_evicted_bytes,
         }

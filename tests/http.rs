@@ -749,7 +749,7 @@ fn operators_post_torrents() {
         a,
         path,
         "",
-        b"magnet:?xt=urn:btih:bf31b5eba75965210f1ab47d4312b4c87493bb93",
+        b"magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567",
     );
     assert_eq!(st, 503);
     let (st, _) = post(a, path, "", b"magnet:?xt=urn:btih:nothex");

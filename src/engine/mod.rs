@@ -137,6 +137,9 @@ impl Engine {
                         );
                         (p.max_retry, p.max_copies) =
                             (cfg.swarms.max_retry_pieces, cfg.swarms.max_block_copies);
+                        p.max_attempts = cfg.swarms.max_hash_attempts_per_piece;
+                        p.max_alt_bytes = cfg.swarms.max_alternative_bytes;
+                        p.max_blame_pieces = cfg.swarms.max_blame_pieces;
                         if cfg.swarms.verify_threads > 0 {
                             p.verify_on_threads(
                                 cfg.swarms.verify_threads,

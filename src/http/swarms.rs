@@ -27,6 +27,10 @@ pub struct SwarmView {
     pub pieces_failed: u64,
     /// Where the metainfo came from: "wire", "file", "cache", "posted", "fetched" or "none".
     pub metainfo: &'static str,
+    /// Pieces verified after a combination of their blocks had failed (poisoning).
+    pub pieces_recovered: u64,
+    /// Peers proven to have sent bad blocks ("ip:port" -> blocks and bytes).
+    pub proven_bad_peers: std::collections::BTreeMap<String, crate::report::ProvenBad>,
 }
 
 impl SwarmView {
@@ -48,6 +52,8 @@ impl SwarmView {
             pieces_verified: s.pieces_verified,
             pieces_failed: s.pieces_failed,
             metainfo: s.metainfo,
+            pieces_recovered: s.pieces_recovered,
+            proven_bad_peers: s.proven_bad_peers.clone(),
         }
     }
 }

@@ -128,6 +128,7 @@ pub fn render(s: &Snapshot) -> String {
     bittorrent(&mut e, s);
     cache(&mut e, s);
     rules(&mut e, s);
+    proven_bad(&mut e, s);
     // The box's own metadata fetches (tap and inline, when enabled).
     if let Some(f) = &s.report.metainfo_fetch {
         e.group(f);
@@ -290,6 +291,36 @@ fn cache(e: &mut Expo, s: &Snapshot) {
         "hit_bytes / (hit_bytes + miss_bytes) over the run; 0 before any request.",
         float(c.hit_ratio_bytes),
     );
+}
+
+/// Peers proven to have sent bad blocks, over all swarms: their number, and the bytes of
+/// the worst `PROVEN_BAD_SERIES` of them by address (a label per peer, so bounded: a swarm
+/// full of liars must not blow up the scrape).
+const PROVEN_BAD_SERIES: usize = 32;
+
+fn proven_bad(e: &mut Expo, s: &Snapshot) {
+    let mut by_peer: std::collections::BTreeMap<&str, u64> = Default::default();
+    for sw in &s.report.swarms {
+        for (p, b) in &sw.proven_bad_peers {
+            *by_peer.entry(p.as_str()).or_default() += b.bytes;
+        }
+    }
+    e.gauge(
+        "proven_bad_peers",
+        "Peers proven to have sent bad blocks (differing from their verified piece), over all swarms.",
+        by_peer.len().to_string(),
+    );
+    let mut worst: Vec<(&str, u64)> = by_peer.into_iter().collect();
+    worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    worst.truncate(PROVEN_BAD_SERIES);
+    e.family(
+        "peer_proven_bad_bytes_total",
+        "counter",
+        "Bytes of bad blocks proven per peer (the 32 worst peers; all of them in the report's proven_bad_peers).",
+    );
+    for (p, v) in worst {
+        e.sample("peer_proven_bad_bytes_total", &[("peer", p)], v);
+    }
 }
 
 /// Policy rule decisions: verified pieces each rule cached, refused or ignored, and bytes

@@ -138,6 +138,20 @@ counters! {
             "Verified pieces refused for now (waiting for popularity) not kept for another offer because swarms.max_retry_pieces was reached.",
         block_copies_overflow: counter "block_copies_overflow_total"
             "Differing copies of a block dropped because swarms.max_block_copies were held for its piece.",
+        alternatives_overflow: counter "block_alternatives_overflow_total"
+            "Differing copies of a block refused because swarms.max_alternative_bytes of alternatives were held.",
+        pieces_recovered: counter "pieces_recovered_total"
+            "Pieces verified after a combination of their blocks had failed its hash (a poisoned swarm's honest bytes found).",
+        piece_hashes: counter "piece_hashes_total"
+            "SHA-1 computations of assembled pieces, every combination tried included.",
+        pieces_given_up: counter "pieces_given_up_total"
+            "Pieces whose search ran out of swarms.max_hash_attempts_per_piece hashes; their bytes were freed.",
+        proven_bad_blocks: counter "proven_bad_blocks_total"
+            "Block copies proven bad: they differ from the bytes of their verified piece (each sender counted).",
+        proven_bad_bytes: counter "proven_bad_bytes_total"
+            "Bytes of those block copies.",
+        blame_resets: counter "blame_resets_total"
+            "Times the digests kept to judge late copies of verified pieces reached swarms.max_blame_pieces and were forgotten.",
         quarantined_bytes: counter "quarantined_bytes_total"
             "Block bytes that waited in quarantine for metainfo.",
         quarantine_evicted_bytes: counter "quarantine_evicted_bytes_total"
@@ -224,6 +238,14 @@ pub struct PieceCounters {
     pub retry_overflow: u64,
     /// Block copies dropped because `max_block_copies` others were held.
     pub copies_overflow: u64,
+    /// Alternative copies refused by `max_alternative_bytes`.
+    pub alternatives_overflow: u64,
+    pub recovered: u64,
+    pub hashes: u64,
+    pub given_up: u64,
+    pub blame_resets: u64,
+    /// Per peer: block copies proven bad and their bytes.
+    pub proven_bad_by_peer: BTreeMap<SocketAddr, (u64, u64)>,
     pub quarantined_bytes: u64,
     pub quarantine_evicted_bytes: u64,
     pub failed_by_peer: BTreeMap<SocketAddr, u64>,
@@ -241,6 +263,8 @@ pub struct SwarmStats {
     pub extended: BTreeMap<String, u64>,
     pub metadata_size: Option<u64>,
     pub failed_by_peer: BTreeMap<SocketAddr, u64>,
+    /// Per peer: block copies proven bad and their bytes.
+    pub proven_bad_by_peer: BTreeMap<SocketAddr, (u64, u64)>,
 }
 
 impl Deref for SwarmStats {
@@ -267,6 +291,7 @@ impl SwarmStats {
             extended: self.extended.clone(),
             metadata_size: self.metadata_size,
             failed_by_peer: self.failed_by_peer.clone(),
+            proven_bad_by_peer: self.proven_bad_by_peer.clone(),
         }
     }
 
@@ -288,6 +313,10 @@ impl SwarmStats {
         for (k, v) in o.failed_by_peer {
             *self.failed_by_peer.entry(k).or_default() += v;
         }
+        for (k, (b, n)) in o.proven_bad_by_peer {
+            let e = self.proven_bad_by_peer.entry(k).or_default();
+            (e.0, e.1) = (e.0 + b, e.1 + n);
+        }
     }
 
     /// Add what assembly counted for this swarm. The pattern names every field, so a
@@ -301,9 +330,15 @@ impl SwarmStats {
             dropped_bytes,
             retry_overflow,
             copies_overflow,
+            alternatives_overflow,
+            recovered,
+            hashes,
+            given_up,
+            blame_resets,
             quarantined_bytes,
             quarantine_evicted_bytes,
             failed_by_peer,
+            proven_bad_by_peer,
         } = c;
         let s = &mut self.counts;
         s.pieces_verified += verified;
@@ -313,10 +348,21 @@ impl SwarmStats {
         s.pieces_dropped_bytes += dropped_bytes;
         s.pieces_retry_overflow += retry_overflow;
         s.block_copies_overflow += copies_overflow;
+        s.alternatives_overflow += alternatives_overflow;
+        s.pieces_recovered += recovered;
+        s.piece_hashes += hashes;
+        s.pieces_given_up += given_up;
+        s.blame_resets += blame_resets;
         s.quarantined_bytes += quarantined_bytes;
         s.quarantine_evicted_bytes += quarantine_evicted_bytes;
         for (peer, n) in failed_by_peer {
             *self.failed_by_peer.entry(*peer).or_default() += n;
+        }
+        for (peer, (b, n)) in proven_bad_by_peer {
+            let e = self.proven_bad_by_peer.entry(*peer).or_default();
+            (e.0, e.1) = (e.0 + b, e.1 + n);
+            s.proven_bad_blocks += b;
+            s.proven_bad_bytes += n;
         }
     }
 }
@@ -462,9 +508,15 @@ mod tests {
             dropped_bytes: 5,
             retry_overflow: 6,
             copies_overflow: 10,
+            alternatives_overflow: 11,
+            recovered: 12,
+            hashes: 13,
+            given_up: 14,
+            blame_resets: 15,
             quarantined_bytes: 7,
             quarantine_evicted_bytes: 8,
             failed_by_peer: [("192.0.2.1:6881".parse().unwrap(), 9)].into(),
+            proven_bad_by_peer: [("192.0.2.2:6881".parse().unwrap(), (17, 18))].into(),
         };
         let mut s = SwarmStats::default();
         s.add_pieces(&p);
@@ -481,10 +533,18 @@ mod tests {
                 c.block_copies_overflow,
                 c.quarantined_bytes,
                 c.quarantine_evicted_bytes,
+                c.alternatives_overflow,
+                c.pieces_recovered,
+                c.piece_hashes,
+                c.pieces_given_up,
+                c.blame_resets,
+                c.proven_bad_blocks,
+                c.proven_bad_bytes,
             ],
-            [2, 4, 6, 8, 10, 12, 20, 14, 16]
+            [2, 4, 6, 8, 10, 12, 20, 14, 16, 22, 24, 26, 28, 30, 34, 36]
         );
         assert_eq!(s.failed_by_peer.values().sum::<u64>(), 18);
+        assert_eq!(s.proven_bad_by_peer.values().next(), Some(&(34, 36)));
     }
 
     #[test]

@@ -56,6 +56,15 @@ pub struct Pieces {
     /// Different copies of one block start kept (`swarms.max_block_copies`; the engine
     /// sets it).
     pub max_copies: usize,
+    /// Hashes one piece's search may spend (`swarms.max_hash_attempts_per_piece`).
+    pub max_attempts: u32,
+    /// Bytes of alternative copies held over all pieces (`swarms.max_alternative_bytes`).
+    pub max_alt_bytes: usize,
+    alt_held: usize,
+    /// Verified pieces' block digests, to judge copies that arrive after the verdict
+    /// (`swarms.max_blame_pieces` pieces; then forgotten, counted).
+    blame: HashMap<Key, Vec<(u32, u32, u64)>>,
+    pub max_blame_pieces: usize,
     pub counters: HashMap<InfoHash, PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
@@ -82,6 +91,11 @@ impl Pieces {
             retry: Default::default(),
             max_retry: usize::MAX,
             max_copies: usize::MAX,
+            max_attempts: 64,
+            max_alt_bytes: usize::MAX,
+            alt_held: 0,
+            blame: HashMap::new(),
+            max_blame_pieces: 65_536,
             counters: HashMap::new(),
             worker: None,
             ahead_max: 0,
@@ -136,6 +150,7 @@ impl Pieces {
                 return; // Outside its piece: no valid piece contains it.
             }
             if self.is_done(&ih, index) || sink.contains(&ih, index) {
+                self.late_copy(&ih, index, begin, &data, from);
                 return;
             }
         }
@@ -168,20 +183,48 @@ impl Pieces {
             return;
         };
         let n = data.len();
-        let added = a.add(begin, data, from, self.max_copies);
-        if added == Added::Full {
-            self.counters.entry(ih).or_default().copies_overflow += 1;
+        let room = self.max_alt_bytes.saturating_sub(self.alt_held);
+        let alt0 = a.alt_bytes;
+        let added = a.add(begin, data, from, self.max_copies, |len| len <= room);
+        self.alt_held += a.alt_bytes - alt0;
+        match added {
+            Added::Full => self.counters.entry(ih).or_default().copies_overflow += 1,
+            Added::NoRoom => self.counters.entry(ih).or_default().alternatives_overflow += 1,
+            Added::Yes => {
+                self.held += n;
+                if a.quarantined {
+                    self.q_swarms.insert(ih);
+                    self.quarantined += n;
+                    self.counters.entry(ih).or_default().quarantined_bytes += n as u64;
+                }
+            }
+            Added::NewSender | Added::Duplicate => {}
         }
-        if added == Added::Yes {
-            self.held += n;
-            if a.quarantined {
-                self.q_swarms.insert(ih);
-                self.quarantined += n;
-                self.counters.entry(ih).or_default().quarantined_bytes += n as u64;
+        // Only new bytes, or a sender who may now hold a whole set, can change a verdict.
+        if matches!(added, Added::Yes | Added::NewSender) {
+            if let Some(m) = meta {
+                self.try_complete(m, index, sink);
             }
         }
-        if let Some(m) = meta {
-            self.try_complete(m, index, sink);
+    }
+
+    /// A copy of a block of a piece verified in this run: compared with the verified
+    /// bytes' digest, and its sender proven bad if it differs. (A piece verified in an
+    /// earlier run, or forgotten past `max_blame_pieces`, has no digests: nothing said.)
+    fn late_copy(&mut self, ih: &InfoHash, index: u32, begin: u32, data: &[u8], from: SocketAddr) {
+        let Some(blocks) = self.blame.get(&(*ih, index)) else {
+            return;
+        };
+        let Some(&(_, _, d)) = blocks
+            .iter()
+            .find(|(b, l, _)| *b == begin && *l as usize == data.len())
+        else {
+            return; // a split no copy of the verified piece had: nothing to compare
+        };
+        if block_digest(data) != d {
+            let c = self.counters.entry(*ih).or_default();
+            let e = c.proven_bad_by_peer.entry(from).or_default();
+            (e.0, e.1) = (e.0 + 1, e.1 + data.len() as u64);
         }
     }
 
@@ -244,9 +287,9 @@ impl Pieces {
         }
         // Complete: out of assembly, to be judged by its hash.
         let Some(a) = self.discard(&key) else { return };
-        if let Err(a) = self.hand_to_hash_thread(m, index, a, sink) {
-            let verdict = judge(m, index, &a);
-            self.apply(m, index, verdict, sink);
+        if let Err(mut a) = self.hand_to_hash_thread(m, index, a, sink) {
+            let verdict = judge(m, index, &mut a, self.max_attempts);
+            self.apply(m, index, verdict, a, sink);
         }
     }
 
@@ -275,6 +318,7 @@ impl Pieces {
             meta: m.clone(),
             index,
             assembly: a,
+            max_attempts: self.max_attempts,
         };
         match w.submit((m.info_hash, index), weight, job) {
             Ok(()) => {
@@ -285,40 +329,102 @@ impl Pieces {
         }
     }
 
-    /// A verdict takes effect: counters, admission to the sink, done or retried later.
-    fn apply(&mut self, m: &Metainfo, index: u32, verdict: Option<Verdict>, sink: &dyn PieceSink) {
-        // No verdict: blocks that cannot make the piece (one runs past its end).
-        let Some(Verdict { good, liars }) = verdict else {
+    /// A verdict takes effect: counters, blame, admission to the sink, done or retried
+    /// later. A piece that did not verify goes back to assembly with its copies (later ones
+    /// may complete a right combination), unless its hash budget is spent.
+    fn apply(
+        &mut self,
+        m: &Metainfo,
+        index: u32,
+        verdict: Option<Verdict>,
+        a: Assembly,
+        sink: &dyn PieceSink,
+    ) {
+        let key = (m.info_hash, index);
+        // No verdict: nothing new to try (or blocks that cannot make the piece): it waits.
+        let Some(v) = verdict else {
+            self.reopen(key, a);
             return;
         };
-        let key = (m.info_hash, index);
         let c = self.counters.entry(m.info_hash).or_default();
-        match good {
-            Some(v) => {
-                if !self.retry.remove(&key) {
-                    c.verified += 1;
-                }
-                if sink.admit(m, v) {
-                    c.admitted += 1;
-                    self.mark_done(m.info_hash, index, m.num_pieces());
-                } else {
-                    let later = sink.retry_later(&m.info_hash);
-                    if later && self.retry.len() < self.max_retry {
-                        // Refused for now (popularity): later copies may be admitted.
-                        self.retry.insert(key);
-                    } else {
-                        // Past the cap, a piece that could have been retried is done.
-                        c.retry_overflow += u64::from(later);
-                        self.mark_done(m.info_hash, index, m.num_pieces());
-                    }
-                }
+        c.hashes += u64::from(v.hashes);
+        if !v.failed_with.is_empty() {
+            c.failed += 1;
+            for p in &v.failed_with {
+                *c.failed_by_peer.entry(*p).or_default() += 1;
             }
-            None => c.failed += 1,
         }
+        for (p, n) in &v.proven_bad {
+            let e = c.proven_bad_by_peer.entry(*p).or_default();
+            (e.0, e.1) = (e.0 + 1, e.1 + n);
+        }
+        let Some(good) = v.good else {
+            if v.exhausted {
+                c.given_up += 1;
+                self.alt_held = self.alt_held.saturating_sub(a.alt_bytes);
+            } else {
+                self.reopen(key, a);
+            }
+            return;
+        };
+        self.alt_held = self.alt_held.saturating_sub(a.alt_bytes);
+        if a.failed {
+            c.recovered += 1;
+        }
+        self.remember_blocks(key, &a, good.data());
         let c = self.counters.entry(m.info_hash).or_default();
-        for p in liars {
-            *c.failed_by_peer.entry(p).or_default() += 1;
+        if !self.retry.remove(&key) {
+            c.verified += 1;
         }
+        if sink.admit(m, good) {
+            c.admitted += 1;
+            self.mark_done(m.info_hash, index, m.num_pieces());
+        } else {
+            let later = sink.retry_later(&m.info_hash);
+            if later && self.retry.len() < self.max_retry {
+                // Refused for now (popularity): later copies may be admitted.
+                self.retry.insert(key);
+            } else {
+                // Past the cap, a piece that could have been retried is done.
+                c.retry_overflow += u64::from(later);
+                self.mark_done(m.info_hash, index, m.num_pieces());
+            }
+        }
+    }
+
+    /// The digests of a verified piece's blocks, as its copies split it.
+    fn remember_blocks(&mut self, key: Key, a: &Assembly, data: &[u8]) {
+        if self.max_blame_pieces == 0 {
+            return;
+        }
+        if self.blame.len() >= self.max_blame_pieces && !self.blame.contains_key(&key) {
+            self.blame.clear();
+            self.counters.entry(key.0).or_default().blame_resets += 1;
+        }
+        let blocks = a
+            .spans()
+            .filter_map(|(b, l)| {
+                let d = data.get(b as usize..(b as usize).checked_add(l as usize)?)?;
+                Some((b, l, block_digest(d)))
+            })
+            .collect();
+        self.blame.insert(key, blocks);
+    }
+
+    /// A piece that did not verify back in assembly, charged again (it left when it was
+    /// handed to be judged). If the piece was started again meanwhile, that one stays.
+    fn reopen(&mut self, key: Key, a: Assembly) {
+        if self.open.contains_key(&key) {
+            self.alt_held = self.alt_held.saturating_sub(a.alt_bytes);
+            return;
+        }
+        self.held += a.bytes;
+        self.order.insert(a.seq, key);
+        if a.quarantined {
+            self.quarantined += a.bytes;
+            self.q_order.insert(a.seq, key);
+        }
+        self.open.insert(key, a);
     }
 
     /// Hash on `threads` threads of their own from now on, with at most `ahead_bytes` held
@@ -332,9 +438,9 @@ impl Pieces {
 
     fn start_hashing(&mut self) {
         if self.worker.is_none() && self.hash_threads > 0 {
-            self.worker = Worker::start("peercache-hash", self.hash_threads, |j: Job| {
-                let verdict = judge(&j.meta, j.index, &j.assembly);
-                (j.meta, j.index, verdict)
+            self.worker = Worker::start("peercache-hash", self.hash_threads, |mut j: Job| {
+                let verdict = judge(&j.meta, j.index, &mut j.assembly, j.max_attempts);
+                (j.meta, j.index, verdict, j.assembly)
             });
             self.hash_threads = 0; // started, or never will be
         }
@@ -354,14 +460,14 @@ impl Pieces {
         }
     }
 
-    fn take_verdict(&mut self, (m, index, verdict): Judged, sink: &dyn PieceSink) {
+    fn take_verdict(&mut self, (m, index, verdict, a): Judged, sink: &dyn PieceSink) {
         if let Some(n) = self.judging.get_mut(&m.info_hash) {
             *n -= 1;
             if *n == 0 {
                 self.judging.remove(&m.info_hash);
             }
         }
-        self.apply(&m, index, verdict, sink);
+        self.apply(&m, index, verdict, a, sink);
     }
 
     /// Verdicts take effect up to that of the newest piece of swarm `ih` in flight that
@@ -455,14 +561,23 @@ impl Pieces {
     }
 }
 
-/// What the hash thread hands back: the piece's swarm and index, and the verdict.
-type Judged = (Arc<Metainfo>, u32, Option<Verdict>);
+/// What the hash thread hands back: the piece's swarm and index, the verdict, and the
+/// assembly (with its search memory) for a piece that did not verify.
+type Judged = (Arc<Metainfo>, u32, Option<Verdict>, Assembly);
 
 /// A complete piece for the hash thread.
 struct Job {
     meta: Arc<Metainfo>,
     index: u32,
     assembly: Assembly,
+    max_attempts: u32,
+}
+
+/// A fast digest of a block for late-copy blame: a differing digest proves differing
+/// bytes (never a false blame); a collision could only let a liar go unnamed.
+fn block_digest(data: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::quality::FixedState::with_seed(0x7065_6572_6361_6368).hash_one(data)
 }
 
 #[cfg(test)]
@@ -571,10 +686,31 @@ mod tests {
         feed(&mut p, Some(&m), ih, &content, 2, peer(2), &sink, Some(0));
         let c = &p.counters[&ih];
         assert_eq!((c.verified, c.failed, c.admitted), (2, 1, 2));
-        assert_eq!(c.failed_by_peer.get(&peer(2)), Some(&2));
+        // Piece 1 verified: the liar's copy is proven bad, and no hash failed with it.
+        // Piece 2 failed with only the liar's blocks in it.
+        assert_eq!(c.failed_by_peer.get(&peer(2)), Some(&1));
         assert_eq!(c.failed_by_peer.get(&peer(1)), None);
+        assert_eq!(c.proven_bad_by_peer.get(&peer(2)), Some(&(1, 16384)));
+        assert_eq!(c.proven_bad_by_peer.get(&peer(1)), None);
         assert_eq!(*sink.0.borrow(), HashSet::from([0, 1]));
+        // The failed piece 2 waits for better copies; the honest one then verifies it.
+        assert_eq!(p.held(), (10240, 0), "piece 2 kept for its search");
+        feed(&mut p, Some(&m), ih, &content, 2, peer(1), &sink, None);
+        let c = &p.counters[&ih];
+        assert_eq!((c.verified, c.recovered, c.failed), (3, 1, 1));
+        assert_eq!(
+            c.proven_bad_by_peer.get(&peer(2)),
+            Some(&(2, 16384 + 10240))
+        );
         assert_eq!(p.held(), (0, 0), "nothing left in assembly");
+        // A late bad copy of a verified piece: its sender is named from the digest.
+        let mut late = content[..16384].to_vec();
+        late[0] ^= 1;
+        p.block(ih, Some(&m), 0, 0, late, peer(3), &sink);
+        p.block(ih, Some(&m), 0, 0, &content[..16384], peer(4), &sink);
+        let c = &p.counters[&ih];
+        assert_eq!(c.proven_bad_by_peer.get(&peer(3)), Some(&(1, 16384)));
+        assert_eq!(c.proven_bad_by_peer.get(&peer(4)), None);
     }
 
     #[test]
