@@ -573,3 +573,85 @@ fn replay_cli_with_rules_reports_them() {
     assert_eq!(v["rules"]["blocklist"]["refused"], 16);
     assert_eq!(v["swarms"][0]["pieces_cached"], 0);
 }
+
+/// Issue 20's policy hook: once a peer is proven to have sent `min_peer_proven_bad_bytes`
+/// of bad data, a rule matching it refuses pieces it contributed to (others are still
+/// cached) and, inline, REQUESTs sent to it are not answered from the cache; the peer
+/// crossing the threshold is written to the audit log once.
+#[test]
+fn proven_liars_are_refused_and_audited_once() {
+    use peercache::cache::PieceKey;
+    use peercache::serve::source::StoreBlocks;
+    use peercache::serve::{BlockSource, Lookup};
+    use peercache::wire::peerwire::BlockRef;
+
+    // A cache with a real swarm's pieces (and its metainfo).
+    let r = replay_rules(&["lab-tcp-plain.pcap"], "");
+    assert_eq!(r.cached(PLAIN), 16);
+    let cache = r.dir.path().join("cache");
+    drop(r.shared);
+    let store = Arc::new(PieceStore::open(&cache, 1 << 30).unwrap());
+    let ih: InfoHash = PLAIN.parse().unwrap();
+    let m = store.metainfo(&ih).unwrap();
+    let piece = |i: u32| {
+        let key = PieceKey {
+            info_hash: ih,
+            index: i,
+        };
+        let data = store.get(&key).unwrap().unwrap();
+        store.remove(&key).unwrap();
+        VerifiedPiece::verify(&m, i, data).unwrap()
+    };
+    let rules_path = r.dir.path().join("liars.yaml");
+    std::fs::write(
+        &rules_path,
+        "audit_log: audit.jsonl\ndefault: serve\nrules:\n  - name: liars\n    match:\n      min_peer_proven_bad_bytes: 32768\n    action: block\n",
+    )
+    .unwrap();
+    let (sink, _) = RulesSink::new(store.clone(), &rules_path).unwrap();
+    let sink = Arc::new(sink);
+    let (liar, honest): (std::net::SocketAddr, std::net::SocketAddr) = (
+        "198.19.0.66:6881".parse().unwrap(),
+        "198.19.0.2:6881".parse().unwrap(),
+    );
+
+    // Below the threshold the liar's pieces are still cached.
+    sink.proven_bad(liar, 16384);
+    assert!(sink.admit(&m, piece(0).with_senders(vec![honest, liar])));
+    assert!(read_audit(&r.dir.path().join("audit.jsonl")).is_empty());
+    // At it: one audit line, and pieces it took part in are refused; others are not.
+    sink.proven_bad(liar, 16384);
+    sink.proven_bad(liar, 16384);
+    let audit = read_audit(&r.dir.path().join("audit.jsonl"));
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0]["action"], "peer_proven_bad");
+    assert_eq!(audit[0]["peer"], "198.19.0.66:6881");
+    assert_eq!(audit[0]["rule"], "liars");
+    assert_eq!(audit[0]["bytes"], 32768);
+    assert_eq!(sink.peer_proven_bad_bytes(&liar), 49152);
+    assert!(!sink.admit(&m, piece(1).with_senders(vec![honest, liar])));
+    assert!(sink.admit(&m, piece(2).with_senders(vec![honest])));
+    let c = sink.counters()["liars"];
+    assert_eq!((c.matched, c.cached, c.refused), (1, 0, 1));
+
+    // Inline: a REQUEST to the liar is not answered from the cache; to the honest peer it is.
+    let blocks = StoreBlocks::new(store.clone(), Some(sink.clone()), 1 << 20);
+    let req = BlockRef {
+        index: 2,
+        begin: 0,
+        length: 16384,
+    };
+    let flow = |up| FlowContext {
+        subscriber: "198.18.0.2:50000".parse().unwrap(),
+        upstream: up,
+        vlan: None,
+    };
+    assert!(matches!(
+        blocks.lookup(ih.as_bytes(), req, &flow(liar)),
+        Lookup::Refused
+    ));
+    assert!(matches!(
+        blocks.lookup(ih.as_bytes(), req, &flow(honest)),
+        Lookup::Hit(b) if b.len() == 16384
+    ));
+}

@@ -136,6 +136,11 @@ pub struct Match {
     min_total_length: Option<u64>,
     #[serde(default)]
     max_total_length: Option<u64>,
+    /// Holds when a peer involved has been proven to send at least this many bad bytes
+    /// (block copies differing from their verified piece, over all swarms): for a piece,
+    /// any peer whose copies make it up; for serving a REQUEST, the peer it was sent to.
+    #[serde(default)]
+    min_peer_proven_bad_bytes: Option<u64>,
 }
 
 impl Match {
@@ -158,6 +163,12 @@ impl Match {
             if !c.name.is_some_and(|n| glob::matches(p, n)) {
                 return false;
             }
+        }
+        if self
+            .min_peer_proven_bad_bytes
+            .is_some_and(|n| c.peer_proven_bad_bytes < n)
+        {
+            return false;
         }
         if !within(c.piece_length, self.min_piece_length, self.max_piece_length)
             || !within(c.total_length, self.min_total_length, self.max_total_length)
@@ -195,6 +206,8 @@ pub struct Context<'a> {
     pub flow: Option<&'a FlowContext>,
     /// Distinct subscriber addresses that requested blocks of the swarm so far.
     pub subscribers: u32,
+    /// The most bad bytes proven against a peer involved (see `min_peer_proven_bad_bytes`).
+    pub peer_proven_bad_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,6 +351,18 @@ impl Rules {
         self.rules
             .iter()
             .any(|r| r.min_subscribers > 0 || r.when.needs_flow())
+    }
+
+    /// The rules that match on liars, with their thresholds, lowest first: a peer crossing
+    /// one is written to the audit log once.
+    pub fn liar_thresholds(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .rules
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), r.when.min_peer_proven_bad_bytes?)))
+            .collect();
+        v.sort_by_key(|&(_, n)| n);
+        v
     }
 
     /// Largest `min_subscribers` of any rule: the tracker needs no more addresses.

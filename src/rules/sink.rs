@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -45,6 +45,9 @@ pub struct RuleLimits {
     /// Refusals remembered to write one audit line per (swarm, rule, piece); past it the
     /// set is cleared and a repeated refusal may be written again.
     pub max_audit_seen: usize,
+    /// Peers whose proven-bad bytes are tracked for `min_peer_proven_bad_bytes`; past it
+    /// the table is cleared (a liar must be proven again).
+    pub max_tracked_peers: usize,
 }
 
 impl Default for RuleLimits {
@@ -52,6 +55,7 @@ impl Default for RuleLimits {
         RuleLimits {
             max_tracked_swarms: 65_536,
             max_audit_seen: 1 << 20,
+            max_tracked_peers: 65_536,
         }
     }
 }
@@ -68,6 +72,19 @@ pub struct AuditLog {
     path: PathBuf,
     file: File,
     seen: HashSet<(InfoHash, String, u32)>,
+}
+
+/// A peer crossed a rule's `min_peer_proven_bad_bytes`: from now on that rule matches what
+/// it sends (and REQUESTs sent to it, inline).
+#[derive(Serialize)]
+struct LiarLine<'a> {
+    time: f64,
+    peer: SocketAddr,
+    rule: &'a str,
+    /// "peer_proven_bad".
+    action: &'a str,
+    /// Bad bytes proven against it so far, over all swarms.
+    bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -101,7 +118,7 @@ impl AuditLog {
         })
     }
 
-    fn write(&mut self, line: &AuditLine<'_>, c: &mut PolicyCounters) {
+    fn write(&mut self, line: &impl Serialize, c: &mut PolicyCounters) {
         let Ok(mut s) = serde_json::to_string(line) else {
             c.audit_write_errors += 1;
             return;
@@ -187,6 +204,16 @@ pub struct RulesSink {
     clock: Clock,
     limits: RuleLimits,
     policy: Mutex<PolicyCounters>,
+    /// Bad bytes proven per peer, over all swarms (`policy.max_tracked_peers`), and the
+    /// liar thresholds each has crossed (written to the audit log once).
+    liars: Mutex<HashMap<SocketAddr, Liar>>,
+}
+
+#[derive(Default)]
+struct Liar {
+    bytes: u64,
+    /// Thresholds (of `Rules::liar_thresholds`) already audited for this peer.
+    audited: u64,
 }
 
 impl RulesSink {
@@ -219,6 +246,7 @@ impl RulesSink {
             clock,
             limits,
             policy: Mutex::new(PolicyCounters::default()),
+            liars: Mutex::new(HashMap::new()),
         };
         let r = sink.install(rules, audit);
         Ok((sink, r))
@@ -351,7 +379,14 @@ impl PieceSink for RulesSink {
             .unwrap_or((0, None));
         let index = piece.index();
         let bytes = piece.data().len() as u64;
+        let liar = piece
+            .senders()
+            .iter()
+            .map(|p| self.peer_proven_bad_bytes(p))
+            .max()
+            .unwrap_or(0);
         let d = rules.decide(&Context {
+            peer_proven_bad_bytes: liar,
             info_hash: &m.info_hash,
             name: Some(&m.name),
             piece_length: m.piece_length,
@@ -453,6 +488,56 @@ impl PieceSink for RulesSink {
 
     fn watches_requests(&self) -> bool {
         self.rules().wants_requests()
+    }
+
+    fn proven_bad(&self, peer: SocketAddr, bytes: u64) {
+        let rules = self.rules();
+        let thresholds = rules.liar_thresholds();
+        let crossed: Vec<(&str, u64)> = {
+            let Ok(mut t) = self.liars.lock() else { return };
+            if t.len() >= self.limits.max_tracked_peers && !t.contains_key(&peer) {
+                t.clear();
+                self.count_policy(|c| c.liars_resets += 1);
+            }
+            let l = t.entry(peer).or_default();
+            l.bytes = l.bytes.saturating_add(bytes);
+            let total = l.bytes;
+            // Bit k: threshold k (lowest first) audited; at most 64 liar rules are.
+            let mut out = Vec::new();
+            for (k, &(rule, n)) in thresholds.iter().enumerate().take(64) {
+                if total >= n && l.audited & (1 << k) == 0 {
+                    l.audited |= 1 << k;
+                    out.push((rule, total));
+                }
+            }
+            out
+        };
+        if crossed.is_empty() {
+            return;
+        }
+        if let Ok(mut a) = self.audit.lock() {
+            if let Some(a) = a.as_mut() {
+                let now = (self.clock)();
+                for (rule, total) in crossed {
+                    let line = LiarLine {
+                        time: now,
+                        peer,
+                        rule,
+                        action: "peer_proven_bad",
+                        bytes: total,
+                    };
+                    self.count_policy(|c| a.write(&line, c));
+                }
+            }
+        }
+    }
+
+    fn peer_proven_bad_bytes(&self, peer: &SocketAddr) -> u64 {
+        self.liars
+            .lock()
+            .ok()
+            .and_then(|t| t.get(peer).map(|l| l.bytes))
+            .unwrap_or(0)
     }
 
     fn may_fetch(&self, info_hash: &InfoHash) -> bool {

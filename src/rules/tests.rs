@@ -17,6 +17,7 @@ fn ctx<'a>(ih: &'a InfoHash, name: Option<&'a str>, flow: Option<&'a FlowContext
         index: 0,
         flow,
         subscribers: 0,
+        peer_proven_bad_bytes: 0,
     }
 }
 

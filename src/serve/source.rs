@@ -79,6 +79,10 @@ impl StoreBlocks {
             index,
             flow: Some(flow),
             subscribers: u32::MAX,
+            peer_proven_bad_bytes: crate::swarm::PieceSink::peer_proven_bad_bytes(
+                &**sink,
+                &flow.upstream,
+            ),
         });
         d.action == Action::Serve && !d.waiting
     }

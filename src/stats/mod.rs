@@ -189,6 +189,8 @@ counters! {
             "Times popularity tracking reached policy.max_tracked_swarms swarms and was cleared (popularity restarts from zero).",
         waiting_resets: counter "rule_waiting_resets_total"
             "Times the swarms waiting for popularity reached policy.max_tracked_swarms and were forgotten.",
+        liars_resets: counter "rule_liars_resets_total"
+            "Times the proven-bad bytes tracked per peer reached policy.max_tracked_peers and were forgotten.",
     }
 }
 

@@ -358,7 +358,7 @@ pub(super) fn judge(
         match VerifiedPiece::verify_at(m, index, data, at) {
             Ok(v) => {
                 verdict.proven_bad = a.proven_bad(&v);
-                verdict.good = Some(v);
+                verdict.good = Some(v.with_senders(a.senders(&pick)));
                 return Some(verdict);
             }
             Err(_) if !a.failed => {

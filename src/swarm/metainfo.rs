@@ -319,6 +319,9 @@ pub struct VerifiedPiece {
     /// The piece is `buf[start..]` (see [`Self::verify_at`]).
     buf: Vec<u8>,
     start: usize,
+    /// The peers whose copies make up the piece, when assembly knows them (policy rules
+    /// judge the piece by its senders).
+    senders: Vec<std::net::SocketAddr>,
 }
 
 impl VerifiedPiece {
@@ -345,10 +348,23 @@ impl VerifiedPiece {
                 hash,
                 buf,
                 start,
+                senders: Vec::new(),
             }),
             _ => Err(buf),
         }
     }
+    /// The same piece, said to be made of these peers' copies.
+    pub fn with_senders(mut self, senders: Vec<std::net::SocketAddr>) -> VerifiedPiece {
+        self.senders = senders;
+        self
+    }
+
+    /// The peers whose copies make up the piece (empty when not known, e.g. read back
+    /// from the cache).
+    pub fn senders(&self) -> &[std::net::SocketAddr] {
+        &self.senders
+    }
+
     pub fn info_hash(&self) -> &InfoHash {
         &self.info_hash
     }

@@ -150,7 +150,7 @@ impl Pieces {
                 return; // Outside its piece: no valid piece contains it.
             }
             if self.is_done(&ih, index) || sink.contains(&ih, index) {
-                self.late_copy(&ih, index, begin, &data, from);
+                self.late_copy(&ih, index, begin, &data, from, sink);
                 return;
             }
         }
@@ -211,7 +211,15 @@ impl Pieces {
     /// A copy of a block of a piece verified in this run: compared with the verified
     /// bytes' digest, and its sender proven bad if it differs. (A piece verified in an
     /// earlier run, or forgotten past `max_blame_pieces`, has no digests: nothing said.)
-    fn late_copy(&mut self, ih: &InfoHash, index: u32, begin: u32, data: &[u8], from: SocketAddr) {
+    fn late_copy(
+        &mut self,
+        ih: &InfoHash,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        from: SocketAddr,
+        sink: &dyn PieceSink,
+    ) {
         let Some(blocks) = self.blame.get(&(*ih, index)) else {
             return;
         };
@@ -225,6 +233,7 @@ impl Pieces {
             let c = self.counters.entry(*ih).or_default();
             let e = c.proven_bad_by_peer.entry(from).or_default();
             (e.0, e.1) = (e.0 + 1, e.1 + data.len() as u64);
+            sink.proven_bad(from, data.len() as u64);
         }
     }
 
@@ -357,6 +366,8 @@ impl Pieces {
         for (p, n) in &v.proven_bad {
             let e = c.proven_bad_by_peer.entry(*p).or_default();
             (e.0, e.1) = (e.0 + 1, e.1 + n);
+            // Before the piece is offered: rules on liars see this very proof.
+            sink.proven_bad(*p, *n);
         }
         let Some(good) = v.good else {
             if v.exhausted {

@@ -39,6 +39,13 @@ pub trait PieceSink {
     fn watches_requests(&self) -> bool {
         false
     }
+    /// A peer was proven to have sent a bad block copy of `bytes` bytes (it differs from
+    /// its verified piece). Policy rules keep the running total per peer.
+    fn proven_bad(&self, _peer: SocketAddr, _bytes: u64) {}
+    /// Bad bytes proven against this peer so far (what rules on liars match).
+    fn peer_proven_bad_bytes(&self, _peer: &SocketAddr) -> u64 {
+        0
+    }
     /// Whether the box may fetch this swarm's metainfo from its peers (policy rules).
     fn may_fetch(&self, _info_hash: &InfoHash) -> bool {
         true
