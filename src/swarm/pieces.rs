@@ -1,8 +1,10 @@
 //! Block -> piece assembly and verification. Blocks arrive from PIECE messages in either
 //! direction of any connection of a swarm. Copies of the same range with different bytes are
-//! kept apart until the piece hash decides which is right; a piece that fails its hash is
-//! discarded and counted against the peers whose blocks it was built from. Blocks of swarms
-//! whose metainfo is not known yet wait in a bounded quarantine.
+//! kept apart until the piece hash decides which is right; a piece that fails its hash goes
+//! back to assembly and its search goes on with later copies (see `assembly`), within a
+//! hash budget per piece. Senders of copies differing from the verified bytes are proven
+//! bad; copies arriving after the verdict are compared with the verified blocks' digests.
+//! Blocks of swarms whose metainfo is not known yet wait in a bounded quarantine.
 //!
 //! Memory: every held block is charged to one budget per worker (`max_assembly_bytes`);
 //! when it is full the oldest incomplete piece is dropped (counted). Quarantine has its own,
