@@ -232,7 +232,8 @@ pub struct SwarmConfig {
     /// decides which is right); further copies are dropped.
     pub max_block_copies: usize,
     /// Hashes spent on one piece searching combinations of its blocks' copies (poisoned
-    /// swarms); past it the piece is given up and its bytes freed.
+    /// swarms); past it only each sender's own complete set is still tried (one hash per
+    /// sender), and the piece waits in assembly until the budget there needs its room.
     pub max_hash_attempts_per_piece: u32,
     /// Bytes of alternative block copies (beyond the first of each block start) held over
     /// all pieces (per worker); further alternatives are refused.

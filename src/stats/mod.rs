@@ -145,7 +145,7 @@ counters! {
         piece_hashes: counter "piece_hashes_total"
             "SHA-1 computations of assembled pieces, every combination tried included.",
         pieces_given_up: counter "pieces_given_up_total"
-            "Pieces whose search ran out of swarms.max_hash_attempts_per_piece hashes; their bytes were freed.",
+            "Pieces whose search spent swarms.max_hash_attempts_per_piece hashes; from then on only each sender's own complete set is tried.",
         proven_bad_blocks: counter "proven_bad_blocks_total"
             "Block copies proven bad: they differ from the bytes of their verified piece (each sender counted).",
         proven_bad_bytes: counter "proven_bad_bytes_total"

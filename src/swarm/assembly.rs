@@ -12,6 +12,10 @@
 //! 4. the latest copies with one block swapped for each of its other copies, block by
 //!    block.
 //!
+//! The budget bounds steps 2 to 4. Step 1 is always tried: there is at most one complete
+//! set per sender (its first copy of each block), and it is what a peer that re-sent the
+//! whole piece delivered, so a budget spent on swaps must never cost it.
+//!
 //! On a clean capture every block has one copy and all of these are the same combination:
 //! one hash, as before.
 
@@ -51,6 +55,8 @@ pub(super) struct Assembly {
     pub(super) attempts: u32,
     /// A combination of it failed its hash already.
     pub(super) failed: bool,
+    /// The budget for combinations other than own sets is spent.
+    pub(super) exhausted: bool,
 }
 
 /// What `Assembly::add` did with a block.
@@ -84,6 +90,7 @@ impl Assembly {
             tried: HashSet::new(),
             attempts: 0,
             failed: false,
+            exhausted: false,
         }
     }
 
@@ -207,8 +214,8 @@ impl Assembly {
     }
 
     /// The combinations to try, in the documented order (duplicates included; the caller
-    /// skips what was tried).
-    fn candidates(&self, len: u32, pads: &[(u32, u32)]) -> Vec<Pick> {
+    /// skips what was tried), each saying whether it is a sender's own set.
+    fn candidates(&self, len: u32, pads: &[(u32, u32)]) -> Vec<(Pick, bool)> {
         let mut out = Vec::new();
         // 1. each sender's own complete set, senders in order of first appearance
         let mut senders: Vec<SocketAddr> = Vec::new();
@@ -223,7 +230,7 @@ impl Assembly {
             if let Some(p) = self.walk(len, pads, |_, cs| {
                 cs.iter().position(|c| c.from.contains(s))
             }) {
-                out.push(p);
+                out.push((p, true));
             }
         }
         // 2. the latest copy of every block; 3. the first
@@ -235,10 +242,10 @@ impl Assembly {
         };
         let base = self.walk(len, pads, latest);
         if let Some(p) = &base {
-            out.push(p.clone());
+            out.push((p.clone(), false));
         }
         if let Some(p) = self.walk(len, pads, |_, cs| (!cs.is_empty()).then_some(0)) {
-            out.push(p);
+            out.push((p, false));
         }
         // 4. one block swapped, from the latest copies
         if let Some(base) = base {
@@ -251,7 +258,7 @@ impl Assembly {
                     if let Some(q) = self.walk(len, pads, |at, cs| {
                         p.get(&at).copied().or_else(|| latest(at, cs))
                     }) {
-                        out.push(q);
+                        out.push((q, false));
                     }
                 }
             }
@@ -318,7 +325,8 @@ pub(super) struct Verdict {
     pub(super) failed_with: Vec<SocketAddr>,
     /// Hashes computed for this verdict.
     pub(super) hashes: u32,
-    /// The hash budget ran out in this search.
+    /// The hash budget ran out in this search (first time only): from now on only own
+    /// sets are tried.
     pub(super) exhausted: bool,
 }
 
@@ -341,13 +349,16 @@ pub(super) fn judge(
         exhausted: false,
     };
     let mut any = false;
-    for pick in a.candidates(len, &pads) {
-        if !a.tried.insert(digest(&pick)) {
+    for (pick, own) in a.candidates(len, &pads) {
+        if !own && a.attempts >= max_attempts {
+            if !a.exhausted {
+                a.exhausted = true;
+                verdict.exhausted = true;
+            }
             continue;
         }
-        if a.attempts >= max_attempts {
-            verdict.exhausted = true;
-            break;
+        if !a.tried.insert(digest(&pick)) {
+            continue;
         }
         let Some((data, at)) = a.build(len, &pads, &pick) else {
             continue;
@@ -481,15 +492,18 @@ mod tests {
         names.sort();
         assert_eq!(names, vec![peer(2), peer(4)]);
         // Latest has two bad blocks, so only the first-copies combination is right: it is
-        // the third combination hashed (latest, then first); a budget of 1 stops before.
+        // the second combination hashed (latest, then first); a budget of 1 stops before.
         let mut a = build();
         let v = judge(&m, 0, &mut a, 1).unwrap();
         assert!(v.good.is_none() && v.exhausted && v.hashes == 1);
-        let v = judge(&m, 0, &mut a, 1).unwrap();
         assert!(
-            v.exhausted && v.hashes == 0,
-            "nothing more once the budget is spent"
+            judge(&m, 0, &mut a, 1).is_none(),
+            "nothing more once the budget is spent (and said once)"
         );
+        // Own sets are tried past the budget: peer 3 sends block 0 and has a whole set.
+        assert_eq!(add(&mut a, &content, 0, false, 3), Added::NewSender);
+        let v = judge(&m, 0, &mut a, 1).unwrap();
+        assert!(v.good.is_some() && v.hashes == 1 && !v.exhausted);
     }
 
     #[test]

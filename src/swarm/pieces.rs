@@ -67,6 +67,7 @@ pub struct Pieces {
     /// (`swarms.max_blame_pieces` pieces; then forgotten, counted).
     blame: HashMap<Key, Vec<(u32, u32, u64)>>,
     pub max_blame_pieces: usize,
+    blame_seed: u64,
     pub counters: HashMap<InfoHash, PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
     worker: Option<Worker<Key, Job, Judged>>,
@@ -98,6 +99,7 @@ impl Pieces {
             alt_held: 0,
             blame: HashMap::new(),
             max_blame_pieces: 65_536,
+            blame_seed: fastrand::u64(..),
             counters: HashMap::new(),
             worker: None,
             ahead_max: 0,
@@ -152,7 +154,7 @@ impl Pieces {
                 return; // Outside its piece: no valid piece contains it.
             }
             if self.is_done(&ih, index) || sink.contains(&ih, index) {
-                self.late_copy(&ih, index, begin, &data, from, sink);
+                self.late_copy(&ih, index, begin, data, from, sink);
                 return;
             }
         }
@@ -218,24 +220,77 @@ impl Pieces {
         ih: &InfoHash,
         index: u32,
         begin: u32,
-        data: &[u8],
+        data: Vec<u8>,
         from: SocketAddr,
         sink: &dyn PieceSink,
     ) {
         let Some(blocks) = self.blame.get(&(*ih, index)) else {
             return;
         };
-        let Some(&(_, _, d)) = blocks
+        let Some(&(_, _, want)) = blocks
             .iter()
             .find(|(b, l, _)| *b == begin && *l as usize == data.len())
         else {
             return; // a split no copy of the verified piece had: nothing to compare
         };
-        if block_digest(data) != d {
+        // The digest is a read of the whole block: on the hash thread when there is one
+        // (a box in the path sees most blocks again after their piece verified), its
+        // result applied in order like a piece's verdict.
+        let seed = self.blame_seed;
+        // Within the bytes the hash thread may hold, as for pieces.
+        while self.worker.as_ref().is_some_and(|w| {
+            w.alive() && w.len() > 0 && w.weight().saturating_add(data.len()) > self.ahead_max
+        }) {
+            self.settle_one(sink);
+        }
+        if let Some(w) = self.worker.as_mut().filter(|w| w.alive()) {
+            let job = Job::Late {
+                ih: *ih,
+                data,
+                want,
+                seed,
+                from,
+            };
+            let weight = job.weight();
+            match w.submit((*ih, index), weight, job) {
+                Ok(()) => {
+                    *self.judging.entry(*ih).or_default() += 1;
+                    return;
+                }
+                Err(Job::Late { data, .. }) => {
+                    return self.late_verdict(ih, from, &data, want, sink)
+                }
+                Err(_) => return,
+            }
+        }
+        self.late_verdict(ih, from, &data, want, sink);
+    }
+
+    fn late_verdict(
+        &mut self,
+        ih: &InfoHash,
+        from: SocketAddr,
+        data: &[u8],
+        want: u64,
+        sink: &dyn PieceSink,
+    ) {
+        let bad = block_digest(self.blame_seed, data) != want;
+        self.apply_late(ih, from, data.len() as u64, bad, sink);
+    }
+
+    fn apply_late(
+        &mut self,
+        ih: &InfoHash,
+        from: SocketAddr,
+        len: u64,
+        bad: bool,
+        sink: &dyn PieceSink,
+    ) {
+        if bad {
             let c = self.counters.entry(*ih).or_default();
             let e = c.proven_bad_by_peer.entry(from).or_default();
-            (e.0, e.1) = (e.0 + 1, e.1 + data.len() as u64);
-            sink.proven_bad(from, data.len() as u64);
+            (e.0, e.1) = (e.0 + 1, e.1 + len);
+            sink.proven_bad(from, len);
         }
     }
 
@@ -325,7 +380,7 @@ impl Pieces {
         let Some(w) = self.worker.as_mut() else {
             return Err(a);
         };
-        let job = Job {
+        let job = Job::Piece {
             meta: m.clone(),
             index,
             assembly: a,
@@ -336,7 +391,8 @@ impl Pieces {
                 *self.judging.entry(m.info_hash).or_default() += 1;
                 Ok(())
             }
-            Err(job) => Err(job.assembly),
+            Err(Job::Piece { assembly, .. }) => Err(assembly),
+            Err(Job::Late { .. }) => Ok(()), // not what was submitted
         }
     }
 
@@ -371,13 +427,13 @@ impl Pieces {
             // Before the piece is offered: rules on liars see this very proof.
             sink.proven_bad(*p, *n);
         }
+        if v.exhausted {
+            c.given_up += 1;
+        }
         let Some(good) = v.good else {
-            if v.exhausted {
-                c.given_up += 1;
-                self.alt_held = self.alt_held.saturating_sub(a.alt_bytes);
-            } else {
-                self.reopen(key, a);
-            }
+            // Kept either way: an own complete set may still come (tried past the budget);
+            // the assembly budget frees it, oldest first, when the room is needed.
+            self.reopen(key, a);
             return;
         };
         self.alt_held = self.alt_held.saturating_sub(a.alt_bytes);
@@ -418,7 +474,7 @@ impl Pieces {
             .spans()
             .filter_map(|(b, l)| {
                 let d = data.get(b as usize..(b as usize).checked_add(l as usize)?)?;
-                Some((b, l, block_digest(d)))
+                Some((b, l, block_digest(self.blame_seed, d)))
             })
             .collect();
         self.blame.insert(key, blocks);
@@ -451,9 +507,28 @@ impl Pieces {
 
     fn start_hashing(&mut self) {
         if self.worker.is_none() && self.hash_threads > 0 {
-            self.worker = Worker::start("peercache-hash", self.hash_threads, |mut j: Job| {
-                let verdict = judge(&j.meta, j.index, &mut j.assembly, j.max_attempts);
-                (j.meta, j.index, verdict, j.assembly)
+            self.worker = Worker::start("peercache-hash", self.hash_threads, |j: Job| match j {
+                Job::Piece {
+                    meta,
+                    index,
+                    mut assembly,
+                    max_attempts,
+                } => {
+                    let verdict = judge(&meta, index, &mut assembly, max_attempts);
+                    Judged::Piece(meta, index, verdict, assembly)
+                }
+                Job::Late {
+                    ih,
+                    data,
+                    want,
+                    seed,
+                    from,
+                } => Judged::Late {
+                    ih,
+                    from,
+                    len: data.len() as u64,
+                    bad: block_digest(seed, &data) != want,
+                },
             });
             self.hash_threads = 0; // started, or never will be
         }
@@ -473,14 +548,21 @@ impl Pieces {
         }
     }
 
-    fn take_verdict(&mut self, (m, index, verdict, a): Judged, sink: &dyn PieceSink) {
-        if let Some(n) = self.judging.get_mut(&m.info_hash) {
+    fn take_verdict(&mut self, judged: Judged, sink: &dyn PieceSink) {
+        let ih = match &judged {
+            Judged::Piece(m, ..) => m.info_hash,
+            Judged::Late { ih, .. } => *ih,
+        };
+        if let Some(n) = self.judging.get_mut(&ih) {
             *n -= 1;
             if *n == 0 {
-                self.judging.remove(&m.info_hash);
+                self.judging.remove(&ih);
             }
         }
-        self.apply(&m, index, verdict, a, sink);
+        match judged {
+            Judged::Piece(m, index, verdict, a) => self.apply(&m, index, verdict, a, sink),
+            Judged::Late { from, len, bad, .. } => self.apply_late(&ih, from, len, bad, sink),
+        }
     }
 
     /// Verdicts take effect up to that of the newest piece of swarm `ih` in flight that
@@ -574,23 +656,54 @@ impl Pieces {
     }
 }
 
-/// What the hash thread hands back: the piece's swarm and index, the verdict, and the
-/// assembly (with its search memory) for a piece that did not verify.
-type Judged = (Arc<Metainfo>, u32, Option<Verdict>, Assembly);
-
-/// A complete piece for the hash thread.
-struct Job {
-    meta: Arc<Metainfo>,
-    index: u32,
-    assembly: Assembly,
-    max_attempts: u32,
+/// What the hash thread hands back.
+enum Judged {
+    /// A piece's swarm and index, the verdict, and the assembly (with its search memory)
+    /// for a piece that did not verify.
+    Piece(Arc<Metainfo>, u32, Option<Verdict>, Assembly),
+    /// A copy that came after its piece verified: whether it differs.
+    Late {
+        ih: InfoHash,
+        from: SocketAddr,
+        len: u64,
+        bad: bool,
+    },
 }
 
-/// A fast digest of a block for late-copy blame: a differing digest proves differing
-/// bytes (never a false blame); a collision could only let a liar go unnamed.
-fn block_digest(data: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::quality::FixedState::with_seed(0x7065_6572_6361_6368).hash_one(data)
+/// Work for the hash thread.
+enum Job {
+    /// A complete piece to judge.
+    Piece {
+        meta: Arc<Metainfo>,
+        index: u32,
+        assembly: Assembly,
+        max_attempts: u32,
+    },
+    /// A late copy to compare with the digest of its verified block.
+    Late {
+        ih: InfoHash,
+        data: Vec<u8>,
+        want: u64,
+        seed: u64,
+        from: SocketAddr,
+    },
+}
+
+impl Job {
+    fn weight(&self) -> usize {
+        match self {
+            Job::Piece { assembly, .. } => assembly.bytes.saturating_mul(2),
+            Job::Late { data, .. } => data.len(),
+        }
+    }
+}
+
+/// A fast digest of a block for late-copy blame (XXH3: every late copy of every verified
+/// block is hashed, so it must cost about a memory read). A differing digest proves
+/// differing bytes (never a false blame); a collision could only let a liar go unnamed,
+/// and the seed is drawn per run so a liar cannot aim for one.
+fn block_digest(seed: u64, data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(data, seed)
 }
 
 #[cfg(test)]
@@ -724,6 +837,32 @@ mod tests {
         let c = &p.counters[&ih];
         assert_eq!(c.proven_bad_by_peer.get(&peer(3)), Some(&(1, 16384)));
         assert_eq!(c.proven_bad_by_peer.get(&peer(4)), None);
+    }
+
+    /// Late copies judged on the hash thread: the same verdicts, applied in order.
+    #[test]
+    fn late_copies_on_the_hash_thread() {
+        let (m, content) = torrent();
+        let sink = Sink::default();
+        let mut p = Pieces::new(1 << 20, 1 << 20);
+        p.verify_on_threads(1, 64 * 1024);
+        let ih = m.info_hash;
+        feed(&mut p, Some(&m), ih, &content, 0, peer(1), &sink, None);
+        p.settle(&sink);
+        for n in 0..20u8 {
+            let mut late = content[..16384].to_vec();
+            if n % 2 == 1 {
+                late[n as usize] ^= 1;
+            }
+            p.block(ih, Some(&m), 0, 0, late, peer(10 + n % 4), &sink);
+        }
+        p.settle(&sink);
+        let c = &p.counters[&ih];
+        // Odd n are bad: peers 11 and 13, five copies each.
+        assert_eq!(c.proven_bad_by_peer.get(&peer(11)), Some(&(5, 5 * 16384)));
+        assert_eq!(c.proven_bad_by_peer.get(&peer(13)), Some(&(5, 5 * 16384)));
+        assert_eq!(c.proven_bad_by_peer.len(), 2);
+        assert_eq!(p.held(), (0, 0));
     }
 
     #[test]
