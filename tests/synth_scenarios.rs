@@ -1,15 +1,24 @@
 //! Generated captures with known impairments: the engine must report exactly what the
 //! generator's truth says — counts derived from the construction (what was dropped,
-//! duplicated, reordered, altered), and the SHA-1 of every delivered byte stream.
+//! duplicated, reordered, altered), and the SHA-1 of every delivered byte stream. Poisoned
+//! swarms (`--poison`): every piece verifies, exactly the hostile peers are proven bad for
+//! exactly their copies, the hash failures are the ones the copies' order implies, and the
+//! cache, read back with `peercache cache get`, holds the original content byte for byte.
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use clap::ValueEnum;
 use common::*;
 use peercache::config::Config;
 use peercache::engine::Engine;
 use peercache::report::Report;
-use peercache::synth::{self, SynthArgs, Truth};
+use peercache::synth::{self, BadCopies, Poison, SynthArgs, Truth};
 use peercache::wire::link::LinkType;
+use serde_json::Value;
 
 fn args(f: impl FnOnce(&mut SynthArgs)) -> SynthArgs {
     let mut a = SynthArgs {
@@ -417,5 +426,255 @@ fn mse_then_plaintext_sessions_verify_like_plain_ones() {
         assert_eq!(sm.pieces_verified, sp.pieces_verified, "{name}");
         assert_eq!(sm.pieces_verified, u64::from(tm.pieces), "{name}");
         assert_eq!(sm.pieces_failed, 0, "{name}");
+    }
+}
+
+/// A poisoned capture of `scenario`: by default 4 pieces of 4 blocks and a fifth of two
+/// (the last one short), so one-block and partial-block cases come up too.
+fn poisoned(scenario: Poison, f: impl FnOnce(&mut SynthArgs)) -> SynthArgs {
+    args(|a| {
+        a.poison = Some(scenario);
+        a.size = synth::ByteSize(4 * 65536 + 20000);
+        f(a);
+    })
+}
+
+/// `peercache replay --json` of `pcap` into the cache `cache`, with the .torrent files of
+/// `torrents`: the JSON as an operator sees it.
+fn replay_cli(pcap: &Path, cache: &Path, torrents: &Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
+        .args(["replay", "--json", "--cache-dir"])
+        .arg(cache)
+        .arg("--metainfo")
+        .arg(torrents)
+        .arg(pcap)
+        .output()
+        .expect("run peercache replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+/// Piece `index` of `info_hash` from `peercache cache get`.
+fn cache_get(cache: &Path, info_hash: &str, index: u32) -> Vec<u8> {
+    let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
+        .args(["cache", "get", "--cache-dir"])
+        .arg(cache)
+        .args([info_hash, &index.to_string()])
+        .output()
+        .expect("run peercache cache get");
+    assert!(out.status.success(), "piece {index} not in the cache");
+    out.stdout
+}
+
+fn count(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Generates `a` (a `--poison` run) to a file, replays it with a cache and the .torrent,
+/// and holds the report and the cache to the truth; the capture's counts and streams are
+/// checked in-process as for every other scenario.
+fn check_poisoned(name: &str, a: &SynthArgs) {
+    let dir = tempfile::tempdir().unwrap();
+    let torrents = dir.path().join("torrents");
+    std::fs::create_dir_all(&torrents).unwrap();
+    let a = SynthArgs {
+        output: dir.path().join("p.pcap"),
+        torrent_out: Some(torrents.join("p.torrent")),
+        ..a.clone()
+    };
+    let truth = synth::run(&a).expect("synth");
+    let p = truth
+        .poison
+        .as_ref()
+        .expect("a --poison run has poison truth");
+    let torrent = synth::torrent_for(&a).unwrap();
+    let pieces = u64::from(truth.pieces);
+    // Each flow's honest seeder sends every piece: all of them verify.
+    assert_eq!(p.pieces_verified, pieces, "{name}: truth");
+    let hostile: BTreeSet<String> = p.hostile.iter().map(|h| h.address.clone()).collect();
+    assert_eq!(
+        hostile.len(),
+        usize::from(p.scenario.hostile_peers()),
+        "{name}"
+    );
+    // Every scenario has each hostile peer send at least one block of every piece: each
+    // is named, and nobody else.
+    assert_eq!(
+        p.proven_bad_peers.keys().cloned().collect::<BTreeSet<_>>(),
+        hostile,
+        "{name}: truth names the hostile peers"
+    );
+    // Independently of the truth's own accounting: no peer sends a block twice except
+    // the honest seeder's second copy of every block in `refetch`, so the hostile copies
+    // are the PIECE messages beyond the honest ones (every block of the torrent per flow,
+    // once or, in `refetch`, twice less the blocks the hostile peer sent first).
+    let flows = u64::from(a.flows);
+    let blocks: u64 = (0..truth.pieces)
+        .map(|i| u64::from(torrent.piece_len(i).div_ceil(synth::BLOCK_LEN)))
+        .sum();
+    let bad_blocks: u64 = p.proven_bad_peers.values().map(|b| b.blocks).sum();
+    let bad_bytes: u64 = p.proven_bad_peers.values().map(|b| b.bytes).sum();
+    if p.scenario == Poison::Refetch {
+        assert_eq!(truth.piece_messages, 2 * flows * blocks, "{name}");
+    } else {
+        assert_eq!(bad_blocks, truth.piece_messages - flows * blocks, "{name}");
+        assert_eq!(
+            bad_bytes,
+            truth.piece_bytes - flows * truth.total_length,
+            "{name}"
+        );
+    }
+
+    // The capture itself: connections, messages, delivered streams.
+    let (t, r) = replay_generated(&a);
+    assert_eq!(t, truth, "{name}: generation is deterministic");
+    check(name, &t, &r, false);
+
+    // The replay an operator runs, with a cache.
+    let cache = dir.path().join("cache");
+    let r = replay_cli(&a.output, &cache, &torrents);
+    let s = r["swarms"]
+        .as_array()
+        .and_then(|v| {
+            v.iter()
+                .find(|s| s["info_hash"] == truth.info_hash.as_str())
+        })
+        .unwrap_or_else(|| panic!("{name}: swarm not in the report"));
+    assert_eq!(
+        (
+            count(&s["pieces_verified"]),
+            count(&s["pieces_cached"]),
+            count(&s["pieces_given_up"])
+        ),
+        (pieces, pieces, 0),
+        "{name}: (verified, cached, given up)"
+    );
+    assert_eq!(
+        (count(&s["pieces_failed"]), count(&s["pieces_recovered"])),
+        (p.pieces_failed, p.pieces_recovered),
+        "{name}: (failed, recovered)"
+    );
+    let proven: BTreeMap<String, BadCopies> = s["proven_bad_peers"]
+        .as_object()
+        .expect("proven_bad_peers")
+        .iter()
+        .map(|(k, v)| {
+            let b = BadCopies {
+                blocks: count(&v["blocks"]),
+                bytes: count(&v["bytes"]),
+            };
+            (k.clone(), b)
+        })
+        .collect();
+    assert_eq!(proven, p.proven_bad_peers, "{name}: proven-bad peers");
+    for h in &p.honest {
+        assert!(!proven.contains_key(h), "{name}: honest {h} proven bad");
+    }
+    assert_eq!(
+        (
+            count(&s["proven_bad_blocks"]),
+            count(&s["proven_bad_bytes"])
+        ),
+        (bad_blocks, bad_bytes),
+        "{name}: proven-bad totals"
+    );
+    let failed: BTreeMap<String, u64> = s["failed_by_peer"]
+        .as_object()
+        .expect("failed_by_peer")
+        .iter()
+        .map(|(k, v)| (k.clone(), count(v)))
+        .collect();
+    assert_eq!(failed, p.failed_by_peer, "{name}: failed_by_peer");
+
+    // Not one hostile byte in the cache: every piece is the generated content.
+    for i in 0..truth.pieces {
+        let offset = u64::from(i) * u64::from(truth.piece_length);
+        let want = synth::content_byte_range(a.seed, 0, offset, torrent.piece_len(i) as usize);
+        assert!(
+            cache_get(&cache, &truth.info_hash, i) == want,
+            "{name}: piece {i} in the cache is not the content"
+        );
+    }
+}
+
+#[test]
+fn poisoned_swarms_over_tcp() {
+    for &scenario in Poison::value_variants() {
+        for seed in [1, 2] {
+            let a = poisoned(scenario, |a| a.seed = seed);
+            check_poisoned(&format!("{scenario:?} seed {seed}"), &a);
+        }
+    }
+}
+
+#[test]
+fn poisoned_swarms_over_utp() {
+    for &scenario in Poison::value_variants() {
+        let a = poisoned(scenario, |a| {
+            a.utp = true;
+            a.seed = 3;
+        });
+        check_poisoned(&format!("utp {scenario:?}"), &a);
+    }
+}
+
+/// Three leechers, each with its honest seeder and its connections to the hostile peers:
+/// the second and third leechers' copies of a piece all come after it verified (only the
+/// hostile ones are blamed, as they arrive); over IPv6, one run over uTP.
+#[test]
+fn poisoned_swarm_with_several_leechers() {
+    for (scenario, utp) in [
+        (Poison::Before, false),
+        (Poison::Different, false),
+        (Poison::Refetch, true),
+    ] {
+        let a = poisoned(scenario, |a| {
+            a.flows = 3;
+            a.ipv6 = true;
+            a.utp = utp;
+            a.seed = 4;
+        });
+        check_poisoned(&format!("3 leechers {scenario:?} utp {utp}"), &a);
+    }
+}
+
+/// Pieces of 16 blocks (256 KiB): the search of a piece whose hostile copies cover it before
+/// the honest seeder's set is complete spends swarms.max_hash_attempts_per_piece (64) on
+/// one-block swaps first, gives the piece up and drops its copies; the honest copy, complete
+/// on the wire, never verifies (issue 20, point 1). Fails until the engine tries each
+/// sender's own complete set whatever the budget spent.
+#[test]
+#[ignore = "engine: a 16-block piece's search runs out of hashes before the honest set completes (issue 20)"]
+fn poisoned_pieces_of_sixteen_blocks() {
+    for &scenario in Poison::value_variants() {
+        for seed in [1, 2] {
+            let a = poisoned(scenario, |a| {
+                a.size = synth::ByteSize(1 << 20);
+                a.piece_length = 1 << 18;
+                a.seed = seed;
+            });
+            check_poisoned(&format!("16 blocks {scenario:?} seed {seed}"), &a);
+        }
+    }
+}
+
+/// The 16-block scenarios whose hostile copies never cover a piece before the honest
+/// seeder's set is complete verify today: a bad copy after the honest one, or one block at
+/// a time.
+#[test]
+fn poisoned_pieces_of_sixteen_blocks_the_search_finds() {
+    for scenario in [Poison::After, Poison::Late, Poison::Interleaved] {
+        for seed in [1, 2] {
+            let a = poisoned(scenario, |a| {
+                a.size = synth::ByteSize(1 << 20);
+                a.piece_length = 1 << 18;
+                a.seed = seed;
+            });
+            check_poisoned(&format!("16 blocks {scenario:?} seed {seed}"), &a);
+        }
     }
 }

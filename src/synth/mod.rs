@@ -38,10 +38,17 @@
 //!   conflicting += 1; the first copy wins.
 //! - overlap-conflict: rejected (packets, not byte ranges, so there is nothing to straddle).
 //! - close: `FIN(leecher)`, `STATE`, `FIN(seeder)`, `STATE`; each FIN takes a seq_nr.
+//!
+//! With `--poison SCENARIO` the sessions are not interleaved at random: the scenario's run
+//! (`poison`) adds a connection from every leecher to each of one or two hostile peers and
+//! orders every block copy, piece by piece; [`PoisonTruth`] is derived from that order
+//! (`blame`). Memory stays bounded: one piece's copies at a time.
 
+mod blame;
 mod impair;
 mod packet;
 mod pcapout;
+mod poison;
 mod script;
 mod session;
 mod survey;
@@ -57,8 +64,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use packet::{LEECHER_BASE_PORT, MAX_FLOWS, SEEDER_PORT};
+pub use packet::{LEECHER_BASE_PORT, MAX_FLOWS, MAX_HOSTILE_PEERS, SEEDER_PORT};
+pub use poison::{Poison, OTHER_XOR};
 pub use script::{LEECHER_UT_METADATA, METADATA_PIECE, SEEDER_UT_METADATA, UT_PEX};
+pub use session::HOSTILE_XOR;
 pub use torrent::{content_byte_range, fill_content, hex, Torrent, ANNOUNCE_URL, BLOCK_LEN};
 
 /// First timestamp of every capture (2020-09-13T12:26:40Z): fixed, never the wall clock.
@@ -193,6 +202,13 @@ pub struct SynthArgs {
     /// XOR 0x5A): hostile peers whose pieces must fail their hash.
     #[arg(long, default_value_t = 0)]
     pub hostile: u32,
+    /// A poisoned swarm: every leecher also talks to one or two hostile peers, and piece by
+    /// piece the scenario says who sends which block copy when (before, after, interleaved,
+    /// identical, different, late, refetch: see docs/cli.md); the truth says which pieces
+    /// verify, which hashes fail with whom, and who is proven bad for how many blocks. No
+    /// capture impairment, --midstream or --hostile with it.
+    #[arg(long, value_enum)]
+    pub poison: Option<Poison>,
     /// The first N flows open with an MSE/PE key exchange (random DH values, pads and RC4
     /// parts of the exact lengths; the leecher's handshake encrypted in IA) that selects
     /// plaintext, as aria2 and libtorrent negotiate by default; then the plain peer wire.
@@ -230,6 +246,7 @@ impl Default for SynthArgs {
             ipv6: false,
             magnet: false,
             hostile: 0,
+            poison: None,
             mse_plaintext: 0,
             torrent_out: None,
             truth_out: None,
@@ -281,6 +298,45 @@ pub struct UtpTruth {
 /// `record_streams`, so the two compare directly.
 pub type StreamTruth = crate::report::StreamRecord;
 
+/// A hostile peer of a `--poison` run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostilePeer {
+    /// "ip:port", as the report names peers.
+    pub address: String,
+    /// The byte it XORs every byte of its blocks with (never 0).
+    pub xor: u8,
+}
+
+/// A peer's block copies proven bad, and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadCopies {
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// Ground truth of a `--poison` run: what an engine following the documented search
+/// (`swarm::assembly`) reports for the swarm, derived from the order the copies were sent in
+/// (the rules: `synth::blame`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoisonTruth {
+    pub scenario: Poison,
+    /// The honest seeders, "ip:port", sorted (one per flow; flows may share one).
+    pub honest: Vec<String>,
+    pub hostile: Vec<HostilePeer>,
+    /// Pieces that verify: every piece (each flow's honest seeder sends all of them).
+    pub pieces_verified: u64,
+    /// Pieces whose first combination hashed held a bad copy (each fails once).
+    pub pieces_failed: u64,
+    /// Pieces verified after they failed.
+    pub pieces_recovered: u64,
+    /// Per peer: the failures it took part in (a copy of it in the failing combination;
+    /// honest peers too). Peers with none are absent.
+    pub failed_by_peer: BTreeMap<String, u64>,
+    /// Per peer proven to have lied: its bad block copies and their bytes. No peer sends a
+    /// block twice, so this is every hostile PIECE message and its block length.
+    pub proven_bad_peers: BTreeMap<String, BadCopies>,
+}
+
 /// Ground truth of a generated capture, computed from the construction.
 ///
 /// Message counts (`messages`, `piece_messages`, `piece_bytes`, `request_messages`,
@@ -291,7 +347,8 @@ pub type StreamTruth = crate::report::StreamRecord;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Truth {
     pub seed: u64,
-    /// Number of TCP flows (uTP connections with --utp).
+    /// Number of TCP flows (uTP connections with --utp): one per `--flows`, and with
+    /// `--poison` one more per flow and hostile peer.
     pub flows: u32,
     /// v1 info-hash, 40 lowercase hex digits.
     pub info_hash: String,
@@ -307,12 +364,16 @@ pub struct Truth {
     pub messages: BTreeMap<String, u64>,
     /// TCP reassembly; all zero with --utp.
     pub reassembly: ReassemblyTruth,
-    /// One per flow, in flow order.
+    /// One per connection: the flows in order, then (`--poison`) each flow's connections
+    /// to the hostile peers, flow by flow.
     pub streams: Vec<StreamTruth>,
     /// Some exactly with --utp; absent from the JSON of TCP runs so their Truth files are
     /// unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utp: Option<UtpTruth>,
+    /// Some exactly with --poison (absent from the JSON of other runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poison: Option<PoisonTruth>,
 }
 
 /// Every key of `Truth::messages`.
@@ -358,6 +419,16 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
             "--overlap-conflict needs TCP (uTP has packets, not byte ranges)".into(),
         ));
     }
+    if args.poison.is_some() {
+        let c = args;
+        let impaired = c.reorder + c.duplicate + c.loss + c.conflict + c.overlap_conflict > 0;
+        if impaired || c.midstream || c.hostile > 0 {
+            // The truth is derived from every copy being delivered in the order sent.
+            return Err(SynthError::InvalidArgs(
+                "--poison takes no capture impairment, --midstream or --hostile".into(),
+            ));
+        }
+    }
     if args.mse_plaintext > args.flows {
         return Err(SynthError::InvalidArgs(
             "--mse-plaintext must be at most --flows".into(),
@@ -376,6 +447,7 @@ fn shared(args: &SynthArgs, torrent: Torrent) -> Result<session::Shared, SynthEr
         ipv6: args.ipv6,
         magnet: args.magnet,
         hostile: args.hostile,
+        poison: args.poison,
         flows: args.flows,
         counts: impair::Counts {
             reorder: args.reorder,
@@ -412,35 +484,38 @@ fn generate_with(
         sessions.push(session::Session::new(flow, &sh, master.u64(..))?);
     }
     let mut mux = fastrand::Rng::with_seed(master.u64(..));
-
-    let mut active: Vec<usize> = (0..sessions.len()).collect();
-    let mut frame = Vec::with_capacity(usize::from(args.mss) + 128);
-    let mut scratch = Vec::with_capacity(usize::from(args.mss) + 20);
-    let mut tick: u64 = 0;
-    while !active.is_empty() {
-        // Uniform choice among open sessions: each frame comes from a random session, so
-        // flows interleave at frame granularity.
-        let slot = mux.u64(0..active.len() as u64) as usize;
-        let Some(&idx) = active.get(slot) else { break };
-        let Some(s) = sessions.get_mut(idx) else {
-            break;
-        };
-        match s.next(&sh, &mut tally)? {
-            Some(q) => {
-                frame.clear();
-                let ts_micros = START_MICROS + tick * STEP_MICROS;
-                s.build(&sh, &q, ts_micros, &mut scratch, &mut frame)?;
-                sink(Frame {
-                    ts_micros,
-                    data: &frame,
-                })?;
-                tick += 1;
+    let mut pump = Pump {
+        sink,
+        frame: Vec::with_capacity(usize::from(args.mss) + 128),
+        scratch: Vec::with_capacity(usize::from(args.mss) + 20),
+        tick: 0,
+    };
+    let poisoned = match args.poison {
+        Some(p) => Some(poison::run(
+            p,
+            &sh,
+            &mut master,
+            &mut sessions,
+            &mut tally,
+            &mut pump,
+        )?),
+        None => {
+            let mut active: Vec<usize> = (0..sessions.len()).collect();
+            while !active.is_empty() {
+                // Uniform choice among open sessions: each frame comes from a random
+                // session, so flows interleave at frame granularity.
+                let slot = mux.u64(0..active.len() as u64) as usize;
+                let Some(&idx) = active.get(slot) else { break };
+                let Some(s) = sessions.get_mut(idx) else {
+                    break;
+                };
+                if !pump.one(s, &sh, &mut tally)? {
+                    active.swap_remove(slot);
+                }
             }
-            None => {
-                active.swap_remove(slot);
-            }
+            None
         }
-    }
+    };
 
     let t = &sh.torrent;
     let mut messages: BTreeMap<String, u64> =
@@ -450,7 +525,7 @@ fn generate_with(
     }
     Ok(Truth {
         seed: args.seed,
-        flows: args.flows,
+        flows: sessions.len() as u32,
         info_hash: t.info_hash.to_string(),
         piece_length: t.piece_length,
         total_length: t.total_length,
@@ -463,7 +538,51 @@ fn generate_with(
         reassembly: tally.reassembly,
         streams: sessions.iter().map(|s| s.stream_truth()).collect(),
         utp: args.utp.then_some(tally.utp),
+        poison: poisoned,
     })
+}
+
+/// Frames out of sessions into the sink, stamped from a frame counter.
+struct Pump<'a> {
+    sink: &'a mut dyn FnMut(Frame<'_>) -> Result<(), SynthError>,
+    frame: Vec<u8>,
+    scratch: Vec<u8>,
+    tick: u64,
+}
+
+impl Pump<'_> {
+    /// The next frame of `s` into the sink; false when `s` has none (closed, or directed and
+    /// waiting for its next order).
+    fn one(
+        &mut self,
+        s: &mut session::Session,
+        sh: &session::Shared,
+        tally: &mut tally::Tally,
+    ) -> Result<bool, SynthError> {
+        let Some(q) = s.next(sh, tally)? else {
+            return Ok(false);
+        };
+        self.frame.clear();
+        let ts_micros = START_MICROS + self.tick * STEP_MICROS;
+        s.build(sh, &q, ts_micros, &mut self.scratch, &mut self.frame)?;
+        (self.sink)(Frame {
+            ts_micros,
+            data: &self.frame,
+        })?;
+        self.tick += 1;
+        Ok(true)
+    }
+
+    /// Every frame `s` has until it closes or waits for an order.
+    fn drain(
+        &mut self,
+        s: &mut session::Session,
+        sh: &session::Shared,
+        tally: &mut tally::Tally,
+    ) -> Result<(), SynthError> {
+        while self.one(s, sh, tally)? {}
+        Ok(())
+    }
 }
 
 /// `peercache synth`: writes the pcap, plus `--torrent-out` and `--truth-out` if given.

@@ -62,6 +62,11 @@ pub const LEECHER_BASE_PORT: u16 = 40000;
 pub const MAX_FLOWS: u32 = (u16::MAX - LEECHER_BASE_PORT) as u32 + 1;
 /// Seeders are spread over this many hosts (several leechers share a seeder, as in a swarm).
 const SEEDER_HOSTS: u32 = 200;
+/// Hostile peers of `--poison` (at most this many) are hosts of their own, 198.19.66.x or
+/// 2001:2:0:66::x, port [`SEEDER_PORT`]; every leecher connects to each of them from port
+/// 39999 - k (its port 40000 + flow goes to its honest seeder).
+pub const MAX_HOSTILE_PEERS: u8 = 2;
+const HOSTILE_NET: u8 = 66;
 
 impl Endpoints {
     /// Subscriber side from 198.18.0.0/16, remote side from 198.19.0.0/16 (RFC 2544
@@ -93,6 +98,35 @@ impl Endpoints {
             leecher_mac: [0x02, b'L', b'E', f[1], f[2], f[3]],
             gateway_mac: [0x02, b'G', b'W', 0, 0, 1],
         })
+    }
+
+    /// The connection of flow `flow`'s leecher to hostile peer `k` (0-based, below
+    /// [`MAX_HOSTILE_PEERS`]): the same leecher host, another port, a peer of its own.
+    pub fn hostile(flow: u32, k: u8, ipv6: bool) -> Result<Self, SynthError> {
+        if k >= MAX_HOSTILE_PEERS {
+            return Err(SynthError::InvalidArgs(format!(
+                "at most {MAX_HOSTILE_PEERS} hostile peers"
+            )));
+        }
+        let mut ep = Self::for_flow(flow, ipv6)?;
+        let ip: IpAddr = if ipv6 {
+            Ipv6Addr::new(
+                0x2001,
+                2,
+                0,
+                u16::from(HOSTILE_NET),
+                0,
+                0,
+                0,
+                u16::from(k) + 1,
+            )
+            .into()
+        } else {
+            Ipv4Addr::new(198, 19, HOSTILE_NET, k + 1).into()
+        };
+        ep.leecher.set_port(LEECHER_BASE_PORT - 1 - u16::from(k));
+        ep.seeder = SocketAddr::new(ip, SEEDER_PORT);
+        Ok(ep)
     }
 }
 

@@ -254,6 +254,11 @@ enum Phase {
     Interested,
     Unchoke,
     InitialRequests,
+    /// Directed (`--poison`): the leecher asks for what it is told, one block at a time;
+    /// with nothing to do the script waits (see [`Script::waiting`]).
+    Directed,
+    /// Directed: the peer answers the REQUEST just sent.
+    DirectedPiece(Block),
     /// Seeder answers the oldest outstanding request.
     SendPiece,
     /// Leecher reacts to the block it just got: HAVE if it completed a piece, next REQUEST.
@@ -293,6 +298,23 @@ impl BlockWalk {
     }
 }
 
+/// What a directed script is told to do next (`--poison`: the run decides which peer sends
+/// which block when).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The leecher REQUESTs the block, the peer answers with its PIECE.
+    Piece(Block),
+    /// The leecher announces a piece it has.
+    Have(u32),
+}
+
+/// The orders of a directed script not carried out yet, and whether more will come.
+#[derive(Clone, Debug, Default)]
+struct Directions {
+    pending: VecDeque<Order>,
+    finished: bool,
+}
+
 /// The conversation of one session.
 #[derive(Clone, Debug)]
 pub struct Script {
@@ -304,6 +326,8 @@ pub struct Script {
     walk: BlockWalk,
     outstanding: VecDeque<Block>,
     mse: Option<Mse>,
+    /// Some: directed, block by block, instead of walking the torrent with a pipeline.
+    directed: Option<Directions>,
 }
 
 impl Script {
@@ -327,7 +351,35 @@ impl Script {
             },
             outstanding: VecDeque::with_capacity(PIPELINE),
             mse: None,
+            directed: None,
         }
+    }
+
+    /// After the unchoke, wait for orders ([`Script::order`]) instead of walking the
+    /// torrent; the conversation ends after [`Script::finish`].
+    pub fn directed(mut self) -> Self {
+        self.directed = Some(Directions::default());
+        self
+    }
+
+    /// Queue an order for a directed script (ignored by an undirected one).
+    pub fn order(&mut self, o: Order) {
+        if let Some(d) = self.directed.as_mut() {
+            d.pending.push_back(o);
+        }
+    }
+
+    /// A directed script ends once its orders are carried out.
+    pub fn finish(&mut self) {
+        if let Some(d) = self.directed.as_mut() {
+            d.finished = true;
+        }
+    }
+
+    /// A directed script with nothing to do until its next order: `next_write` said None
+    /// without the conversation being over.
+    pub fn waiting(&self) -> bool {
+        self.phase == Phase::Directed && self.directed.as_ref().is_some_and(|d| !d.finished)
     }
 
     /// Open with an MSE/PE exchange that selects plaintext.
@@ -444,7 +496,34 @@ impl Script {
                     )
                 }
                 Phase::Interested => (true, vec![Msg::Interested], Phase::Unchoke),
-                Phase::Unchoke => (false, vec![Msg::Unchoke], Phase::InitialRequests),
+                Phase::Unchoke => (
+                    false,
+                    vec![Msg::Unchoke],
+                    if self.directed.is_some() {
+                        Phase::Directed
+                    } else {
+                        Phase::InitialRequests
+                    },
+                ),
+                Phase::Directed => {
+                    let Some(d) = self.directed.as_mut() else {
+                        self.phase = Phase::Done;
+                        return None;
+                    };
+                    match d.pending.pop_front() {
+                        Some(Order::Piece(b)) => {
+                            (true, vec![Msg::Request(b)], Phase::DirectedPiece(b))
+                        }
+                        Some(Order::Have(i)) => (true, vec![Msg::Have(i)], Phase::Directed),
+                        None if d.finished => {
+                            self.phase = Phase::Done;
+                            return None;
+                        }
+                        // Waiting: the phase stays, the next order resumes it.
+                        None => return None,
+                    }
+                }
+                Phase::DirectedPiece(b) => (false, vec![Msg::Piece(b)], Phase::Directed),
                 Phase::InitialRequests => {
                     let mut msgs = Vec::with_capacity(PIPELINE);
                     while self.outstanding.len() < PIPELINE {

@@ -15,7 +15,8 @@ use sha1::{Digest, Sha1};
 
 use super::impair::{Counts, Kind, Plan};
 use super::packet::{self, Endpoints, Link, Segment, UtpPacket, ST_DATA, ST_FIN, ST_STATE, ST_SYN};
-use super::script::{Mse, Msg, Script, Write};
+use super::poison::Poison;
+use super::script::{Mse, Msg, Order, Script, Write};
 use super::survey::{survey, wrap_back};
 use super::tally::Tally;
 use super::torrent::{hex, Torrent};
@@ -33,6 +34,8 @@ pub struct Shared {
     pub magnet: bool,
     /// Flows at or past `flows - hostile` have a lying seeder.
     pub hostile: u32,
+    /// Some: every session is directed by the poisoning scenario's run.
+    pub poison: Option<Poison>,
     pub flows: u32,
     pub counts: Counts,
     /// Sessions run over uTP on UDP instead of TCP.
@@ -40,6 +43,9 @@ pub struct Shared {
     /// Flows below this open with an MSE/PE exchange that selects plaintext.
     pub mse_plaintext: u32,
 }
+
+/// What `--hostile` seeders XOR every block byte with.
+pub const HOSTILE_XOR: u8 = 0x5a;
 
 /// Salt of the generator the MSE/PE layout of a session is drawn from: a stream of its own,
 /// so every other number of the session is the one a run without MSE draws.
@@ -130,17 +136,35 @@ pub struct Session {
     buf: Vec<u8>,
     c2s: Delivered,
     s2c: Delivered,
-    /// This flow's seeder sends wrong block bytes.
-    hostile: bool,
+    /// The bytes this session's seeder XORs every block with: 0 for an honest one.
+    lie: u8,
     /// Some: the session runs over uTP (the TCP sequence fields are then unused).
     utp: Option<UtpConn>,
 }
 
 impl Session {
+    /// Flow `flow`: its leecher and its seeder (lying with `--hostile`).
     pub fn new(flow: u32, sh: &Shared, rng_seed: u64) -> Result<Self, SynthError> {
+        let ep = Endpoints::for_flow(flow, sh.ipv6)?;
+        let lie = if flow + sh.hostile >= sh.flows {
+            HOSTILE_XOR
+        } else {
+            0
+        };
+        Self::with(flow, ep, lie, sh, rng_seed)
+    }
+
+    /// A session of flow `flow`'s leecher with the peer of `ep`, whose PIECE blocks are
+    /// XORed with `lie` (0: honest). With `--poison` it is directed (see [`Session::order`]).
+    pub fn with(
+        flow: u32,
+        ep: Endpoints,
+        lie: u8,
+        sh: &Shared,
+        rng_seed: u64,
+    ) -> Result<Self, SynthError> {
         let t = &sh.torrent;
         let mut rng = fastrand::Rng::with_seed(rng_seed);
-        let ep = Endpoints::for_flow(flow, sh.ipv6)?;
         let mut leecher_id = *b"-PC0001-000000000000";
         let mut seeder_id = *b"-SY0001-000000000000";
         for b in leecher_id[8..].iter_mut().chain(seeder_id[8..].iter_mut()) {
@@ -158,8 +182,11 @@ impl Session {
                 seed: r.u64(..),
             }
         });
-        let script =
+        let mut script =
             Script::new(sh.magnet, have_all, leecher_id, seeder_id, start_piece).with_mse(mse);
+        if sh.poison.is_some() {
+            script = script.directed();
+        }
 
         let first = survey(&script, t, sh.unit, None);
         let n = first.s2c_segments;
@@ -225,12 +252,13 @@ impl Session {
             buf: Vec::new(),
             c2s: Delivered::default(),
             s2c: Delivered::default(),
-            hostile: flow + sh.hostile >= sh.flows,
+            lie,
             utp,
         })
     }
 
-    /// The next frame of this session, or None when it is closed.
+    /// The next frame of this session, or None when it is closed (or, directed, waiting for
+    /// its next order).
     pub fn next(&mut self, sh: &Shared, tally: &mut Tally) -> Result<Option<Queued>, SynthError> {
         loop {
             if let Some(q) = self.queue.pop_front() {
@@ -249,6 +277,8 @@ impl Session {
                 }
                 Stage::Talk => match self.script.next_write(&sh.torrent) {
                     Some(w) => self.load(w, sh, tally),
+                    // A directed session waiting for its next order: open, but idle.
+                    None if self.script.waiting() => return Ok(None),
                     None => {
                         self.close();
                         self.stage = Stage::Done;
@@ -257,6 +287,21 @@ impl Session {
                 Stage::Done => return Ok(None),
             }
         }
+    }
+
+    /// A directed session's next order; its frames follow from `next`.
+    pub fn order(&mut self, o: Order) {
+        self.script.order(o);
+    }
+
+    /// A directed session closes once its orders are carried out.
+    pub fn finish(&mut self) {
+        self.script.finish();
+    }
+
+    /// What this session's peer XORs block bytes with (0: honest).
+    pub fn lie(&self) -> u8 {
+        self.lie
     }
 
     /// Builds the frame of `q` (just returned by `next`), emitted at `ts_micros`, into `out`.
@@ -522,10 +567,10 @@ impl Session {
         for m in &w.msgs {
             let start = self.buf.len();
             m.encode(t, &mut self.buf);
-            if self.hostile && matches!(m, Msg::Piece(_)) {
+            if self.lie != 0 && matches!(m, Msg::Piece(_)) {
                 // Keep the 13-byte header; lie in the block.
                 for b in &mut self.buf[start + 13..] {
-                    *b ^= 0x5a;
+                    *b ^= self.lie;
                 }
             }
             spans.push((start, self.buf.len() - start));

@@ -982,6 +982,8 @@ fn cli_args_parse() {
         ..SynthArgs::default()
     };
     assert_eq!(format!("{d:?}"), format!("{e:?}"));
+    let p = Cli::parse_from(["synth", "-o", "x.pcap", "--poison", "refetch"]).synth;
+    assert_eq!(p.poison, Some(Poison::Refetch));
 }
 
 /// Streams: 64 MiB x 8 flows into a counting sink. Nothing is asserted about memory or time
@@ -1866,4 +1868,130 @@ fn mse_plaintext_sessions_have_the_exact_layout() {
     assert_ne!(truth.streams[0], plain.streams[0]);
     // More MSE flows than flows is refused.
     assert!(generate(&args(|b| b.mse_plaintext = 2), &mut |_| Ok(())).is_err());
+}
+
+/// `--poison`: every connection's PIECE messages decoded independently (etherparse, the
+/// test reassembler, the test peer-wire parser). Each flow's honest seeder sends every block
+/// of every piece, right; every hostile PIECE is its block XORed with that peer's byte, and
+/// no hostile peer sends a block twice; so the truth's proven-bad peers are exactly those
+/// copies. The hostile connections go from each leecher's port 39999 - k to peer k.
+#[test]
+fn poisoned_connections_carry_the_scenarios_copies() {
+    use clap::ValueEnum;
+    for &scenario in Poison::value_variants() {
+        let a = args(|a| {
+            a.poison = Some(scenario);
+            a.flows = 2;
+            a.size = ByteSize(3 * 65536 + 5000);
+            a.seed = 7;
+        });
+        let (fs, truth) = frames(&a);
+        let t = torrent_for(&a).expect("torrent");
+        let p = truth.poison.as_ref().expect("poison truth");
+        assert_eq!(p.hostile.len(), usize::from(scenario.hostile_peers()));
+        assert_eq!(truth.flows, 2 * (1 + u32::from(scenario.hostile_peers())));
+        let xor: HashMap<SocketAddr, u8> = p
+            .hostile
+            .iter()
+            .map(|h| (h.address.parse().expect("address"), h.xor))
+            .collect();
+        assert!(xor.values().all(|&x| x != 0));
+        let mut bad: BTreeMap<String, BadCopies> = BTreeMap::new();
+        let mut honest: BTreeMap<SocketAddr, std::collections::BTreeSet<(u32, u32)>> =
+            BTreeMap::new();
+        let rx = reassemble(&fs);
+        assert_eq!(
+            rx.len(),
+            2 * truth.flows as usize,
+            "two directions a connection"
+        );
+        for ((client, server, from_client), r) in &rx {
+            if *from_client {
+                continue;
+            }
+            let lie = xor.get(server).copied().unwrap_or(0);
+            if lie != 0 {
+                let k = p
+                    .hostile
+                    .iter()
+                    .position(|h| h.address == server.to_string())
+                    .expect("k") as u16;
+                assert_eq!(client.port(), LEECHER_BASE_PORT - 1 - k);
+            }
+            let mut once = std::collections::BTreeSet::new();
+            for (_, body) in parse_messages(&r.delivered)
+                .iter()
+                .filter(|m| m.0 == "piece")
+            {
+                let index = u32::from_be_bytes(body[0..4].try_into().expect("4"));
+                let begin = u32::from_be_bytes(body[4..8].try_into().expect("4"));
+                let block = &body[8..];
+                let offset = u64::from(index) * u64::from(t.piece_length) + u64::from(begin);
+                let want: Vec<u8> = content_byte_range(a.seed, 0, offset, block.len())
+                    .iter()
+                    .map(|b| b ^ lie)
+                    .collect();
+                assert!(
+                    block == want,
+                    "{scenario:?}: {server} piece {index}+{begin}"
+                );
+                if lie == 0 {
+                    honest.entry(*client).or_default().insert((index, begin));
+                    continue;
+                }
+                assert!(once.insert((index, begin)), "{server} sent a block twice");
+                let e = bad.entry(server.to_string()).or_default();
+                e.blocks += 1;
+                e.bytes += block.len() as u64;
+            }
+        }
+        assert_eq!(bad, p.proven_bad_peers, "{scenario:?}");
+        let every: std::collections::BTreeSet<(u32, u32)> = (0..t.num_pieces)
+            .flat_map(|i| {
+                (0..t.piece_len(i))
+                    .step_by(BLOCK_LEN as usize)
+                    .map(move |b| (i, b))
+            })
+            .collect();
+        assert_eq!(honest.len(), 2, "{scenario:?}: one honest seeder a leecher");
+        for (leecher, blocks) in &honest {
+            assert_eq!(blocks, &every, "{scenario:?}: {leecher}'s honest seeder");
+        }
+        assert_eq!(p.pieces_verified, u64::from(t.num_pieces));
+        assert_eq!(p.pieces_recovered, p.pieces_failed);
+    }
+}
+
+/// Same seed, same capture; another seed draws other copies. The truth's JSON carries
+/// `poison` only for a poisoned run. Impairments, --midstream and --hostile are refused.
+#[test]
+fn poison_is_deterministic_and_stands_alone() {
+    let a = args(|a| a.poison = Some(Poison::Identical));
+    let (f1, t1) = frames(&a);
+    assert_eq!((f1.clone(), t1.clone()), frames(&a));
+    let (_, t2) = frames(&args(|b| {
+        b.poison = Some(Poison::Identical);
+        b.seed = 2;
+    }));
+    assert_ne!(t1.poison, t2.poison);
+    let json = serde_json::to_value(&t1).expect("json");
+    assert_eq!(json["poison"]["scenario"], "identical");
+    assert!(serde_json::to_value(frames(&args(|_| {})).1)
+        .expect("json")
+        .get("poison")
+        .is_none());
+    for refused in [
+        args(|b| b.loss = 1),
+        args(|b| b.midstream = true),
+        args(|b| b.hostile = 1),
+    ] {
+        let b = SynthArgs {
+            poison: Some(Poison::Before),
+            ..refused
+        };
+        assert!(matches!(
+            generate(&b, &mut |_| Ok(())),
+            Err(SynthError::InvalidArgs(_))
+        ));
+    }
 }
