@@ -58,7 +58,7 @@ pub struct SwarmReport {
     /// Piece hashes computed, every combination tried included.
     pub piece_hashes: u64,
     /// Pieces whose search spent `swarms.max_hash_attempts_per_piece`.
-    pub pieces_given_up: u64,
+    pub pieces_search_capped: u64,
     /// Block copies proven bad (differing from their verified piece), each sender counted.
     pub proven_bad_blocks: u64,
     pub proven_bad_bytes: u64,
@@ -107,7 +107,7 @@ impl SwarmReport {
             alternatives_overflow,
             pieces_recovered,
             piece_hashes,
-            pieces_given_up,
+            pieces_search_capped,
             proven_bad_blocks,
             proven_bad_bytes,
             blame_resets,
@@ -143,7 +143,7 @@ impl SwarmReport {
             alternatives_overflow,
             pieces_recovered,
             piece_hashes,
-            pieces_given_up,
+            pieces_search_capped,
             proven_bad_blocks,
             proven_bad_bytes,
             blame_resets,
@@ -185,7 +185,7 @@ impl SwarmReport {
             alternatives_overflow: self.alternatives_overflow,
             pieces_recovered: self.pieces_recovered,
             piece_hashes: self.piece_hashes,
-            pieces_given_up: self.pieces_given_up,
+            pieces_search_capped: self.pieces_search_capped,
             proven_bad_blocks: self.proven_bad_blocks,
             proven_bad_bytes: self.proven_bad_bytes,
             blame_resets: self.blame_resets,

@@ -544,14 +544,12 @@ fn check_poisoned(name: &str, a: &SynthArgs) {
                 .find(|s| s["info_hash"] == truth.info_hash.as_str())
         })
         .unwrap_or_else(|| panic!("{name}: swarm not in the report"));
+    // (pieces_search_capped may be non-zero: swaps can spend the budget before an honest
+    // peer's own set is complete; that set is tried all the same.)
     assert_eq!(
-        (
-            count(&s["pieces_verified"]),
-            count(&s["pieces_cached"]),
-            count(&s["pieces_given_up"])
-        ),
-        (pieces, pieces, 0),
-        "{name}: (verified, cached, given up)"
+        (count(&s["pieces_verified"]), count(&s["pieces_cached"])),
+        (pieces, pieces),
+        "{name}: (verified, cached)"
     );
     assert_eq!(
         (count(&s["pieces_failed"]), count(&s["pieces_recovered"])),
@@ -643,31 +641,12 @@ fn poisoned_swarm_with_several_leechers() {
 }
 
 /// Pieces of 16 blocks (256 KiB): the search of a piece whose hostile copies cover it before
-/// the honest seeder's set is complete spends swarms.max_hash_attempts_per_piece (64) on
-/// one-block swaps first, gives the piece up and drops its copies; the honest copy, complete
-/// on the wire, never verifies (issue 20, point 1). Fails until the engine tries each
-/// sender's own complete set whatever the budget spent.
+/// the honest seeder's set is complete may spend swarms.max_hash_attempts_per_piece (64) on
+/// one-block swaps first; the honest seeder's own complete set is tried whatever the budget
+/// spent, so every piece verifies (issue 20, point 1).
 #[test]
-#[ignore = "engine: a 16-block piece's search runs out of hashes before the honest set completes (issue 20)"]
 fn poisoned_pieces_of_sixteen_blocks() {
     for &scenario in Poison::value_variants() {
-        for seed in [1, 2] {
-            let a = poisoned(scenario, |a| {
-                a.size = synth::ByteSize(1 << 20);
-                a.piece_length = 1 << 18;
-                a.seed = seed;
-            });
-            check_poisoned(&format!("16 blocks {scenario:?} seed {seed}"), &a);
-        }
-    }
-}
-
-/// The 16-block scenarios whose hostile copies never cover a piece before the honest
-/// seeder's set is complete verify today: a bad copy after the honest one, or one block at
-/// a time.
-#[test]
-fn poisoned_pieces_of_sixteen_blocks_the_search_finds() {
-    for scenario in [Poison::After, Poison::Late, Poison::Interleaved] {
         for seed in [1, 2] {
             let a = poisoned(scenario, |a| {
                 a.size = synth::ByteSize(1 << 20);

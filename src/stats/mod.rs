@@ -144,7 +144,7 @@ counters! {
             "Pieces verified after a combination of their blocks had failed its hash (a poisoned swarm's honest bytes found).",
         piece_hashes: counter "piece_hashes_total"
             "SHA-1 computations of assembled pieces, every combination tried included.",
-        pieces_given_up: counter "pieces_given_up_total"
+        pieces_search_capped: counter "pieces_search_capped_total"
             "Pieces whose search spent swarms.max_hash_attempts_per_piece hashes; from then on only each sender's own complete set is tried.",
         proven_bad_blocks: counter "proven_bad_blocks_total"
             "Block copies proven bad: they differ from the bytes of their verified piece (each sender counted).",
@@ -244,7 +244,7 @@ pub struct PieceCounters {
     pub alternatives_overflow: u64,
     pub recovered: u64,
     pub hashes: u64,
-    pub given_up: u64,
+    pub search_capped: u64,
     pub blame_resets: u64,
     /// Per peer: block copies proven bad and their bytes.
     pub proven_bad_by_peer: BTreeMap<SocketAddr, (u64, u64)>,
@@ -335,7 +335,7 @@ impl SwarmStats {
             alternatives_overflow,
             recovered,
             hashes,
-            given_up,
+            search_capped,
             blame_resets,
             quarantined_bytes,
             quarantine_evicted_bytes,
@@ -353,7 +353,7 @@ impl SwarmStats {
         s.alternatives_overflow += alternatives_overflow;
         s.pieces_recovered += recovered;
         s.piece_hashes += hashes;
-        s.pieces_given_up += given_up;
+        s.pieces_search_capped += search_capped;
         s.blame_resets += blame_resets;
         s.quarantined_bytes += quarantined_bytes;
         s.quarantine_evicted_bytes += quarantine_evicted_bytes;
@@ -513,7 +513,7 @@ mod tests {
             alternatives_overflow: 11,
             recovered: 12,
             hashes: 13,
-            given_up: 14,
+            search_capped: 14,
             blame_resets: 15,
             quarantined_bytes: 7,
             quarantine_evicted_bytes: 8,
@@ -538,7 +538,7 @@ mod tests {
                 c.alternatives_overflow,
                 c.pieces_recovered,
                 c.piece_hashes,
-                c.pieces_given_up,
+                c.pieces_search_capped,
                 c.blame_resets,
                 c.proven_bad_blocks,
                 c.proven_bad_bytes,

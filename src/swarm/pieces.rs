@@ -428,7 +428,7 @@ impl Pieces {
             sink.proven_bad(*p, *n);
         }
         if v.exhausted {
-            c.given_up += 1;
+            c.search_capped += 1;
         }
         let Some(good) = v.good else {
             // Kept either way: an own complete set may still come (tried past the budget);
@@ -515,7 +515,7 @@ impl Pieces {
                     max_attempts,
                 } => {
                     let verdict = judge(&meta, index, &mut assembly, max_attempts);
-                    Judged::Piece(meta, index, verdict, assembly)
+                    Judged::Piece(Box::new((meta, index, verdict, assembly)))
                 }
                 Job::Late {
                     ih,
@@ -550,7 +550,7 @@ impl Pieces {
 
     fn take_verdict(&mut self, judged: Judged, sink: &dyn PieceSink) {
         let ih = match &judged {
-            Judged::Piece(m, ..) => m.info_hash,
+            Judged::Piece(p) => p.0.info_hash,
             Judged::Late { ih, .. } => *ih,
         };
         if let Some(n) = self.judging.get_mut(&ih) {
@@ -560,7 +560,10 @@ impl Pieces {
             }
         }
         match judged {
-            Judged::Piece(m, index, verdict, a) => self.apply(&m, index, verdict, a, sink),
+            Judged::Piece(p) => {
+                let (m, index, verdict, a) = *p;
+                self.apply(&m, index, verdict, a, sink)
+            }
             Judged::Late { from, len, bad, .. } => self.apply_late(&ih, from, len, bad, sink),
         }
     }
@@ -660,7 +663,7 @@ impl Pieces {
 enum Judged {
     /// A piece's swarm and index, the verdict, and the assembly (with its search memory)
     /// for a piece that did not verify.
-    Piece(Arc<Metainfo>, u32, Option<Verdict>, Assembly),
+    Piece(Box<(Arc<Metainfo>, u32, Option<Verdict>, Assembly)>),
     /// A copy that came after its piece verified: whether it differs.
     Late {
         ih: InfoHash,
