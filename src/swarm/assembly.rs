@@ -283,13 +283,30 @@ impl Assembly {
         bad
     }
 
-    /// Every block span held (start, length), one per distinct length at a start.
-    pub(super) fn spans(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.blocks.iter().flat_map(|(&b, cs)| {
-            let mut lens: Vec<u32> = cs.iter().map(|c| c.data.len() as u32).collect();
-            lens.dedup();
-            lens.into_iter().map(move |l| (b, l))
-        })
+    /// Every block span held (start, length, one per distinct length at a start) with the
+    /// digest of the verified bytes there and the senders of copies equal to them: what
+    /// judges copies that arrive after the verdict.
+    fn verified_blocks(&self, v: &[u8], seed: u64) -> Vec<VerifiedBlock> {
+        let mut out: Vec<VerifiedBlock> = Vec::new();
+        for (&b, cs) in &self.blocks {
+            for c in cs {
+                let len = c.data.len() as u32;
+                let Some(want) = v.get(b as usize..b as usize + c.data.len()) else {
+                    continue;
+                };
+                let i = match out.iter().position(|x| x.0 == b && x.1 == len) {
+                    Some(i) => i,
+                    None => {
+                        out.push((b, len, block_digest(seed, want), Vec::new()));
+                        out.len() - 1
+                    }
+                };
+                if want == &c.data[..] {
+                    out[i].3.extend_from_slice(&c.from);
+                }
+            }
+        }
+        out
     }
 
     /// The senders of a combination.
@@ -308,6 +325,17 @@ impl Assembly {
     }
 }
 
+/// A block of a verified piece: start, length, digest of the verified bytes, the peers that
+/// sent exactly those bytes.
+pub(super) type VerifiedBlock = (u32, u32, u64, Vec<SocketAddr>);
+
+/// A fast digest of a block for late-copy blame (XXH3: late copies must cost about a memory
+/// read). A differing digest proves differing bytes (never a false blame); a collision could
+/// only let a liar go unnamed, and the seed is drawn per run so a liar cannot aim for one.
+pub(super) fn block_digest(seed: u64, data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(data, seed)
+}
+
 fn digest(p: &Pick) -> u64 {
     let mut h = DefaultHasher::new();
     p.hash(&mut h);
@@ -323,6 +351,8 @@ pub(super) struct Verdict {
     /// First failure of this piece: the senders of the combination that failed (they took
     /// part in a hash failure; an honest co-sender among them is not proven anything).
     pub(super) failed_with: Vec<SocketAddr>,
+    /// For a verified piece, its blocks as they were sent (see `verified_blocks`).
+    pub(super) blocks: Vec<VerifiedBlock>,
     /// Hashes computed for this verdict.
     pub(super) hashes: u32,
     /// The hash budget ran out in this search (first time only): from now on only own
@@ -338,6 +368,7 @@ pub(super) fn judge(
     index: u32,
     a: &mut Assembly,
     max_attempts: u32,
+    seed: u64,
 ) -> Option<Verdict> {
     let len = m.piece_len(index)?;
     let pads = m.pad_ranges(index);
@@ -345,6 +376,7 @@ pub(super) fn judge(
         good: None,
         proven_bad: Vec::new(),
         failed_with: Vec::new(),
+        blocks: Vec::new(),
         hashes: 0,
         exhausted: false,
     };
@@ -369,6 +401,7 @@ pub(super) fn judge(
         match VerifiedPiece::verify_at(m, index, data, at) {
             Ok(v) => {
                 verdict.proven_bad = a.proven_bad(&v);
+                verdict.blocks = a.verified_blocks(v.data(), seed);
                 verdict.good = Some(v.with_senders(a.senders(&pick)));
                 return Some(verdict);
             }
@@ -425,7 +458,7 @@ mod tests {
         add(&mut a, &content, 1, true, 2);
         add(&mut a, &content, 2, false, 1);
         add(&mut a, &content, 3, false, 1);
-        let v = judge(&m, 0, &mut a, 64).unwrap();
+        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
         assert!(v.good.is_none());
         assert_eq!(v.failed_with, vec![peer(2), peer(1)]);
         assert_eq!(
@@ -434,11 +467,11 @@ mod tests {
         );
         // The honest peer re-sends all four: 0 and 1 are new bytes, 2 and 3 repeats.
         assert_eq!(add(&mut a, &content, 0, false, 1), Added::Yes);
-        let v = judge(&m, 0, &mut a, 64).unwrap();
+        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
         assert!(v.good.is_none(), "block 1 is still only the liar's");
         assert_eq!(add(&mut a, &content, 1, false, 1), Added::Yes);
         assert_eq!(add(&mut a, &content, 2, false, 1), Added::Duplicate);
-        let v = judge(&m, 0, &mut a, 64).unwrap();
+        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
         let good = v.good.expect("the honest set verifies");
         assert_eq!(good.data(), &content[..]);
         assert_eq!(v.proven_bad, vec![(peer(2), 16384), (peer(2), 16384)]);
@@ -461,7 +494,7 @@ mod tests {
         let (b, bad) = block(&content, 2, true, 0);
         assert_eq!(a.add(b, bad.clone(), peer(2), 8, |_| true), Added::Yes);
         assert_eq!(a.add(b, bad, peer(3), 8, |_| true), Added::NewSender);
-        let v = judge(&m, 0, &mut a, 64).unwrap();
+        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
         assert!(v.good.is_some(), "peer 1's own set");
         assert_eq!(v.proven_bad, vec![(peer(2), 16384), (peer(3), 16384)]);
     }
@@ -485,7 +518,7 @@ mod tests {
             a
         };
         let mut a = build();
-        let v = judge(&m, 0, &mut a, 64).unwrap();
+        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
         let good = v.good.expect("first copies of every block");
         assert_eq!(good.data(), &content[..]);
         let mut names: Vec<_> = v.proven_bad.iter().map(|(p, _)| *p).collect();
@@ -494,15 +527,15 @@ mod tests {
         // Latest has two bad blocks, so only the first-copies combination is right: it is
         // the second combination hashed (latest, then first); a budget of 1 stops before.
         let mut a = build();
-        let v = judge(&m, 0, &mut a, 1).unwrap();
+        let v = judge(&m, 0, &mut a, 1, 0).unwrap();
         assert!(v.good.is_none() && v.exhausted && v.hashes == 1);
         assert!(
-            judge(&m, 0, &mut a, 1).is_none(),
+            judge(&m, 0, &mut a, 1, 0).is_none(),
             "nothing more once the budget is spent (and said once)"
         );
         // Own sets are tried past the budget: peer 3 sends block 0 and has a whole set.
         assert_eq!(add(&mut a, &content, 0, false, 3), Added::NewSender);
-        let v = judge(&m, 0, &mut a, 1).unwrap();
+        let v = judge(&m, 0, &mut a, 1, 0).unwrap();
         assert!(v.good.is_some() && v.hashes == 1 && !v.exhausted);
     }
 

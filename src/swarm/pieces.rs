@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::assembly::{judge, Added, Assembly, Verdict};
+use super::assembly::{block_digest, judge, Added, Assembly, Verdict};
 use super::verify::Worker;
 use super::Metainfo;
 use crate::wire::infohash::InfoHash;
@@ -65,7 +65,7 @@ pub struct Pieces {
     alt_held: usize,
     /// Verified pieces' block digests, to judge copies that arrive after the verdict
     /// (`swarms.max_blame_pieces` pieces; then forgotten, counted).
-    blame: HashMap<Key, Vec<(u32, u32, u64)>>,
+    blame: HashMap<Key, Vec<Seen>>,
     pub max_blame_pieces: usize,
     blame_seed: u64,
     pub counters: HashMap<InfoHash, PieceCounters>,
@@ -224,57 +224,27 @@ impl Pieces {
         from: SocketAddr,
         sink: &dyn PieceSink,
     ) {
-        let Some(blocks) = self.blame.get(&(*ih, index)) else {
+        let Some(blocks) = self.blame.get_mut(&(*ih, index)) else {
             return;
         };
-        let Some(&(_, _, want)) = blocks
-            .iter()
-            .find(|(b, l, _)| *b == begin && *l as usize == data.len())
+        let Some(seen) = blocks
+            .iter_mut()
+            .find(|s| s.begin == begin && s.len as usize == data.len())
         else {
             return; // a split no copy of the verified piece had: nothing to compare
         };
-        // The digest is a read of the whole block: on the hash thread when there is one
-        // (a box in the path sees most blocks again after their piece verified), its
-        // result applied in order like a piece's verdict.
-        let seed = self.blame_seed;
-        // Within the bytes the hash thread may hold, as for pieces.
-        while self.worker.as_ref().is_some_and(|w| {
-            w.alive() && w.len() > 0 && w.weight().saturating_add(data.len()) > self.ahead_max
-        }) {
-            self.settle_one(sink);
+        let tag = sender_tag(self.blame_seed, &from);
+        if seen.good.contains(&tag) {
+            // This peer sent these very bytes already (the copy that verified, or a late
+            // copy that matched): a clean repeat download costs no read.
+            return;
         }
-        if let Some(w) = self.worker.as_mut().filter(|w| w.alive()) {
-            let job = Job::Late {
-                ih: *ih,
-                data,
-                want,
-                seed,
-                from,
-            };
-            let weight = job.weight();
-            match w.submit((*ih, index), weight, job) {
-                Ok(()) => {
-                    *self.judging.entry(*ih).or_default() += 1;
-                    return;
-                }
-                Err(Job::Late { data, .. }) => {
-                    return self.late_verdict(ih, from, &data, want, sink)
-                }
-                Err(_) => return,
+        let bad = block_digest(self.blame_seed, &data) != seen.digest;
+        if !bad {
+            if let Some(slot) = seen.good.iter_mut().find(|t| **t == 0) {
+                *slot = tag;
             }
         }
-        self.late_verdict(ih, from, &data, want, sink);
-    }
-
-    fn late_verdict(
-        &mut self,
-        ih: &InfoHash,
-        from: SocketAddr,
-        data: &[u8],
-        want: u64,
-        sink: &dyn PieceSink,
-    ) {
-        let bad = block_digest(self.blame_seed, data) != want;
         self.apply_late(ih, from, data.len() as u64, bad, sink);
     }
 
@@ -354,7 +324,7 @@ impl Pieces {
         // Complete: out of assembly, to be judged by its hash.
         let Some(a) = self.discard(&key) else { return };
         if let Err(mut a) = self.hand_to_hash_thread(m, index, a, sink) {
-            let verdict = judge(m, index, &mut a, self.max_attempts);
+            let verdict = judge(m, index, &mut a, self.max_attempts, self.blame_seed);
             self.apply(m, index, verdict, a, sink);
         }
     }
@@ -380,19 +350,19 @@ impl Pieces {
         let Some(w) = self.worker.as_mut() else {
             return Err(a);
         };
-        let job = Job::Piece {
+        let job = Job {
             meta: m.clone(),
             index,
             assembly: a,
             max_attempts: self.max_attempts,
+            seed: self.blame_seed,
         };
         match w.submit((m.info_hash, index), weight, job) {
             Ok(()) => {
                 *self.judging.entry(m.info_hash).or_default() += 1;
                 Ok(())
             }
-            Err(Job::Piece { assembly, .. }) => Err(assembly),
-            Err(Job::Late { .. }) => Ok(()), // not what was submitted
+            Err(job) => Err(job.assembly),
         }
     }
 
@@ -440,7 +410,7 @@ impl Pieces {
         if a.failed {
             c.recovered += 1;
         }
-        self.remember_blocks(key, &a, good.data());
+        self.remember_blocks(key, v.blocks);
         let c = self.counters.entry(m.info_hash).or_default();
         if !self.retry.remove(&key) {
             c.verified += 1;
@@ -461,8 +431,9 @@ impl Pieces {
         }
     }
 
-    /// The digests of a verified piece's blocks, as its copies split it.
-    fn remember_blocks(&mut self, key: Key, a: &Assembly, data: &[u8]) {
+    /// What a verified piece's blocks look like, to judge copies that come later (the
+    /// digests were taken on the hash thread, with the verdict).
+    fn remember_blocks(&mut self, key: Key, blocks: Vec<(u32, u32, u64, Vec<SocketAddr>)>) {
         if self.max_blame_pieces == 0 {
             return;
         }
@@ -470,14 +441,23 @@ impl Pieces {
             self.blame.clear();
             self.counters.entry(key.0).or_default().blame_resets += 1;
         }
-        let blocks = a
-            .spans()
-            .filter_map(|(b, l)| {
-                let d = data.get(b as usize..(b as usize).checked_add(l as usize)?)?;
-                Some((b, l, block_digest(self.blame_seed, d)))
+        let seed = self.blame_seed;
+        let seen = blocks
+            .into_iter()
+            .map(|(begin, len, digest, senders)| {
+                let mut good = [0u32; 4];
+                for (g, p) in good.iter_mut().zip(&senders) {
+                    *g = sender_tag(seed, p);
+                }
+                Seen {
+                    begin,
+                    len,
+                    digest,
+                    good,
+                }
             })
             .collect();
-        self.blame.insert(key, blocks);
+        self.blame.insert(key, seen);
     }
 
     /// A piece that did not verify back in assembly, charged again (it left when it was
@@ -507,28 +487,9 @@ impl Pieces {
 
     fn start_hashing(&mut self) {
         if self.worker.is_none() && self.hash_threads > 0 {
-            self.worker = Worker::start("peercache-hash", self.hash_threads, |j: Job| match j {
-                Job::Piece {
-                    meta,
-                    index,
-                    mut assembly,
-                    max_attempts,
-                } => {
-                    let verdict = judge(&meta, index, &mut assembly, max_attempts);
-                    Judged::Piece(Box::new((meta, index, verdict, assembly)))
-                }
-                Job::Late {
-                    ih,
-                    data,
-                    want,
-                    seed,
-                    from,
-                } => Judged::Late {
-                    ih,
-                    from,
-                    len: data.len() as u64,
-                    bad: block_digest(seed, &data) != want,
-                },
+            self.worker = Worker::start("peercache-hash", self.hash_threads, |mut j: Job| {
+                let verdict = judge(&j.meta, j.index, &mut j.assembly, j.max_attempts, j.seed);
+                (j.meta, j.index, verdict, j.assembly)
             });
             self.hash_threads = 0; // started, or never will be
         }
@@ -548,24 +509,15 @@ impl Pieces {
         }
     }
 
-    fn take_verdict(&mut self, judged: Judged, sink: &dyn PieceSink) {
-        let ih = match &judged {
-            Judged::Piece(p) => p.0.info_hash,
-            Judged::Late { ih, .. } => *ih,
-        };
+    fn take_verdict(&mut self, (m, index, verdict, a): Judged, sink: &dyn PieceSink) {
+        let ih = m.info_hash;
         if let Some(n) = self.judging.get_mut(&ih) {
             *n -= 1;
             if *n == 0 {
                 self.judging.remove(&ih);
             }
         }
-        match judged {
-            Judged::Piece(p) => {
-                let (m, index, verdict, a) = *p;
-                self.apply(&m, index, verdict, a, sink)
-            }
-            Judged::Late { from, len, bad, .. } => self.apply_late(&ih, from, len, bad, sink),
-        }
+        self.apply(&m, index, verdict, a, sink);
     }
 
     /// Verdicts take effect up to that of the newest piece of swarm `ih` in flight that
@@ -659,54 +611,39 @@ impl Pieces {
     }
 }
 
-/// What the hash thread hands back.
-enum Judged {
-    /// A piece's swarm and index, the verdict, and the assembly (with its search memory)
-    /// for a piece that did not verify.
-    Piece(Box<(Arc<Metainfo>, u32, Option<Verdict>, Assembly)>),
-    /// A copy that came after its piece verified: whether it differs.
-    Late {
-        ih: InfoHash,
-        from: SocketAddr,
-        len: u64,
-        bad: bool,
-    },
+/// What the hash thread hands back: the piece's swarm and index, the verdict, and the
+/// assembly (with its search memory) for a piece that did not verify.
+type Judged = (Arc<Metainfo>, u32, Option<Verdict>, Assembly);
+
+/// A complete piece for the hash thread.
+struct Job {
+    meta: Arc<Metainfo>,
+    index: u32,
+    assembly: Assembly,
+    max_attempts: u32,
+    seed: u64,
 }
 
-/// Work for the hash thread.
-enum Job {
-    /// A complete piece to judge.
-    Piece {
-        meta: Arc<Metainfo>,
-        index: u32,
-        assembly: Assembly,
-        max_attempts: u32,
-    },
-    /// A late copy to compare with the digest of its verified block.
-    Late {
-        ih: InfoHash,
-        data: Vec<u8>,
-        want: u64,
-        seed: u64,
-        from: SocketAddr,
-    },
+/// A block of a verified piece, kept to judge copies that arrive later: its span, the
+/// digest of its verified bytes, and tags of up to four peers known to have sent exactly
+/// those bytes (0: free), whose repeats are not read again.
+struct Seen {
+    begin: u32,
+    len: u32,
+    digest: u64,
+    good: [u32; 4],
 }
 
-impl Job {
-    fn weight(&self) -> usize {
-        match self {
-            Job::Piece { assembly, .. } => assembly.bytes.saturating_mul(2),
-            Job::Late { data, .. } => data.len(),
-        }
+/// A peer's tag among a block's known-good senders (a collision can only spare a liar a
+/// check, never blame anyone).
+fn sender_tag(seed: u64, p: &SocketAddr) -> u32 {
+    let mut b = [0u8; 18];
+    match p.ip() {
+        std::net::IpAddr::V4(a) => b[..4].copy_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => b[..16].copy_from_slice(&a.octets()),
     }
-}
-
-/// A fast digest of a block for late-copy blame (XXH3: every late copy of every verified
-/// block is hashed, so it must cost about a memory read). A differing digest proves
-/// differing bytes (never a false blame); a collision could only let a liar go unnamed,
-/// and the seed is drawn per run so a liar cannot aim for one.
-fn block_digest(seed: u64, data: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(data, seed)
+    b[16..].copy_from_slice(&p.port().to_be_bytes());
+    (xxhash_rust::xxh3::xxh3_64_with_seed(&b, seed) as u32).max(1)
 }
 
 #[cfg(test)]
