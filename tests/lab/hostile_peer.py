@@ -1,10 +1,13 @@
 #!/usr/bin/python3
-"""peercache test lab: a hostile BitTorrent peer for the metadata fetch (BEP 9, issue 14).
+"""peercache test lab: a hostile BitTorrent peer: lying metadata for the metadata fetch
+(BEP 9, issue 14), or poisoned pieces (issue 20).
 
 Python 3 standard library only (any python3 runs it). Usage:
 
   hostile_peer.py --listen IP:PORT (--torrent FILE | --info-hash HEX [--metadata-size N])
                   --mode wrong|silent [--stats-file F]
+  hostile_peer.py --listen IP:PORT --torrent FILE --mode poison
+                  [--announce URL] [--piece-delay S] [--stats-file F]
 
 Listens on --listen (TCP; port 0: the kernel picks one, see "listen" in the stats file)
 for connections about one swarm: the info-hash of --torrent (whose real info dictionary
@@ -30,6 +33,29 @@ it then knows) or --info-hash. Each connection gets a thread:
   extended handshake; a request from a peer that gave none is logged and not answered.
 --mode silent: requests are read, counted and logged, never answered; the connection
   stays open, silent, until the peer closes it.
+
+--mode poison (needs --torrent; issue 20): a peer that claims to have every piece and
+  lies in every block. Step 2 becomes: its own handshake (reserved bytes all 0: no
+  extension protocol, no fast extension; peer id "-HP0001-poison-" + 5 random hex
+  digits), then a full BITFIELD (every piece of the torrent, spare bits 0) and an UNCHOKE,
+  at once, whatever the peer says. Step 3: every REQUEST (index, begin, length) inside the
+  torrent (length 1..128 KiB, begin + length within the piece) is answered with a PIECE
+  of that index, begin and length whose bytes are random (os.urandom: never the real data,
+  and every copy different), in order, each one --piece-delay S seconds (default 0) after
+  the previous answer or its REQUEST, whichever is later (so a slow liar competes with an
+  honest peer for the same pieces); a REQUEST outside the torrent is logged and not
+  answered. Every other message (INTERESTED, HAVE, CANCEL, ...) is logged and ignored;
+  it never requests anything. With --announce URL (an HTTP tracker's announce URL) it
+  first makes itself known: a GET of URL with the torrent's info-hash, its peer id, the
+  port of --listen, left=0, event=started, compact=1, sent from the --listen address
+  (so the tracker records that address), retried every 0.5 s until the tracker answers
+  with a dictionary without "failure reason" (bounded: 60 s, then exit 1); the stats
+  file is written (listening) only after that, so a caller waiting for it knows the
+  tracker lists this peer. Its stats file also has "announced" (true or false),
+  "announce_interval" (the tracker's answer), "piece_requests" (REQUESTs received),
+  "pieces_sent" (PIECE messages written to the socket), "piece_bytes_sent" (their block
+  bytes), "sent" (list of {"conn", "index", "begin", "length"}), "bad_requests" (not
+  answered), "cancels" and "peers" (list of {"conn", "peer"}: who connected).
 
 Logs every connection, handshake, request, answer and close to stderr. --stats-file F:
 a JSON object rewritten atomically (rename) at start (once listening: a caller can wait
@@ -61,6 +87,8 @@ EXTENDED = 20
 OUR_UT_METADATA_ID = 3
 METADATA_PIECE = 16 * 1024
 MAX_MESSAGE = 1 << 20
+MAX_BLOCK = 128 * 1024  # the largest REQUEST a poisoner answers (BEP 3 clients ask 16 KiB)
+BITFIELD, UNCHOKE, REQUEST, PIECE, CANCEL = 5, 1, 6, 7, 8
 MSG_NAMES = {0: "choke", 1: "unchoke", 2: "interested", 3: "not interested", 4: "have",
              5: "bitfield", 6: "request", 7: "piece", 8: "cancel", 9: "port", 20: "extended"}
 
@@ -242,6 +270,10 @@ def serve(conn, n, peer, ctx):
         log("conn %d from %s: handshake, reserved %s (BEP 10 %s), peer id %r"
             % (n, peer, reserved.hex(), "yes" if reserved[5] & 0x10 else "no", pid))
         stats.bump(handshakes=1)
+        if args.mode == "poison":
+            stats.bump(peers={"conn": n, "peer": peer})
+            poison(conn, n, ctx)
+            return
         our_id = (b"-HP0001-" + args.mode.encode() + b"-" * 12)[:20]
         conn.sendall(PSTR + bytes([0, 0, 0, 0, 0, 0x10, 0, 0]) + ctx["info_hash"] + our_id)
         ext = bencode({"m": {"ut_metadata": OUR_UT_METADATA_ID},
@@ -323,6 +355,116 @@ def serve(conn, n, peer, ctx):
             stats.bump(closed=1)
 
 
+def torrent_layout(info):
+    """(piece_length, total_length, num_pieces) of a v1 info dictionary."""
+    d, _ = bdecode(info)
+    plen, pieces = d.get(b"piece length"), d.get(b"pieces")
+    if not isinstance(plen, int) or plen <= 0 or not isinstance(pieces, bytes) \
+            or not pieces or len(pieces) % 20:
+        raise BencodeError("info dictionary without piece length / piece hashes")
+    if isinstance(d.get(b"length"), int):
+        total = d[b"length"]
+    else:
+        total = sum(f[b"length"] for f in d[b"files"])
+    n = len(pieces) // 20
+    if not (n - 1) * plen < total <= n * plen:
+        raise BencodeError("%d pieces of %d bytes do not hold %d bytes" % (n, plen, total))
+    return plen, total, n
+
+
+def bitfield(num_pieces):
+    """Every piece: num_pieces bits set, the spare bits of the last byte 0 (BEP 3)."""
+    bits = bytearray(b"\xff" * ((num_pieces + 7) // 8))
+    if num_pieces % 8:
+        bits[-1] = (0xFF << (8 - num_pieces % 8)) & 0xFF
+    return bytes(bits)
+
+
+def poison(conn, n, ctx):
+    """--mode poison, after the peer's handshake: claim every piece, unchoke, and answer
+    every REQUEST with random bytes. Returns when the peer closes (PeerClosed)."""
+    stats, (plen, total, npieces) = ctx["stats"], ctx["layout"]
+    conn.sendall(PSTR + bytes(8) + ctx["info_hash"] + ctx["peer_id"])
+    bf = bitfield(npieces)
+    conn.sendall(struct.pack(">IB", 1 + len(bf), BITFIELD) + bf
+                 + struct.pack(">IB", 1, UNCHOKE))
+    log("conn %d: sent handshake (peer id %r), BITFIELD (all %d pieces) and UNCHOKE"
+        % (n, ctx["peer_id"], npieces))
+    while True:
+        (length,) = struct.unpack(">I", recv_exact(conn, 4))
+        if length == 0:
+            continue  # keep-alive
+        if length > MAX_MESSAGE:
+            log("conn %d: message of %d bytes, over %d; closing" % (n, length, MAX_MESSAGE))
+            return
+        body = recv_exact(conn, length)
+        mid = body[0]
+        if mid == CANCEL:
+            stats.bump(cancels=1)
+        if mid != REQUEST:
+            log("conn %d: %s message (%d bytes), ignored"
+                % (n, MSG_NAMES.get(mid, "id %d" % mid), length))
+            continue
+        if length != 13:
+            log("conn %d: REQUEST of %d bytes (not 13), not answered" % (n, length))
+            stats.bump(bad_requests=1)
+            continue
+        index, begin, blen = struct.unpack(">III", body[1:])
+        stats.bump(piece_requests=1)
+        psize = min(plen, total - index * plen) if index < npieces else 0
+        if not (index < npieces and 0 < blen <= MAX_BLOCK and begin + blen <= psize):
+            log("conn %d: REQUEST index %d begin %d length %d outside the torrent, not answered"
+                % (n, index, begin, blen))
+            stats.bump(bad_requests=1)
+            continue
+        if ARGS.piece_delay > 0:
+            time.sleep(ARGS.piece_delay)
+        conn.sendall(struct.pack(">IBII", 9 + blen, PIECE, index, begin) + os.urandom(blen))
+        stats.bump(pieces_sent=1, piece_bytes_sent=blen,
+                   sent={"conn": n, "index": index, "begin": begin, "length": blen})
+        log("conn %d: sent RANDOM bytes for piece %d begin %d length %d"
+            % (n, index, begin, blen))
+
+
+def announce(url, info_hash, peer_id, listen, deadline_s=60.0):
+    """Tell the HTTP tracker at url that this peer (the --listen address and port) has
+    everything; retried every 0.5 s until it answers. Returns the tracker's interval."""
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "http":
+        raise SystemExit("--announce: an http:// URL is needed, got %r" % url)
+    q = urllib.parse.urlencode({
+        "info_hash": info_hash, "peer_id": peer_id, "port": listen[1], "uploaded": 0,
+        "downloaded": 0, "left": 0, "event": "started", "compact": 1, "numwant": 0,
+    })
+    path = (u.path or "/") + ("&" if u.query else "?") + (u.query + "&" if u.query else "") + q
+    end = time.monotonic() + deadline_s
+    while True:
+        why = None
+        try:
+            c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=5,
+                                           source_address=(listen[0], 0))
+            c.request("GET", path, headers={"User-Agent": "peercache-lab-hostile/poison"})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            d, _ = bdecode(body)
+            if r.status != 200 or not isinstance(d, dict):
+                why = "HTTP %d: %r" % (r.status, body[:200])
+            elif b"failure reason" in d:
+                why = "failure reason %r" % d[b"failure reason"]
+            else:
+                log("announced to %s from %s:%d: %r" % (url, listen[0], listen[1], d))
+                return d.get(b"interval")
+        except (OSError, BencodeError, ValueError, http.client.HTTPException) as e:
+            why = "%s: %s" % (type(e).__name__, e)
+        if time.monotonic() >= end or STOP.is_set():
+            raise SystemExit("announce to %s failed: %s" % (url, why))
+        log("announce to %s failed (%s); retrying" % (url, why))
+        time.sleep(0.5)
+
+
 def parse_listen(s):
     host, _, port = s.rpartition(":")
     if not host or not port.isdigit():
@@ -340,7 +482,11 @@ def main():
     src.add_argument("--info-hash", help="40 hex digits (v1)")
     ap.add_argument("--metadata-size", type=int,
                     help="metadata_size to advertise (default with --torrent: the real one)")
-    ap.add_argument("--mode", choices=["wrong", "silent"], required=True)
+    ap.add_argument("--mode", choices=["wrong", "silent", "poison"], required=True)
+    ap.add_argument("--announce", metavar="URL",
+                    help="poison: announce to this HTTP tracker first (from the --listen address)")
+    ap.add_argument("--piece-delay", type=float, default=0.0, metavar="S",
+                    help="poison: seconds before each PIECE answer (default 0)")
     ap.add_argument("--stats-file")
     args = ap.parse_args()
     ARGS = args
@@ -360,6 +506,13 @@ def main():
         len(info) if info is not None else None)
     if size is None or size <= 0:
         ap.error("--metadata-size N (> 0) is needed without --torrent")
+    if args.mode == "poison" and info is None:
+        ap.error("--mode poison needs --torrent (its pieces)")
+    if (args.announce or args.piece_delay) and args.mode != "poison":
+        ap.error("--announce and --piece-delay are for --mode poison")
+    if not 0 <= args.piece_delay <= 60:
+        ap.error("--piece-delay wants 0..60 seconds")
+    layout = torrent_layout(info) if args.mode == "poison" else None
     if info is not None and size != len(info) and args.mode == "wrong":
         ap.error("--metadata-size differs from the torrent's info dictionary (%d)" % len(info))
     wrong = wrong_metadata(info, info_hash, size) if args.mode == "wrong" else None
@@ -379,9 +532,23 @@ def main():
     lsock.settimeout(0.2)
     bound = lsock.getsockname()
     listen = ("[%s]:%d" if fam == socket.AF_INET6 else "%s:%d") % (bound[0], bound[1])
+    extra = {}
+    peer_id = None
+    if args.mode == "poison":
+        peer_id = ("-HP0001-poison-" + os.urandom(3).hex()[:5]).encode()
+        extra = dict(announced=False, announce_interval=None, piece_requests=0,
+                     pieces_sent=0, piece_bytes_sent=0, sent=[], bad_requests=0, cancels=0,
+                     peers=[], peer_id=peer_id.decode(), num_pieces=layout[2],
+                     piece_length=layout[0], total_length=layout[1])
+        if args.announce:
+            # the tracker lists us before the stats file says we are listening
+            extra["announce_interval"] = announce(args.announce, info_hash, peer_id,
+                                                  (bound[0], bound[1]))
+            extra["announced"] = True
     stats = Stats(args.stats_file, mode=args.mode, listen=listen,
-                  info_hash=info_hash.hex(), metadata_size=size)
-    ctx = {"stats": stats, "info_hash": info_hash, "size": size, "wrong": wrong}
+                  info_hash=info_hash.hex(), metadata_size=size, **extra)
+    ctx = {"stats": stats, "info_hash": info_hash, "size": size, "wrong": wrong,
+           "layout": layout, "peer_id": peer_id}
     log("listening on %s for swarm %s (metadata_size %d)" % (listen, info_hash.hex(), size))
 
     n = 0
@@ -406,7 +573,8 @@ def main():
         threading.Thread(target=serve, args=(conn, n, peer, ctx), daemon=True).start()
     lsock.close()
     stats.bump(final=True)
-    log("stopping: %s" % json.dumps({k: v for k, v in stats.d.items() if k != "requests"}))
+    log("stopping: %s" % json.dumps({k: v for k, v in stats.d.items()
+                                     if k not in ("requests", "sent")}))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,15 @@
 #
 # Scenarios: tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet
 # (utp-*: peer connection over uTP/BEP 29 only, TCP peer connections disabled),
+# tcp-poison (issue 20: plain TCP, the honest seeder's upload capped at
+# LAB_POISON_LIMIT bytes/s (default 262144), and two poisoners, hostile_peer.py
+# --mode poison on 198.19.0.3:6881 and 198.19.0.4:6881 (added to pc-up's veth),
+# announced to the tracker before the seeder starts: they claim every piece and answer
+# every REQUEST with random bytes, LAB_POISON_DELAY_MS (default 3000) after the previous
+# answer (slow liars: the leecher's requests for one piece are spread over all three); the libtorrent leecher must still complete from the seeder (libtorrent bans
+# them after hash failures); the truth JSON has "poisoners" (each one's own counts),
+# "hash_failures", "hash_failed_pieces", "banned_peers" and tshark's message counts per
+# direction; the recording fails without a hash failure or a poisoned PIECE on the wire),
 # and tcp-repeat (not committed, default output pcaps/large/): one seeder, the same
 # torrent downloaded LAB_REPEAT times in a row, plain TCP like tcp-plain, each time by
 # a new libtorrent leecher on its own subscriber address 198.18.0.2, .3, .4, ... (all
@@ -33,6 +42,10 @@
 #      browser on this host,
 #      LAB_WAIT_S=N: if the lab is busy (a pc-* namespace exists), wait up to N s
 #      (default 0: fail at once),
+#      tcp-poison only: LAB_POISON_LIMIT (the honest seeder's upload cap, bytes/s,
+#      16384..104857600; default 262144), LAB_POISON_DELAY_MS (0..10000, default 3000),
+#      LAB_POISON_SIZE_MIB (1..64, default 1), LAB_POISON_PIECE_KIB (a power of two,
+#      16..4096, default 64),
 #      tcp-repeat and demo only: LAB_REPEAT (downloads, 1..8; default 2, demo 5),
 #      LAB_SIZE_MIB (file size, 1..1024; default 1, demo 16; 64 KiB pieces),
 #      LAB_PAUSE_S (seconds between downloads, 0..60; default 1, demo 3).
@@ -56,9 +69,16 @@ BT_PORT=6881
 TRACKER_PORT=6969
 TRACKER_URL="http://$LAB_TRACKER_IP:$TRACKER_PORT/announce"
 OUT_DIR=${LAB_OUT_DIR:-$REPO_DIR/pcaps}
-SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet)
+SCENARIOS=(tcp-plain tcp-magnet tcp-encrypted tcp-aria2 utp-plain utp-magnet tcp-poison)
 EXTRA_SCENARIOS=(tcp-repeat)  # recordable with 'record', not part of record-all
 REPEAT_MAX=8
+HOSTILE="$LAB_DIR/hostile_peer.py"
+POISON_IPS=(198.19.0.3 198.19.0.4)   # tcp-poison's poisoners (pc-up, beside the seeder)
+POISON=0              # set by record for tcp-poison
+SEED_UPLOAD_LIMIT=0   # the seeder's upload cap, bytes/s (0: none)
+SEED_OUTGOING=""      # the seeder's outgoing address ("": the OS picks)
+POISON_DELAY=0        # seconds before each poisoned PIECE (hostile_peer.py --piece-delay)
+POISON_PIDS=()
 
 WORK=""
 TCPDUMP_PID=""
@@ -77,6 +97,12 @@ cleanup() {
     if [[ -n $TCPDUMP_PID ]]; then lab_stop "$TCPDUMP_PID" INT 50; fi
     if [[ -n $TAP_PID ]]; then lab_stop "$TAP_PID" TERM 100; fi
     lab_teardown
+    if [[ $rc != 0 && -n $WORK && -d $WORK ]]; then
+        local f
+        for f in "$WORK"/poisoner-*.log; do
+            [[ -e $f ]] && { lab_log "--- tail of $f"; tail -20 "$f" >&2; }
+        done
+    fi
     if [[ -n $WORK && -d $WORK ]]; then
         if [[ ${LAB_KEEP:-0} == 1 || $rc != 0 ]]; then
             lab_log "work dir kept: $WORK"
@@ -177,18 +203,46 @@ udp_rcvbuf_errors() {
         else for (i = 2; i <= NF; i++) if (h[i] == "RcvbufErrors") print $i }' /proc/net/snmp
 }
 
-# start_seeder TORRENT DATA_DIR ENC [TRANSPORT(tcp|utp)]
+# start_seeder TORRENT DATA_DIR ENC [TRANSPORT(tcp|utp)]: upload capped at
+# SEED_UPLOAD_LIMIT bytes/s when that is not 0; with SEED_OUTGOING set, its outgoing
+# connections leave from that address (else the OS picks pc-up's first, the tracker's).
 start_seeder() {
     local torrent=$1 data=$2 enc=$3 transport=${4:-tcp} ready="$WORK/seeder.ready"
     rm -f "$ready"
     lab_bg "$LAB_UP_NS" "$WORK/seeder.log" \
         "$PY" "$PEER" seed --torrent "$torrent" --data-dir "$data" \
         --listen "$LAB_SEEDER_IP:$BT_PORT" --encryption "$enc" --transport "$transport" \
+        --upload-limit "$SEED_UPLOAD_LIMIT" --outgoing-interfaces "$SEED_OUTGOING" \
         --ready-file "$ready" --max-seconds 1800
     SEEDER_PID=$LAB_LAST_PID
     lab_wait_file "$ready" 300 "$SEEDER_PID" \
         || { cat "$WORK/seeder.log" >&2; lab_die "seeder not ready"; }
-    lab_log "seeder up at $LAB_SEEDER_IP:$BT_PORT (pid $SEEDER_PID, encryption $enc, transport $transport)"
+    lab_log "seeder up at $LAB_SEEDER_IP:$BT_PORT (pid $SEEDER_PID, encryption $enc, transport $transport, upload limit $SEED_UPLOAD_LIMIT B/s)"
+}
+
+# start_poisoners TORRENT: tcp-poison's hostile peers, one per POISON_IPS address (added
+# to pc-up's veth here), each on port BT_PORT, answering every REQUEST with random bytes
+# (hostile_peer.py --mode poison). Each announces itself to the tracker from its own
+# address before writing its stats file (WORK/poisoner-IP.json), so once every stats
+# file exists the tracker lists them all.
+start_poisoners() {
+    local torrent=$1 ip st
+    for ip in "${POISON_IPS[@]}"; do
+        lab_in "$LAB_UP_NS" ip addr add "$ip/24" dev "$LAB_UP_IF"
+        lab_in "$LAB_SUB_NS" ping -n -q -c 1 -W 2 "$ip" >/dev/null \
+            || lab_die "no connectivity $LAB_SUB_NS -> $ip"
+    done
+    for ip in "${POISON_IPS[@]}"; do
+        st="$WORK/poisoner-$ip.json"
+        rm -f "$st"
+        lab_bg "$LAB_UP_NS" "$WORK/poisoner-$ip.log" \
+            "$PY" "$HOSTILE" --mode poison --listen "$ip:$BT_PORT" --torrent "$torrent" \
+            --announce "$TRACKER_URL" --piece-delay "$POISON_DELAY" --stats-file "$st"
+        POISON_PIDS+=("$LAB_LAST_PID")
+        lab_wait_file "$st" 400 "$LAB_LAST_PID" \
+            || { cat "$WORK/poisoner-$ip.log" >&2; lab_die "poisoner $ip not ready"; }
+        lab_log "poisoner up at $ip:$BT_PORT, announced (pid $LAB_LAST_PID)"
+    done
 }
 
 # repeat_ip I: subscriber address of tcp-repeat's leecher I (0-based): 198.18.0.2, .3, ...
@@ -250,6 +304,11 @@ run_scenario() {
     fi
     start_capture "$pcap"
     start_tracker "$info_hash"
+    if [[ $POISON == 1 ]]; then
+        [[ $leecher == libtorrent && $transport == tcp && $enc == plain ]] \
+            || lab_die "poison scenario: libtorrent leecher, plain TCP only"
+        start_poisoners "$torrent"
+    fi
     start_seeder "$torrent" "$WORK/seed" "$enc" "$transport"
 
     t0=$(date +%s.%N)
@@ -352,13 +411,34 @@ EOF
         lab_log "UDP RcvbufErrors: leecher ns $rcvbuf_sub, seeder ns $rcvbuf_up"
     fi
     stop_capture
+    local pid
+    for pid in "${POISON_PIDS[@]:-}"; do
+        [[ -n $pid ]] && lab_stop "$pid" TERM 50   # its stats file gets "final": true
+    done
+    POISON_PIDS=()
 
     # capture facts into the truth file, then the tshark cross-check
     "$PY" - "$truth" "$base.pcap" "$CAPTURE_DROPS" "$t0" "$t1" "$source" "$enc" "$transport" \
-        "$rcvbuf_sub" "$rcvbuf_up" "$leecher_ips" <<EOF
+        "$rcvbuf_sub" "$rcvbuf_up" "$leecher_ips" "$POISON" "$WORK" "${POISON_IPS[*]}" <<EOF
 import json, sys
-p, pcap, drops, t0, t1, source, enc, transport, rb_sub, rb_up, ips = sys.argv[1:]
+p, pcap, drops, t0, t1, source, enc, transport, rb_sub, rb_up, ips = sys.argv[1:12]
+poison, work, poison_ips = sys.argv[12] == "1", sys.argv[13], sys.argv[14].split()
 t = json.load(open(p))
+if poison:
+    # each poisoner's own counts (hostile_peer.py --stats-file)
+    t["poisoners"] = []
+    for ip in poison_ips:
+        st = json.load(open("%s/poisoner-%s.json" % (work, ip)))
+        t["poisoners"].append({
+            "ip": ip, "port": $BT_PORT, "endpoint": "%s:$BT_PORT" % ip,
+            "peer_id": st["peer_id"], "announced": st["announced"],
+            "connections": st["connections"], "handshakes": st["handshakes"],
+            "piece_requests": st["piece_requests"], "pieces_sent": st["pieces_sent"],
+            "piece_bytes_sent": st["piece_bytes_sent"], "bad_requests": st["bad_requests"],
+            "sent": st["sent"], "peers": st["peers"], "final": st["final"],
+        })
+    t["seeder_upload_limit"] = $SEED_UPLOAD_LIMIT
+    t["poisoner_piece_delay_seconds"] = $POISON_DELAY
 if "downloads" in t:
     t["leecher_ips"] = ips.split()   # tcp-repeat: one per download
 else:
@@ -382,7 +462,7 @@ EOF
         lab_log "tshark cross-check of $pcap"
         local utp_arg=()
         [[ $transport == utp ]] && utp_arg=(--utp)
-        [[ $leecher == libtorrent-repeat ]] && utp_arg=(--by-direction)
+        [[ $leecher == libtorrent-repeat || $POISON == 1 ]] && utp_arg=(--by-direction)
         "$PY" "$LAB_DIR/tshark_counts.py" "$pcap" --port "$BT_PORT" "${utp_arg[@]}" \
             --truth "$truth" >&2
     fi
@@ -420,6 +500,8 @@ elif t["encryption"] != "plain":
     ok = ok and p == 0 and not plain
 elif b is None:
     print("[lab] blocks_received=null, tshark PIECE messages %d (no comparison)" % p)
+elif "poisoners" in t:
+    pass   # tcp-poison: checked below, per sender
 else:
     print("[lab] PIECE messages: tshark %d, leecher %d -> %s" % (p, b, "MATCH" if p == b else "MISMATCH"))
     ok = ok and p == b
@@ -444,6 +526,46 @@ if "downloads" in t:
         ends = {"%s -> %s" % (a, b_) for d in t["downloads"]
                 for a, b_ in ((t["seeder_ip"], d["leecher_ip"]), (d["leecher_ip"], t["seeder_ip"]))}
         other = sorted(set(by_dir) - ends)
+        if other:
+            print("[lab] FAIL: BitTorrent messages between other addresses: %s" % other); ok = False
+    json.dump(t, open(sys.argv[1], "w"), indent=2, sort_keys=True); open(sys.argv[1], "a").write("\n")
+if "poisoners" in t:
+    # tcp-poison: the leecher completed from the honest seeder despite the poisoners, and
+    # the poisoners did lie on the wire (else the recording tests nothing)
+    leecher, seeder = t["leecher_ip"], t["seeder_ip"]
+    print("[lab] poison: leecher completed %s, sha256 %s, hash failures %s (pieces %s), banned %s"
+          % (t.get("completed"), "ok" if t.get("sha256_ok") else "WRONG", t.get("hash_failures"),
+             t.get("hash_failed_pieces"), t.get("banned_peers")))
+    ok = ok and t.get("completed") is True and t.get("sha256_ok") is True
+    if not t.get("hash_failures"):
+        print("[lab] FAIL: no hash failure: the poisoners did not get a bad piece in"); ok = False
+    if not skip_tshark:
+        by_dir = t.get("tshark_message_types_by_direction", {})
+        piece = lambda a, b_: by_dir.get("%s -> %s" % (a, b_), {}).get("7", 0)
+        t["seeder_tshark_piece_messages"] = piece(seeder, leecher)
+        for x in t["poisoners"]:
+            x["tshark_piece_messages"] = piece(x["ip"], leecher)
+            x["tshark_request_messages"] = by_dir.get("%s -> %s" % (leecher, x["ip"]), {}).get("6", 0)
+            print("[lab] poisoner %s: sent %d PIECE (%d bytes) for %d REQUESTs; tshark PIECE %d / REQUEST %d"
+                  % (x["endpoint"], x["pieces_sent"], x["piece_bytes_sent"], x["piece_requests"],
+                     x["tshark_piece_messages"], x["tshark_request_messages"]))
+            # what it wrote may die in its socket buffer when the leecher bans it (RST)
+            if x["tshark_piece_messages"] > x["pieces_sent"]:
+                print("[lab] FAIL: more PIECEs on the wire than %s sent" % x["endpoint"]); ok = False
+        print("[lab] honest seeder %s: tshark PIECE %d" % (seeder, t["seeder_tshark_piece_messages"]))
+        # every PIECE on the wire is the seeder's or a poisoner's; the leecher read all of
+        # them but those that came after it closed the connection (a poisoner it banned;
+        # the seeder once finished): no exact match as in the other scenarios
+        bad = sum(x["tshark_piece_messages"] for x in t["poisoners"])
+        t["piece_messages_not_read_by_leecher"] = p - b
+        print("[lab] PIECE messages: tshark %d = seeder %d + poisoners %d; leecher read %d (%d not read)"
+              % (p, t["seeder_tshark_piece_messages"], bad, b, p - b))
+        if p != t["seeder_tshark_piece_messages"] + bad or p < b:
+            print("[lab] FAIL: PIECE counts do not add up"); ok = False
+        if not any(x["tshark_piece_messages"] for x in t["poisoners"]):
+            print("[lab] FAIL: no poisoned PIECE on the wire"); ok = False
+        ends = {leecher} | {seeder} | {x["ip"] for x in t["poisoners"]}
+        other = sorted(k for k in by_dir if set(k.split(" -> ")) - ends or leecher not in k.split(" -> "))
         if other:
             print("[lab] FAIL: BitTorrent messages between other addresses: %s" % other); ok = False
     json.dump(t, open(sys.argv[1], "w"), indent=2, sort_keys=True); open(sys.argv[1], "a").write("\n")
@@ -486,6 +608,22 @@ record() {
     tcp-aria2)     run_scenario "$1" aria2      torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 ;;
     utp-plain)     run_scenario "$1" libtorrent torrent plain $mib $((64 * kib)) "$OUT_DIR" 60 utp ;;
     utp-magnet)    run_scenario "$1" libtorrent magnet  plain $mib $((64 * kib)) "$OUT_DIR" 60 utp ;;
+    tcp-poison)
+        POISON=1
+        # every honest connection from the seeder's address, whoever opens it (libtorrent
+        # seeds connect to the peers the tracker lists, the leecher too)
+        SEED_OUTGOING=$LAB_SEEDER_IP
+        SEED_UPLOAD_LIMIT=$(int_env LAB_POISON_LIMIT 262144 16384 104857600)
+        POISON_DELAY_MS=$(int_env LAB_POISON_DELAY_MS 3000 0 10000)
+        POISON_DELAY=$(printf '%d.%03d' $((POISON_DELAY_MS / 1000)) $((POISON_DELAY_MS % 1000)))
+        local size_mib piece_kib
+        size_mib=$(int_env LAB_POISON_SIZE_MIB 1 1 64)
+        piece_kib=$(int_env LAB_POISON_PIECE_KIB 64 16 4096)
+        ((piece_kib & (piece_kib - 1))) && lab_die "LAB_POISON_PIECE_KIB must be a power of two"
+        run_scenario "$1" libtorrent torrent plain $((size_mib * mib)) $((piece_kib * kib)) \
+            "$OUT_DIR" $((120 + 8 * size_mib))
+        POISON=0 SEED_UPLOAD_LIMIT=0 POISON_DELAY=0 SEED_OUTGOING=""
+        ;;
     *) lab_die "unknown scenario '$1' (known: ${SCENARIOS[*]} ${EXTRA_SCENARIOS[*]})" ;;
     esac
 }

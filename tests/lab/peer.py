@@ -35,7 +35,10 @@ Run with Debian's /usr/bin/python3 (python3-libtorrent). Subcommands:
          downloads (bounded by --timeout), verifies SHA-256, writes truth JSON
          ("completed": false plus progress when it fails, then exits 1).
          "hash_failures" counts hash_failed_alerts (pieces that failed
-         libtorrent's SHA-1 check and were downloaded again).
+         libtorrent's SHA-1 check and were downloaded again);
+         "hash_failed_pieces" lists their piece indices in order, and
+         "banned_peers" the endpoints ("IP:PORT") libtorrent banned
+         (peer_ban_alert, e.g. after hash failures), in order.
          "connections" says what the peer connections actually used, from
          libtorrent's peer_info sampled every poll (~50 ms): per remote
          endpoint and transport, uTP or TCP, RC4 or MSE-then-plaintext or
@@ -442,6 +445,8 @@ def cmd_leech(args):
     deadline = t0 + args.timeout
     done = False
     hash_failures = 0
+    hash_failed_pieces = []
+    banned = []
     freeze = Freeze(args, t0)
     conns = Connections()
     while not STOP and time.monotonic() < deadline:
@@ -450,10 +455,14 @@ def cmd_leech(args):
             if isinstance(a, (lt.tracker_reply_alert, lt.tracker_error_alert,
                                 lt.metadata_received_alert, lt.peer_connect_alert,
                                 lt.peer_disconnected_alert, lt.torrent_finished_alert,
-                                lt.torrent_error_alert, lt.hash_failed_alert)) and not args.verbose:
+                                lt.torrent_error_alert, lt.hash_failed_alert,
+                                lt.peer_ban_alert)) and not args.verbose:
                 log(type(a).__name__ + ":", a.message())
             if isinstance(a, lt.hash_failed_alert):
                 hash_failures += 1
+                hash_failed_pieces.append(int(a.piece_index))
+            if isinstance(a, lt.peer_ban_alert):
+                banned.append("%s:%d" % (a.endpoint[0], a.endpoint[1]))
             if isinstance(a, lt.torrent_finished_alert):
                 done = True
         conns.sample(h)
@@ -469,7 +478,8 @@ def cmd_leech(args):
         write_json(args.truth, {
             "completed": False, "progress": st.progress,
             "payload_bytes_received": st.total_payload_download,
-            "hash_failures": hash_failures, "elapsed_seconds": round(elapsed, 3),
+            "hash_failures": hash_failures, "hash_failed_pieces": hash_failed_pieces,
+            "banned_peers": banned, "elapsed_seconds": round(elapsed, 3),
             "freeze": freeze.record(), "client": "libtorrent",
             "client_version": lt.__version__, "connections": conns.record(),
             "encryption": args.encryption, "transport": args.transport,
@@ -479,7 +489,9 @@ def cmd_leech(args):
     time.sleep(args.settle)
     conns.sample(h)
     stats = collect_stats(ses, ["ses.num_incoming_piece", "ses.num_outgoing_request"])
-    drain(ses, verbose=False)
+    for a in drain(ses, verbose=False):
+        if isinstance(a, lt.peer_ban_alert):
+            banned.append("%s:%d" % (a.endpoint[0], a.endpoint[1]))
     ti = h.torrent_file()
     facts = torrent_facts(ti)
     path = os.path.join(args.save_dir, ti.files().file_path(0))
@@ -491,6 +503,8 @@ def cmd_leech(args):
         "completed": True,
         "sha256_ok": got == args.expect_sha256,
         "hash_failures": hash_failures,
+        "hash_failed_pieces": hash_failed_pieces,
+        "banned_peers": banned,
         "recheck_ok": recheck_ok,
         "freeze": freeze.record(),
         "info_hash": facts["info_hash"],
