@@ -15,15 +15,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::repo;
+use common::{http_request, repo};
 use peercache::swarm::Metainfo;
 use serde_json::Value;
 
@@ -381,24 +381,9 @@ fn tap(cache: &Path, cfg: &Path) -> (Proc, SocketAddr) {
     (p, addr)
 }
 
-/// A minimal HTTP/1.1 request; returns the status and the body.
+/// A request with a plain-text body (a magnet link, or nothing).
 fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    http_request(addr, method, path, "Content-Type: text/plain\r\n", body)
 }
 
 fn post_magnet(addr: SocketAddr, ih: &str, peers: &[SocketAddr]) -> (u16, Value) {

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::repo;
+use common::{http_request, repo};
 use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::capture::PcapFile;
 use peercache::clock::now_unix;
@@ -671,24 +671,11 @@ fn shutdown_is_not_held_up_by_an_idle_client() {
     }
 }
 
-/// Minimal HTTP/1.1 POST of `body`, with an extra header line if given.
+/// Minimal HTTP/1.1 POST of a .torrent `body`, with an extra header line if given.
 fn post(addr: SocketAddr, path: &str, extra: &str, body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
-         Content-Type: application/x-bittorrent\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let headers = format!("{extra}Content-Type: application/x-bittorrent\r\n");
+    let (status, body) = http_request(addr, "POST", path, &headers, body);
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// `POST /api/v1/metainfo`: a .torrent is taken into the registry (and the cache learns

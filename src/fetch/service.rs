@@ -50,18 +50,14 @@ impl Wants {
             return;
         }
         if self.tx.try_send(Offer { info_hash, peers }).is_err() {
-            if let Ok(mut c) = self.counters.lock() {
-                c.dropped += 1;
-            }
+            count(&self.counters, |c| c.dropped += 1);
         }
     }
 
     /// Offers the engine could not keep (its watch list's caps).
     pub fn add_dropped(&self, n: u64) {
         if n > 0 {
-            if let Ok(mut c) = self.counters.lock() {
-                c.dropped += n;
-            }
+            count(&self.counters, |c| c.dropped += n);
         }
     }
 
@@ -72,6 +68,13 @@ impl Wants {
     /// The engine's trigger thresholds and caps.
     pub fn trigger_limits(&self) -> super::trigger::TriggerLimits {
         self.trigger.clone()
+    }
+}
+
+/// Change the shared counters (a poisoned lock loses the count, never the fetch).
+fn count(counters: &Mutex<FetchCounters>, f: impl FnOnce(&mut FetchCounters)) {
+    if let Ok(mut c) = counters.lock() {
+        f(&mut c);
     }
 }
 
@@ -209,9 +212,7 @@ impl Fetcher {
     }
 
     fn count(&self, f: impl FnOnce(&mut FetchCounters)) {
-        if let Ok(mut c) = self.counters.lock() {
-            f(&mut c);
-        }
+        count(&self.counters, f);
     }
 
     fn take(&mut self, o: Offer) {

@@ -245,23 +245,18 @@ impl Pieces {
                 *slot = tag;
             }
         }
-        self.apply_late(ih, from, data.len() as u64, bad, sink);
+        if bad {
+            self.proven_bad(ih, from, data.len() as u64, sink);
+        }
     }
 
-    fn apply_late(
-        &mut self,
-        ih: &InfoHash,
-        from: SocketAddr,
-        len: u64,
-        bad: bool,
-        sink: &dyn PieceSink,
-    ) {
-        if bad {
-            let c = self.counters.entry(*ih).or_default();
-            let e = c.proven_bad_by_peer.entry(from).or_default();
-            (e.0, e.1) = (e.0 + 1, e.1 + len);
-            sink.proven_bad(from, len);
-        }
+    /// `from` is proven to have sent a bad copy of `len` bytes: counted, and told to the
+    /// sink (rules on liars) at once.
+    fn proven_bad(&mut self, ih: &InfoHash, from: SocketAddr, len: u64, sink: &dyn PieceSink) {
+        let c = self.counters.entry(*ih).or_default();
+        let e = c.proven_bad_by_peer.entry(from).or_default();
+        (e.0, e.1) = (e.0 + 1, e.1 + len);
+        sink.proven_bad(from, len);
     }
 
     /// Metainfo learnt outside this engine (a fetch, a post, a file dropped in): every
@@ -383,6 +378,10 @@ impl Pieces {
             self.reopen(key, a);
             return;
         };
+        // Before the piece is offered: rules on liars see this very proof.
+        for &(p, n) in &v.proven_bad {
+            self.proven_bad(&m.info_hash, p, n, sink);
+        }
         let c = self.counters.entry(m.info_hash).or_default();
         c.hashes += u64::from(v.hashes);
         if !v.failed_with.is_empty() {
@@ -390,12 +389,6 @@ impl Pieces {
             for p in &v.failed_with {
                 *c.failed_by_peer.entry(*p).or_default() += 1;
             }
-        }
-        for (p, n) in &v.proven_bad {
-            let e = c.proven_bad_by_peer.entry(*p).or_default();
-            (e.0, e.1) = (e.0 + 1, e.1 + n);
-            // Before the piece is offered: rules on liars see this very proof.
-            sink.proven_bad(*p, *n);
         }
         if v.exhausted {
             c.search_capped += 1;

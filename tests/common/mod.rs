@@ -85,3 +85,32 @@ pub fn tshark_msg_types(path: &Path, extra: &[&str]) -> BTreeMap<u32, u64> {
 pub fn total(r: &Report, f: impl Fn(&SwarmReport) -> u64) -> u64 {
     r.swarms.iter().map(&f).sum::<u64>() + f(&r.unattributed)
 }
+
+/// A minimal HTTP/1.1 request to the box's service (`headers`: extra header lines, each
+/// ending in CRLF); returns the status and the body.
+pub fn http_request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
