@@ -15,7 +15,10 @@ got (lab.sh tcp-repeat).
 
 With --utp the peer connection is uTP (BEP 29) over UDP: tshark's bt-utp
 heuristic dissector (--enable-heuristic bt_utp_udp) hands the uTP payload to
-the BitTorrent dissector. The message counts come from that; the same counts
+the BitTorrent dissector. The message counts come from that, leaving out the
+DATA packets that resend an earlier (connection id, seq_nr): tshark dissects a
+resend as new data, so a loaded run's resends would count twice (the count with
+them is kept as tshark_piece_messages_with_resends); the same counts
 with "-d udp.port==PORT,bt-utp" instead of the heuristic are recorded as
 tshark_decode_as_*. tshark_utp_types counts the packets tshark's bt-utp
 dissector recognises per bt-utp.type (0 DATA, 1 FIN, 2 STATE, 3 RESET, 4 SYN).
@@ -71,15 +74,21 @@ def tshark_fields(pcap, port, display_filter, fields, mode=MODE_TCP):
         yield [[int(x, 0) for x in c.split(",") if x] for c in cols]
 
 
-def message_counts(pcap, port, mode):
+def message_counts(pcap, port, mode, skip_frames=()):
+    """Message type counts and PIECE block bytes, leaving out the frames in skip_frames
+    (uTP resends: tshark's bt-utp dissects a resent DATA packet as if it were new)."""
+    skip = ""
+    if skip_frames:
+        skip = " && !(frame.number in {%s})" % ",".join(str(f) for f in sorted(skip_frames))
     # every message's type; a frame may carry several (comma-separated)
     types = collections.Counter()
-    for (ts, *_rest) in tshark_fields(pcap, port, "bittorrent.msg", ["bittorrent.msg.type"], mode):
+    for (ts, *_rest) in tshark_fields(pcap, port, "bittorrent.msg" + skip,
+                                      ["bittorrent.msg.type"], mode):
         types.update(ts)
     # PIECE block bytes = msg.length - 9. Keep-alives have a length (0) but no
     # type, so drop zero lengths to keep both lists aligned.
     piece_bytes = 0
-    for row in tshark_fields(pcap, port, "bittorrent.msg.type == 7",
+    for row in tshark_fields(pcap, port, "bittorrent.msg.type == 7" + skip,
                              ["bittorrent.msg.type", "bittorrent.msg.length"], mode):
         ts, ls = row[0], [l for l in (row[1] if len(row) > 1 else []) if l > 0]
         piece_bytes += sum(l - 9 for t, l in zip(ts, ls) if t == 7)
@@ -143,8 +152,6 @@ def parse_utp(payload):
 
 
 def utp_counts(pcap, port):
-    types, piece_bytes = message_counts(pcap, port, MODE_UTP_HEUR)
-    dtypes, dpiece_bytes = message_counts(pcap, port, MODE_UTP_DECODE_AS)
     # uTP packets as tshark's bt-utp dissector sees them (heuristic)
     tshark_types = collections.Counter()
     for (ts,) in tshark_fields(pcap, port, "bt-utp", ["bt-utp.type"], MODE_UTP_HEUR):
@@ -154,7 +161,7 @@ def utp_counts(pcap, port):
     udp_frames = 0
     ptypes, flows, exts, ext_lens, sizes = (collections.Counter() for _ in range(5))
     dirs = {}
-    non_utp = []
+    non_utp, resent_frames = [], []
     for cols in tshark_raw(pcap, port, "udp",
                            ["frame.number", "ip.src", "udp.srcport", "ip.dst", "udp.dstport",
                             "udp.payload"], MODE_TCP):
@@ -180,6 +187,7 @@ def utp_counts(pcap, port):
             if (conn_id, seq_nr) in d["seen"]:
                 d["retrans"] += 1
                 d["retrans_bytes"] += dlen
+                resent_frames.append(int(cols[0]))
             d["seen"].add((conn_id, seq_nr))
         for e, l in ext:
             exts[e] += 1
@@ -187,8 +195,13 @@ def utp_counts(pcap, port):
         if typ == 0:
             sizes[dlen] += 1
     tcp_bt = sum(1 for _ in tshark_raw(pcap, port, "tcp.port == %d" % port, ["frame.number"]))
+    # the messages on the wire once each: resent DATA packets left out
+    types, piece_bytes = message_counts(pcap, port, MODE_UTP_HEUR, resent_frames)
+    dtypes, dpiece_bytes = message_counts(pcap, port, MODE_UTP_DECODE_AS, resent_frames)
+    with_resends, _ = message_counts(pcap, port, MODE_UTP_HEUR)
     return {
-        "tshark_mode": "utp: --enable-heuristic bt_utp_udp",
+        "tshark_mode": "utp: --enable-heuristic bt_utp_udp, resent DATA frames left out",
+        "tshark_piece_messages_with_resends": with_resends.get(7, 0),
         "tshark_piece_messages": types.get(7, 0),
         "tshark_request_messages": types.get(6, 0),
         "tshark_piece_bytes": piece_bytes,
