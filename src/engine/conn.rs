@@ -13,12 +13,24 @@ use crate::peerwire::StreamParser;
 use crate::report::StreamRecord;
 use crate::wire::infohash::hex;
 
-/// A PIECE message's block being received, kept until complete.
+/// A PIECE message's block being received, until complete.
 pub(super) struct BlockBuf {
     pub(super) index: u32,
     pub(super) begin: u32,
     pub(super) length: u32,
-    pub(super) data: Vec<u8>,
+    pub(super) held: Held,
+}
+
+/// How a block's bytes are kept while it arrives.
+pub(super) enum Held {
+    /// Its bytes, for piece assembly.
+    Bytes(Vec<u8>),
+    /// A copy of a block of a piece verified in this run: only its digest tells whether its
+    /// sender lied, so its bytes are hashed as they pass, never copied; `got` so far.
+    Digest {
+        hasher: Box<twox_hash::XxHash3_64>,
+        got: u32,
+    },
 }
 
 /// Engine-side view of a connection: the parsers, the protocol state, and bookkeeping.

@@ -4,17 +4,19 @@
 
 use std::net::SocketAddr;
 
-use super::conn::BlockBuf;
+use super::conn::{BlockBuf, Held};
 use super::App;
 use crate::fetch::Candidate;
 use crate::flow::Dir;
 use crate::peerwire::conn::{Class, ConnState};
 use crate::peerwire::Event;
 use crate::report::{Stats, SwarmStats};
+use crate::swarm::pieces::Late;
 use crate::swarm::FlowContext;
 use crate::swarm::Source;
 use crate::wire::infohash::InfoHash;
 use crate::wire::peerwire::{self, Handshake, Message};
+use twox_hash::XxHash3_64;
 
 /// The counters of swarm `ih`: of the unattributed traffic when the info-hash is unknown or
 /// past `max` swarms (counted).
@@ -53,6 +55,32 @@ impl Handler<'_> {
             Some(ih) if self.ctx.stats.swarms.contains_key(&ih) => {}
             _ => return,
         }
+        if let Some(ih) = self.state.info_hash {
+            // A copy of a piece being verified: as if the verdict had come first (as the
+            // block's end would do), so that a late copy is known as one from its header.
+            let sink = self.ctx.shared.sink.clone();
+            self.ctx.pieces.settle_piece(&ih, index, &*sink);
+            match self
+                .ctx
+                .pieces
+                .late_block(&ih, index, begin, length, &self.sender)
+            {
+                Late::No => {}
+                Late::Ignore => return,
+                Late::Digest(seed) => {
+                    *self.block = Some(BlockBuf {
+                        index,
+                        begin,
+                        length,
+                        held: Held::Digest {
+                            hasher: Box::new(XxHash3_64::with_seed(seed)),
+                            got: 0,
+                        },
+                    });
+                    return;
+                }
+            }
+        }
         let cap = self.ctx.cfg.swarms.max_block_buffer_bytes;
         if self.ctx.block_bytes + length as usize > cap {
             self.ctx.stats.blocks_unbuffered += 1;
@@ -63,30 +91,55 @@ impl Handler<'_> {
             index,
             begin,
             length,
-            data: Vec::with_capacity(length as usize),
+            held: Held::Bytes(Vec::with_capacity(length as usize)),
         });
     }
 
     fn drop_block(&mut self) {
         if let Some(b) = self.block.take() {
-            self.ctx.block_bytes = self.ctx.block_bytes.saturating_sub(b.length as usize);
+            if let Held::Bytes(_) = b.held {
+                self.ctx.block_bytes = self.ctx.block_bytes.saturating_sub(b.length as usize);
+            }
         }
     }
 
     fn block_data(&mut self, index: u32, begin: u32, offset: u32, data: &[u8]) {
         let Some(b) = self.block.as_mut() else { return };
-        if (b.index, b.begin, b.data.len()) != (index, begin, offset as usize) {
+        let got = match &b.held {
+            Held::Bytes(v) => v.len(),
+            Held::Digest { got, .. } => *got as usize,
+        };
+        if (b.index, b.begin, got) != (index, begin, offset as usize) {
             self.drop_block();
             return;
         }
-        b.data.extend_from_slice(data);
-        if b.data.len() < b.length as usize {
+        match &mut b.held {
+            Held::Bytes(v) => v.extend_from_slice(data),
+            Held::Digest { hasher, got } => {
+                std::hash::Hasher::write(&mut **hasher, data);
+                *got = got.saturating_add(data.len() as u32);
+            }
+        }
+        if got + data.len() < b.length as usize {
             return;
         }
         let Some(b) = self.block.take() else { return };
-        self.ctx.block_bytes = self.ctx.block_bytes.saturating_sub(b.length as usize);
         let Some(ih) = self.state.info_hash else {
             return;
+        };
+        let data = match b.held {
+            Held::Bytes(v) => {
+                self.ctx.block_bytes = self.ctx.block_bytes.saturating_sub(b.length as usize);
+                v
+            }
+            Held::Digest { hasher, .. } => {
+                let sink = self.ctx.shared.sink.clone();
+                let (index, begin, len) = (b.index, b.begin, b.length);
+                let digest = std::hash::Hasher::finish(&*hasher);
+                let pieces = &mut self.ctx.pieces;
+                pieces.late_digest(&ih, index, begin, len, digest, self.sender, &*sink);
+                return;
+            }
         };
         let meta = self.ctx.shared.registry.get(&ih).map(|(m, _)| m);
         let sink = self.ctx.shared.sink.clone();
@@ -95,7 +148,7 @@ impl Handler<'_> {
             meta.as_ref(),
             b.index,
             b.begin,
-            b.data,
+            data,
             self.sender,
             &*sink,
         );

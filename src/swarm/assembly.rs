@@ -78,6 +78,12 @@ pub(super) enum Added {
 type Pick = BTreeMap<u32, usize>;
 
 impl Assembly {
+    /// Frees the copies' bytes, keeping the counts (`bytes`, `alt_bytes`: what was charged).
+    pub(super) fn drop_copies(&mut self) {
+        self.blocks = BTreeMap::new();
+        self.tried = HashSet::new();
+    }
+
     /// An empty assembly, `seq` in eviction order, held in quarantine or not.
     pub(super) fn new(seq: u64, quarantined: bool) -> Assembly {
         Assembly {
@@ -267,11 +273,15 @@ impl Assembly {
     }
 
     /// Every sender of a copy differing from the verified bytes, with that copy's length:
-    /// proven bad. Copies equal to the verified bytes (or under a pad) blame nobody.
-    fn proven_bad(&self, v: &VerifiedPiece) -> Vec<(SocketAddr, u64)> {
+    /// proven bad. Copies equal to the verified bytes (or under a pad) blame nobody; the
+    /// copies of `pick`, which the verified piece was built from, are equal without a look.
+    fn proven_bad(&self, v: &VerifiedPiece, pick: &Pick) -> Vec<(SocketAddr, u64)> {
         let mut bad = Vec::new();
         for (&begin, copies) in &self.blocks {
-            for c in copies {
+            for (k, c) in copies.iter().enumerate() {
+                if pick.get(&begin) == Some(&k) {
+                    continue;
+                }
                 let end = begin as usize + c.data.len();
                 if v.data().get(begin as usize..end) != Some(&c.data[..]) {
                     for f in &c.from {
@@ -286,23 +296,36 @@ impl Assembly {
     /// Every block span held (start, length, one per distinct length at a start) with the
     /// digest of the verified bytes there and the senders of copies equal to them: what
     /// judges copies that arrive after the verdict.
-    fn verified_blocks(&self, v: &[u8], seed: u64) -> Vec<VerifiedBlock> {
-        let mut out: Vec<VerifiedBlock> = Vec::new();
+    fn verified_blocks(&self, v: &[u8], pick: &Pick, seed: u64) -> Vec<VerifiedBlock> {
+        let mut out: Vec<VerifiedBlock> = Vec::with_capacity(self.blocks.len());
         for (&b, cs) in &self.blocks {
-            for c in cs {
+            for (k, c) in cs.iter().enumerate() {
                 let len = c.data.len() as u32;
                 let Some(want) = v.get(b as usize..b as usize + c.data.len()) else {
                     continue;
                 };
-                let i = match out.iter().position(|x| x.0 == b && x.1 == len) {
+                let i = match out.iter().rposition(|x| x.begin == b && x.len == len) {
                     Some(i) => i,
                     None => {
-                        out.push((b, len, block_digest(seed, want), Vec::new()));
+                        out.push(VerifiedBlock {
+                            begin: b,
+                            len,
+                            digest: block_digest(seed, want),
+                            good: [0; 4],
+                        });
                         out.len() - 1
                     }
                 };
-                if want == &c.data[..] {
-                    out[i].3.extend_from_slice(&c.from);
+                if pick.get(&b) == Some(&k) || want == &c.data[..] {
+                    for f in &c.from {
+                        let tag = sender_tag(seed, f);
+                        let good = &mut out[i].good;
+                        if !good.contains(&tag) {
+                            if let Some(slot) = good.iter_mut().find(|t| **t == 0) {
+                                *slot = tag;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -325,15 +348,33 @@ impl Assembly {
     }
 }
 
-/// A block of a verified piece: start, length, digest of the verified bytes, the peers that
-/// sent exactly those bytes.
-pub(super) type VerifiedBlock = (u32, u32, u64, Vec<SocketAddr>);
+/// A block of a verified piece, kept to judge copies that arrive later: its span, the
+/// digest of its verified bytes, and tags of up to four peers known to have sent exactly
+/// those bytes (0: free; see `sender_tag`), whose repeats are not read again.
+pub(super) struct VerifiedBlock {
+    pub(super) begin: u32,
+    pub(super) len: u32,
+    pub(super) digest: u64,
+    pub(super) good: [u32; 4],
+}
+
+/// A peer's tag among a block's known-good senders (a collision can only spare a liar a
+/// check, never blame anyone).
+pub(super) fn sender_tag(seed: u64, p: &SocketAddr) -> u32 {
+    let mut b = [0u8; 18];
+    match p.ip() {
+        std::net::IpAddr::V4(a) => b[..4].copy_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => b[..16].copy_from_slice(&a.octets()),
+    }
+    b[16..].copy_from_slice(&p.port().to_be_bytes());
+    (twox_hash::XxHash3_64::oneshot_with_seed(seed, &b) as u32).max(1)
+}
 
 /// A fast digest of a block for late-copy blame (XXH3: late copies must cost about a memory
 /// read). A differing digest proves differing bytes (never a false blame); a collision could
 /// only let a liar go unnamed, and the seed is drawn per run so a liar cannot aim for one.
 pub(super) fn block_digest(seed: u64, data: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64_with_seed(data, seed)
+    twox_hash::XxHash3_64::oneshot_with_seed(seed, data)
 }
 
 fn digest(p: &Pick) -> u64 {
@@ -363,12 +404,14 @@ pub(super) struct Verdict {
 /// The hash decides, searching the combinations not tried yet (at most `max_attempts`
 /// hashes over the piece's life). Pure but for the assembly's own search memory: runs on
 /// the engine thread or the hash thread alike. None when the blocks cannot make the piece.
+/// `blame`: the seed of the verified blocks' digests that judge later copies (None: late
+/// copies are not judged, and the digests cost nothing).
 pub(super) fn judge(
     m: &Metainfo,
     index: u32,
     a: &mut Assembly,
     max_attempts: u32,
-    seed: u64,
+    blame: Option<u64>,
 ) -> Option<Verdict> {
     let len = m.piece_len(index)?;
     let pads = m.pad_ranges(index);
@@ -381,7 +424,14 @@ pub(super) fn judge(
         exhausted: false,
     };
     let mut any = false;
-    for (pick, own) in a.candidates(len, &pads) {
+    // One copy of every block (a clean capture): one combination, without the search.
+    let candidates = if a.blocks.values().all(|cs| cs.len() == 1) {
+        let first = a.walk(len, &pads, |_, cs| (!cs.is_empty()).then_some(0));
+        first.map(|p| vec![(p, true)]).unwrap_or_default()
+    } else {
+        a.candidates(len, &pads)
+    };
+    for (pick, own) in candidates {
         if !own && a.attempts >= max_attempts {
             if !a.exhausted {
                 a.exhausted = true;
@@ -400,8 +450,10 @@ pub(super) fn judge(
         verdict.hashes += 1;
         match VerifiedPiece::verify_at(m, index, data, at) {
             Ok(v) => {
-                verdict.proven_bad = a.proven_bad(&v);
-                verdict.blocks = a.verified_blocks(v.data(), seed);
+                verdict.proven_bad = a.proven_bad(&v, &pick);
+                if let Some(seed) = blame {
+                    verdict.blocks = a.verified_blocks(v.data(), &pick, seed);
+                }
                 verdict.good = Some(v.with_senders(a.senders(&pick)));
                 return Some(verdict);
             }
@@ -458,7 +510,7 @@ mod tests {
         add(&mut a, &content, 1, true, 2);
         add(&mut a, &content, 2, false, 1);
         add(&mut a, &content, 3, false, 1);
-        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 64, Some(0)).unwrap();
         assert!(v.good.is_none());
         assert_eq!(v.failed_with, vec![peer(2), peer(1)]);
         assert_eq!(
@@ -467,11 +519,11 @@ mod tests {
         );
         // The honest peer re-sends all four: 0 and 1 are new bytes, 2 and 3 repeats.
         assert_eq!(add(&mut a, &content, 0, false, 1), Added::Yes);
-        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 64, Some(0)).unwrap();
         assert!(v.good.is_none(), "block 1 is still only the liar's");
         assert_eq!(add(&mut a, &content, 1, false, 1), Added::Yes);
         assert_eq!(add(&mut a, &content, 2, false, 1), Added::Duplicate);
-        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 64, Some(0)).unwrap();
         let good = v.good.expect("the honest set verifies");
         assert_eq!(good.data(), &content[..]);
         assert_eq!(v.proven_bad, vec![(peer(2), 16384), (peer(2), 16384)]);
@@ -494,7 +546,7 @@ mod tests {
         let (b, bad) = block(&content, 2, true, 0);
         assert_eq!(a.add(b, bad.clone(), peer(2), 8, |_| true), Added::Yes);
         assert_eq!(a.add(b, bad, peer(3), 8, |_| true), Added::NewSender);
-        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 64, Some(0)).unwrap();
         assert!(v.good.is_some(), "peer 1's own set");
         assert_eq!(v.proven_bad, vec![(peer(2), 16384), (peer(3), 16384)]);
     }
@@ -518,7 +570,7 @@ mod tests {
             a
         };
         let mut a = build();
-        let v = judge(&m, 0, &mut a, 64, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 64, Some(0)).unwrap();
         let good = v.good.expect("first copies of every block");
         assert_eq!(good.data(), &content[..]);
         let mut names: Vec<_> = v.proven_bad.iter().map(|(p, _)| *p).collect();
@@ -527,15 +579,15 @@ mod tests {
         // Latest has two bad blocks, so only the first-copies combination is right: it is
         // the second combination hashed (latest, then first); a budget of 1 stops before.
         let mut a = build();
-        let v = judge(&m, 0, &mut a, 1, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 1, Some(0)).unwrap();
         assert!(v.good.is_none() && v.exhausted && v.hashes == 1);
         assert!(
-            judge(&m, 0, &mut a, 1, 0).is_none(),
+            judge(&m, 0, &mut a, 1, Some(0)).is_none(),
             "nothing more once the budget is spent (and said once)"
         );
         // Own sets are tried past the budget: peer 3 sends block 0 and has a whole set.
         assert_eq!(add(&mut a, &content, 0, false, 3), Added::NewSender);
-        let v = judge(&m, 0, &mut a, 1, 0).unwrap();
+        let v = judge(&m, 0, &mut a, 1, Some(0)).unwrap();
         assert!(v.good.is_some() && v.hashes == 1 && !v.exhausted);
     }
 

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::assembly::{block_digest, judge, Added, Assembly, Verdict};
+use super::assembly::{block_digest, judge, sender_tag, Added, Assembly, Verdict, VerifiedBlock};
 use super::verify::Worker;
 use super::Metainfo;
 use crate::wire::infohash::InfoHash;
@@ -65,17 +65,24 @@ pub struct Pieces {
     alt_held: usize,
     /// Verified pieces' block digests, to judge copies that arrive after the verdict
     /// (`swarms.max_blame_pieces` pieces; then forgotten, counted).
-    blame: HashMap<Key, Vec<Seen>>,
+    blame: HashMap<Key, Vec<VerifiedBlock>>,
     pub max_blame_pieces: usize,
     blame_seed: u64,
     pub counters: HashMap<InfoHash, PieceCounters>,
     /// The hash thread, when there is one, and the bytes it may hold.
-    worker: Option<Worker<Key, Job, Judged>>,
+    worker: Option<Worker<Job, Judged>>,
     ahead_max: usize,
     /// Threads to start with the first complete piece (0: none, or started already).
     hash_threads: usize,
     /// Pieces in flight per swarm, so settling is a look-up when a swarm has none.
-    judging: HashMap<InfoHash, u32>,
+    /// Per swarm: pieces in flight, and the serial of the newest.
+    judging: HashMap<InfoHash, (u32, u64)>,
+    /// Serial of the newest job in flight for each piece, so settling a piece is a look-up
+    /// (never a scan of what is in flight), and the serials given and taken so far
+    /// (results come back in the order given).
+    in_flight: HashMap<Key, u64>,
+    submitted: u64,
+    taken: u64,
 }
 
 impl Pieces {
@@ -105,6 +112,9 @@ impl Pieces {
             ahead_max: 0,
             hash_threads: 0,
             judging: HashMap::new(),
+            in_flight: HashMap::new(),
+            submitted: 0,
+            taken: 0,
         }
     }
 
@@ -154,7 +164,7 @@ impl Pieces {
                 return; // Outside its piece: no valid piece contains it.
             }
             if self.is_done(&ih, index) || sink.contains(&ih, index) {
-                self.late_copy(&ih, index, begin, data, from, sink);
+                self.late_copy(&ih, index, begin, &data, from, sink);
                 return;
             }
         }
@@ -212,42 +222,87 @@ impl Pieces {
         }
     }
 
-    /// A copy of a block of a piece verified in this run: compared with the verified
-    /// bytes' digest, and its sender proven bad if it differs. (A piece verified in an
+    /// What a block about to arrive needs, asked at its PIECE header so that a copy of a
+    /// block already verified in this run is never copied (a repeat-heavy link carries
+    /// mostly such copies): see [`Late`].
+    pub fn late_block(
+        &self,
+        ih: &InfoHash,
+        index: u32,
+        begin: u32,
+        len: u32,
+        from: &SocketAddr,
+    ) -> Late {
+        if !self.is_done(ih, index) {
+            Late::No
+        } else if self.judges(ih, index, begin, len, from) {
+            Late::Digest(self.blame_seed)
+        } else {
+            Late::Ignore
+        }
+    }
+
+    /// Whether a copy of block (`begin`, `len`) of a piece verified in this run, from
+    /// `from`, is to be judged: the piece is remembered, one of its verified copies had
+    /// that span, and `from` is not known to have sent exactly those bytes.
+    fn judges(&self, ih: &InfoHash, index: u32, begin: u32, len: u32, from: &SocketAddr) -> bool {
+        self.blame
+            .get(&(*ih, index))
+            .and_then(|b| b.iter().find(|s| s.begin == begin && s.len == len))
+            .is_some_and(|s| !s.good.contains(&sender_tag(self.blame_seed, from)))
+    }
+
+    /// A copy of a block of a piece verified in this run, whole (it was held before the
+    /// verdict came): judged by its digest (see `late_digest`). (A piece verified in an
     /// earlier run, or forgotten past `max_blame_pieces`, has no digests: nothing said.)
     fn late_copy(
         &mut self,
         ih: &InfoHash,
         index: u32,
         begin: u32,
-        data: Vec<u8>,
+        data: &[u8],
         from: SocketAddr,
         sink: &dyn PieceSink,
     ) {
-        let Some(blocks) = self.blame.get_mut(&(*ih, index)) else {
+        let Ok(len) = u32::try_from(data.len()) else {
             return;
         };
-        let Some(seen) = blocks
-            .iter_mut()
-            .find(|s| s.begin == begin && s.len as usize == data.len())
-        else {
-            return; // a split no copy of the verified piece had: nothing to compare
-        };
-        let tag = sender_tag(self.blame_seed, &from);
-        if seen.good.contains(&tag) {
-            // This peer sent these very bytes already (the copy that verified, or a late
-            // copy that matched): a clean repeat download costs no read.
-            return;
+        if self.judges(ih, index, begin, len, &from) {
+            let digest = block_digest(self.blame_seed, data);
+            self.late_digest(ih, index, begin, len, digest, from, sink);
         }
-        let bad = block_digest(self.blame_seed, &data) != seen.digest;
-        if !bad {
-            if let Some(slot) = seen.good.iter_mut().find(|t| **t == 0) {
+    }
+
+    /// The digest of a late copy of block (`begin`, `len`) from `from`, taken with the seed
+    /// `late_block` gave: equal to the verified bytes' digest, `from` becomes a known-good
+    /// sender of that block (its repeats are not read again); different, it is proven to
+    /// have sent bad data.
+    #[allow(clippy::too_many_arguments)]
+    pub fn late_digest(
+        &mut self,
+        ih: &InfoHash,
+        index: u32,
+        begin: u32,
+        len: u32,
+        digest: u64,
+        from: SocketAddr,
+        sink: &dyn PieceSink,
+    ) {
+        let tag = sender_tag(self.blame_seed, &from);
+        let Some(seen) = self
+            .blame
+            .get_mut(&(*ih, index))
+            .and_then(|b| b.iter_mut().find(|s| s.begin == begin && s.len == len))
+        else {
+            return; // forgotten meanwhile
+        };
+        if digest == seen.digest {
+            if let Some(slot) = seen.good.iter_mut().find(|t| **t == 0 || **t == tag) {
                 *slot = tag;
             }
+            return;
         }
-        if bad {
-            self.proven_bad(ih, from, data.len() as u64, sink);
-        }
+        self.proven_bad(ih, from, u64::from(len), sink);
     }
 
     /// `from` is proven to have sent a bad copy of `len` bytes: counted, and told to the
@@ -319,7 +374,7 @@ impl Pieces {
         // Complete: out of assembly, to be judged by its hash.
         let Some(a) = self.discard(&key) else { return };
         if let Err(mut a) = self.hand_to_hash_thread(m, index, a, sink) {
-            let verdict = judge(m, index, &mut a, self.max_attempts, self.blame_seed);
+            let verdict = judge(m, index, &mut a, self.max_attempts, self.blame());
             self.apply(m, index, verdict, a, sink);
         }
     }
@@ -342,19 +397,23 @@ impl Pieces {
         }) {
             self.settle_one(sink);
         }
-        let Some(w) = self.worker.as_mut() else {
-            return Err(a);
-        };
         let job = Job {
             meta: m.clone(),
             index,
             assembly: a,
             max_attempts: self.max_attempts,
-            seed: self.blame_seed,
+            blame: self.blame(),
         };
-        match w.submit((m.info_hash, index), weight, job) {
+        let Some(w) = self.worker.as_mut() else {
+            return Err(job.assembly);
+        };
+        match w.submit(weight, job) {
             Ok(()) => {
-                *self.judging.entry(m.info_hash).or_default() += 1;
+                let serial = self.submitted;
+                self.submitted += 1;
+                let j = self.judging.entry(m.info_hash).or_default();
+                *j = (j.0 + 1, serial);
+                self.in_flight.insert((m.info_hash, index), serial);
                 Ok(())
             }
             Err(job) => Err(job.assembly),
@@ -424,9 +483,15 @@ impl Pieces {
         }
     }
 
+    /// The seed of the verified blocks' digests, when late copies are judged at all
+    /// (`max_blame_pieces` > 0).
+    fn blame(&self) -> Option<u64> {
+        (self.max_blame_pieces > 0).then_some(self.blame_seed)
+    }
+
     /// What a verified piece's blocks look like, to judge copies that come later (the
-    /// digests were taken on the hash thread, with the verdict).
-    fn remember_blocks(&mut self, key: Key, blocks: Vec<(u32, u32, u64, Vec<SocketAddr>)>) {
+    /// digests and known-good senders were taken on the hash thread, with the verdict).
+    fn remember_blocks(&mut self, key: Key, blocks: Vec<VerifiedBlock>) {
         if self.max_blame_pieces == 0 {
             return;
         }
@@ -434,23 +499,7 @@ impl Pieces {
             self.blame.clear();
             self.counters.entry(key.0).or_default().blame_resets += 1;
         }
-        let seed = self.blame_seed;
-        let seen = blocks
-            .into_iter()
-            .map(|(begin, len, digest, senders)| {
-                let mut good = [0u32; 4];
-                for (g, p) in good.iter_mut().zip(&senders) {
-                    *g = sender_tag(seed, p);
-                }
-                Seen {
-                    begin,
-                    len,
-                    digest,
-                    good,
-                }
-            })
-            .collect();
-        self.blame.insert(key, seen);
+        self.blame.insert(key, blocks);
     }
 
     /// A piece that did not verify back in assembly, charged again (it left when it was
@@ -481,7 +530,12 @@ impl Pieces {
     fn start_hashing(&mut self) {
         if self.worker.is_none() && self.hash_threads > 0 {
             self.worker = Worker::start("peercache-hash", self.hash_threads, |mut j: Job| {
-                let verdict = judge(&j.meta, j.index, &mut j.assembly, j.max_attempts, j.seed);
+                let verdict = judge(&j.meta, j.index, &mut j.assembly, j.max_attempts, j.blame);
+                if verdict.as_ref().is_some_and(|v| v.good.is_some()) {
+                    // Freed here, off the packet path: the verified bytes went with the
+                    // verdict, and a verified piece's copies are not needed again.
+                    j.assembly.drop_copies();
+                }
                 (j.meta, j.index, verdict, j.assembly)
             });
             self.hash_threads = 0; // started, or never will be
@@ -496,35 +550,37 @@ impl Pieces {
                 true
             }
             None => {
-                self.judging.clear(); // nothing in flight, or lost with a dead thread
+                self.forget_in_flight(); // nothing in flight, or lost with a dead thread
                 false
             }
         }
     }
 
+    /// Nothing is in flight any more (or what was is lost with a dead thread).
+    fn forget_in_flight(&mut self) {
+        self.judging.clear();
+        self.in_flight.clear();
+        self.taken = self.submitted;
+    }
+
     fn take_verdict(&mut self, (m, index, verdict, a): Judged, sink: &dyn PieceSink) {
-        let ih = m.info_hash;
-        if let Some(n) = self.judging.get_mut(&ih) {
-            *n -= 1;
-            if *n == 0 {
+        let (ih, serial) = (m.info_hash, self.taken);
+        self.taken += 1;
+        if let Some(j) = self.judging.get_mut(&ih) {
+            j.0 -= 1;
+            if j.0 == 0 {
                 self.judging.remove(&ih);
             }
+        }
+        if self.in_flight.get(&(ih, index)) == Some(&serial) {
+            self.in_flight.remove(&(ih, index));
         }
         self.apply(&m, index, verdict, a, sink);
     }
 
-    /// Verdicts take effect up to that of the newest piece of swarm `ih` in flight that
-    /// `also` accepts (with those of pieces completed before it). Called for every block:
-    /// only a look-up unless the swarm has pieces in flight.
-    fn settle_matching(&mut self, ih: &InfoHash, also: impl Fn(u32) -> bool, sink: &dyn PieceSink) {
-        if !self.judging.contains_key(ih) {
-            return;
-        }
-        let n = self
-            .worker
-            .as_ref()
-            .and_then(|w| w.through(|k| k.0 == *ih && also(k.1)));
-        for _ in 0..n.unwrap_or(0) {
+    /// Verdicts take effect up to that of the job `serial` (with those given before it).
+    fn settle_through(&mut self, serial: u64, sink: &dyn PieceSink) {
+        while self.taken <= serial {
             if !self.settle_one(sink) {
                 break;
             }
@@ -532,14 +588,22 @@ impl Pieces {
     }
 
     /// Before anything that asks whether this piece is cached or done: its verdict, if it
-    /// is being verified, takes effect (with those of pieces completed before it).
+    /// is being verified, takes effect (with those of pieces completed before it). Called
+    /// for every block: a look-up unless the piece is in flight.
     pub fn settle_piece(&mut self, ih: &InfoHash, index: u32, sink: &dyn PieceSink) {
-        self.settle_matching(ih, |i| i == index, sink);
+        if self.in_flight.is_empty() {
+            return;
+        }
+        if let Some(&serial) = self.in_flight.get(&(*ih, index)) {
+            self.settle_through(serial, sink);
+        }
     }
 
     /// The same for every piece of a swarm being verified.
     pub fn settle_swarm(&mut self, ih: &InfoHash, sink: &dyn PieceSink) {
-        self.settle_matching(ih, |_| true, sink);
+        if let Some(&(_, serial)) = self.judging.get(ih) {
+            self.settle_through(serial, sink);
+        }
     }
 
     /// Verdicts already made take effect, in order, without waiting for the rest. For live
@@ -550,7 +614,7 @@ impl Pieces {
             self.take_verdict(judged, sink);
         }
         if !self.worker.as_ref().is_some_and(|w| w.alive()) {
-            self.judging.clear();
+            self.forget_in_flight();
         }
     }
 
@@ -614,29 +678,20 @@ struct Job {
     index: u32,
     assembly: Assembly,
     max_attempts: u32,
-    seed: u64,
+    blame: Option<u64>,
 }
 
-/// A block of a verified piece, kept to judge copies that arrive later: its span, the
-/// digest of its verified bytes, and tags of up to four peers known to have sent exactly
-/// those bytes (0: free), whose repeats are not read again.
-struct Seen {
-    begin: u32,
-    len: u32,
-    digest: u64,
-    good: [u32; 4],
-}
-
-/// A peer's tag among a block's known-good senders (a collision can only spare a liar a
-/// check, never blame anyone).
-fn sender_tag(seed: u64, p: &SocketAddr) -> u32 {
-    let mut b = [0u8; 18];
-    match p.ip() {
-        std::net::IpAddr::V4(a) => b[..4].copy_from_slice(&a.octets()),
-        std::net::IpAddr::V6(a) => b[..16].copy_from_slice(&a.octets()),
-    }
-    b[16..].copy_from_slice(&p.port().to_be_bytes());
-    (xxhash_rust::xxh3::xxh3_64_with_seed(&b, seed) as u32).max(1)
+/// What a block about to arrive needs (see `Pieces::late_block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Late {
+    /// Not a copy of a block verified in this run: hold its bytes for assembly.
+    No,
+    /// A late copy with nothing to judge it by, or from a sender known to have sent these
+    /// very bytes: let it pass.
+    Ignore,
+    /// A late copy to judge: its digest, taken with this seed as its bytes pass, goes to
+    /// `Pieces::late_digest` (never copied).
+    Digest(u64),
 }
 
 #[cfg(test)]

@@ -8,19 +8,19 @@ use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 
-pub(crate) struct Worker<T, J, O> {
+pub(crate) struct Worker<J, O> {
     /// Per thread: its job queue and its results. Empty once a thread is found gone.
     lanes: Vec<(Sender<J>, Receiver<O>)>,
     /// Lane of the next job given, and of the oldest job in flight.
     next_in: usize,
     next_out: usize,
-    /// What each job in flight is about (oldest first), with its weight (bytes held).
-    in_flight: VecDeque<(T, usize)>,
+    /// The weight (bytes held) of each job in flight, oldest first.
+    in_flight: VecDeque<usize>,
     weight: usize,
     threads: Vec<JoinHandle<()>>,
 }
 
-impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
+impl<J: Send + 'static, O: Send + 'static> Worker<J, O> {
     /// `n` threads (at least one). None when none can be started (the caller then does the
     /// work itself).
     pub(crate) fn start(
@@ -64,15 +64,15 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
         })
     }
 
-    /// Queue a job; `tag` names it for [`Self::through`], `weight` is what it holds.
-    /// Err gives the job back when the threads are gone.
-    pub(crate) fn submit(&mut self, tag: T, weight: usize, job: J) -> Result<(), J> {
+    /// Queue a job; `weight` is what it holds. Err gives the job back when the threads
+    /// are gone.
+    pub(crate) fn submit(&mut self, weight: usize, job: J) -> Result<(), J> {
         let Some((tx, _)) = self.lanes.get(self.next_in) else {
             return Err(job);
         };
         tx.send(job).map_err(|e| e.0)?;
         self.next_in = (self.next_in + 1) % self.lanes.len();
-        self.in_flight.push_back((tag, weight));
+        self.in_flight.push_back(weight);
         self.weight += weight;
         Ok(())
     }
@@ -109,7 +109,7 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
 
     /// The oldest job's result is out: forget the job, the next result is the next lane's.
     fn taken(&mut self, o: O) -> O {
-        if let Some((_, w)) = self.in_flight.pop_front() {
+        if let Some(w) = self.in_flight.pop_front() {
             self.weight -= w;
         }
         self.next_out = (self.next_out + 1) % self.lanes.len();
@@ -122,14 +122,6 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
         self.weight = 0;
         self.lanes.clear();
         None
-    }
-
-    /// How many results to take to have that of the newest job whose tag matches.
-    pub(crate) fn through(&self, tag: impl Fn(&T) -> bool) -> Option<usize> {
-        self.in_flight
-            .iter()
-            .rposition(|(t, _)| tag(t))
-            .map(|i| i + 1)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -146,7 +138,7 @@ impl<T, J: Send + 'static, O: Send + 'static> Worker<T, J, O> {
     }
 }
 
-impl<T, J, O> Drop for Worker<T, J, O> {
+impl<J, O> Drop for Worker<J, O> {
     fn drop(&mut self) {
         self.lanes.clear(); // closes the queues: each thread finishes what it has and ends
         for t in self.threads.drain(..) {
@@ -169,15 +161,9 @@ mod tests {
         })
         .unwrap();
         for n in 0..20u64 {
-            w.submit(n, n as usize, n).unwrap();
+            w.submit(n as usize, n).unwrap();
         }
         assert_eq!(w.weight(), (0..20).sum::<usize>());
-        assert_eq!(w.through(|&t| t == 4), Some(5));
-        assert_eq!(
-            w.through(|&t| t % 2 == 0),
-            Some(19),
-            "the newest match counts"
-        );
         let got: Vec<u64> = std::iter::from_fn(|| w.next()).collect();
         assert_eq!(got, (0..20).map(|n| n * 2).collect::<Vec<_>>());
         assert_eq!((w.len(), w.weight()), (0, 0));
@@ -191,14 +177,14 @@ mod tests {
         })
         .unwrap();
         for n in 0..5 {
-            w.submit(n, 1, n).unwrap();
+            w.submit(1, n).unwrap();
         }
         let got: Vec<u32> = std::iter::from_fn(|| w.next()).collect();
         assert_eq!(got, vec![0, 1, 2]);
         assert!(!w.alive());
         assert_eq!((w.len(), w.weight()), (0, 0));
         assert_eq!(
-            w.submit(9, 1, 9),
+            w.submit(1, 9),
             Err(9),
             "the job comes back to be done inline"
         );
