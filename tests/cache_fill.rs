@@ -478,3 +478,155 @@ fn hash_threads_change_no_result() {
         }
     }
 }
+
+/// A cache on a full disk: every failed write is counted and logged with its path and the
+/// OS reason (one line, then rate-limited), replay exits 1 naming the loss, and what fitted
+/// stays; with room again, the same replay stores the rest and exits 0. Needs root (a
+/// small tmpfs); CI runs the tests as root.
+#[test]
+fn full_disk_is_loud_and_storing_resumes_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mount = |opts: &str| {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs {opts} (the tests need root)");
+    };
+    // Unmounted however the test ends.
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    mount("size=600k");
+    let _unmount = Unmount(mnt.clone());
+    let meta = dir.path().join("meta");
+    std::fs::create_dir(&meta).unwrap();
+    std::fs::copy(
+        repo().join("pcaps/lab-tcp-plain.torrent"),
+        meta.join("t.torrent"),
+    )
+    .unwrap();
+    let cache = mnt.join("cache");
+    let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
+    let run = || {
+        let out = Command::new(bin())
+            .args(["replay", "--json", "--metainfo"])
+            .arg(&meta)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            r,
+        )
+    };
+    let ih = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
+    // 16 pieces of 64 KiB into 600 KiB: some fit, the rest cannot.
+    let (code, err, r) = run();
+    let s = sw(&r, ih);
+    let (verified, cached) = (
+        s["pieces_verified"].as_u64().unwrap(),
+        s["pieces_cached"].as_u64().unwrap(),
+    );
+    let errors = r["cache"]["store"]["write_errors"].as_u64().unwrap();
+    assert_eq!(verified, 16);
+    assert!(
+        cached > 0 && cached < 16,
+        "cached {cached} of 16 on a 600 KiB disk"
+    );
+    assert!(
+        errors >= 16 - cached,
+        "{errors} write errors for {} pieces lost",
+        16 - cached
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let failed: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("cache write failed"))
+        .collect();
+    assert!(!failed.is_empty(), "{err}");
+    for l in &failed {
+        assert!(l.contains(&*cache.to_string_lossy()), "names the path: {l}");
+        assert_eq!(
+            l.matches("No space left on device").count(),
+            1,
+            "one reason: {l}"
+        );
+    }
+    assert!(
+        err.contains(&format!("{errors} cache write errors")),
+        "{err}"
+    );
+    // The disk stays full (a filler takes what is left): every write of the run fails, so
+    // at its end the service's /healthz says the cache cannot be written.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        while f.write_all(&[0u8; 4096]).is_ok() {}
+    }
+    let mut child = Command::new(bin())
+        .args([
+            "replay",
+            "--no-progress",
+            "--http",
+            "127.0.0.1:0",
+            "--http-linger",
+            "--metainfo",
+        ])
+        .arg(&meta)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut addr = None;
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(a) = line.split("http://").nth(1) {
+            addr = a
+                .trim_end_matches('/')
+                .split('/')
+                .next()
+                .map(str::to_string);
+        }
+        if line.contains("replay done") {
+            break;
+        }
+    }
+    let addr: std::net::SocketAddr = addr.expect(&seen).parse().unwrap();
+    let (status, body) = common::http_request(addr, "GET", "/healthz", "", b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 503, "{body}\n{seen}");
+    assert!(body.contains("cache writes failing"), "{body}");
+    assert!(seen.contains("cache write failed"), "{seen}");
+    std::fs::remove_file(&filler).unwrap();
+    // Room again: the same capture stores the rest, nothing cached before is lost.
+    let st = Command::new("mount")
+        .args(["-o", "remount,size=4m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, err, r) = run();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(sw(&r, ih)["pieces_cached"], 16);
+    assert_eq!(r["cache"]["store"]["write_errors"], 0);
+    assert!(!err.contains("cache write failed"), "{err}");
+}

@@ -620,6 +620,20 @@ fn deploy_files_and_docs_match_the_exported_metrics() {
         );
     }
 
+    // The alert rules use our series only, and pass promtool (checked again with the
+    // config, which loads them).
+    let alerts = std::fs::read_to_string(repo().join("deploy/peercache-alerts.yml")).unwrap();
+    for (i, _) in alerts.match_indices("peercache_") {
+        let name: String = alerts[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        assert!(
+            exported.contains(&name.as_str()),
+            "alert uses unknown {name}"
+        );
+    }
+    assert!(alerts.contains("peercache_cache_writes_failing"));
     let out = Command::new("promtool")
         .args(["check", "config"])
         .arg(repo().join("deploy/prometheus.yml"))

@@ -37,7 +37,22 @@ struct Counts {
     refused: AtomicU64,
     read_failures: AtomicU64,
     write_errors: AtomicU64,
+    /// The last write failed, and none has succeeded since (`/healthz` says so).
+    failing: AtomicBool,
 }
+
+/// Write failures as log lines: one at once, then at most one per `FAIL_LOG_EVERY` (a full
+/// disk fails every write), each saying how many were not logged since.
+#[derive(Default)]
+struct FailLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+const FAIL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where the store's log lines go (set by the mode; none: not logged, still counted).
+pub type StoreLog = Box<dyn Fn(String) + Send + Sync>;
 
 /// A piece whose bytes are in a temp file, not yet durable nor indexed.
 pub(crate) struct Staged {
@@ -83,6 +98,8 @@ pub struct PieceStore {
     /// `tmp/` itself, open for the store's life: what `syncfs` is called on.
     tmp_fd: Option<File>,
     counts: Counts,
+    fail_log: Mutex<FailLog>,
+    log: std::sync::OnceLock<StoreLog>,
     opened: OpenReport,
 }
 
@@ -124,6 +141,8 @@ impl PieceStore {
             direct: AtomicBool::new(cfg!(target_os = "linux")),
             tmp_fd,
             counts: Counts::default(),
+            fail_log: Mutex::new(FailLog::default()),
+            log: std::sync::OnceLock::new(),
             opened: OpenReport::default(),
         };
 
@@ -198,8 +217,9 @@ impl PieceStore {
         let tmp = self.write_tmp(&m.info)?;
         if let Err(e) = sync_file(&tmp) {
             let _ = fs::remove_file(&tmp);
-            self.counts.write_errors.fetch_add(1, Relaxed);
-            return Err(CacheError::io("writing", &tmp)(e));
+            let e = CacheError::io("writing", &tmp)(e);
+            self.write_failed(&e);
+            return Err(e);
         }
         // The swarm dir's fsync covers both new entries (pieces/, info); v1's covers the dir.
         self.place(&tmp, &sdir.join("info"), &sdir)?;
@@ -286,7 +306,7 @@ impl PieceStore {
     pub(crate) fn commit(&self, batch: Vec<Staged>) -> Result<usize, CacheError> {
         let mut first_err = None;
         let mut note = |e: CacheError| {
-            self.counts.write_errors.fetch_add(1, Relaxed);
+            self.write_failed(&e);
             first_err.get_or_insert(e);
         };
         // The slow part (waiting for the disk) runs before any lock is taken.
@@ -305,7 +325,7 @@ impl PieceStore {
                 })
                 .collect()
         };
-        let mut stored = 0;
+        let (mut stored, mut written) = (0, 0);
         let victims = {
             let _gate = read(&self.swarm_gate);
             // Every stripe of the batch, in ascending order (so no two committers deadlock),
@@ -363,6 +383,7 @@ impl PieceStore {
                 self.index.insert(key, len);
                 self.counts.inserted.fetch_add(1, Relaxed);
                 stored += 1;
+                written += 1;
             }
             self.pop_victims(&mut lru)
         };
@@ -371,7 +392,58 @@ impl PieceStore {
         }
         match first_err {
             Some(e) => Err(e),
-            None => Ok(stored),
+            None => {
+                if written > 0 {
+                    self.write_succeeded();
+                }
+                Ok(stored)
+            }
+        }
+    }
+
+    /// Where the store's log lines go from now on (once; later calls are ignored).
+    pub fn set_log(&self, log: StoreLog) {
+        let _ = self.log.set(log);
+    }
+
+    /// Whether the last write failed and none has succeeded since.
+    pub fn writes_failing(&self) -> bool {
+        self.counts.failing.load(Relaxed)
+    }
+
+    /// A write (or removal) failed: counted, `failing` until one succeeds, and logged with
+    /// its path and reason (rate-limited: see `FailLog`).
+    fn write_failed(&self, e: &CacheError) {
+        self.counts.write_errors.fetch_add(1, Relaxed);
+        self.counts.failing.store(true, Relaxed);
+        let mut f = lock(&self.fail_log);
+        let now = std::time::Instant::now();
+        if f.last
+            .is_some_and(|t| now.duration_since(t) < FAIL_LOG_EVERY)
+        {
+            f.unlogged += 1;
+            return;
+        }
+        let since = match std::mem::take(&mut f.unlogged) {
+            0 => String::new(),
+            n => format!(" ({n} more failures since the last line)"),
+        };
+        f.last = Some(now);
+        drop(f);
+        if let Some(log) = self.log.get() {
+            log(format!("cache write failed: {e}{since}"));
+        }
+    }
+
+    /// A write succeeded: if writes were failing, that is over (logged).
+    fn write_succeeded(&self) {
+        if self.counts.failing.swap(false, Relaxed) {
+            let unlogged = std::mem::take(&mut lock(&self.fail_log).unlogged);
+            if let Some(log) = self.log.get() {
+                log(format!(
+                    "cache writes succeed again ({unlogged} failures not logged meanwhile)"
+                ));
+            }
         }
     }
 
@@ -526,6 +598,7 @@ impl PieceStore {
             refused_pieces: c.refused.load(Relaxed),
             read_failures: c.read_failures.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
+            writes_failing: u64::from(c.failing.load(Relaxed)),
         }
     }
 
@@ -617,8 +690,9 @@ impl PieceStore {
             Ok(()) => Ok(path),
             Err(e) => {
                 let _ = fs::remove_file(&path);
-                self.counts.write_errors.fetch_add(1, Relaxed);
-                Err(CacheError::io("writing", &path)(e))
+                let e = CacheError::io("writing", &path)(e);
+                self.write_failed(&e);
+                Err(e)
             }
         }
     }
@@ -628,9 +702,9 @@ impl PieceStore {
         let placed = fs::rename(tmp, dst)
             .map_err(CacheError::io("renaming into place", dst))
             .and_then(|()| sync_dir(dir));
-        if placed.is_err() {
+        if let Err(e) = &placed {
             let _ = fs::remove_file(tmp);
-            self.counts.write_errors.fetch_add(1, Relaxed);
+            self.write_failed(e);
         }
         placed
     }
@@ -660,8 +734,9 @@ impl PieceStore {
         }
         // An unlink that fails leaves a verifiable file behind; it is re-indexed at the next
         // open, so counting it is enough.
-        if remove_file_if_exists(&self.piece_path(key)).is_err() {
-            self.counts.write_errors.fetch_add(1, Relaxed);
+        let path = self.piece_path(key);
+        if let Err(e) = remove_file_if_exists(&path) {
+            self.write_failed(&e);
         }
     }
 

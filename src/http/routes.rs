@@ -70,8 +70,16 @@ async fn dashboard() -> Html<&'static str> {
     Html(DASHBOARD)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Liveness, and whether the box can do its job: unhealthy (503, with the reason) while
+/// the cache cannot be written.
+async fn healthz(State(live): State<Arc<Live>>) -> Response {
+    match live.latest() {
+        Some(s) if s.report.cache.store.writes_failing > 0 => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cache writes failing: verified pieces are not being stored (see the log)",
+        ),
+        _ => "ok\n".into_response(),
+    }
 }
 
 async fn metrics(State(live): State<Arc<Live>>) -> Response {

@@ -175,6 +175,8 @@ counters! {
             "Stored pieces that failed their hash (or vanished) on read; they were removed.",
         write_errors: counter "cache_write_errors_total"
             "I/O errors writing, committing or removing pieces (a piece that hit one is not cached).",
+        writes_failing: gauge "cache_writes_failing"
+            "1 while the cache cannot be written: the last write failed and none has succeeded since.",
     }
 }
 

@@ -17,7 +17,10 @@ use peercache::runtime::{self, annotate};
 pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.engine.config()?;
     cfg.record_streams |= a.record_streams;
-    let (shared, _) = runtime::open_shared(&cfg, &mut |l| eprintln!("peercache: {l}"))?;
+    let (shared, store) = runtime::open_shared(&cfg, &mut |l| eprintln!("peercache: {l}"))?;
+    if let Some(store) = &store {
+        store.set_log(Box::new(|l| eprintln!("peercache: {l}")));
+    }
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
         (Some(addr), Some(live)) => {
@@ -66,7 +69,14 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         srv.shutdown();
     }
-    Ok(if out.errors.is_empty() {
+    // Pieces proven but not stored are work lost: the run did not do what was asked.
+    let write_errors = out.report.cache.store.write_errors;
+    if write_errors > 0 {
+        eprintln!(
+            "peercache: {write_errors} cache write errors: verified pieces were not all stored (reasons above)"
+        );
+    }
+    Ok(if out.errors.is_empty() && write_errors == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -78,7 +88,10 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     if a.filter.is_some() {
         cfg.capture.filter = a.filter.clone();
     }
-    let (mut shared, _) = runtime::open_shared(&cfg, &mut log_line)?;
+    let (mut shared, store) = runtime::open_shared(&cfg, &mut log_line)?;
+    if let Some(store) = &store {
+        store.set_log(Box::new(log_line));
+    }
     let _watch = watch_metainfo(&cfg, &shared)?;
     let _fetch = start_fetch(&cfg, &mut shared)?;
     match &cfg.cache.dir {
@@ -137,6 +150,7 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
+    store.set_log(Box::new(log_line));
     let _watch = watch_metainfo(&cfg, &shared)?;
     let _fetch = start_fetch(&cfg, &mut shared)?;
     log_line(format!(
