@@ -557,6 +557,18 @@ fn dashboard_renders_live_charts_in_headless_chromium() {
     srv.shutdown();
 }
 
+/// The names of our series a query or rule text uses.
+fn series_in(text: &str) -> Vec<String> {
+    text.match_indices("peercache_")
+        .map(|(i, _)| {
+            text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn deploy_files_and_docs_match_the_exported_metrics() {
     let f = fixture();
@@ -596,11 +608,7 @@ fn deploy_files_and_docs_match_the_exported_metrics() {
             e.contains("peercache_"),
             "dashboard panel queries no metric: {e}"
         );
-        for (i, _) in e.match_indices("peercache_") {
-            let name: String = e[i..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+        for name in series_in(e) {
             assert!(
                 exported.contains(&name.as_str()),
                 "dashboard uses unknown {name} in {e}"
@@ -623,11 +631,7 @@ fn deploy_files_and_docs_match_the_exported_metrics() {
     // The alert rules use our series only, and pass promtool (checked again with the
     // config, which loads them).
     let alerts = std::fs::read_to_string(repo().join("deploy/peercache-alerts.yml")).unwrap();
-    for (i, _) in alerts.match_indices("peercache_") {
-        let name: String = alerts[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
+    for name in series_in(&alerts) {
         assert!(
             exported.contains(&name.as_str()),
             "alert uses unknown {name}"
