@@ -575,41 +575,7 @@ fn full_disk_is_loud_and_storing_resumes_with_room() {
         let mut f = std::fs::File::create(&filler).unwrap();
         while f.write_all(&[0u8; 4096]).is_ok() {}
     }
-    let mut child = Command::new(bin())
-        .args([
-            "replay",
-            "--no-progress",
-            "--http",
-            "127.0.0.1:0",
-            "--http-linger",
-            "--metainfo",
-        ])
-        .arg(&meta)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut addr = None;
-    let mut seen = String::new();
-    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap())) {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if let Some(a) = line.split("http://").nth(1) {
-            addr = a
-                .trim_end_matches('/')
-                .split('/')
-                .next()
-                .map(str::to_string);
-        }
-        if line.contains("replay done") {
-            break;
-        }
-    }
-    let addr: std::net::SocketAddr = addr.expect(&seen).parse().unwrap();
+    let (mut child, addr, seen) = lingering_replay(&meta, &cache, &pcap);
     let (status, body) = common::http_request(addr, "GET", "/healthz", "", b"");
     let _ = child.kill();
     let _ = child.wait();
@@ -629,4 +595,105 @@ fn full_disk_is_loud_and_storing_resumes_with_room() {
     assert_eq!(sw(&r, ih)["pieces_cached"], 16);
     assert_eq!(r["cache"]["store"]["write_errors"], 0);
     assert!(!err.contains("cache write failed"), "{err}");
+}
+
+/// `peercache replay --http-linger` of `pcap` into `cache`, once its replay is done: the
+/// process (still holding the cache), its service's address, and what it logged so far.
+fn lingering_replay(
+    meta: &Path,
+    cache: &Path,
+    pcap: &Path,
+) -> (std::process::Child, std::net::SocketAddr, String) {
+    let mut child = Command::new(bin())
+        .args([
+            "replay",
+            "--no-progress",
+            "--http",
+            "127.0.0.1:0",
+            "--http-linger",
+        ])
+        .arg("--metainfo")
+        .arg(meta)
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg(pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut addr = None;
+    let mut seen = String::new();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for line in std::io::BufRead::lines(stderr) {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(a) = line.split("http://").nth(1) {
+            addr = a
+                .trim_end_matches('/')
+                .split('/')
+                .next()
+                .map(str::to_string);
+        }
+        if line.contains("replay done") {
+            break;
+        }
+    }
+    let addr = addr.expect(&seen).parse().unwrap();
+    (child, addr, seen)
+}
+
+/// One process per cache directory: while a replay holds the cache, a second replay and
+/// the `cache` commands refuse with one line naming the holder's pid, and change nothing;
+/// once it is gone (killed: the lock goes with the process), they work.
+#[test]
+fn a_cache_in_use_is_refused_naming_its_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = dir.path().join("meta");
+    std::fs::create_dir(&meta).unwrap();
+    std::fs::copy(
+        repo().join("pcaps/lab-tcp-plain.torrent"),
+        meta.join("t.torrent"),
+    )
+    .unwrap();
+    let cache = dir.path().join("cache");
+    let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
+    let ih = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
+    let (mut holder, _, _) = lingering_replay(&meta, &cache, &pcap);
+    let want = format!(
+        "cache directory {} is in use by peercache pid {} (one process per cache: stop it first)\n",
+        cache.display(),
+        holder.id()
+    );
+    let refused = |args: &[&str]| {
+        let out = Command::new(bin()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.starts_with("peercache: ") && err.ends_with(&want),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    };
+    let c = cache.to_str().unwrap();
+    let m = meta.to_str().unwrap();
+    let p = pcap.to_str().unwrap();
+    refused(&["replay", "--cache-dir", c, "--metainfo", m, p]);
+    refused(&["cache", "evict", "--cache-dir", c, ih]);
+    refused(&["cache", "ls", "--cache-dir", c]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    // Nothing was removed while it was held; now the cache is free.
+    let out = Command::new(bin())
+        .args(["cache", "ls", "--json", "--cache-dir", c])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ls: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ls[0]["info_hash"], ih, "{ls}");
+    assert_eq!(ls[0]["pieces_cached"], 16, "{ls}");
 }

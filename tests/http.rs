@@ -80,7 +80,7 @@ fn fixture() -> &'static Fixture {
             while let Some(f) = file.next_frame().unwrap() {
                 pos += f.data.len() as u64 + 16;
                 engine.handle(f.ts_micros, link, f.data, f.orig_len);
-                if file.frames % EVERY == 0 {
+                if file.frames.is_multiple_of(EVERY) {
                     let mut s = before.counters();
                     s.merge(engine.snapshot());
                     snaps.push((

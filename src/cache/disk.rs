@@ -111,7 +111,7 @@ pub(super) fn read_dir(dir: &Path) -> Result<fs::ReadDir, CacheError> {
 /// address ([`crate::swarm::PIECE_ALIGN`]); a last piece of odd length is written buffered.
 pub(super) fn direct_io_fits(data: &[u8]) -> bool {
     const A: usize = crate::swarm::PIECE_ALIGN;
-    !data.is_empty() && data.len() % A == 0 && data.as_ptr().align_offset(A) == 0
+    !data.is_empty() && data.len().is_multiple_of(A) && data.as_ptr().align_offset(A) == 0
 }
 
 #[cfg(target_os = "linux")]

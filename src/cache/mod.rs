@@ -109,6 +109,8 @@ pub enum CacheError {
     NoCacheDir { path: PathBuf },
     #[error("{} is not a peercache cache directory (no v1/ inside)", path.display())]
     NotACache { path: PathBuf },
+    #[error("cache directory {} is in use by {} (one process per cache: stop it first)", path.display(), holder(*pid))]
+    InUse { path: PathBuf, pid: Option<u32> },
     #[error("info-hash must be 40 hex digits, got {0:?}")]
     BadInfoHash(String),
     #[error("metainfo for {info_hash} is inconsistent: {source}")]
@@ -119,6 +121,13 @@ pub enum CacheError {
     },
     #[error("encoding JSON for stdout: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("peercache pid {p}"),
+        None => "another peercache".into(),
+    }
 }
 
 impl CacheError {

@@ -51,6 +51,36 @@ struct FailLog {
 
 const FAIL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// One process per cache directory: an exclusive lock on `DIR/lock`, which then holds
+/// the owner's pid (for the error a second process gets).
+fn take_ownership(dir: &Path) -> Result<File, CacheError> {
+    let path = dir.join("lock");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(CacheError::io("opening", &path))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let pid = fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            return Err(CacheError::InUse {
+                path: dir.to_owned(),
+                pid,
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(CacheError::io("locking", &path)(e)),
+    }
+    f.set_len(0)
+        .and_then(|()| writeln!(f, "{}", std::process::id()))
+        .map_err(CacheError::io("writing", &path))?;
+    Ok(f)
+}
+
 /// Where the store's log lines go (set by the mode; none: not logged, still counted).
 pub type StoreLog = Box<dyn Fn(String) + Send + Sync>;
 
@@ -99,6 +129,9 @@ pub struct PieceStore {
     tmp_fd: Option<File>,
     counts: Counts,
     fail_log: Mutex<FailLog>,
+    /// The cache directory's lock, held while the store is open (released when the
+    /// process ends, however it ends).
+    _owner: File,
     log: std::sync::OnceLock<StoreLog>,
     opened: OpenReport,
 }
@@ -108,6 +141,9 @@ impl PieceStore {
     /// for what is checked and cleaned up. The result of that is in [`Self::open_report`].
     pub fn open(dir: &Path, capacity_bytes: u64) -> Result<PieceStore, CacheError> {
         let existed = dir.is_dir();
+        fs::create_dir_all(dir).map_err(CacheError::io("creating directory", dir))?;
+        // Before anything is touched (open clears tmp/, which a running owner writes into).
+        let owner = take_ownership(dir)?;
         let (v1, tmp) = (dir.join("v1"), dir.join("tmp"));
         for d in [&v1, &tmp] {
             fs::create_dir_all(d).map_err(CacheError::io("creating directory", d))?;
@@ -142,6 +178,7 @@ impl PieceStore {
             tmp_fd,
             counts: Counts::default(),
             fail_log: Mutex::new(FailLog::default()),
+            _owner: owner,
             log: std::sync::OnceLock::new(),
             opened: OpenReport::default(),
         };

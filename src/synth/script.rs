@@ -179,7 +179,7 @@ impl Msg {
                 out.extend(std::iter::repeat_n(0xffu8, n / 8));
                 // Spare bits of the last byte must be zero (BEP 3: clients drop peers
                 // otherwise).
-                if n % 8 != 0 {
+                if !n.is_multiple_of(8) {
                     out.push(0xffu8 << (8 - n % 8));
                 }
             }
