@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{public, repo};
+use common::{meta_dir, public, repo};
 use peercache::cache::{PieceKey, PieceStore};
 use peercache::synth::{self, SynthArgs};
 use peercache::wire::infohash::{self, InfoHash};
@@ -505,13 +505,7 @@ fn full_disk_is_loud_and_storing_resumes_with_room() {
     }
     mount("size=600k");
     let _unmount = Unmount(mnt.clone());
-    let meta = dir.path().join("meta");
-    std::fs::create_dir(&meta).unwrap();
-    std::fs::copy(
-        repo().join("pcaps/lab-tcp-plain.torrent"),
-        meta.join("t.torrent"),
-    )
-    .unwrap();
+    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
     let cache = mnt.join("cache");
     let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
     let run = || {
@@ -649,13 +643,7 @@ fn lingering_replay(
 #[test]
 fn a_cache_in_use_is_refused_naming_its_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta");
-    std::fs::create_dir(&meta).unwrap();
-    std::fs::copy(
-        repo().join("pcaps/lab-tcp-plain.torrent"),
-        meta.join("t.torrent"),
-    )
-    .unwrap();
+    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
     let cache = dir.path().join("cache");
     let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
     let ih = "bf31b5eba75965210f1ab47d4312b4c87493bb93";

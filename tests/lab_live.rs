@@ -95,14 +95,7 @@ fn tap_fills_the_cache_during_a_real_transfer() {
     let bin = env!("CARGO_BIN_EXE_peercache");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let meta = dir.path().join("meta");
-    std::fs::create_dir(&meta).unwrap();
-    // The lab's torrents are reproducible: this is the one the run will create.
-    std::fs::copy(
-        repo().join("pcaps/lab-tcp-plain.torrent"),
-        meta.join("t.torrent"),
-    )
-    .unwrap();
+    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
     let report = dir.path().join("tap.json");
     let tap = format!(
         "exec {bin} tap --iface \"$LAB_SUB_IF\" --http 127.0.0.1:0 --cache-dir {} --metainfo {} --subscriber-net 198.18.0.0/16 --json > {}",

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use common::repo;
+use common::{meta_dir, repo};
 use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::Engine;
@@ -62,13 +62,7 @@ fn read_audit(p: &Path) -> Vec<serde_json::Value> {
 /// disk cache behind the rules `yaml` (written beside an `audit.jsonl`).
 fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let meta = dir.path().join("meta");
-    std::fs::create_dir(&meta).unwrap();
-    std::fs::copy(
-        repo().join("pcaps/lab-tcp-plain.torrent"),
-        meta.join("plain.torrent"),
-    )
-    .unwrap();
+    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
     let rules_path = dir.path().join("rules.yaml");
     std::fs::write(&rules_path, format!("audit_log: audit.jsonl\n{yaml}")).unwrap();
     let store = Arc::new(PieceStore::open(&dir.path().join("cache"), 1 << 30).unwrap());

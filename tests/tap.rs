@@ -37,13 +37,7 @@ fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // A cache filled from a real capture first.
-    let meta = dir.path().join("meta");
-    std::fs::create_dir(&meta).unwrap();
-    std::fs::copy(
-        repo().join("pcaps/lab-tcp-plain.torrent"),
-        meta.join("t.torrent"),
-    )
-    .unwrap();
+    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
     let st = Command::new(bin)
         .args(["replay", "--no-progress", "--cache-dir"])
         .arg(&cache)

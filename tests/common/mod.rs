@@ -114,3 +114,12 @@ pub fn http_request(
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, body.to_string())
 }
+
+/// `DIR/meta` holding the repo's `pcaps/NAME` .torrent: a `--metainfo` directory for the
+/// tests that replay or capture that recording (the lab's torrents are reproducible).
+pub fn meta_dir(dir: &Path, name: &str) -> PathBuf {
+    let meta = dir.join("meta");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::copy(repo().join("pcaps").join(name), meta.join(name)).unwrap();
+    meta
+}
