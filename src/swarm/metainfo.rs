@@ -259,6 +259,12 @@ mod tests {
 
     #[test]
     fn real_torrents() {
+        // The public corpus beside the repo (a fresh clone has none: tests/common explains).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps-public");
+        if !dir.is_dir() && std::env::var_os("PEERCACHE_REQUIRE_PUBLIC").is_none() {
+            eprintln!("NOTICE: skipped, {} is absent", dir.display());
+            return;
+        }
         // _analysis/piece_sha1_verification.txt: pieces, piece length and total per torrent.
         let m = public_torrent("lookaway.mp3.torrent");
         assert_eq!(
