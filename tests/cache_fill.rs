@@ -688,3 +688,18 @@ fn a_cache_in_use_is_refused_naming_its_holder() {
     assert_eq!(ls[0]["info_hash"], ih, "{ls}");
     assert_eq!(ls[0]["pieces_cached"], 16, "{ls}");
 }
+
+/// `--metainfo` takes one .torrent file as well as a directory of them.
+#[test]
+fn metainfo_may_be_one_file() {
+    let torrent = repo().join("pcaps/lab-tcp-plain.torrent");
+    let r = replay_cli(
+        &["--metainfo", torrent.to_str().unwrap()],
+        &[&repo().join("pcaps/lab-tcp-plain.pcap")],
+    );
+    let s = sw(&r, "bf31b5eba75965210f1ab47d4312b4c87493bb93");
+    assert_eq!(
+        (&s["pieces_verified"], &s["metainfo"]),
+        (&16.into(), &"file".into())
+    );
+}

@@ -44,22 +44,25 @@ impl TorrentDir {
     /// `registry` (as `Source::File`).
     pub fn scan(&mut self, registry: &Registry, dir: &Path) -> Scan {
         let mut out = Scan::default();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) => {
-                out.errors.push(format!("{}: {e}", dir.display()));
-                return out;
-            }
+        let stamp = |md: std::fs::Metadata| (md.len(), md.modified().ok());
+        // One .torrent file named on its own is taken whatever its name ends with.
+        let mut present: Vec<(PathBuf, Stamp)> = match std::fs::metadata(dir) {
+            Ok(md) if md.is_file() => vec![(dir.to_owned(), stamp(md))],
+            _ => match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "torrent"))
+                    .filter_map(|e| {
+                        let md = e.metadata().ok()?;
+                        md.is_file().then(|| (e.path(), stamp(md)))
+                    })
+                    .collect(),
+                Err(e) => {
+                    out.errors.push(format!("{}: {e}", dir.display()));
+                    return out;
+                }
+            },
         };
-        let mut present: Vec<(PathBuf, Stamp)> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "torrent"))
-            .filter_map(|e| {
-                let md = e.metadata().ok()?;
-                md.is_file()
-                    .then(|| (e.path(), (md.len(), md.modified().ok())))
-            })
-            .collect();
         present.sort();
         let mut now_seen = HashMap::with_capacity(present.len());
         for (path, stamp) in present {

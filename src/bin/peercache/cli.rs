@@ -167,10 +167,11 @@ pub(crate) struct EngineArgs {
     /// these addresses, and their REQUESTs, are what a box in the path would see.
     #[arg(long = "subscriber-net", value_name = "CIDR")]
     pub(crate) subscriber_nets: Vec<IpNet>,
-    /// Directory of .torrent files: their swarms' pieces are verified from the start
-    /// (metainfo also arrives on the wire through ut_metadata, BEP 9). tap and inline look
-    /// again every 5 s (metainfo_watch.interval_secs) and read files dropped in later.
-    #[arg(long, value_name = "DIR")]
+    /// Directory of .torrent files, or one .torrent file: their swarms' pieces are verified
+    /// from the start (metainfo also arrives on the wire through ut_metadata, BEP 9). tap
+    /// and inline look again every 5 s (metainfo_watch.interval_secs) and read files
+    /// dropped in later.
+    #[arg(long, value_name = "DIR|FILE")]
     pub(crate) metainfo: Option<PathBuf>,
     /// Piece cache directory: verified pieces are stored there (created if missing), and
     /// REQUESTs from subscribers count as hits against it.
