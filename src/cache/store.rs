@@ -62,18 +62,29 @@ fn take_ownership(dir: &Path) -> Result<File, CacheError> {
         .truncate(false)
         .open(&path)
         .map_err(CacheError::io("opening", &path))?;
-    match f.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let pid = fs::read_to_string(&path)
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-            return Err(CacheError::InUse {
-                path: dir.to_owned(),
-                pid,
-            });
+    let start = std::time::Instant::now();
+    loop {
+        match f.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid: Option<u32> = fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                // Held in this very process: a store just dropped whose lock a child
+                // process forked meanwhile still shares until its exec closes it (the lock
+                // belongs to the open file, which fork duplicates). That passes in moments.
+                let ours = pid == Some(std::process::id());
+                if ours && start.elapsed() < std::time::Duration::from_secs(2) {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+                return Err(CacheError::InUse {
+                    path: dir.to_owned(),
+                    pid,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(CacheError::io("locking", &path)(e)),
         }
-        Err(fs::TryLockError::Error(e)) => return Err(CacheError::io("locking", &path)(e)),
     }
     f.set_len(0)
         .and_then(|()| writeln!(f, "{}", std::process::id()))
