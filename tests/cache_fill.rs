@@ -703,3 +703,63 @@ fn metainfo_may_be_one_file() {
         (&16.into(), &"file".into())
     );
 }
+
+/// What an operator gets wrong with `cache` commands is one line naming the thing: an
+/// absent piece or swarm (exit 1), a file given as the cache directory (exit 2).
+#[test]
+fn cache_commands_say_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let torrent = repo().join("pcaps/lab-tcp-plain.torrent");
+    replay_cli(
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--metainfo",
+            torrent.to_str().unwrap(),
+        ],
+        &[&repo().join("pcaps/lab-tcp-plain.pcap")],
+    );
+    let ih = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
+    let c = cache.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("cache")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.stdout.len(),
+        )
+    };
+    assert_eq!(
+        run(&["get", "--cache-dir", c, ih, "16"]),
+        (
+            Some(1),
+            format!("peercache: piece 16 of {ih} is not in the cache\n"),
+            0
+        )
+    );
+    let other = "00".repeat(20);
+    assert_eq!(
+        run(&["evict", "--cache-dir", c, &other]),
+        (
+            Some(1),
+            format!("peercache: swarm {other} is not in the cache\n"),
+            0
+        )
+    );
+    let file = torrent.to_str().unwrap();
+    assert_eq!(
+        run(&["ls", "--cache-dir", file]),
+        (
+            Some(2),
+            format!("peercache: {file} is not a directory (a cache is one)\n"),
+            0
+        )
+    );
+    // And what is there is still there.
+    assert_eq!(run(&["get", "--cache-dir", c, ih, "15"]).0, Some(0));
+}

@@ -57,10 +57,12 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
             .and_then(|()| out.flush())
             .map_err(CacheError::io("writing", "<stdout>"))
     };
-    let found = |yes: bool| {
+    // Absent is exit 1 with a line saying what was not there (stdout stays for data).
+    let found = |yes: bool, what: &dyn Fn() -> String| {
         if yes {
             ExitCode::SUCCESS
         } else {
+            eprintln!("peercache: {} is not in the cache", what());
             ExitCode::FAILURE
         }
     };
@@ -88,7 +90,9 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
             if let Some(d) = &data {
                 emit(d)?;
             }
-            Ok(found(data.is_some()))
+            Ok(found(data.is_some(), &|| {
+                format!("piece {} of {}", key.index, key.info_hash)
+            }))
         }
         CacheCmd::Verify { cache_dir, json } => {
             let r = open_existing(cache_dir)?.verify_all();
@@ -101,7 +105,11 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
                 )
             };
             emit(text.as_bytes())?;
-            Ok(found(r.removed == 0 && r.errors == 0))
+            Ok(if r.removed == 0 && r.errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         CacheCmd::Evict {
             cache_dir,
@@ -122,7 +130,10 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
                     present
                 }
             };
-            Ok(found(removed))
+            Ok(found(removed, &|| match piece {
+                Some(i) => format!("piece {i} of {ih}"),
+                None => format!("swarm {ih}"),
+            }))
         }
     }
 }
@@ -130,6 +141,11 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
 /// Opens a cache that must already exist (these commands never create one), without a
 /// capacity: nothing is evicted just for looking.
 fn open_existing(dir: &Path) -> Result<PieceStore, CacheError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CacheError::NotADir {
+            path: dir.to_owned(),
+        });
+    }
     if !dir.is_dir() {
         return Err(CacheError::NoCacheDir {
             path: dir.to_owned(),
