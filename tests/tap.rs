@@ -122,3 +122,51 @@ fn bad_interface_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A capture that cannot open says why in one line, exit 2: an interface that does not
+/// exist is named as such, and a user without the capability is told which one it needs
+/// (run as `nobody`: the tests run as root, which has it).
+#[test]
+fn capture_failures_name_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of the binary `nobody` may run (the build tree may be private).
+    let bin = dir.path().join("peercache");
+    std::fs::copy(env!("CARGO_BIN_EXE_peercache"), &bin).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir.path(), bin.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let tap = |iface: &str, as_nobody: bool| {
+        let mut c = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let out = c
+            .args(["tap", "--http", "127.0.0.1:0", "--iface", iface])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            err.lines().last().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(
+        tap("nosuch0", false),
+        (
+            Some(2),
+            "peercache: nosuch0: no such network interface".into()
+        )
+    );
+    assert_eq!(
+        tap("lo", true),
+        (
+            Some(2),
+            "peercache: lo: not permitted: needs CAP_NET_RAW (or root)".into()
+        )
+    );
+}

@@ -42,18 +42,21 @@ impl BridgePort {
             path: iface.into(),
             msg,
         };
+        let failed = |e: pcap::Error| {
+            err(super::open_failure(
+                iface,
+                &e,
+                "CAP_NET_RAW and CAP_NET_ADMIN",
+            ))
+        };
         let cap = pcap::Capture::from_device(iface)
-            .map_err(|e| err(e.to_string()))?
+            .map_err(failed)?
             .promisc(true)
             .snaplen(65_535)
             .buffer_size(i32::try_from(buffer_bytes).unwrap_or(i32::MAX))
             .immediate_mode(true)
             .open()
-            .map_err(|e| {
-                err(format!(
-                    "cannot open (needs CAP_NET_RAW and CAP_NET_ADMIN): {e}"
-                ))
-            })?;
+            .map_err(failed)?;
         cap.direction(pcap::Direction::In)
             .map_err(|e| err(format!("cannot capture inbound only: {e}")))?;
         let cap = cap.setnonblock().map_err(|e| err(e.to_string()))?;

@@ -38,14 +38,15 @@ impl LiveCapture {
             msg,
         };
         let clamp = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let failed = |e: pcap::Error| err(super::open_failure(&o.iface, &e, "CAP_NET_RAW"));
         let mut cap = pcap::Capture::from_device(o.iface.as_str())
-            .map_err(|e| err(e.to_string()))?
+            .map_err(failed)?
             .promisc(o.promiscuous)
             .snaplen(clamp(o.snaplen as usize))
             .buffer_size(clamp(o.buffer_bytes))
             .timeout(clamp(o.timeout_ms as usize).max(1))
             .open()
-            .map_err(|e| err(format!("cannot capture (needs CAP_NET_RAW): {e}")))?
+            .map_err(failed)?
             // Non-blocking: on Linux a blocking read may ignore its timeout while the link
             // is idle, and then a stop or reload request would wait for the next packet.
             .setnonblock()

@@ -141,3 +141,19 @@ impl PcapFile {
         }
     }
 }
+
+/// Why a live capture on `iface` could not open, in the operator's terms: no such
+/// interface, or not permitted (naming the capabilities `caps` it needs), else libpcap's
+/// own words.
+pub(crate) fn open_failure(iface: &str, e: &pcap::Error, caps: &str) -> String {
+    let said = e.to_string();
+    let sys = std::path::Path::new("/sys/class/net");
+    if sys.is_dir() && !sys.join(iface).exists() {
+        return "no such network interface".into();
+    }
+    let lower = said.to_ascii_lowercase();
+    if lower.contains("permitted") || lower.contains("permission") {
+        return format!("not permitted: needs {caps} (or root)");
+    }
+    said
+}
