@@ -23,10 +23,60 @@ pub enum ConfigError {
     Parse { path: PathBuf, msg: String },
 }
 
+/// Caps that 0 would turn into "do nothing at all" (no flows, no swarms, no cache): refused
+/// where they are written, naming the key (the YAML error adds where: the line and column of
+/// its section).
+macro_rules! at_least_one {
+    ($($key:ident),*) => {
+        mod at_least_one {
+            $(
+                pub(super) fn $key<'de, D, T>(d: D) -> Result<T, D::Error>
+                where
+                    D: serde::Deserializer<'de>,
+                    T: serde::Deserialize<'de> + Default + PartialEq,
+                {
+                    let v = T::deserialize(d)?;
+                    if v == T::default() {
+                        return Err(serde::de::Error::custom(concat!(
+                            stringify!($key),
+                            ": 0 is not allowed (it would turn the work off entirely); give at least 1"
+                        )));
+                    }
+                    Ok(v)
+                }
+            )*
+        }
+    };
+}
+at_least_one!(max_flows, max_swarms, capacity_bytes);
+
+/// Networks as CIDR, without host bits: 198.18.0.1/16 is refused, since what was meant
+/// (198.18.0.0/16, or the host 198.18.0.1/32) cannot be known.
+fn networks<'de, D>(d: D) -> Result<Vec<IpNet>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let nets = Vec::<IpNet>::deserialize(d)?;
+    match nets.iter().find(|n| n.trunc() != **n) {
+        Some(n) => Err(serde::de::Error::custom(host_bits(n))),
+        None => Ok(nets),
+    }
+}
+
+/// The complaint about a network written with host bits set.
+pub fn host_bits(n: &IpNet) -> String {
+    format!(
+        "{n} has host bits set: write the network {} (or a host as /{})",
+        n.trunc(),
+        n.max_prefix_len()
+    )
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Subscriber-side networks; traffic to and from them is what a box in the path saves.
+    #[serde(deserialize_with = "networks")]
     pub subscriber_nets: Vec<IpNet>,
     pub flows: FlowConfig,
     pub reassembly: ReassemblyConfig,
@@ -116,6 +166,7 @@ pub struct CacheConfig {
     /// Directory of the piece cache; none means verified pieces are only counted.
     pub dir: Option<PathBuf>,
     /// Bytes of pieces kept; least recently used pieces go first past it.
+    #[serde(deserialize_with = "at_least_one::capacity_bytes")]
     pub capacity_bytes: u64,
     /// Verified pieces waiting for the disk writer at most; memory is this times the piece
     /// length. When full, the engine waits for the disk (a replay never drops pieces).
@@ -144,6 +195,7 @@ impl Default for CacheConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FlowConfig {
     /// Flows tracked at once (per worker); the least recently seen is evicted past it.
+    #[serde(deserialize_with = "at_least_one::max_flows")]
     pub max_flows: usize,
     /// Idle time, in seconds of packet time, after which a TCP flow is finished.
     pub tcp_idle_timeout_secs: u64,
@@ -208,6 +260,7 @@ pub struct PeerwireConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SwarmConfig {
     /// Info-hashes tracked (per worker); messages of further swarms count as unattributed.
+    #[serde(deserialize_with = "at_least_one::max_swarms")]
     pub max_swarms: usize,
     /// Distinct (index, begin, length) blocks remembered per worker for `distinct_blocks`.
     pub max_distinct_blocks: usize,
@@ -345,6 +398,31 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_caps_and_host_bits_are_refused_where_written() {
+        for (yaml, key) in [
+            ("flows:\n  max_flows: 0\n", "flows: max_flows"),
+            (
+                "cache:\n  dir: /tmp/x\n  capacity_bytes: 0\n",
+                "cache: capacity_bytes",
+            ),
+            ("swarms:\n  max_swarms: 0\n", "swarms: max_swarms"),
+        ] {
+            let e = Config::parse(yaml).unwrap_err();
+            assert!(
+                e.contains(&format!("{key}: 0 is not allowed")) && e.contains("line 2 column 3"),
+                "{e}"
+            );
+        }
+        let e = Config::parse("subscriber_nets: [198.18.0.0/16, 198.19.0.1/16]\n").unwrap_err();
+        assert!(
+            e.contains("198.19.0.1/16 has host bits set: write the network 198.19.0.0/16")
+                && e.contains("line 1"),
+            "{e}"
+        );
+        assert!(Config::parse("subscriber_nets: [198.18.0.0/15, 198.18.0.1/32]\n").is_ok());
+    }
 
     #[test]
     fn defaults_and_errors() {

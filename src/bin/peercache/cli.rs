@@ -192,6 +192,9 @@ impl EngineArgs {
             Some(p) => Config::load(p)?,
             None => Config::default(),
         };
+        if let Some(n) = self.subscriber_nets.iter().find(|n| n.trunc() != **n) {
+            anyhow::bail!("--subscriber-net {}", peercache::config::host_bits(n));
+        }
         cfg.subscriber_nets
             .extend(self.subscriber_nets.iter().copied());
         if self.metainfo.is_some() {
@@ -201,6 +204,9 @@ impl EngineArgs {
             cfg.cache.dir = self.cache_dir.clone();
         }
         if let Some(c) = &self.cache_capacity {
+            if c.0 == 0 {
+                anyhow::bail!("--cache-capacity 0 would keep nothing; give at least 1 byte");
+            }
             cfg.cache.capacity_bytes = c.0;
         }
         if self.rules.is_some() {
