@@ -532,7 +532,10 @@ fn dashboard_renders_live_charts_in_headless_chromium() {
     assert_eq!(text_of(&dom, "hit-ratio").unwrap(), "50.0 %");
     // The last snapshot is `publishes` seconds after the start, as an operator reads it.
     let clock = text_of(&dom, "clock").unwrap();
-    assert!(clock.ends_with(&format!(" up {} s", f.publishes)), "{clock}");
+    assert!(
+        clock.ends_with(&format!(" up {} s", f.publishes)),
+        "{clock}"
+    );
     assert!(
         dom.contains(&PLAIN_IH[..16]),
         "swarm table lacks the capture's info-hash"
