@@ -86,9 +86,11 @@ fn take_ownership(dir: &Path) -> Result<File, CacheError> {
             Err(fs::TryLockError::Error(e)) => return Err(CacheError::io("locking", &path)(e)),
         }
     }
-    f.set_len(0)
-        .and_then(|()| writeln!(f, "{}", std::process::id()))
-        .map_err(CacheError::io("writing", &path))?;
+    // Best effort: the pid only makes a second process's error more useful, and a full
+    // disk must not keep the box from opening its cache (to serve what it has).
+    let _ = f
+        .set_len(0)
+        .and_then(|()| writeln!(f, "{}", std::process::id()));
     Ok(f)
 }
 
