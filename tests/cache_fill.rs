@@ -4,10 +4,11 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{have_public, meta_dir, public, repo};
+use common::{have_public, meta_dir, peercache_json, plain_torrent, public, repo, swarm_json};
 use peercache::cache::{PieceKey, PieceStore};
 use peercache::synth::{self, SynthArgs};
 use peercache::wire::infohash::{self, InfoHash};
@@ -20,28 +21,14 @@ fn bin() -> &'static str {
 
 /// `peercache replay --json` with the given extra arguments: the JSON as a consumer sees it.
 fn replay_cli(args: &[&str], files: &[&Path]) -> Value {
-    let out = Command::new(bin())
-        .arg("replay")
-        .arg("--json")
-        .args(args)
-        .args(files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut all: Vec<&OsStr> = vec!["replay".as_ref(), "--json".as_ref()];
+    all.extend(args.iter().map(OsStr::new));
+    all.extend(files.iter().map(|f| f.as_os_str()));
+    peercache_json(all)
 }
 
 fn sw<'a>(r: &'a Value, ih: &str) -> &'a Value {
-    r["swarms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["info_hash"] == ih)
-        .unwrap_or_else(|| panic!("swarm {ih}"))
+    swarm_json(r, ih).unwrap_or_else(|| panic!("swarm {ih}"))
 }
 
 fn n(v: &Value) -> u64 {
@@ -508,7 +495,7 @@ fn full_disk_is_loud_and_storing_resumes_with_room() {
     }
     mount("size=600k");
     let _unmount = Unmount(mnt.clone());
-    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
+    let meta = meta_dir(dir.path(), &plain_torrent());
     let cache = mnt.join("cache");
     let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
     let run = || {
@@ -646,7 +633,7 @@ fn lingering_replay(
 #[test]
 fn a_cache_in_use_is_refused_naming_its_holder() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
+    let meta = meta_dir(dir.path(), &plain_torrent());
     let cache = dir.path().join("cache");
     let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
     let ih = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
@@ -675,16 +662,7 @@ fn a_cache_in_use_is_refused_naming_its_holder() {
     let _ = holder.kill();
     let _ = holder.wait();
     // Nothing was removed while it was held; now the cache is free.
-    let out = Command::new(bin())
-        .args(["cache", "ls", "--json", "--cache-dir", c])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ls: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ls = peercache_json(["cache", "ls", "--json", "--cache-dir", c]);
     assert_eq!(ls[0]["info_hash"], ih, "{ls}");
     assert_eq!(ls[0]["pieces_cached"], 16, "{ls}");
 }

@@ -657,14 +657,6 @@ fn stock_judge_on_synthetic_results() {
 // re-download under 5 % of the file from upstream), plus what says it was the fetch that
 // did it.
 
-/// A swarm of a peercache JSON report (`swarms[]`) by info-hash.
-fn swarm<'a>(report: &'a Value, info_hash: &str) -> Option<&'a Value> {
-    report["swarms"]
-        .as_array()?
-        .iter()
-        .find(|s| s["info_hash"] == info_hash)
-}
-
 /// Issue 14's verdict on a fetch run: `judge_profile`'s, then the fetch's own. `report` and
 /// `tap_report` are the box's and the tap's JSON reports (None: not written).
 fn judge_fetch(r: &Value, report: Option<&Value>, tap_report: Option<&Value>) -> Vec<String> {
@@ -730,7 +722,7 @@ fn judge_fetch(r: &Value, report: Option<&Value>, tap_report: Option<&Value>) ->
         None => {} // judge_profile said so
         Some(rep) => {
             fetch_counts("box", rep, &mut fail);
-            match swarm(rep, ih) {
+            match swarm_json(rep, ih) {
                 None => fail(format!("box report: no swarm {ih}")),
                 Some(a) => {
                     if a["metainfo"] != "fetched" {
@@ -759,7 +751,7 @@ fn judge_fetch(r: &Value, report: Option<&Value>, tap_report: Option<&Value>) ->
         None => fail("the tap wrote no report".into()),
         Some(rep) => {
             fetch_counts("tap", rep, &mut fail);
-            match swarm(rep, ih) {
+            match swarm_json(rep, ih) {
                 None => fail(format!("tap report: no swarm {ih}")),
                 Some(a) if a["metainfo"] != "fetched" => fail(format!(
                     "tap: swarm A metainfo {} (\"fetched\")",

@@ -34,12 +34,7 @@ fn lab_record(scenario: &str, out: &std::path::Path, env: &[(&str, String)]) -> 
 
 /// Record `scenario` with the lab into a temporary directory; returns (truth, report).
 fn record(scenario: &str) -> (serde_json::Value, peercache::report::Report) {
-    let uid = Command::new("id").arg("-u").output().expect("id");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "the live lab needs root (network namespaces); run the tests as root"
-    );
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     assert!(
         lab_record(scenario, dir.path(), &[]),
@@ -95,7 +90,7 @@ fn tap_fills_the_cache_during_a_real_transfer() {
     let bin = env!("CARGO_BIN_EXE_peercache");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
+    let meta = meta_dir(dir.path(), &plain_torrent());
     let report = dir.path().join("tap.json");
     let tap = format!(
         "exec {bin} tap --iface \"$LAB_SUB_IF\" --http 127.0.0.1:0 --cache-dir {} --metainfo {} --subscriber-net 198.18.0.0/16 --json > {}",
@@ -123,12 +118,7 @@ fn tap_fills_the_cache_during_a_real_transfer() {
     )
     .unwrap();
     let ih = truth["info_hash"].as_str().unwrap();
-    let s = r["swarms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["info_hash"] == ih)
-        .expect("swarm seen by tap");
+    let s = swarm_json(&r, ih).expect("swarm seen by tap");
     assert_eq!(s["pieces_verified"], 16);
     assert_eq!(s["piece_messages"], truth["blocks_received"]);
     let store = peercache::cache::PieceStore::open(&cache, u64::MAX).unwrap();

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 
-use common::repo;
+use common::{meta_dir, peercache_json, repo, require_root, swarm_json};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -347,29 +347,17 @@ fn check(pcap: &Path, torrent: &Path, truth: &Value) {
 
     // The replay, as a user runs it.
     let dir = tempfile::tempdir().unwrap();
-    let (cache, meta) = (dir.path().join("cache"), dir.path().join("meta"));
-    std::fs::create_dir(&meta).unwrap();
-    std::fs::copy(torrent, meta.join("t.torrent")).unwrap();
-    let out = Command::new(bin())
-        .args(["replay", "--json", "--cache-dir"])
-        .arg(&cache)
-        .arg("--metainfo")
-        .arg(&meta)
-        .arg(pcap)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = r["swarms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["info_hash"] == ih)
-        .expect("the swarm is in the report");
+    let (cache, meta) = (dir.path().join("cache"), meta_dir(dir.path(), torrent));
+    let r = peercache_json([
+        "replay".as_ref(),
+        "--json".as_ref(),
+        "--cache-dir".as_ref(),
+        cache.as_os_str(),
+        "--metainfo".as_ref(),
+        meta.as_os_str(),
+        pcap.as_os_str(),
+    ]);
+    let s = swarm_json(&r, ih).expect("the swarm is in the report");
     let bad: BTreeMap<String, (u64, u64)> = s["proven_bad_peers"]
         .as_object()
         .unwrap()
@@ -466,12 +454,7 @@ static LAB: Mutex<()> = Mutex::new(());
 #[test]
 fn fresh_poisoned_recording() {
     let _lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let uid = Command::new("id").arg("-u").output().expect("id");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "the live lab needs root (network namespaces); run the tests as root"
-    );
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let wait = std::env::var("LAB_WAIT_S").unwrap_or_else(|_| "900".into());
     // Once more if it fails: the lab refuses a recording with tcpdump drops (a loaded

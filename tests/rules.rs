@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use common::{meta_dir, repo};
+use common::{meta_dir, peercache_json, plain_torrent, repo};
 use peercache::cache::{CommitPolicy, PieceStore, StoreWriter};
 use peercache::config::Config;
 use peercache::engine::Engine;
@@ -62,7 +62,7 @@ fn read_audit(p: &Path) -> Vec<serde_json::Value> {
 /// disk cache behind the rules `yaml` (written beside an `audit.jsonl`).
 fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
+    let meta = meta_dir(dir.path(), &plain_torrent());
     let rules_path = dir.path().join("rules.yaml");
     std::fs::write(&rules_path, format!("audit_log: audit.jsonl\n{yaml}")).unwrap();
     let store = Arc::new(PieceStore::open(&dir.path().join("cache"), 1 << 30).unwrap());
@@ -550,20 +550,16 @@ fn replay_cli_with_rules_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     let rules_path = dir.path().join("r.yaml");
     std::fs::write(&rules_path, format!("blocklist: [{PLAIN}]\n")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
-        .args(["replay", "--json", "--no-progress", "--metainfo"])
-        .arg(repo().join("pcaps"))
-        .arg("--rules")
-        .arg(&rules_path)
-        .arg(repo().join("pcaps/lab-tcp-plain.pcap"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = peercache_json([
+        "replay".as_ref(),
+        "--json".as_ref(),
+        "--no-progress".as_ref(),
+        "--metainfo".as_ref(),
+        repo().join("pcaps").as_os_str(),
+        "--rules".as_ref(),
+        rules_path.as_os_str(),
+        repo().join("pcaps/lab-tcp-plain.pcap").as_os_str(),
+    ]);
     assert_eq!(v["rules"]["blocklist"]["refused"], 16);
     assert_eq!(v["swarms"][0]["pieces_cached"], 0);
 }

@@ -537,12 +537,7 @@ fn check_poisoned(name: &str, a: &SynthArgs) {
     // The replay an operator runs, with a cache.
     let cache = dir.path().join("cache");
     let r = replay_cli(&a.output, &cache, &torrents);
-    let s = r["swarms"]
-        .as_array()
-        .and_then(|v| {
-            v.iter()
-                .find(|s| s["info_hash"] == truth.info_hash.as_str())
-        })
+    let s = swarm_json(&r, truth.info_hash.as_str())
         .unwrap_or_else(|| panic!("{name}: swarm not in the report"));
     // (pieces_search_capped may be non-zero: swaps can spend the budget before an honest
     // peer's own set is complete; that set is tried all the same.)

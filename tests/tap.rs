@@ -37,7 +37,7 @@ fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     // A cache filled from a real capture first.
-    let meta = meta_dir(dir.path(), "lab-tcp-plain.torrent");
+    let meta = meta_dir(dir.path(), &plain_torrent());
     let st = Command::new(bin)
         .args(["replay", "--no-progress", "--cache-dir"])
         .arg(&cache)

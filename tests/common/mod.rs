@@ -135,11 +135,54 @@ pub fn http_request(
     (status, body.to_string())
 }
 
-/// `DIR/meta` holding the repo's `pcaps/NAME` .torrent: a `--metainfo` directory for the
-/// tests that replay or capture that recording (the lab's torrents are reproducible).
-pub fn meta_dir(dir: &Path, name: &str) -> PathBuf {
+/// `DIR/meta` holding a copy of the .torrent file `torrent`: a `--metainfo` directory.
+pub fn meta_dir(dir: &Path, torrent: &Path) -> PathBuf {
     let meta = dir.join("meta");
     std::fs::create_dir_all(&meta).unwrap();
-    std::fs::copy(repo().join("pcaps").join(name), meta.join(name)).unwrap();
+    let name = torrent.file_name().expect("a .torrent file");
+    std::fs::copy(torrent, meta.join(name)).unwrap();
     meta
+}
+
+/// The bundled plain recording's .torrent (`pcaps/lab-tcp-plain.torrent`).
+pub fn plain_torrent() -> PathBuf {
+    repo().join("pcaps/lab-tcp-plain.torrent")
+}
+
+/// `peercache ARGS`, which must succeed (else its stderr is the failure): its stdout as
+/// JSON.
+pub fn peercache_json<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
+        .args(args)
+        .output()
+        .expect("run peercache");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// A swarm of a JSON report (`swarms[]`) by info-hash.
+pub fn swarm_json<'a>(
+    report: &'a serde_json::Value,
+    info_hash: &str,
+) -> Option<&'a serde_json::Value> {
+    report["swarms"]
+        .as_array()?
+        .iter()
+        .find(|s| s["info_hash"] == info_hash)
+}
+
+/// The live-lab tests build network namespaces: they need root, and say so.
+pub fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("id");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "the live lab needs root (network namespaces); run the tests as root"
+    );
 }
