@@ -247,6 +247,19 @@ def recv_exact(sock, n):
     return buf
 
 
+
+def read_message(conn, n):
+    """The next peer-wire message's body on connection `n`, keep-alives skipped; None when
+    its length is over MAX_MESSAGE (logged: the caller closes)."""
+    while True:
+        (length,) = struct.unpack(">I", recv_exact(conn, 4))
+        if length == 0:
+            continue  # keep-alive
+        if length > MAX_MESSAGE:
+            log("conn %d: message of %d bytes, over %d; closing" % (n, length, MAX_MESSAGE))
+            return None
+        return recv_exact(conn, length)
+
 def ext_message(ext_id, payload):
     return struct.pack(">IBB", 2 + len(payload), EXTENDED, ext_id) + payload
 
@@ -282,13 +295,10 @@ def serve(conn, n, peer, ctx):
         log("conn %d: sent handshake and extended handshake (ut_metadata %d, metadata_size %d)"
             % (n, OUR_UT_METADATA_ID, ctx["size"]))
         while True:
-            (length,) = struct.unpack(">I", recv_exact(conn, 4))
-            if length == 0:
-                continue  # keep-alive
-            if length > MAX_MESSAGE:
-                log("conn %d: message of %d bytes, over %d; closing" % (n, length, MAX_MESSAGE))
+            body = read_message(conn, n)
+            if body is None:
                 return
-            body = recv_exact(conn, length)
+            length = len(body)
             mid = body[0]
             if mid != EXTENDED or len(body) < 2:
                 log("conn %d: %s message (%d bytes), ignored"
@@ -391,13 +401,10 @@ def poison(conn, n, ctx):
     log("conn %d: sent handshake (peer id %r), BITFIELD (all %d pieces) and UNCHOKE"
         % (n, ctx["peer_id"], npieces))
     while True:
-        (length,) = struct.unpack(">I", recv_exact(conn, 4))
-        if length == 0:
-            continue  # keep-alive
-        if length > MAX_MESSAGE:
-            log("conn %d: message of %d bytes, over %d; closing" % (n, length, MAX_MESSAGE))
+        body = read_message(conn, n)
+        if body is None:
             return
-        body = recv_exact(conn, length)
+        length = len(body)
         mid = body[0]
         if mid == CANCEL:
             stats.bump(cancels=1)
