@@ -106,7 +106,6 @@ pub fn run<S: BlockSource>(
     live: Option<&Arc<Live>>,
     ctl: &Control,
     config_path: Option<PathBuf>,
-    log: &mut dyn FnMut(String),
 ) -> Result<InlineOutcome, CaptureError> {
     let mut sub = BridgePort::open(sub_if, cfg.capture.buffer_bytes)?;
     let mut up = BridgePort::open(up_if, cfg.capture.buffer_bytes)?;
@@ -135,9 +134,9 @@ pub fn run<S: BlockSource>(
             })?
     };
 
-    log(format!(
+    tracing::info!(
         "bridging {sub_if} (subscribers) <-> {up_if} (upstream); serving cached blocks inline"
-    ));
+    );
     let t0 = Instant::now();
     let mut out: Vec<Emit> = Vec::new();
     let mut buf: Vec<u8> = Vec::with_capacity(65_536);
@@ -207,15 +206,15 @@ pub fn run<S: BlockSource>(
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             match reload_rules(shared, &cfg, config_path.as_deref()) {
-                Some(line) => log(line),
-                None => log("SIGHUP: no rules in force; nothing to reload".into()),
+                Some(line) => crate::runtime::log_reload(&line),
+                None => tracing::info!("SIGHUP: no rules in force; nothing to reload"),
             }
         }
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             for p in [&mut sub, &mut up] {
                 if let Some(e) = p.take_error() {
-                    log(format!("{}: send failed: {e}", p.iface));
+                    tracing::error!("{}: send failed: {e}", p.iface);
                 }
             }
             splicer.counters_mut().engine_dropped = engine_dropped;
@@ -240,10 +239,14 @@ pub fn run<S: BlockSource>(
         upstream: up.stats(),
     };
     let s = splicer.counters();
-    log(format!(
+    tracing::info!(
         "stopping: forwarded {} + {} frames; served {} blocks ({} bytes) to subscribers, {} misses",
-        bridge.subscriber.sent, bridge.upstream.sent, s.served_blocks, s.served_bytes, s.misses
-    ));
+        bridge.subscriber.sent,
+        bridge.upstream.sent,
+        s.served_blocks,
+        s.served_bytes,
+        s.misses
+    );
     result?;
     Ok(InlineOutcome {
         stats,

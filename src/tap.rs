@@ -31,7 +31,6 @@ pub fn run(
     shared: &Shared,
     live: Option<&Arc<Live>>,
     ctl: &Control,
-    log: &mut dyn FnMut(String),
 ) -> Result<TapOutcome, CaptureError> {
     let opts = LiveOptions {
         iface: iface.to_string(),
@@ -43,9 +42,7 @@ pub fn run(
     };
     let mut cap = LiveCapture::open(&opts)?;
     let link = cap.link;
-    log(format!(
-        "capturing on {iface} ({link:?}), nothing is ever sent"
-    ));
+    tracing::info!("capturing on {iface} ({link:?}), nothing is ever sent");
     let mut engine = Engine::with_shared(cfg, shared.clone());
     let started = now_unix();
     let mut last_publish = Instant::now();
@@ -82,10 +79,10 @@ pub fn run(
                     Err(e) => format!("SIGHUP: refused, previous configuration stays: {e}"),
                 },
             };
-            log(line.clone());
+            crate::runtime::log_reload(&line);
             reloads.push(line);
             if let Some(line) = reload_rules(shared, engine.config(), config_path.as_deref()) {
-                log(line.clone());
+                crate::runtime::log_reload(&line);
                 reloads.push(line);
             }
         }
@@ -108,10 +105,12 @@ pub fn run(
         }
     }
     let counters = capture_counters(&mut cap);
-    log(format!(
+    tracing::info!(
         "stopping: {} frames received, {} dropped by the kernel, {} by the interface",
-        counters.received, counters.kernel_dropped, counters.interface_dropped
-    ));
+        counters.received,
+        counters.kernel_dropped,
+        counters.interface_dropped
+    );
     let cfg = engine.config().clone();
     let stats = engine.finish();
     shared.sink.flush();

@@ -714,7 +714,6 @@ fn operators_post_torrents() {
         registry: reg.clone(),
         sink: Arc::new(MemorySink::default()),
         token: token.map(str::to_string),
-        log: Box::new(|_| {}),
         fetch: None,
     };
     let path = "/api/v1/metainfo";

@@ -113,12 +113,10 @@ fn bad_interface_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pc-no-such-if0"), "{err}");
+    let last = err.lines().last().unwrap_or("");
     assert_eq!(
-        err.trim()
-            .lines()
-            .last()
-            .map(|l| l.starts_with("peercache: ")),
-        Some(true),
+        log_line(last).map(|(level, _)| level),
+        Some("ERROR"),
         "{err}"
     );
 }
@@ -150,23 +148,95 @@ fn capture_failures_name_their_cause() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        (
-            out.status.code(),
-            err.lines().last().unwrap_or("").to_string(),
-        )
+        let last = err.lines().last().unwrap_or("");
+        let msg = match log_line(last) {
+            Some(("ERROR", msg)) => msg.to_string(),
+            _ => panic!("the last line is no ERROR log line: {err}"),
+        };
+        (out.status.code(), msg)
     };
     assert_eq!(
         tap("nosuch0", false),
-        (
-            Some(2),
-            "peercache: nosuch0: no such network interface".into()
-        )
+        (Some(2), "nosuch0: no such network interface".into())
     );
     assert_eq!(
         tap("lo", true),
         (
             Some(2),
-            "peercache: lo: not permitted: needs CAP_NET_RAW (or root)".into()
+            "lo: not permitted: needs CAP_NET_RAW (or root)".into()
         )
+    );
+}
+
+/// Log lines have one shape in every mode (RFC 3339 UTC time, level, message), `-q`/`-qq`
+/// and `RUST_LOG` choose the levels shown, `--log-format json` gives one object per line
+/// with the same message, and a bad `RUST_LOG` is a one-line error.
+#[test]
+fn logs_have_levels_a_json_form_and_obey_verbosity() {
+    let tap = |pre: &[&str], env: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_peercache"));
+        c.args(pre)
+            .args(["tap", "--http", "127.0.0.1:0", "--iface", "nosuch0"]);
+        match env {
+            Some(v) => c.env("RUST_LOG", v),
+            None => c.env_remove("RUST_LOG"),
+        };
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let levels = |err: &str| -> Vec<String> {
+        err.lines()
+            .map(|l| match log_line(l) {
+                Some((level, _)) => level.to_string(),
+                None => panic!("not a log line: {l:?} in\n{err}"),
+            })
+            .collect()
+    };
+    let want_error = "nosuch0: no such network interface";
+    // Default: information (what it starts), the warning that no cache is configured,
+    // and the error that stopped it, last.
+    let err = tap(&[], None);
+    let all = levels(&err);
+    assert!(all.iter().any(|l| l == "INFO"), "{err}");
+    assert_eq!(all.iter().filter(|l| *l == "WARN").count(), 1, "{err}");
+    assert_eq!(
+        log_line(err.lines().last().unwrap()),
+        Some(("ERROR", want_error)),
+        "{err}"
+    );
+    // -q: the same warning and error, nothing else; -qq and RUST_LOG=error: the error.
+    assert_eq!(levels(&tap(&["-q"], None)), ["WARN", "ERROR"]);
+    assert_eq!(levels(&tap(&["-qq"], None)), ["ERROR"]);
+    assert_eq!(levels(&tap(&[], Some("error"))), ["ERROR"]);
+    // -v adds detail, never removes any: at least the default's lines.
+    assert!(levels(&tap(&["-v"], None)).len() >= all.len());
+    // JSON: the same lines, one object each.
+    let json = tap(&["--log-format", "json"], None);
+    let objs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(objs.len(), all.len(), "{json}");
+    for (o, level) in objs.iter().zip(&all) {
+        assert_eq!(o["level"], level.as_str(), "{o}");
+        let ts = o["timestamp"].as_str().unwrap_or("");
+        assert!(log_line(&format!("{ts} X m")).is_none()); // X is no level...
+        assert!(log_line(&format!("{ts} INFO m")).is_some(), "{o}"); // ...the time is RFC 3339
+    }
+    assert_eq!(objs.last().unwrap()["fields"]["message"], want_error);
+    // A bad RUST_LOG stops it before anything else, naming the variable.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_peercache"));
+    let out = c
+        .env("RUST_LOG", "peercache=loud")
+        .args(["tap", "--iface", "nosuch0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("peercache: RUST_LOG=peercache=loud: "),
+        "{err}"
     );
 }

@@ -62,7 +62,7 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
         if yes {
             ExitCode::SUCCESS
         } else {
-            eprintln!("peercache: {} is not in the cache", what());
+            tracing::error!("{} is not in the cache", what());
             ExitCode::FAILURE
         }
     };

@@ -94,9 +94,6 @@ fn take_ownership(dir: &Path) -> Result<File, CacheError> {
     Ok(f)
 }
 
-/// Where the store's log lines go (set by the mode; none: not logged, still counted).
-pub type StoreLog = Box<dyn Fn(String) + Send + Sync>;
-
 /// A piece whose bytes are in a temp file, not yet durable nor indexed.
 pub(crate) struct Staged {
     key: PieceKey,
@@ -145,7 +142,6 @@ pub struct PieceStore {
     /// The cache directory's lock, held while the store is open (released when the
     /// process ends, however it ends).
     _owner: File,
-    log: std::sync::OnceLock<StoreLog>,
     opened: OpenReport,
 }
 
@@ -192,7 +188,6 @@ impl PieceStore {
             counts: Counts::default(),
             fail_log: Mutex::new(FailLog::default()),
             _owner: owner,
-            log: std::sync::OnceLock::new(),
             opened: OpenReport::default(),
         };
 
@@ -451,11 +446,6 @@ impl PieceStore {
         }
     }
 
-    /// Where the store's log lines go from now on (once; later calls are ignored).
-    pub fn set_log(&self, log: StoreLog) {
-        let _ = self.log.set(log);
-    }
-
     /// Whether the last write failed and none has succeeded since.
     pub fn writes_failing(&self) -> bool {
         self.counts.failing.load(Relaxed)
@@ -480,20 +470,14 @@ impl PieceStore {
         };
         f.last = Some(now);
         drop(f);
-        if let Some(log) = self.log.get() {
-            log(format!("cache write failed: {e}{since}"));
-        }
+        tracing::error!("cache write failed: {e}{since}");
     }
 
     /// A write succeeded: if writes were failing, that is over (logged).
     fn write_succeeded(&self) {
         if self.counts.failing.swap(false, Relaxed) {
             let unlogged = std::mem::take(&mut lock(&self.fail_log).unlogged);
-            if let Some(log) = self.log.get() {
-                log(format!(
-                    "cache writes succeed again ({unlogged} failures not logged meanwhile)"
-                ));
-            }
+            tracing::info!("cache writes succeed again ({unlogged} failures not logged meanwhile)");
         }
     }
 

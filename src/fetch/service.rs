@@ -94,12 +94,11 @@ impl Drop for FetchService {
     }
 }
 
-/// Start the fetcher. `log` gets one line per fetched swarm and per failed attempt.
+/// Start the fetcher. It logs one line per fetched swarm and per failed attempt.
 pub fn start(
     cfg: FetchConfig,
     registry: Arc<Registry>,
     sink: Arc<dyn PieceSink + Send + Sync>,
-    log: Box<dyn Fn(String) + Send + Sync>,
 ) -> std::io::Result<FetchService> {
     // Room for a burst of offers from every swarm; the engine sends each peer once.
     let (tx, rx) = mpsc::channel(cfg.max_swarms.clamp(16, 4096));
@@ -121,7 +120,6 @@ pub fn start(
                 cfg,
                 registry,
                 sink,
-                log,
                 counters,
                 swarms: HashMap::new(),
                 seq: 0,
@@ -179,7 +177,6 @@ struct Fetcher {
     cfg: FetchConfig,
     registry: Arc<Registry>,
     sink: Arc<dyn PieceSink + Send + Sync>,
-    log: Box<dyn Fn(String) + Send + Sync>,
     counters: Arc<Mutex<FetchCounters>>,
     swarms: HashMap<InfoHash, SwarmFetch>,
     seq: u64,
@@ -290,9 +287,9 @@ impl Fetcher {
                 break;
             }
             if !self.sink.may_fetch(&ih) {
-                (self.log)(format!(
+                tracing::info!(
                     "metainfo fetch: swarm {ih} not fetched: the policy rules refuse it"
-                ));
+                );
                 self.count(|c| c.refused_by_policy += 1);
                 self.over(&ih);
                 continue;
@@ -301,10 +298,10 @@ impl Fetcher {
                 continue;
             };
             if s.attempts >= self.cfg.max_attempts_per_swarm {
-                (self.log)(format!(
+                tracing::warn!(
                     "metainfo fetch: swarm {ih} given up after {} attempts",
                     s.attempts
-                ));
+                );
                 self.count(|c| c.swarms_given_up += 1);
                 self.over(&ih);
                 continue;
@@ -372,10 +369,10 @@ impl Fetcher {
                     c.metadata_bytes += bytes;
                 });
                 if fresh {
-                    (self.log)(format!(
+                    tracing::info!(
                         "metainfo: fetched {name} from {} (swarm {ih}, {bytes} bytes)",
                         a.addr
-                    ));
+                    );
                 }
                 return;
             }
@@ -412,7 +409,7 @@ impl Fetcher {
                 format!("connect failed: {e}")
             }
         };
-        (self.log)(format!("metainfo fetch: {} for swarm {ih}: {why}", a.addr));
+        tracing::info!("metainfo fetch: {} for swarm {ih}: {why}", a.addr);
     }
 }
 

@@ -32,8 +32,6 @@ pub struct Intake {
     pub sink: Arc<dyn PieceSink + Send + Sync>,
     /// The bearer token a post must carry; None: posts only while listening on loopback.
     pub token: Option<String>,
-    /// Called with one line per accepted or refused post (the program's log).
-    pub log: Box<dyn Fn(String) + Send + Sync>,
     /// The metadata fetcher, for magnet links; None when `metainfo_fetch` is off.
     pub fetch: Option<Arc<crate::fetch::Wants>>,
 }
@@ -82,7 +80,7 @@ async fn post_metainfo(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
             if given != Some(t.as_str()) {
-                (i.log)("metainfo post refused: no or wrong bearer token".into());
+                tracing::warn!("metainfo post refused: no or wrong bearer token");
                 return error(
                     StatusCode::UNAUTHORIZED,
                     "a post needs Authorization: Bearer <http.metainfo_token>",
@@ -90,7 +88,7 @@ async fn post_metainfo(
             }
         }
         None if !st.loopback => {
-            (i.log)("metainfo post refused: no token configured and not on loopback".into());
+            tracing::warn!("metainfo post refused: no token configured and not on loopback");
             return error(
                 StatusCode::FORBIDDEN,
                 "posting metainfo needs http.metainfo_token when the service listens beyond loopback",
@@ -104,7 +102,7 @@ async fn post_metainfo(
     let m = match Metainfo::from_torrent(&body) {
         Ok(m) => m,
         Err(e) => {
-            (i.log)(format!("metainfo post refused: {e}"));
+            tracing::warn!("metainfo post refused: {e}");
             return error(
                 StatusCode::BAD_REQUEST,
                 &format!("not a usable .torrent: {e}"),
@@ -124,7 +122,7 @@ async fn post_metainfo(
     }
     let m = i.registry.insert(m, Source::Posted);
     i.sink.learn(&m);
-    (i.log)(format!("metainfo: posted {name} loaded (swarm {ih})"));
+    tracing::info!("metainfo: posted {name} loaded (swarm {ih})");
     json(
         StatusCode::CREATED,
         &Posted {
@@ -147,7 +145,7 @@ fn post_magnet(i: &Intake, body: &[u8]) -> Response {
     {
         Ok(m) => m,
         Err(e) => {
-            (i.log)(format!("metainfo post refused: {e}"));
+            tracing::warn!("metainfo post refused: {e}");
             return error(
                 StatusCode::BAD_REQUEST,
                 &format!("not a usable magnet link: {e}"),
@@ -181,9 +179,7 @@ fn post_magnet(i: &Intake, body: &[u8]) -> Response {
             .map(|addr| Candidate { addr, remote: true })
             .collect(),
     );
-    (i.log)(format!(
-        "metainfo: magnet for swarm {ih} posted with {peers} peers: fetching"
-    ));
+    tracing::info!("metainfo: magnet for swarm {ih} posted with {peers} peers: fetching");
     json(
         StatusCode::ACCEPTED,
         &Fetching {

@@ -24,3 +24,13 @@ pub fn reload_rules(
         Err(e) => format!("SIGHUP: rules refused, previous rules stay: {e}"),
     })
 }
+
+/// A SIGHUP outcome line (as kept in the report's `reloads`) in the log: a refused file is
+/// a warning (the previous one stays in force), anything else information.
+pub fn log_reload(line: &str) {
+    if line.contains("refused") {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
+    }
+}

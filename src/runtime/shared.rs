@@ -67,14 +67,11 @@ pub fn install_rules(
 /// (its metainfo preloaded into the registry), otherwise an in-memory record of verified
 /// pieces; then the policy rules the config names in front of it (one log line). The store
 /// itself is handed back too when there is one (inline mode reads from it).
-pub fn open_shared(
-    cfg: &Config,
-    log: &mut dyn FnMut(String),
-) -> Result<(Shared, Option<Arc<PieceStore>>), RuntimeError> {
+pub fn open_shared(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), RuntimeError> {
     let (mut shared, store) = open_store(cfg)?;
     if let Some(path) = &cfg.rules {
         let r = install_rules(&mut shared, path, cfg.policy)?;
-        log(format!("rules {}: {r}", path.display()));
+        tracing::info!("rules {}: {r}", path.display());
     }
     Ok((shared, store))
 }
@@ -114,22 +111,18 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
 
 /// The .torrent files of `metainfo_dir` into the registry; each bad file gets a log line.
 /// Returns what was read, for [`watch_metainfo`] to go on from.
-pub fn load_metainfo(
-    cfg: &Config,
-    shared: &Shared,
-    log: &mut dyn FnMut(String),
-) -> Option<TorrentDir> {
+pub fn load_metainfo(cfg: &Config, shared: &Shared) -> Option<TorrentDir> {
     let dir = cfg.metainfo_dir.as_ref()?;
     let mut td = TorrentDir::new();
     let s = td.scan(&shared.registry, dir);
     for e in &s.errors {
-        log(format!("metainfo: {e} (skipped)"));
+        tracing::warn!("metainfo: {e} (skipped)");
     }
-    log(format!(
+    tracing::info!(
         "{} .torrent files loaded from {}",
         s.loaded.len() + s.known,
         dir.display()
-    ));
+    );
     Some(td)
 }
 
@@ -138,7 +131,6 @@ pub fn load_metainfo(
 pub fn start_fetch(
     cfg: &Config,
     shared: &mut Shared,
-    log: Box<dyn Fn(String) + Send + Sync>,
 ) -> std::io::Result<Option<crate::fetch::FetchService>> {
     if !cfg.metainfo_fetch.enabled {
         return Ok(None);
@@ -147,7 +139,6 @@ pub fn start_fetch(
         cfg.metainfo_fetch.clone(),
         shared.registry.clone(),
         shared.sink.clone(),
-        log,
     )?;
     shared.fetch = Some(svc.wants.clone());
     Ok(Some(svc))

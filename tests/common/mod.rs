@@ -186,3 +186,47 @@ pub fn require_root() {
         "the live lab needs root (network namespaces); run the tests as root"
     );
 }
+
+/// One of `peercache`'s text log lines taken apart: (level, message). None unless it has
+/// the documented shape: an RFC 3339 UTC timestamp with microseconds, the level, the
+/// message (`2026-11-29T03:27:00.110365Z ERROR piece 16 of … is not in the cache`).
+pub fn log_line(line: &str) -> Option<(&str, &str)> {
+    let (ts, rest) = line.split_once(' ')?;
+    let b = ts.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = b.len() == 27
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..26)
+        && b[26] == b'Z';
+    if !shape {
+        return None;
+    }
+    let (level, msg) = rest.trim_start().split_once(' ')?;
+    ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+        .contains(&level)
+        .then_some((level, msg))
+}
+
+/// What a failing command said: its stderr must be exactly one well-formed ERROR line,
+/// whose message this is.
+pub fn one_error(stderr: &[u8]) -> String {
+    let err = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    match log_line(lines[0]) {
+        Some(("ERROR", msg)) => msg.to_string(),
+        _ => panic!("not an ERROR log line: {err}"),
+    }
+}

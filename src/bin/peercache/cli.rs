@@ -21,6 +21,22 @@ use peercache::config::Config;
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) cmd: Cmd,
+    /// More log detail: -v debug, -vv trace (RUST_LOG, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+    /// Less: -q warnings and errors only, -qq errors only.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) quiet: u8,
+    /// Log lines on stderr as text (RFC 3339 UTC time, level, message) or JSON (one object
+    /// per line, for a log shipper).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        global = true,
+        value_name = "FORMAT"
+    )]
+    pub(crate) log_format: crate::logging::LogFormat,
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::cli::{InlineArgs, ReplayArgs, TapArgs};
 use crate::summary::{human, print_inline_summary, print_summary};
-use crate::wiring::{log_line, signal_control, start_http};
+use crate::wiring::{signal_control, start_http};
 use peercache::metrics::Live;
 use peercache::replay::{self, ReplayOptions};
 use peercache::report::Report;
@@ -17,18 +17,12 @@ use peercache::runtime::{self, annotate};
 pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.engine.config()?;
     cfg.record_streams |= a.record_streams;
-    let (shared, store) = runtime::open_shared(&cfg, &mut |l| eprintln!("peercache: {l}"))?;
-    if let Some(store) = &store {
-        store.set_log(Box::new(|l| eprintln!("peercache: {l}")));
-    }
+    let (shared, _store) = runtime::open_shared(&cfg)?;
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
         (Some(addr), Some(live)) => {
             let srv = peercache::http::serve(addr, live.clone(), None)?;
-            eprintln!(
-                "peercache: dashboard and metrics at http://{}/",
-                srv.local_addr
-            );
+            tracing::info!("dashboard and metrics at http://{}/", srv.local_addr);
             Some(srv)
         }
         _ => None,
@@ -40,7 +34,7 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     };
     let out = replay::replay_with(&a.files, &cfg, &opts, &shared);
     for e in &out.errors {
-        eprintln!("peercache: {e}");
+        tracing::error!("{e}");
     }
     if a.json {
         let s = serde_json::to_string_pretty(&out.report).context("serialising the report")?;
@@ -54,8 +48,8 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(srv) = server {
         if a.http_linger {
-            eprintln!(
-                "peercache: replay done; serving http://{}/ until Ctrl-C",
+            tracing::info!(
+                "replay done; serving http://{}/ until Ctrl-C",
                 srv.local_addr
             );
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -72,8 +66,8 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     // Pieces proven but not stored are work lost: the run did not do what was asked.
     let write_errors = out.report.cache.store.write_errors;
     if write_errors > 0 {
-        eprintln!(
-            "peercache: {write_errors} cache write errors: verified pieces were not all stored (reasons above)"
+        tracing::error!(
+            "{write_errors} cache write errors: verified pieces were not all stored (reasons above)"
         );
     }
     Ok(if out.errors.is_empty() && write_errors == 0 {
@@ -88,19 +82,16 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     if a.filter.is_some() {
         cfg.capture.filter = a.filter.clone();
     }
-    let (mut shared, store) = runtime::open_shared(&cfg, &mut log_line)?;
-    if let Some(store) = &store {
-        store.set_log(Box::new(log_line));
-    }
+    let (mut shared, _store) = runtime::open_shared(&cfg)?;
     let _watch = watch_metainfo(&cfg, &shared)?;
     let _fetch = start_fetch(&cfg, &mut shared)?;
     match &cfg.cache.dir {
-        Some(d) => log_line(format!(
+        Some(d) => tracing::info!(
             "cache {} (capacity {})",
             d.display(),
             human(cfg.cache.capacity_bytes)
-        )),
-        None => log_line("no cache directory: pieces are verified and counted only".into()),
+        ),
+        None => tracing::warn!("no cache directory: pieces are verified and counted only"),
     }
     let ctl = signal_control()?;
     let live = Arc::new(Live::new(3600));
@@ -117,7 +108,6 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         &shared,
         Some(&live),
         &ctl,
-        &mut log_line,
     )?;
     if let Some(srv) = server {
         srv.shutdown();
@@ -146,14 +136,13 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
             "inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)"
         );
     }
-    let (mut shared, store) = runtime::open_shared(&cfg, &mut log_line)?;
+    let (mut shared, store) = runtime::open_shared(&cfg)?;
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
-    store.set_log(Box::new(log_line));
     let _watch = watch_metainfo(&cfg, &shared)?;
     let _fetch = start_fetch(&cfg, &mut shared)?;
-    log_line(format!(
+    tracing::info!(
         "cache {} (capacity {}, {} pieces held)",
         cfg.cache
             .dir
@@ -166,7 +155,7 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|s| u64::from(s.pieces_cached))
             .sum::<u64>()
-    ));
+    );
     let ctl = signal_control()?;
     let live = Arc::new(Live::new(3600));
     let server = start_http(
@@ -190,7 +179,6 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         Some(&live),
         &ctl,
         a.engine.config.clone(),
-        &mut log_line,
     )?;
     let mut snap = runtime::snapshot(
         "inline",
@@ -237,18 +225,17 @@ fn start_fetch(
 ) -> anyhow::Result<Option<peercache::fetch::FetchService>> {
     let f = &cfg.metainfo_fetch;
     if !f.enabled {
-        log_line("metainfo fetch off (metainfo_fetch.enabled: false)".into());
+        tracing::info!("metainfo fetch off (metainfo_fetch.enabled: false)");
     }
-    let svc = runtime::start_fetch(cfg, shared, Box::new(log_line))
-        .context("starting the metadata fetcher")?;
+    let svc = runtime::start_fetch(cfg, shared).context("starting the metadata fetcher")?;
     if svc.is_some() {
-        log_line(format!(
+        tracing::info!(
             "metainfo fetch on: swarms without metainfo after {} PIECE bytes or {} subscribers are fetched from their peers, from {}",
             f.min_piece_bytes,
             f.min_subscribers,
             f.bind
                 .map_or("the address the host routes by".to_string(), |a| a.to_string())
-        ));
+        );
     }
     Ok(svc)
 }
@@ -259,7 +246,7 @@ fn watch_metainfo(
     cfg: &peercache::config::Config,
     shared: &runtime::Shared,
 ) -> anyhow::Result<Option<runtime::MetainfoWatch>> {
-    let seen = runtime::load_metainfo(cfg, shared, &mut log_line);
+    let seen = runtime::load_metainfo(cfg, shared);
     let (Some(seen), Some(dir)) = (seen, &cfg.metainfo_dir) else {
         return Ok(None);
     };
@@ -271,7 +258,6 @@ fn watch_metainfo(
         seen,
         shared.registry.clone(),
         std::time::Duration::from_secs(cfg.metainfo_watch.interval_secs),
-        Box::new(log_line),
     )
     .context("starting the .torrent directory watcher")?;
     Ok(Some(w))

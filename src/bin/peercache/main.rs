@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod logging;
 mod summary;
 mod wiring;
 
@@ -17,10 +18,14 @@ use peercache::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, cli.verbose, cli.quiet) {
+        eprintln!("peercache: {e}");
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("peercache: {}", one_line(&e));
+            tracing::error!("{}", one_line(&e));
             ExitCode::from(2)
         }
     }
@@ -56,15 +61,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if print {
                 print!("{}", serde_yaml::to_string(&cfg).context("printing")?);
             }
-            eprintln!("peercache: {}: OK", file.display());
+            tracing::info!("{}: OK", file.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {
             cmd: RulesCmd::Check { file },
         } => {
             let r = peercache::rules::Rules::load(&file)?;
-            eprintln!(
-                "peercache: {}: OK, rules in order: {}",
+            tracing::info!(
+                "{}: OK, rules in order: {}",
                 file.display(),
                 r.names().join(", ")
             );
@@ -72,8 +77,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Synth(a) => {
             let t = peercache::synth::run(&a)?;
-            eprintln!(
-                "peercache: wrote {} ({} flows, info-hash {}, {} PIECE messages)",
+            tracing::info!(
+                "wrote {} ({} flows, info-hash {}, {} PIECE messages)",
                 a.output.display(),
                 t.flows,
                 t.info_hash,

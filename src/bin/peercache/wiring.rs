@@ -1,17 +1,11 @@
-//! What the long-running modes share on the binary side: timestamped log lines, the
-//! signal handlers, and the metrics/JSON/dashboard service.
+//! What the long-running modes share on the binary side: the signal handlers, and the metrics/JSON/dashboard service.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use peercache::metrics::Live;
-use peercache::runtime::{self, Control};
-
-/// One line on stderr, stamped with the wall clock.
-pub(crate) fn log_line(msg: String) {
-    eprintln!("peercache[{:.3}]: {msg}", runtime::now_unix());
-}
+use peercache::runtime::Control;
 
 /// Stop on SIGINT/SIGTERM, reload on SIGHUP (the long-running modes).
 pub(crate) fn signal_control() -> anyhow::Result<Control> {
@@ -37,13 +31,9 @@ pub(crate) fn start_http(
         registry: shared.registry.clone(),
         sink: shared.sink.clone(),
         token,
-        log: Box::new(log_line),
         fetch: shared.fetch.clone(),
     };
     let srv = peercache::http::serve(addr, live.clone(), Some(intake))?;
-    log_line(format!(
-        "dashboard and metrics at http://{}/",
-        srv.local_addr
-    ));
+    tracing::info!("dashboard and metrics at http://{}/", srv.local_addr);
     Ok(Some(srv))
 }
