@@ -71,6 +71,10 @@ pub struct Point {
     pub bt_connections: u64,
     pub encrypted_connections: u64,
     pub drops: u64,
+    /// Inline mode: block bytes served from the cache (the splice's `served_bytes`), for
+    /// the dashboard's served-rate chart; None (JSON null) in the other modes, so the page
+    /// can tell "not inline" from "inline, nothing served".
+    pub inline_served_bytes: Option<u64>,
 }
 
 impl Point {
@@ -94,6 +98,7 @@ impl Point {
                 + s.capture.interface_dropped
                 + s.capture.engine_dropped
                 + r.decode_errors.values().sum::<u64>(),
+            inline_served_bytes: s.inline.as_ref().map(|c| c.served_bytes),
         }
     }
 }
