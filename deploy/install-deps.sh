@@ -2,12 +2,15 @@
 # Install everything peercache needs to build, test and benchmark on Debian 12 (as root):
 # libpcap for capture, tshark/tcpflow for cross-checks and the side-by-side benchmark, and
 # the lab's real BitTorrent clients and tracker (tests/lab/install.sh); prometheus (promtool
-# and the server) and chromium (headless) for the HTTP service's tests (tests/http.rs).
+# and the server) and chromium (headless) for the HTTP service's tests (tests/http.rs);
+# cargo-deb, systemd (systemd-analyze), tcpreplay and curl for the package and its
+# services' test (deploy/build-deb.sh, tests/deploy.rs).
 set -euo pipefail
 [[ $(id -u) == 0 ]] || { echo "install-deps.sh: run as root (sudo)" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PKGS=(build-essential pkg-config libpcap-dev tcpflow time prometheus chromium)
+PKGS=(build-essential pkg-config libpcap-dev tcpflow time prometheus chromium
+      systemd tcpreplay curl)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -18,4 +21,5 @@ if ((${#missing[@]})); then
 fi
 "$here/../tests/lab/install.sh"
 command -v cargo >/dev/null || { echo "install-deps.sh: cargo not found; install Rust (rustup.rs) first" >&2; exit 1; }
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 echo "peercache dependencies OK" >&2

@@ -438,11 +438,19 @@ mod tests {
 mod example_tests {
     use super::*;
 
-    /// The annotated example in deploy/ must state exactly the compiled-in defaults.
+    /// The annotated example in deploy/ (the package's /etc/peercache/peercache.yaml) must
+    /// state exactly the compiled-in defaults, but for the three paths of the installed
+    /// service.
     #[test]
-    fn example_config_is_the_defaults() {
+    fn example_config_is_the_defaults_but_the_service_paths() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/peercache.example.yaml");
-        let c = Config::load(&path).unwrap();
+        let mut c = Config::load(&path).unwrap();
+        assert_eq!(c.cache.dir.take(), Some("/var/cache/peercache".into()));
+        assert_eq!(
+            c.metainfo_dir.take(),
+            Some("/var/lib/peercache/torrents".into())
+        );
+        assert_eq!(c.rules.take(), Some("/etc/peercache/rules.yaml".into()));
         let a = serde_yaml::to_string(&c).unwrap();
         let b = serde_yaml::to_string(&Config::default()).unwrap();
         assert_eq!(a, b);

@@ -55,13 +55,21 @@ const FAIL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// the owner's pid (for the error a second process gets).
 fn take_ownership(dir: &Path) -> Result<File, CacheError> {
     let path = dir.join("lock");
-    let mut f = fs::OpenOptions::new()
+    let mut f = match fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(CacheError::io("opening", &path))?;
+    {
+        Ok(f) => f,
+        // Made by another user (root ran `cache ls` on the service's cache): a lock
+        // needs no write access, only the pid note does, and that is best effort.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            File::open(&path).map_err(CacheError::io("opening", &path))?
+        }
+        Err(e) => return Err(CacheError::io("opening", &path)(e)),
+    };
     let start = std::time::Instant::now();
     loop {
         match f.try_lock() {

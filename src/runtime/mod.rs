@@ -4,6 +4,7 @@
 //! other; this module depends on no mode and on no engine.
 
 mod control;
+pub mod preflight;
 mod reload;
 mod shared;
 mod snapshot;

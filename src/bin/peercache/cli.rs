@@ -8,10 +8,18 @@ use ipnet::IpNet;
 
 use peercache::config::Config;
 
+/// The version `--version` shows: the crate's, or what the build was given in
+/// PEERCACHE_BUILD_VERSION (deploy/build-deb.sh gives the crate's version and the git
+/// revision, so a package says what it was built from).
+const VERSION: &str = match option_env!("PEERCACHE_BUILD_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 #[derive(Parser)]
 #[command(
     name = "peercache",
-    version,
+    version = VERSION,
     about = "ISP-side cache for BitTorrent traffic",
     long_about = "peercache watches BitTorrent traffic (from capture files, a tap port, or inline \
                   on the link), reassembles unencrypted peer connections over TCP and recognises \
@@ -85,20 +93,43 @@ pub(crate) enum Cmd {
         #[command(subcommand)]
         cmd: RulesCmd,
     },
+    /// Print a shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    ///
+    /// The package installs bash, zsh and fish completions; by hand, e.g.
+    /// `peercache completions bash > /etc/bash_completion.d/peercache`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (peercache.1, peercache-replay.1, ...) into DIR.
+    Man {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum RulesCmd {
     /// Parse and validate FILE (exit 0 when valid, 2 otherwise); prints the rules in
-    /// evaluation order.
-    Check { file: PathBuf },
+    /// evaluation order. The audit log it names must be writable (by the user running the
+    /// check: `sudo -u peercache peercache rules check FILE` answers for the service).
+    Check {
+        /// The rules file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 pub(crate) enum ConfigCmd {
-    /// Parse and validate FILE; print the effective configuration with --print.
+    /// Parse and validate FILE, and every path it names as the daemon will use it: the
+    /// cache directory writable (or creatable), the .torrent directory readable, the rules
+    /// file valid and its audit log writable, by the user running the check (`sudo -u
+    /// peercache peercache config check FILE` answers for the service). Exit 0 when all is
+    /// well, 2 otherwise.
     Check {
+        /// The configuration file.
         file: PathBuf,
+        /// Also print the effective configuration (every key, defaults filled in).
         #[arg(long)]
         print: bool,
     },

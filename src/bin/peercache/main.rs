@@ -58,8 +58,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd: ConfigCmd::Check { file, print },
         } => {
             let cfg = Config::load(&file)?;
+            // The paths it names, as the daemon will open them (as this user).
+            let checked = peercache::runtime::preflight::check_config(&cfg)
+                .with_context(|| file.display().to_string())?;
             if print {
                 print!("{}", serde_yaml::to_string(&cfg).context("printing")?);
+            }
+            for line in checked {
+                tracing::info!("{line}");
             }
             tracing::info!("{}: OK", file.display());
             Ok(ExitCode::SUCCESS)
@@ -68,11 +74,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cmd: RulesCmd::Check { file },
         } => {
             let r = peercache::rules::Rules::load(&file)?;
+            for line in peercache::runtime::preflight::check_rules(&r)
+                .with_context(|| file.display().to_string())?
+            {
+                tracing::info!("{line}");
+            }
             tracing::info!(
                 "{}: OK, rules in order: {}",
                 file.display(),
                 r.names().join(", ")
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "peercache", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
+            tracing::info!("manual pages written into {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Synth(a) => {
