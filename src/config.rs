@@ -48,7 +48,20 @@ macro_rules! at_least_one {
         }
     };
 }
-at_least_one!(max_flows, max_swarms, capacity_bytes);
+at_least_one!(max_flows, max_swarms);
+
+/// The cache's capacity: a size with a unit, and not 0 (as [`at_least_one!`]).
+fn capacity_bytes<'de, D>(d: D) -> Result<u64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match crate::size::bytes(d)? {
+        0 => Err(serde::de::Error::custom(
+            "capacity_bytes: 0 is not allowed (it would turn the work off entirely); give at least 1",
+        )),
+        n => Ok(n),
+    }
+}
 
 /// Networks as CIDR, without host bits: 198.18.0.1/16 is refused, since what was meant
 /// (198.18.0.0/16, or the host 198.18.0.1/32) cannot be known.
@@ -122,6 +135,7 @@ impl Default for MetainfoWatchConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureConfig {
     /// Kernel capture buffer (libpcap's default of 2 MiB drops on a busy link).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub buffer_bytes: usize,
     pub snaplen: u32,
     pub promiscuous: bool,
@@ -166,13 +180,14 @@ pub struct CacheConfig {
     /// Directory of the piece cache; none means verified pieces are only counted.
     pub dir: Option<PathBuf>,
     /// Bytes of pieces kept; least recently used pieces go first past it.
-    #[serde(deserialize_with = "at_least_one::capacity_bytes")]
+    #[serde(deserialize_with = "capacity_bytes")]
     pub capacity_bytes: u64,
     /// Verified pieces waiting for the disk writer at most; memory is this times the piece
     /// length. When full, the engine waits for the disk (a replay never drops pieces).
     pub write_queue_pieces: usize,
     /// Group commit: written pieces are made durable (and only then indexed, so served)
     /// together once this many bytes are waiting ...
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub commit_bytes: u64,
     /// ... or this long after the first of them was written, whichever comes first.
     pub commit_interval_ms: u64,
@@ -207,14 +222,18 @@ pub struct FlowConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ReassemblyConfig {
     /// Out-of-order bytes held per direction before holes are given up on.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_ooo_bytes_per_direction: usize,
     /// Out-of-order segments (after coalescing) held per direction.
     pub max_ooo_segments_per_direction: usize,
     /// Out-of-order bytes held over all flows of one worker.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_ooo_bytes_total: usize,
     /// Delivered bytes remembered per direction to detect retransmissions with other bytes.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub conflict_window: usize,
     /// Segments starting further ahead than this are refused as implausible.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_ahead: u64,
 }
 
@@ -224,6 +243,7 @@ pub struct UtpConfig {
     /// Out-of-order uTP packets held per direction before holes are given up on.
     pub max_ooo_packets_per_direction: usize,
     /// Out-of-order uTP bytes held per direction (also within reassembly.max_ooo_bytes_total).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_ooo_bytes_per_direction: usize,
 }
 
@@ -241,6 +261,7 @@ impl Default for UtpConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct FragConfig {
     pub max_datagrams: usize,
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_bytes: usize,
     pub timeout_secs: u64,
 }
@@ -249,10 +270,13 @@ pub struct FragConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PeerwireConfig {
     /// Largest non-PIECE message buffered (bitfield, extended); larger ones are skipped.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_message_len: u32,
     /// Bytes held while hunting for a message boundary after a gap or mid-stream.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub resync_window: usize,
     /// Bytes of a mid-stream flow searched for BitTorrent framing before giving up on it.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub probe_bytes: u64,
 }
 
@@ -265,16 +289,20 @@ pub struct SwarmConfig {
     /// Distinct (index, begin, length) blocks remembered per worker for `distinct_blocks`.
     pub max_distinct_blocks: usize,
     /// Bytes of blocks held for pieces being assembled (per worker); oldest piece out.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_assembly_bytes: usize,
     /// Of those, bytes of swarms whose metainfo is not known yet (quarantine).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_quarantine_bytes: usize,
     /// Threads hashing complete pieces beside parsing (per worker); 0 hashes on the
     /// worker's own thread.
     pub verify_threads: usize,
     /// Bytes held by complete pieces waiting for or under SHA-1 on those threads (per
     /// worker; at least one piece).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub verify_ahead_bytes: usize,
     /// Bytes of partly received blocks held over all connections (per worker).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_block_buffer_bytes: usize,
     /// Swarms assembling BEP 9 metadata at once (per worker).
     pub max_metadata_swarms: usize,
@@ -290,6 +318,7 @@ pub struct SwarmConfig {
     pub max_hash_attempts_per_piece: u32,
     /// Bytes of alternative block copies (beyond the first of each block start) held over
     /// all pieces (per worker); further alternatives are refused.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_alternative_bytes: usize,
     /// Verified pieces whose blocks' digests are kept, so a copy arriving after its piece
     /// verified is still compared and a liar named (per worker); past it they are
@@ -437,6 +466,45 @@ mod tests {
 #[cfg(test)]
 mod example_tests {
     use super::*;
+
+    /// Every byte-count key takes a size with a unit: the example with each such value
+    /// rewritten as KiB reads back the same.
+    #[test]
+    fn byte_keys_take_units() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/peercache.example.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rewritten = 0;
+        let kib: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let Some((key, v)) = l.split_once(": ") else {
+                    return l.to_string();
+                };
+                let byte_key = ["bytes", "window", "max_ahead", "_len", "_size"]
+                    .iter()
+                    .any(|w| key.trim().contains(w));
+                match v.trim().parse::<u64>() {
+                    Ok(n) if byte_key && !key.trim_start().starts_with('#') && n % 1024 == 0 => {
+                        rewritten += 1;
+                        format!("{key}: {}KiB", n / 1024)
+                    }
+                    _ => l.to_string(),
+                }
+            })
+            .collect();
+        assert!(rewritten >= 20, "{rewritten}");
+        let a = Config::parse(&kib.join("\n")).unwrap();
+        let b = Config::load(&path).unwrap();
+        assert_eq!(
+            serde_yaml::to_string(&a).unwrap(),
+            serde_yaml::to_string(&b).unwrap()
+        );
+        // Refusals name the line and column.
+        let e = Config::parse("cache:\n  capacity_bytes: 0GiB\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("at least 1"), "{e}");
+        let e = Config::parse("reassembly:\n  max_ahead: 1.5\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("whole bytes"), "{e}");
+    }
 
     /// The annotated example in deploy/ (the package's /etc/peercache/peercache.yaml) must
     /// state exactly the compiled-in defaults, but for the three paths of the installed

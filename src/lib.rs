@@ -18,6 +18,7 @@ pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod serve;
+pub mod size;
 pub mod stats;
 pub mod swarm;
 pub mod synth;

@@ -732,3 +732,91 @@ fn cache_commands_say_what_is_missing() {
     // And what is there is still there.
     assert_eq!(run(&["get", "--cache-dir", c, ih, "15"]).0, Some(0));
 }
+
+/// One configuration file drives every command (issue 15): replay with `--report`, the
+/// `cache` commands, `config check` and `rules check` all take `--config`; sizes in it take
+/// units like the command line's.
+#[test]
+fn one_config_file_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let meta = meta_dir(dir.path(), &plain_torrent());
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, "default: serve\n").unwrap();
+    let cfg = dir.path().join("peercache.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "cache:\n  dir: {}\n  capacity_bytes: 1.5GiB\nmetainfo_dir: {}\nrules: {}\n",
+            cache.display(),
+            meta.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let run = |args: &[&str]| Command::new(bin()).args(args).output().unwrap();
+    // replay: the summary on stdout, the JSON report in the file.
+    let report = dir.path().join("report.json");
+    let out = run(&[
+        "replay",
+        "--no-progress",
+        "--config",
+        c,
+        "--report",
+        report.to_str().unwrap(),
+        repo().join("pcaps/lab-tcp-plain.pcap").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified 16/16"));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let ih = "bf31b5eba75965210f1ab47d4312b4c87493bb93";
+    assert_eq!(sw(&r, ih)["pieces_verified"], 16);
+    // cache: the directory from the config.
+    let ls = peercache_json(["cache", "ls", "--json", "--config", c]);
+    assert_eq!(
+        (&ls[0]["info_hash"], &ls[0]["pieces_cached"]),
+        (&ih.into(), &16.into())
+    );
+    let got = run(&["cache", "get", "--config", c, ih, "3"]);
+    assert!(got.status.success());
+    let piece_len = n(&sw(&r, ih)["piece_length"]) as usize;
+    assert_eq!(got.stdout.len(), piece_len);
+    // --cache-dir wins over the config's.
+    let other = run(&[
+        "cache",
+        "ls",
+        "--config",
+        c,
+        "--cache-dir",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
+    assert_eq!(other.status.code(), Some(2));
+    // Neither: one line saying what to give.
+    let none = run(&["cache", "ls"]);
+    assert_eq!(
+        one_error(&none.stderr),
+        "no cache directory: give --cache-dir DIR, or --config FILE with cache.dir"
+    );
+    // The checks.
+    let printed = run(&["config", "check", "--print", "--config", c]);
+    assert!(printed.status.success());
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(
+        printed.contains(&format!("  capacity_bytes: {}\n", 3u64 << 29)),
+        "1.5GiB: {printed}"
+    );
+    assert!(run(&["rules", "check", "--config", c]).status.success());
+    let bare = dir.path().join("bare.yaml");
+    std::fs::write(&bare, "flows:\n  max_flows: 10\n").unwrap();
+    let out = run(&["rules", "check", "--config", bare.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        one_error(&out.stderr),
+        format!("{}: names no rules file (rules: null)", bare.display())
+    );
+}

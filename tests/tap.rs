@@ -51,7 +51,7 @@ fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
     let write_cfg = |max_flows: &str| {
         std::fs::write(
             &cfg,
-            format!("cache:\n  dir: {}\nflows:\n  max_flows: {max_flows}\ncapture:\n  filter: udp port 9\n", cache.display()),
+            format!("cache:\n  dir: {}\nflows:\n  max_flows: {max_flows}\ncapture:\n  filter: udp port 9\n  buffer_bytes: 16MiB\n", cache.display()),
         )
         .unwrap()
     };
@@ -64,8 +64,10 @@ fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
             "--json",
             "--http",
             "127.0.0.1:0",
-            "--config",
+            "--report",
         ])
+        .arg(dir.path().join("report.json"))
+        .arg("--config")
         .arg(&cfg)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -98,6 +100,10 @@ fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
     let report: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("final report on stdout");
     assert!(report["frames"].is_u64());
+    // --report FILE: the same document.
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(file, report);
     // Nothing lost: every piece is still there and verifies.
     let store = PieceStore::open(&cache, u64::MAX).unwrap();
     let v = store.verify_all();

@@ -9,6 +9,13 @@ use crate::wire::infohash::InfoHash;
 
 #[derive(clap::Args, Debug)]
 pub struct CacheArgs {
+    /// The cache directory (else the cache.dir of --config).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// A configuration file whose cache.dir is the cache (the package's is
+    /// /etc/peercache/peercache.yaml); --cache-dir wins when both are given.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub cmd: CacheCmd,
 }
@@ -17,31 +24,29 @@ pub struct CacheArgs {
 pub enum CacheCmd {
     /// List swarms in the cache
     Ls {
-        #[arg(long)]
-        cache_dir: PathBuf,
+        /// JSON on stdout instead of the table.
         #[arg(long)]
         json: bool,
     },
     /// Write the verified piece to stdout (exit 1 when absent)
     Get {
-        #[arg(long)]
-        cache_dir: PathBuf,
+        /// The swarm (40 hex digits).
         info_hash: String,
+        /// The piece index.
         piece: u32,
     },
     /// Re-check every stored piece against its hash; remove bad ones (exit 1 when any were
     /// bad or unreadable)
     Verify {
-        #[arg(long)]
-        cache_dir: PathBuf,
+        /// JSON on stdout instead of the one-line count.
         #[arg(long)]
         json: bool,
     },
     /// Remove one piece, or a whole swarm when PIECE is omitted (exit 1 when absent)
     Evict {
-        #[arg(long)]
-        cache_dir: PathBuf,
+        /// The swarm (40 hex digits).
         info_hash: String,
+        /// The piece index; without it, the whole swarm.
         piece: Option<u32>,
     },
 }
@@ -66,8 +71,9 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
             ExitCode::FAILURE
         }
     };
+    let cache_dir = args.cache_dir.as_deref().ok_or(CacheError::NoDirGiven)?;
     match &args.cmd {
-        CacheCmd::Ls { cache_dir, json } => {
+        CacheCmd::Ls { json } => {
             let swarms = open_existing(cache_dir)?.swarms();
             let text = if *json {
                 serde_json::to_string_pretty(&swarms)? + "\n"
@@ -77,11 +83,7 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
             emit(text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        CacheCmd::Get {
-            cache_dir,
-            info_hash,
-            piece,
-        } => {
+        CacheCmd::Get { info_hash, piece } => {
             let key = PieceKey {
                 info_hash: info_hash.parse::<InfoHash>()?,
                 index: *piece,
@@ -94,7 +96,7 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
                 format!("piece {} of {}", key.index, key.info_hash)
             }))
         }
-        CacheCmd::Verify { cache_dir, json } => {
+        CacheCmd::Verify { json } => {
             let r = open_existing(cache_dir)?.verify_all();
             let text = if *json {
                 serde_json::to_string_pretty(&r)? + "\n"
@@ -111,11 +113,7 @@ pub(crate) fn run_to(args: &CacheArgs, out: &mut impl Write) -> Result<ExitCode,
                 ExitCode::FAILURE
             })
         }
-        CacheCmd::Evict {
-            cache_dir,
-            info_hash,
-            piece,
-        } => {
+        CacheCmd::Evict { info_hash, piece } => {
             let ih = info_hash.parse::<InfoHash>()?;
             let store = open_existing(cache_dir)?;
             let removed = match piece {

@@ -109,6 +109,8 @@ pub enum CacheError {
     NoCacheDir { path: PathBuf },
     #[error("{} is not a directory (a cache is one)", path.display())]
     NotADir { path: PathBuf },
+    #[error("no cache directory: give --cache-dir DIR, or --config FILE with cache.dir")]
+    NoDirGiven,
     #[error("{} is not a peercache cache directory (no v1/ inside)", path.display())]
     NotACache { path: PathBuf },
     #[error("cache directory {} is in use by {} (one process per cache: stop it first)", path.display(), holder(*pid))]

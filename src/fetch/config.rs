@@ -20,6 +20,7 @@ pub struct FetchConfig {
     pub bind: Option<IpAddr>,
     /// A swarm without metainfo is fetched once this many PIECE payload bytes of it were
     /// seen ...
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub min_piece_bytes: u64,
     /// ... or this many distinct subscriber addresses took part in it (0: never by
     /// subscribers alone).
@@ -39,8 +40,10 @@ pub struct FetchConfig {
     /// Candidate peers remembered per swarm.
     pub max_peers_per_swarm: usize,
     /// Largest `metadata_size` a peer may announce (bytes).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_metadata_size: u64,
     /// Largest peer message buffered whole (its BEP 10 handshake, a ut_metadata piece).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_message_len: u32,
     /// ut_metadata requests in flight on one connection.
     pub max_outstanding: u32,

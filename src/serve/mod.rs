@@ -105,8 +105,10 @@ pub struct InlineConfig {
     /// upstream (counted as bypass `queue_full`). The default leaves room for libtorrent's
     /// default request pipeline (up to 500 blocks, 8 MiB): a REQUEST forwarded to a remote
     /// that has gone quiet stalls that block until the client's request timeout.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_queued_bytes_per_connection: usize,
     /// The same, over all connections.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub max_queued_bytes: usize,
     /// First retransmission timeout of inserted bytes, doubled on each retry up to 4 s.
     pub rto_ms: u64,
@@ -119,6 +121,7 @@ pub struct InlineConfig {
     /// analysed (counted as engine drops).
     pub engine_queue_frames: usize,
     /// Verified pieces kept in memory for serving their other blocks without a disk read.
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub piece_memory_bytes: usize,
     /// Answered blocks remembered per connection so that the subscriber's CANCELs of them
     /// can be hidden from the remote; beyond it the oldest is forgotten (counted as
@@ -132,6 +135,7 @@ pub struct InlineConfig {
     /// already sent larger ones there. The default fits the IPv6 minimum MTU (1280) with
     /// IPv6, UDP and uTP headers, so it passes any access line; set it to what the
     /// subscriber side carries (1500-byte Ethernet: 1432 over IPv4).
+    #[serde(deserialize_with = "crate::size::bytes")]
     pub utp_packet_bytes: usize,
     /// Inserted uTP packets unacked at once, at most (the box's own congestion window
     /// grows up to it; see docs/inline.md).

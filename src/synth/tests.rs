@@ -936,19 +936,6 @@ fn plan_spacing() {
 }
 
 #[test]
-fn byte_size_parses_suffixes() {
-    let p = |s: &str| s.parse::<ByteSize>().map(|b| b.0);
-    assert_eq!(p("256KiB"), Ok(262144));
-    assert_eq!(p("1MiB"), Ok(1 << 20));
-    assert_eq!(p("2G"), Ok(2 << 30));
-    assert_eq!(p("10kb"), Ok(10_000));
-    assert_eq!(p("777"), Ok(777));
-    assert!(p("1XB").is_err());
-    assert!(p("MiB").is_err());
-    assert!(p("99999999999T").is_err());
-}
-
-#[test]
 fn cli_args_parse() {
     use clap::Parser;
     #[derive(clap::Parser)]

@@ -113,9 +113,14 @@ pub(crate) enum RulesCmd {
     /// Parse and validate FILE (exit 0 when valid, 2 otherwise); prints the rules in
     /// evaluation order. The audit log it names must be writable (by the user running the
     /// check: `sudo -u peercache peercache rules check FILE` answers for the service).
+    #[command(group = clap::ArgGroup::new("what").required(true))]
     Check {
         /// The rules file.
-        file: PathBuf,
+        #[arg(group = "what")]
+        file: Option<PathBuf>,
+        /// Check the rules file this configuration names (its `rules`).
+        #[arg(long, value_name = "FILE", group = "what")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -126,9 +131,14 @@ pub(crate) enum ConfigCmd {
     /// file valid and its audit log writable, by the user running the check (`sudo -u
     /// peercache peercache config check FILE` answers for the service). Exit 0 when all is
     /// well, 2 otherwise.
+    #[command(group = clap::ArgGroup::new("what").required(true))]
     Check {
         /// The configuration file.
-        file: PathBuf,
+        #[arg(group = "what")]
+        file: Option<PathBuf>,
+        /// The same, as the other commands take it.
+        #[arg(long, value_name = "FILE", group = "what")]
+        config: Option<PathBuf>,
         /// Also print the effective configuration (every key, defaults filled in).
         #[arg(long)]
         print: bool,
@@ -146,6 +156,9 @@ pub(crate) struct TapArgs {
     /// Print the final report as JSON on stdout when stopped.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write that JSON report to FILE when stopping.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
     /// Metrics, JSON API and dashboard address (overrides the config's http.listen,
     /// 127.0.0.1:9750 by default).
     #[arg(long, value_name = "ADDR")]
@@ -184,6 +197,9 @@ pub(crate) struct ReplayArgs {
     /// Print one JSON document on stdout instead of the readable summary (schema: docs/report.md).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write that JSON report to FILE (with or without --json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
     /// Worker threads; frames are sharded by a symmetric hash of the address pair.
     #[arg(long, default_value_t = 1)]
     pub(crate) workers: usize,
@@ -224,9 +240,10 @@ pub(crate) struct EngineArgs {
     /// REQUESTs from subscribers count as hits against it.
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
-    /// Cache capacity (e.g. 500GiB); least recently used pieces are evicted past it.
+    /// Cache capacity (e.g. 500GiB, 1.5TB: KiB, MiB... are powers of 1024, KB, MB... of
+    /// 1000); least recently used pieces are evicted past it.
     #[arg(long, value_name = "BYTES")]
-    pub(crate) cache_capacity: Option<peercache::synth::ByteSize>,
+    pub(crate) cache_capacity: Option<peercache::size::ByteSize>,
     /// Policy rules file (overrides the config's `rules`; tap re-reads it on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub(crate) rules: Option<PathBuf>,

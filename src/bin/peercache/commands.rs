@@ -36,9 +36,10 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     for e in &out.errors {
         tracing::error!("{e}");
     }
+    let text = serde_json::to_string_pretty(&out.report).context("serialising the report")?;
+    write_report(a.report.as_deref(), &text)?;
     if a.json {
-        let s = serde_json::to_string_pretty(&out.report).context("serialising the report")?;
-        println!("{s}");
+        println!("{text}");
     } else {
         print_summary(
             &out.report,
@@ -114,11 +115,10 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     }
     let mut report = Report::new(&out.stats, Vec::new());
     annotate(&mut report, &shared);
+    let text = serde_json::to_string_pretty(&report).context("serialising the report")?;
+    write_report(a.report.as_deref(), &text)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("serialising the report")?
-        );
+        println!("{text}");
     } else {
         print_summary(
             &report,
@@ -204,10 +204,7 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         obj.insert("bridge".into(), serde_json::to_value(&out.bridge)?);
     }
     let text = serde_json::to_string_pretty(&doc).context("serialising the report")?;
-    if let Some(path) = &a.report {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("writing the report to {}", path.display()))?;
-    }
+    write_report(a.report.as_deref(), &text)?;
     if a.json {
         println!("{text}");
     } else {
@@ -261,4 +258,13 @@ fn watch_metainfo(
     )
     .context("starting the .torrent directory watcher")?;
     Ok(Some(w))
+}
+
+/// `--report FILE`: the JSON report written there too (every mode).
+fn write_report(path: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -51,12 +51,28 @@ fn one_line(e: &anyhow::Error) -> String {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Replay(a) => commands::replay(a),
-        Cmd::Cache(a) => Ok(peercache::cache::cli::run(&a)?),
+        Cmd::Cache(mut a) => {
+            if a.cache_dir.is_none() {
+                if let Some(path) = &a.config {
+                    a.cache_dir = Config::load(path)?.cache.dir;
+                }
+            }
+            Ok(peercache::cache::cli::run(&a)?)
+        }
         Cmd::Tap(a) => commands::tap(a),
         Cmd::Inline(a) => commands::inline(a),
         Cmd::Config {
-            cmd: ConfigCmd::Check { file, print },
+            cmd:
+                ConfigCmd::Check {
+                    file,
+                    config,
+                    print,
+                },
         } => {
+            // clap requires one of the two
+            let Some(file) = file.or(config) else {
+                anyhow::bail!("config check: give the configuration FILE");
+            };
             let cfg = Config::load(&file)?;
             // The paths it names, as the daemon will open them (as this user).
             let checked = peercache::runtime::preflight::check_config(&cfg)
@@ -71,8 +87,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rules {
-            cmd: RulesCmd::Check { file },
+            cmd: RulesCmd::Check { file, config },
         } => {
+            let file = match (file, config) {
+                (Some(f), _) => f,
+                (None, Some(c)) => Config::load(&c)?.rules.with_context(|| {
+                    format!("{}: names no rules file (rules: null)", c.display())
+                })?,
+                (None, None) => anyhow::bail!("rules check: give the rules FILE or --config"),
+            };
             let r = peercache::rules::Rules::load(&file)?;
             for line in peercache::runtime::preflight::check_rules(&r)
                 .with_context(|| file.display().to_string())?
