@@ -117,9 +117,10 @@ pub struct SynthArgs {
     /// leecher.
     #[arg(long, default_value_t = 1)]
     pub flows: u32,
-    /// Content size of the torrent (suffixes: KiB, MiB, G, ...).
+    /// Content size of the torrent (256KiB, 1.5MiB, 2MB: KiB... powers of 1024, KB... of 1000).
     #[arg(long, default_value = "256KiB")]
     pub size: ByteSize,
+    /// Piece length of the torrent in bytes.
     #[arg(long, default_value_t = 65536)]
     pub piece_length: u32,
     /// Payload bytes per TCP data segment (uTP: per ST_DATA packet).
@@ -155,6 +156,7 @@ pub struct SynthArgs {
     /// Outer 802.1ad (0x88a8) tag around the --vlan tag.
     #[arg(long)]
     pub qinq: Option<u16>,
+    /// IPv6 addresses instead of IPv4.
     #[arg(long)]
     pub ipv6: bool,
     /// Leecher first fetches the info dict with BEP 9 ut_metadata.
