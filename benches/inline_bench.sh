@@ -14,6 +14,8 @@
 #   sudo LAB_BOX_CMD='exec target/release/peercache inline --subscriber-iface "$LAB_BOX_SUB_IF"
 #        --upstream-iface "$LAB_BOX_UP_IF" --cache-dir "$LAB_BOX_WORK/cache"
 #        --metainfo "$LAB_BOX_METAINFO_DIR" --report "$LAB_BOX_REPORT"' benches/inline_bench.sh
+#   LAB_BOX_CMD_B='…'   a second box command measured in the same run (e.g. the build before
+#                       a change); LAB_BOX_LABEL, LAB_BOX_LABEL_B name the two in the tables
 #   benches/inline_bench.sh --results RESULTS.json   use an existing inline.sh results file
 #   benches/inline_bench.sh --no-downloads           latency and forwarding only
 # Without --results (and without --no-downloads) it runs tests/lab/inline.sh once with
@@ -95,7 +97,9 @@ measure() {
 }
 
 measure kernel ""
-if [[ -n ${LAB_BOX_CMD:-} ]]; then measure box "$LAB_BOX_CMD"; fi
+BOXES=""
+if [[ -n ${LAB_BOX_CMD:-} ]]; then measure box "$LAB_BOX_CMD"; BOXES=box; fi
+if [[ -n ${LAB_BOX_CMD_B:-} ]]; then measure box_b "$LAB_BOX_CMD_B"; BOXES="$BOXES,box_b"; fi
 
 if ((DOWNLOADS)) && [[ -z $RESULTS ]]; then
     lab_log "--- downloads: tests/lab/inline.sh (${LAB_BOX_CMD:+box command}${LAB_BOX_CMD:-kernel bridge})"
@@ -104,11 +108,13 @@ if ((DOWNLOADS)) && [[ -z $RESULTS ]]; then
         || { tail -n 40 "$OUT/inline.log" >&2; lab_die "tests/lab/inline.sh failed"; }
 fi
 
-"$PY" - "$OUT" "$PINGS" "${RESULTS:-}" "${LAB_BOX_CMD:+box}" <<'EOF'
+"$PY" - "$OUT" "$PINGS" "${RESULTS:-}" "$BOXES" "${LAB_BOX_LABEL:-box (LAB_BOX_CMD)}" \
+    "${LAB_BOX_LABEL_B:-box (LAB_BOX_CMD_B)}" <<'EOF'
 import json, os, re, sys
-out, pings, results, has_box = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-kinds = ["kernel"] + (["box"] if has_box else [])
-label = {"kernel": "kernel bridge", "box": "box (LAB_BOX_CMD)"}
+out, pings, results, boxes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+kinds = ["kernel"] + [b for b in boxes.split(",") if b]
+label = {"kernel": "kernel bridge", "box": sys.argv[5], "box_b": sys.argv[6]}
+width = max(20, max(len(label[k]) for k in kinds))
 
 def pct(xs, p):
     if not xs:
@@ -125,30 +131,43 @@ def load(path):
         return None
 
 print("\nlatency: %d pings pc-sub -> pc-up through pc-box, 10 ms apart (RTT, ms)" % pings)
-print("%-20s %8s %8s %8s %8s %7s" % ("bridge", "p50", "p99", "max", "mean", "loss"))
+print("%-*s %8s %8s %8s %8s %7s %14s" % (width, "bridge", "p50", "p99", "max", "mean", "loss",
+      "p99 added us"))
+p99 = {}
 for k in kinds:
     rtts = [float(m.group(1)) for m in re.finditer(r"time=([0-9.]+) ms", open(os.path.join(out, k + ".ping")).read())]
     loss = 100.0 * (pings - len(rtts)) / pings
     f = lambda v: "%8.3f" % v if v is not None else "%8s" % "-"
-    print("%-20s %s %s %s %s %6.1f%%" % (label[k], f(pct(rtts, 50)), f(pct(rtts, 99)),
-          f(max(rtts) if rtts else None), f(sum(rtts) / len(rtts) if rtts else None), loss))
+    p99[k] = pct(rtts, 99)
+    added = ("%14.0f" % ((p99[k] - p99["kernel"]) * 1000)
+             if k != "kernel" and p99[k] is not None and p99.get("kernel") is not None else "%14s" % "-")
+    print("%-*s %s %s %s %s %6.1f%% %s" % (width, label[k], f(pct(rtts, 50)), f(p99[k]),
+          f(max(rtts) if rtts else None), f(sum(rtts) / len(rtts) if rtts else None), loss, added))
 
 if any(os.path.exists(os.path.join(out, k + ".tcp.json")) for k in kinds):
     print("\nforwarding: iperf3 pc-sub -> pc-up (offloads off on every veth)")
-    print("%-20s %14s %16s %10s" % ("bridge", "TCP Gbit/s", "UDP 64 B pkt/s", "UDP loss"))
+    print("%-*s %14s %9s %16s %9s %10s" % (width, "bridge", "TCP Gbit/s", "of kernel",
+          "UDP 64 B pkt/s", "of kernel", "UDP loss"))
+    base = {}
     for k in kinds:
         t, u = load(os.path.join(out, k + ".tcp.json")), load(os.path.join(out, k + ".udp.json"))
+        g = p = None
         try:
-            gbps = "%14.3f" % (t["end"]["sum_received"]["bits_per_second"] / 1e9)
+            g = t["end"]["sum_received"]["bits_per_second"] / 1e9
         except (TypeError, KeyError):
-            gbps = "%14s" % "-"
+            pass
         try:
             s = u["end"]["sum"]
-            pps = "%16.0f" % ((s["packets"] - s["lost_packets"]) / s["seconds"])
+            p = (s["packets"] - s["lost_packets"]) / s["seconds"]
             loss = "%9.1f%%" % s["lost_percent"]
         except (TypeError, KeyError, ZeroDivisionError):
-            pps, loss = "%16s" % "-", "%10s" % "-"
-        print("%-20s %s %s %s" % (label[k], gbps, pps, loss))
+            loss = "%10s" % "-"
+        if k == "kernel":
+            base = {"g": g, "p": p}
+        ratio = lambda v, b: "%8.0f%%" % (100.0 * v / b) if v is not None and b else "%9s" % "-"
+        print("%-*s %s %s %s %s %s" % (width, label[k],
+              "%14.3f" % g if g is not None else "%14s" % "-", ratio(g, base.get("g")),
+              "%16.0f" % p if p is not None else "%16s" % "-", ratio(p, base.get("p")), loss))
 
 if results:
     r = json.load(open(results))

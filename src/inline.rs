@@ -107,8 +107,9 @@ pub fn run<S: BlockSource>(
     ctl: &Control,
     config_path: Option<PathBuf>,
 ) -> Result<InlineOutcome, CaptureError> {
-    let mut sub = BridgePort::open(sub_if, cfg.capture.buffer_bytes)?;
-    let mut up = BridgePort::open(up_if, cfg.capture.buffer_bytes)?;
+    let bypass = cfg.inline.qdisc_bypass;
+    let mut sub = BridgePort::open(sub_if, cfg.capture.buffer_bytes, bypass)?;
+    let mut up = BridgePort::open(up_if, cfg.capture.buffer_bytes, bypass)?;
     let icfg = cfg.inline.clone();
     let mut splicer = Splicer::new(icfg.clone(), source);
 
@@ -196,6 +197,9 @@ pub fn run<S: BlockSource>(
                 splicer.on_frame(now, from, &buf, &mut out);
                 send_all(&mut out, from, &buf, &mut sub, &mut up);
             }
+            // This burst's frames leave now, together: one sendmmsg per port.
+            sub.flush();
+            up.flush();
         }
         // Whatever this pass read goes to the engine now, however few frames.
         hand_over(&mut batch, &mut engine_dropped);
@@ -203,6 +207,8 @@ pub fn run<S: BlockSource>(
         if splicer.poll_timeout().is_some_and(|at| at <= now) {
             splicer.handle_timeout(now, &mut out);
             send_all(&mut out, Port::Upstream, &[], &mut sub, &mut up);
+            sub.flush();
+            up.flush();
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             match reload_rules(shared, &cfg, config_path.as_deref()) {
@@ -224,6 +230,9 @@ pub fn run<S: BlockSource>(
             }
         }
     }
+    // Whatever was queued when the loop ended still goes out.
+    sub.flush();
+    up.flush();
     splicer.counters_mut().engine_dropped = engine_dropped;
     let capture = capture_counters(&mut sub, &mut up, engine_dropped);
     if let Ok(mut l) = latest.lock() {

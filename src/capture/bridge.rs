@@ -1,7 +1,8 @@
 //! The inline bridge's two ports: libpcap handles on the subscriber-side and upstream-side
 //! interfaces, each reading only frames arriving on its interface (PCAP_D_IN, so what we
-//! send is never read back), in immediate mode (no buffering delay), non-blocking, and
-//! sending with `pcap_sendpacket` (a packet socket write: the frame goes out as given).
+//! send is never read back), in immediate mode (no buffering delay), non-blocking; and
+//! sending through a batched transmit queue per port ([`super::tx`]: one sendmmsg(2) per
+//! pass of the bridge loop rather than one send per frame).
 //!
 //! Why libpcap and not AF_PACKET through pnet: both end in the same kernel packet socket
 //! with a memory-mapped receive ring; libpcap is already the capture layer of tap and
@@ -15,15 +16,11 @@ use super::CaptureError;
 /// One bridge port.
 pub struct BridgePort {
     cap: pcap::Capture<pcap::Active>,
+    tx: super::tx::TxQueue,
     pub iface: String,
-    /// Frames sent out of this port, and sends that failed (the frame is lost, as on a
-    /// congested link; TCP recovers).
-    pub sent: u64,
-    pub send_errors: u64,
     /// Frames received longer than the capture length: they cannot be forwarded whole and
     /// are dropped (counted). Offloads (GRO/LRO) on the port cause this: turn them off.
     pub truncated: u64,
-    last_error: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -34,10 +31,17 @@ pub struct PortStats {
     pub sent: u64,
     pub send_errors: u64,
     pub truncated: u64,
+    /// sendmmsg(2) calls that carried those frames (sent / batches: frames per call).
+    pub send_batches: u64,
 }
 
 impl BridgePort {
-    pub fn open(iface: &str, buffer_bytes: usize) -> Result<BridgePort, CaptureError> {
+    /// `qdisc_bypass`: see `inline.qdisc_bypass` of the configuration.
+    pub fn open(
+        iface: &str,
+        buffer_bytes: usize,
+        qdisc_bypass: bool,
+    ) -> Result<BridgePort, CaptureError> {
         let err = |msg: String| CaptureError::Open {
             path: iface.into(),
             msg,
@@ -60,6 +64,7 @@ impl BridgePort {
         cap.direction(pcap::Direction::In)
             .map_err(|e| err(format!("cannot capture inbound only: {e}")))?;
         let cap = cap.setnonblock().map_err(|e| err(e.to_string()))?;
+        ignore_outgoing(cap.as_raw_fd());
         let dl = cap.get_datalink();
         if dl.0 != 1 {
             return Err(CaptureError::LinkType {
@@ -68,13 +73,12 @@ impl BridgePort {
                 name: dl.get_name().unwrap_or_else(|_| "unknown".into()),
             });
         }
+        let tx = super::tx::TxQueue::open(iface, qdisc_bypass)?;
         Ok(BridgePort {
             cap,
+            tx,
             iface: iface.to_string(),
-            sent: 0,
-            send_errors: 0,
             truncated: 0,
-            last_error: None,
         })
     }
 
@@ -101,19 +105,22 @@ impl BridgePort {
         }
     }
 
+    /// Queue `frame` to go out of this port, in order; it leaves at the next [`flush`]
+    /// (or at once when the queue is full).
+    ///
+    /// [`flush`]: BridgePort::flush
     pub fn send(&mut self, frame: &[u8]) {
-        match self.cap.sendpacket(frame) {
-            Ok(()) => self.sent += 1,
-            Err(e) => {
-                self.send_errors += 1;
-                self.last_error = Some(e.to_string());
-            }
-        }
+        self.tx.queue(frame);
+    }
+
+    /// Send what is queued.
+    pub fn flush(&mut self) {
+        self.tx.flush();
     }
 
     /// The last send error, once (for the log).
     pub fn take_error(&mut self) -> Option<String> {
-        self.last_error.take()
+        self.tx.last_error.take()
     }
 
     pub fn stats(&mut self) -> PortStats {
@@ -122,10 +129,35 @@ impl BridgePort {
             received: s.as_ref().map_or(0, |s| u64::from(s.received)),
             kernel_dropped: s.as_ref().map_or(0, |s| u64::from(s.dropped)),
             interface_dropped: s.as_ref().map_or(0, |s| u64::from(s.if_dropped)),
-            sent: self.sent,
-            send_errors: self.send_errors,
+            sent: self.tx.sent,
+            send_errors: self.tx.send_errors,
             truncated: self.truncated,
+            send_batches: self.tx.batches,
         }
+    }
+}
+
+/// linux/if_packet.h; the libc crate does not name it.
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+/// Ask the kernel not to queue the frames sent out of a port to that port's own capture
+/// socket (Linux 4.20+). libpcap's inbound-only direction filters them in user space, after
+/// the kernel has copied each one into the ring: under load that was as much receive work
+/// again as the traffic itself. Other packet sockets (tcpdump) still see them. Refused on
+/// older kernels, which then keep working as before.
+#[allow(unsafe_code)]
+fn ignore_outgoing(fd: std::os::fd::RawFd) -> bool {
+    let one: libc::c_int = 1;
+    // SAFETY: the option value is a c_int that lives through the call, with its size; `fd`
+    // is the open capture socket.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 

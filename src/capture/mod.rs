@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod classic;
 pub mod live;
+pub mod tx;
 
 use std::path::{Path, PathBuf};
 

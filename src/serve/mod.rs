@@ -137,6 +137,11 @@ pub struct InlineConfig {
     /// subscriber side carries (1500-byte Ethernet: 1432 over IPv4).
     #[serde(deserialize_with = "crate::size::bytes")]
     pub utp_packet_bytes: usize,
+    /// Frames the bridge sends skip the host's queueing discipline (PACKET_QDISC_BYPASS):
+    /// a little faster, but then packet taps on the port (tcpdump, a `peercache tap`
+    /// beside the box) no longer see what the box sends. Off by default: an operator's
+    /// tcpdump must show the truth.
+    pub qdisc_bypass: bool,
     /// Inserted uTP packets unacked at once, at most (the box's own congestion window
     /// grows up to it; see docs/inline.md).
     pub utp_max_inflight_packets: u32,
@@ -158,6 +163,7 @@ impl Default for InlineConfig {
             max_insertion_points: 4096,
             utp_packet_bytes: 1200,
             utp_max_inflight_packets: 512,
+            qdisc_bypass: false,
         }
     }
 }
