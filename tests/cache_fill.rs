@@ -820,3 +820,92 @@ fn one_config_file_for_every_command() {
         format!("{}: names no rules file (rules: null)", bare.display())
     );
 }
+
+/// The other two silent failures issue 15 found: a cache on a read-only mount, and one in a
+/// directory the user may not write (root's, run as `nobody`). Each is refused at start,
+/// exit 2, with one ERROR line naming the directory and the OS reason; nothing is half
+/// done. Needs root (a tmpfs, and `setpriv` to become nobody).
+#[test]
+fn unwritable_caches_are_refused_naming_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let meta = meta_dir(dir.path(), &plain_torrent());
+    let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
+    let replay = |cache: &Path, as_nobody: bool| {
+        let mut c = match as_nobody {
+            true => {
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+                c.arg(dir.path().join("peercache"));
+                c
+            }
+            false => Command::new(bin()),
+        };
+        let out = c
+            .args(["replay", "--no-progress", "--metainfo"])
+            .arg(&meta)
+            .arg("--cache-dir")
+            .arg(cache)
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        (out.status.code(), one_error(&out.stderr))
+    };
+    // Read-only: a cache filled first, then its file system remounted read-only.
+    let mnt = dir.path().join("ro");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs (the tests need root)");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let cache = mnt.join("cache");
+    replay_cli(
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--metainfo",
+            meta.to_str().unwrap(),
+        ],
+        &[&pcap],
+    );
+    let st = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let lock = cache.join("lock");
+    assert_eq!(
+        replay(&cache, false),
+        (
+            Some(2),
+            format!(
+                "opening cache {}: opening {}: Read-only file system (os error 30)",
+                cache.display(),
+                lock.display()
+            )
+        )
+    );
+    // Root's directory, run as nobody (a copy of the binary nobody may run).
+    std::fs::copy(bin(), dir.path().join("peercache")).unwrap();
+    let theirs = dir.path().join("roots");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, msg) = replay(&theirs.join("cache"), true);
+    assert_eq!(code, Some(2), "{msg}");
+    assert!(
+        msg.starts_with(&format!("opening cache {}", theirs.join("cache").display()))
+            && msg.ends_with("Permission denied (os error 13)"),
+        "{msg}"
+    );
+}
