@@ -123,7 +123,10 @@ fn queued_frames_leave_in_order_in_batches_and_taps_see_them() {
         "frames differ at the far end: {} of {n} arrived, first difference at {first_bad:?}",
         got.len()
     );
-    assert!(read(&mut tap, n) == want, "a tap on the sending port must see what is sent");
+    assert!(
+        read(&mut tap, n) == want,
+        "a tap on the sending port must see what is sent"
+    );
 
     // With the qdisc bypassed the frames still arrive, but the tap sees none of them.
     let mut tx = TxQueue::open("pc-tx0", true).unwrap();
@@ -136,7 +139,10 @@ fn queued_frames_leave_in_order_in_batches_and_taps_see_them() {
     }
     tx.flush();
     assert_eq!((tx.sent, tx.batches), (10, 1));
-    assert!(read(&mut far, 10) == want[..10], "frames differ at the far end (bypass)");
+    assert!(
+        read(&mut far, 10) == want[..10],
+        "frames differ at the far end (bypass)"
+    );
     assert_eq!(read(&mut tap, 1).len(), 0, "bypass skips the port's taps");
 }
 
