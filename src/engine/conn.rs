@@ -82,22 +82,41 @@ impl Conn {
 
 impl Conn {
     pub(super) fn new(key: FlowKey, initiator: Option<Dir>, cfg: &Config) -> Conn {
+        Conn::with(
+            key,
+            initiator,
+            Conn::subscribers(key, cfg),
+            cfg.record_streams,
+        )
+    }
+
+    /// Whether the sender of each direction is a subscriber.
+    pub(super) fn subscribers(key: FlowKey, cfg: &Config) -> [bool; 2] {
+        [
+            cfg.is_subscriber(key.lo.ip()),
+            cfg.is_subscriber(key.hi.ip()),
+        ]
+    }
+
+    /// A connection whose configuration-derived facts were taken earlier (a TCP flow that
+    /// waited in its compact pre-data form), so they are what they were at its start.
+    pub(super) fn with(
+        key: FlowKey,
+        initiator: Option<Dir>,
+        sub_sender: [bool; 2],
+        record_streams: bool,
+    ) -> Conn {
         Conn {
             key,
             parsers: [None, None],
             blocks: [None, None],
             state: ConnState::new(initiator),
-            sub_sender: [
-                cfg.is_subscriber(key.lo.ip()),
-                cfg.is_subscriber(key.hi.ip()),
-            ],
+            sub_sender,
             counted_bt: false,
             counted_enc: false,
             counted_plain_after_enc: false,
             utp: false,
-            hashers: cfg
-                .record_streams
-                .then(|| Box::new([(Sha1::new(), 0), (Sha1::new(), 0)])),
+            hashers: record_streams.then(|| Box::new([(Sha1::new(), 0), (Sha1::new(), 0)])),
         }
     }
 

@@ -4,12 +4,18 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::conn::Conn;
 use super::{Core, End, Engine};
-use crate::flow::tcp::Reassembler;
+use crate::flow::tcp::{ReasmLimits, Reassembler};
 use crate::flow::{Dir, FlowKey};
 use crate::peerwire::conn::ConnState;
 use crate::wire::link::TcpSegment;
+use crate::wire::seq::SeqNum;
 
 pub(super) enum TcpFlow {
+    /// Nothing but handshake segments so far (no payload, FIN or RST, no acknowledgement
+    /// of bytes beyond a SYN): most flows of a SYN flood or a scan, and every connection
+    /// until its first data. Kept inline in the table entry, with no allocation, so an
+    /// idle flow costs its table entry alone (docs/benchmarks.md, "Flow state").
+    Fresh(Fresh),
     Active(Box<ActiveTcp>),
     /// Not ours (not BitTorrent, or encrypted): remembered only so its packets cost nothing.
     Ignored,
@@ -18,6 +24,53 @@ pub(super) enum TcpFlow {
 pub(super) struct ActiveTcp {
     reasm: [Reassembler; 2],
     conn: Conn,
+}
+
+/// All an `ActiveTcp` would hold after handshake segments only: the reassemblers' starting
+/// points (a direction's base is set by its SYN alone, so `syn_seen` is `base.is_some()`),
+/// who initiated, and what the configuration said when the flow began.
+#[derive(Clone, Copy)]
+pub(super) struct Fresh {
+    base: [Option<SeqNum>; 2],
+    initiator: Option<Dir>,
+    sub_sender: [bool; 2],
+    record_streams: bool,
+}
+
+impl Fresh {
+    /// Whether `seg` would change more than `Fresh` can hold, checked before anything is
+    /// changed so the full state can take the segment from where this one left off.
+    fn needs_active(&self, seg: &TcpSegment<'_>, dir: Dir, limits: &ReasmLimits) -> bool {
+        !seg.payload.is_empty()
+            || seg.flags.fin
+            || seg.flags.rst
+            || (seg.flags.ack
+                && self.base[dir.rev().idx()]
+                    .is_some_and(|b| Reassembler::ack_moves_fresh(b, seg.ack, limits)))
+    }
+
+    /// A handshake segment, as `tcp_segment` would treat it on the full state: the late-SYN
+    /// initiator fix and the SYN setting its direction's base; the rest changes nothing.
+    fn handshake(&mut self, seg: &TcpSegment<'_>, dir: Dir) {
+        if !seg.flags.syn {
+            return;
+        }
+        if self.initiator.is_none() && self.base == [None, None] {
+            self.initiator = Some(if seg.flags.ack { dir.rev() } else { dir });
+        }
+        self.base[dir.idx()].get_or_insert(seg.seq + 1);
+    }
+
+    fn conn(&self, key: FlowKey) -> Conn {
+        Conn::with(key, self.initiator, self.sub_sender, self.record_streams)
+    }
+
+    fn activate(&self, key: FlowKey) -> TcpFlow {
+        TcpFlow::Active(Box::new(ActiveTcp {
+            reasm: self.base.map(Reassembler::after_syn),
+            conn: self.conn(key),
+        }))
+    }
 }
 
 impl Engine {
@@ -45,14 +98,25 @@ impl Engine {
                     (true, true) => Some(dir.rev()),
                     _ => None,
                 };
-                let flow = TcpFlow::Active(Box::new(ActiveTcp {
-                    reasm: [Reassembler::default(), Reassembler::default()],
-                    conn: Conn::new(key, initiator, &core.app.cfg),
-                }));
+                let cfg = &core.app.cfg;
+                let flow = TcpFlow::Fresh(Fresh {
+                    base: [None, None],
+                    initiator,
+                    sub_sender: Conn::subscribers(key, cfg),
+                    record_streams: cfg.record_streams,
+                });
                 self.tcp
                     .insert(key, flow, ts, |k, f| core.finish(k, f, End::Evicted))
             }
         };
+        if let TcpFlow::Fresh(fresh) = flow {
+            if !fresh.needs_active(seg, dir, &core.limits) {
+                fresh.handshake(seg, dir);
+                return;
+            }
+            let fresh = *fresh;
+            *flow = fresh.activate(key);
+        }
         let TcpFlow::Active(active) = flow else {
             return;
         };
@@ -101,14 +165,18 @@ impl Engine {
 }
 
 impl Core {
-    pub(super) fn finish(&mut self, _key: FlowKey, flow: TcpFlow, end: End) {
+    pub(super) fn finish(&mut self, key: FlowKey, flow: TcpFlow, end: End) {
         match end {
             End::Expired => self.app.stats.flows.expired += 1,
             End::Evicted => self.app.stats.flows.evicted += 1,
             End::Closed | End::Drained => {}
         }
-        let TcpFlow::Active(mut active) = flow else {
-            return;
+        let mut active = match flow {
+            TcpFlow::Active(a) => a,
+            // Nothing was delivered, so there is nothing to flush: only the connection's
+            // end to record (the "ignored" count, an empty stream when recording).
+            TcpFlow::Fresh(f) => return f.conn(key).close(&mut self.app),
+            TcpFlow::Ignored => return,
         };
         let ActiveTcp { reasm, conn } = &mut *active;
         let Core {
@@ -122,5 +190,18 @@ impl Core {
             reasm[d.idx()].flush(rc, budget, &mut |c| conn.on_chunk(d, at_start, c, ctx));
         }
         conn.close(ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flow without data lives in its table entry: keep that entry small (the per-flow
+    /// figure in docs/benchmarks.md, "Flow state", rests on it).
+    #[test]
+    fn fresh_flow_stays_small() {
+        assert!(std::mem::size_of::<Fresh>() <= 20);
+        assert!(std::mem::size_of::<TcpFlow>() <= 24);
     }
 }

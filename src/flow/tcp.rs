@@ -102,6 +102,24 @@ pub struct Reassembler {
 }
 
 impl Reassembler {
+    /// A direction that so far carried only a SYN (or nothing): what a flow that never saw
+    /// a byte of payload keeps, rebuilt into a whole reassembler when data comes.
+    pub fn after_syn(base: Option<SeqNum>) -> Self {
+        Reassembler {
+            base,
+            syn_seen: base.is_some(),
+            ..Reassembler::default()
+        }
+    }
+
+    /// Whether `on_ack` of a direction in the `after_syn(Some(base))` state would change
+    /// anything: only an acknowledgement of bytes beyond the SYN does.
+    pub fn ack_moves_fresh(base: SeqNum, ack: SeqNum, limits: &ReasmLimits) -> bool {
+        // `offset_of` with `next` 0, as in `on_ack`.
+        let off = ack.diff(base) as i64;
+        off > 0 && off as u64 <= limits.max_ahead
+    }
+
     pub fn next_offset(&self) -> u64 {
         self.next
     }
