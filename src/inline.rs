@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{CaptureCounters, Live};
 use crate::report::Stats;
-use crate::runtime::{now_unix, reload_rules, snapshot, Control, Shared};
+use crate::runtime::{log_reload, now_unix, reload_rules, snapshot, Control, Shared};
 use crate::serve::{BlockSource, Emit, Port, ServeCounters, Splicer};
 use crate::wire::link::LinkType;
 
@@ -212,7 +212,9 @@ pub fn run<S: BlockSource>(
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             match reload_rules(shared, &cfg, config_path.as_deref()) {
-                Some(line) => crate::runtime::log_reload(&line),
+                Some(outcome) => {
+                    log_reload(outcome);
+                }
                 None => tracing::info!("SIGHUP: no rules in force; nothing to reload"),
             }
         }

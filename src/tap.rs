@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::{CaptureCounters, Live};
 use crate::report::Stats;
-use crate::runtime::{now_unix, reload_rules, snapshot, Control, Shared};
+use crate::runtime::{log_reload, now_unix, reload_rules, snapshot, Control, ReloadLine, Shared};
 
 pub struct TapOutcome {
     pub stats: Stats,
@@ -59,8 +59,8 @@ pub fn run(
         // Pieces proven on the hash thread are cached now, not at the next settle point.
         engine.settle_ready();
         if ctl.reload.swap(false, Ordering::Relaxed) {
-            let line = match &config_path {
-                None => "SIGHUP: no --config file to reload".to_string(),
+            let outcome: ReloadLine = match &config_path {
+                None => Ok("SIGHUP: no --config file to reload".to_string()),
                 Some(p) => match Config::load(p) {
                     Ok(new) => {
                         let note = if new.cache.dir != engine.config().cache.dir
@@ -74,16 +74,16 @@ pub fn run(
                         new.cache = engine.config().cache.clone();
                         new.metainfo_dir = engine.config().metainfo_dir.clone();
                         engine.reconfigure(new);
-                        format!("SIGHUP: reloaded {}{note}", p.display())
+                        Ok(format!("SIGHUP: reloaded {}{note}", p.display()))
                     }
-                    Err(e) => format!("SIGHUP: refused, previous configuration stays: {e}"),
+                    Err(e) => Err(format!(
+                        "SIGHUP: refused, previous configuration stays: {e}"
+                    )),
                 },
             };
-            crate::runtime::log_reload(&line);
-            reloads.push(line);
-            if let Some(line) = reload_rules(shared, engine.config(), config_path.as_deref()) {
-                crate::runtime::log_reload(&line);
-                reloads.push(line);
+            reloads.push(log_reload(outcome));
+            if let Some(outcome) = reload_rules(shared, engine.config(), config_path.as_deref()) {
+                reloads.push(log_reload(outcome));
             }
         }
         if let Some(live) = live {

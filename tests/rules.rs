@@ -451,10 +451,13 @@ fn reload_purges_a_newly_blocked_swarm_and_a_bad_file_changes_nothing() {
         rules: Some(rules_path.clone()),
         ..Config::default()
     };
-    let line = runtime::reload_rules(&shared, &cfg, None).unwrap();
+    // Taken: Ok; refused: Err (logged as a warning), each with its line.
+    let line = runtime::reload_rules(&shared, &cfg, None).unwrap().unwrap();
     assert!(line.contains("rules reloaded"), "{line}");
     std::fs::write(&rules_path, "rules: [\n").unwrap();
-    let line = runtime::reload_rules(&shared, &cfg, None).unwrap();
+    let line = runtime::reload_rules(&shared, &cfg, None)
+        .unwrap()
+        .unwrap_err();
     assert!(
         line.contains("refused, previous rules stay") && line.contains("line"),
         "{line}"

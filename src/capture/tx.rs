@@ -134,31 +134,19 @@ impl TxQueue {
     /// Send every queued frame, in order, with as few sendmmsg(2) calls as the kernel
     /// allows. A frame the kernel refuses is counted and skipped; the rest still go.
     pub fn flush(&mut self) {
-        // `queue` sends at MAX_BATCH, so this is one chunk; chunks keep it so regardless.
-        let mut first = 0;
-        while first < self.ends.len() {
-            let last = (first + MAX_BATCH).min(self.ends.len());
-            self.send_chunk(first, last);
-            first = last;
+        // At most MAX_BATCH: `queue` sends as soon as that many wait.
+        let n = self.ends.len();
+        if n == 0 {
+            return;
         }
-        self.bytes.clear();
-        self.ends.clear();
-    }
-
-    /// Frames `first..last` (at most MAX_BATCH) to the kernel.
-    fn send_chunk(&mut self, first: usize, last: usize) {
-        let n = last - first;
         let mut iov: [libc::iovec; MAX_BATCH] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; MAX_BATCH];
         // SAFETY: mmsghdr is plain data; all-zero (no name, no control data) is valid.
         let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
-        let mut start = match first {
-            0 => 0,
-            _ => self.ends[first - 1],
-        };
-        for (i, &end) in self.ends[first..last].iter().enumerate() {
+        let mut start = 0;
+        for (i, &end) in self.ends.iter().enumerate() {
             // The kernel only reads through these pointers (a send).
             iov[i].iov_base = self.bytes[start..end].as_ptr() as *mut libc::c_void;
             iov[i].iov_len = end - start;
@@ -193,5 +181,7 @@ impl TxQueue {
                 off += r as usize;
             }
         }
+        self.bytes.clear();
+        self.ends.clear();
     }
 }

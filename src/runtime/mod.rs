@@ -12,7 +12,7 @@ mod watch;
 
 pub use crate::clock::{now_unix, Clock};
 pub use control::Control;
-pub use reload::{log_reload, reload_rules};
+pub use reload::{log_reload, reload_rules, ReloadLine};
 pub use shared::{install_rules, load_metainfo, open_shared, start_fetch, RuntimeError, Shared};
 pub use snapshot::{annotate, snapshot};
 pub use watch::{watch_metainfo, MetainfoWatch};
