@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use peercache::capture::tx::{TxQueue, MAX_BATCH};
@@ -18,17 +17,14 @@ struct Veth(&'static str);
 
 impl Veth {
     fn new(a: &'static str, b: &str) -> Veth {
-        let _ = Command::new("ip").args(["link", "del", a]).status();
-        let ip = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().unwrap();
-            assert!(st.success(), "ip {args:?} (the test needs root)");
-        };
-        ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
+        let _ = common::ip(&["link", "del", a]);
+        common::ip(&["link", "add", a, "type", "veth", "peer", "name", b])
+            .expect("a veth pair (the test needs root)");
         let v = Veth(a);
         for i in [a, b] {
             // No IPv6 autoconfiguration chatter, then up.
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"), "1");
-            ip(&["link", "set", i, "up"]);
+            common::ip(&["link", "set", i, "up"]).unwrap();
         }
         // Frames sent before both ends are operationally up are dropped by the kernel.
         let t0 = Instant::now();
@@ -45,7 +41,7 @@ impl Veth {
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", self.0]).status();
+        let _ = common::ip(&["link", "del", self.0]);
     }
 }
 

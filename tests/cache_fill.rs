@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{
-    have_public, meta_dir, one_error, peercache_json, plain_torrent, public, repo, swarm_json,
+    command_as, have_public, meta_dir, one_error, peercache_for_nobody, peercache_json,
+    plain_torrent, public, repo, swarm_json,
 };
 use peercache::cache::{PieceKey, PieceStore};
 use peercache::synth::{self, SynthArgs};
@@ -829,20 +830,12 @@ fn one_config_file_for_every_command() {
 fn unwritable_caches_are_refused_naming_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A copy of the binary nobody may run; the directory becomes readable to all.
+    let peercache = peercache_for_nobody(dir.path());
     let meta = meta_dir(dir.path(), &plain_torrent());
     let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
     let replay = |cache: &Path, as_nobody: bool| {
-        let mut c = match as_nobody {
-            true => {
-                let mut c = Command::new("setpriv");
-                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-                c.arg(dir.path().join("peercache"));
-                c
-            }
-            false => Command::new(bin()),
-        };
-        let out = c
+        let out = command_as(&peercache, as_nobody)
             .args(["replay", "--no-progress", "--metainfo"])
             .arg(&meta)
             .arg("--cache-dir")
@@ -896,8 +889,7 @@ fn unwritable_caches_are_refused_naming_the_reason() {
             )
         )
     );
-    // Root's directory, run as nobody (a copy of the binary nobody may run).
-    std::fs::copy(bin(), dir.path().join("peercache")).unwrap();
+    // Root's directory, run as nobody.
     let theirs = dir.path().join("roots");
     std::fs::create_dir(&theirs).unwrap();
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();

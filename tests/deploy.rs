@@ -10,10 +10,8 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -176,20 +174,6 @@ impl Drop for Netns {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    match out.status.success() {
-        true => Ok(()),
-        false => Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )),
-    }
-}
-
 /// The installed unit's ExecStart with `env` for its variables (as /etc/default/peercache
 /// would set them), split into words.
 fn exec_start(u: &BTreeMap<String, Vec<String>>, env: &[(&str, &str)]) -> Vec<String> {
@@ -203,93 +187,26 @@ fn exec_start(u: &BTreeMap<String, Vec<String>>, env: &[(&str, &str)]) -> Vec<St
 
 /// A service's command line started as systemd would start the unit: in the namespace, as
 /// its User/Group, with its AmbientCapabilities and bounding set and nothing else.
-struct Service {
-    child: std::process::Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Service {
-    fn start(ns: &Netns, u: &BTreeMap<String, Vec<String>>, argv: &[String]) -> Service {
-        let caps: Vec<String> = one(u, "AmbientCapabilities")
-            .split_whitespace()
-            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
-            .collect();
-        let caps = caps.join(",");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.0, "setpriv"])
-            .arg(format!("--reuid={}", one(u, "User")))
-            .arg(format!("--regid={}", one(u, "Group")))
-            .arg("--init-groups")
-            .arg(format!("--inh-caps=-all,{caps}"))
-            .arg(format!("--ambient-caps=-all,{caps}"))
-            .arg(format!("--bounding-set=-all,{caps}"))
-            .arg("--no-new-privs")
-            .arg("--")
-            .args(argv)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ip netns exec … setpriv");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (err, l2) = (child.stderr.take().unwrap(), lines.clone());
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[service] {line}");
-                l2.lock().unwrap().push(line);
-            }
-        });
-        Service {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn wait_for(&mut self, needle: &str) {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-            {
-                return;
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("the service ended ({st}) before logging {needle:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("no log line with {needle:?}");
-    }
-
-    /// SIGTERM, as `systemctl stop` sends it; the exit status and every line it logged.
-    fn stop(mut self) -> (Option<i32>, Vec<String>) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let st = self.child.wait().unwrap();
-        if let Some(r) = self.reader.take() {
-            r.join().unwrap();
-        }
-        let lines = self.lines.lock().unwrap().clone();
-        (st.code(), lines)
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_service(ns: &Netns, u: &BTreeMap<String, Vec<String>>, argv: &[String]) -> Proc {
+    let caps: Vec<String> = one(u, "AmbientCapabilities")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let caps = caps.join(",");
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns.0, "setpriv"])
+        .arg(format!("--reuid={}", one(u, "User")))
+        .arg(format!("--regid={}", one(u, "Group")))
+        .arg("--init-groups")
+        .arg(format!("--inh-caps=-all,{caps}"))
+        .arg(format!("--ambient-caps=-all,{caps}"))
+        .arg(format!("--bounding-set=-all,{caps}"))
+        .arg("--no-new-privs")
+        .arg("--")
+        .args(argv)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    Proc::spawn("service", &mut cmd)
 }
 
 /// Run `peercache ARGS` as the service user (how an operator should touch the service's
@@ -343,8 +260,8 @@ fn the_installed_services_run_as_shipped() {
     let tap_unit =
         unit(&std::fs::read_to_string("/lib/systemd/system/peercache-tap.service").unwrap());
     let argv = exec_start(&tap_unit, &[("PEERCACHE_IFACE", "pc-deb1")]);
-    let mut tap = Service::start(&ns, &tap_unit, &argv);
-    tap.wait_for("capturing on pc-deb1");
+    let mut tap = start_service(&ns, &tap_unit, &argv);
+    tap.wait_for("capturing on pc-deb1", Duration::from_secs(30));
     let sent = Command::new("tcpreplay")
         .args(["-q", "--intf1=pc-deb0", "--mbps=200"])
         .arg(repo().join("pcaps/lab-tcp-plain.pcap"))
@@ -375,9 +292,10 @@ fn the_installed_services_run_as_shipped() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let (code, lines) = tap.stop();
+    // SIGTERM, as `systemctl stop` sends it.
+    let (status, _, lines) = tap.stop();
     let _ = std::fs::remove_file(&dropped);
-    assert_eq!(code, Some(0), "{lines:#?}");
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
     assert!(stored >= 16.0, "{lines:#?}");
     assert!(
         lines
@@ -428,10 +346,13 @@ fn the_installed_services_run_as_shipped() {
             ("PEERCACHE_UPSTREAM_IFACE", "pc-deb3"),
         ],
     );
-    let mut inline = Service::start(&ns, &inline_unit, &argv);
-    inline.wait_for("bridging pc-deb1 (subscribers) <-> pc-deb3 (upstream)");
-    let (code, lines) = inline.stop();
-    assert_eq!(code, Some(0), "{lines:#?}");
+    let mut inline = start_service(&ns, &inline_unit, &argv);
+    inline.wait_for(
+        "bridging pc-deb1 (subscribers) <-> pc-deb3 (upstream)",
+        Duration::from_secs(30),
+    );
+    let (status, _, lines) = inline.stop();
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
 }
 
 /// `rules check` and `config check` open what the daemon will open (issue 15: a rules file
@@ -442,12 +363,8 @@ fn checks_refuse_what_the_daemon_would_refuse() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     // A copy of the binary `nobody` may run, in a directory it may read but not write.
-    let bin = dir.path().join("peercache");
-    std::fs::copy(env!("CARGO_BIN_EXE_peercache"), &bin).unwrap();
+    let bin = peercache_for_nobody(dir.path());
     use std::os::unix::fs::PermissionsExt;
-    for p in [dir.path(), bin.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
     let d = dir.path().display();
     let write = |name: &str, text: String| {
         let p = dir.path().join(name);
@@ -456,16 +373,11 @@ fn checks_refuse_what_the_daemon_would_refuse() {
         p
     };
     let check = |what: &str, file: &Path, nobody: bool| {
-        let mut c = match nobody {
-            true => {
-                let mut c = Command::new("setpriv");
-                c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                    .arg(&bin);
-                c
-            }
-            false => Command::new(&bin),
-        };
-        let out = c.args([what, "check"]).arg(file).output().unwrap();
+        let out = command_as(&bin, nobody)
+            .args([what, "check"])
+            .arg(file)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         match out.status.code() {
             Some(0) => (0, String::new()),

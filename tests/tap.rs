@@ -23,14 +23,6 @@ fn wait_for(lines: &Arc<Mutex<Vec<String>>>, needle: &str) {
     panic!("no log line with {needle:?}: {:?}", lines.lock().unwrap());
 }
 
-fn signal(pid: u32, sig: &str) {
-    assert!(Command::new("kill")
-        .args(["-s", sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-}
-
 #[test]
 fn sighup_reloads_and_sigterm_stops_without_losing_the_cache() {
     let bin = env!("CARGO_BIN_EXE_peercache");
@@ -133,23 +125,9 @@ fn bad_interface_is_a_clear_error() {
 #[test]
 fn capture_failures_name_their_cause() {
     let dir = tempfile::tempdir().unwrap();
-    // A copy of the binary `nobody` may run (the build tree may be private).
-    let bin = dir.path().join("peercache");
-    std::fs::copy(env!("CARGO_BIN_EXE_peercache"), &bin).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    for p in [dir.path(), bin.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let bin = peercache_for_nobody(dir.path());
     let tap = |iface: &str, as_nobody: bool| {
-        let mut c = if as_nobody {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(&bin);
-            c
-        } else {
-            Command::new(&bin)
-        };
-        let out = c
+        let out = command_as(&bin, as_nobody)
             .args(["tap", "--http", "127.0.0.1:0", "--iface", iface])
             .output()
             .unwrap();

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+mod proc;
+#[allow(unused_imports)] // not every test binary runs daemons
+pub use proc::{signal, Proc};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,24 +196,13 @@ pub fn require_root() {
 /// message (`2026-11-29T03:27:00.110365Z ERROR piece 16 of … is not in the cache`).
 pub fn log_line(line: &str) -> Option<(&str, &str)> {
     let (ts, rest) = line.split_once(' ')?;
-    let b = ts.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    let shape = b.len() == 27
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b'T'
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19)
-        && b[19] == b'.'
-        && digits(20..26)
-        && b[26] == b'Z';
+    // `d` is any digit; every other character stands for itself.
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
+    let shape = ts.len() == SHAPE.len()
+        && ts.bytes().zip(SHAPE).all(|(c, &s)| match s {
+            b'd' => c.is_ascii_digit(),
+            _ => c == s,
+        });
     if !shape {
         return None;
     }
@@ -228,5 +221,46 @@ pub fn one_error(stderr: &[u8]) -> String {
     match log_line(lines[0]) {
         Some(("ERROR", msg)) => msg.to_string(),
         _ => panic!("not an ERROR log line: {err}"),
+    }
+}
+
+/// A copy of the `peercache` binary in `dir` that `nobody` may run (the build tree may be
+/// private), with `dir` made world-readable: for the tests of what an unprivileged user
+/// is told.
+pub fn peercache_for_nobody(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("peercache");
+    std::fs::copy(env!("CARGO_BIN_EXE_peercache"), &bin).expect("copy the binary");
+    for p in [dir, bin.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// `bin`, to be run as root (the tests' user) or as `nobody` (uid and gid 65534, no groups).
+pub fn command_as(bin: &Path, nobody: bool) -> Command {
+    match nobody {
+        true => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(bin);
+            c
+        }
+        false => Command::new(bin),
+    }
+}
+
+/// `ip ARGS`; Err with its stderr when it fails.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
     }
 }
