@@ -432,6 +432,7 @@ mod tests {
     fn zero_caps_and_host_bits_are_refused_where_written() {
         for (yaml, key) in [
             ("flows:\n  max_flows: 0\n", "flows: max_flows"),
+            ("inline:\n  workers: 0\n", "inline: workers"),
             (
                 "cache:\n  dir: /tmp/x\n  capacity_bytes: 0\n",
                 "cache: capacity_bytes",

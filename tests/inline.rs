@@ -451,13 +451,24 @@ fn judge_profile(r: &Value, report: Option<&Value>, profile: &str) -> Vec<String
 /// a complete run. A step that merely failed is not retried: the script still exits 0 and
 /// the caller's checks judge it.
 fn run_lab(profile: &str, env: &[(&str, &str)]) -> (PathBuf, PathBuf) {
-    run_lab_with(profile, &box_cmd(env!("CARGO_BIN_EXE_peercache")), env)
+    run_lab_with(
+        profile,
+        profile,
+        &box_cmd(env!("CARGO_BIN_EXE_peercache")),
+        env,
+    )
 }
 
-/// `run_lab` with another box command.
-fn run_lab_with(profile: &str, box_cmd: &str, env: &[(&str, &str)]) -> (PathBuf, PathBuf) {
+/// `run_lab` with another box command; `name` names the run's directory (tests of one
+/// profile run side by side).
+fn run_lab_with(
+    name: &str,
+    profile: &str,
+    box_cmd: &str,
+    env: &[(&str, &str)],
+) -> (PathBuf, PathBuf) {
     let out = std::env::temp_dir().join(format!(
-        "peercache-inline-{profile}-test-{}",
+        "peercache-inline-{name}-test-{}",
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&out);
@@ -519,6 +530,31 @@ fn inline_stock_clients_pull_under_5pct_from_upstream() {
 #[test]
 fn inline_utp_only_pulls_under_5pct_from_upstream() {
     run_profile("utp");
+}
+
+/// Issue 16: the stock profile through a box with two forwarding workers
+/// (`inline.workers: 2`). Sharing connections out by IP address pair must not change what
+/// is served: the same bar, and the report says two workers forwarded.
+#[test]
+fn inline_stock_clients_through_two_workers() {
+    let bin = env!("CARGO_BIN_EXE_peercache");
+    let cmd = format!(
+        "printf 'inline:\\n  workers: 2\\n' >\"$LAB_BOX_WORK/box.yaml\" && {}",
+        box_cmd(bin).replacen(
+            "--report",
+            "--config \"$LAB_BOX_WORK/box.yaml\" --report",
+            1
+        )
+    );
+    let (out, results) = run_lab_with("stock-2-workers", "stock", &cmd, &[]);
+    judge_file(&results, "stock");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(r["box"]["report"].as_str().expect("the box's report")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["bridge"]["workers"], 2, "{}", report["bridge"]);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Judge an existing stock/utp results file:
@@ -814,6 +850,7 @@ fn inline_fetch_without_torrent_pulls_under_5pct_from_upstream() {
     let tap_cmd = fetch_tap_cmd(bin);
     assert!(!box_cmd.contains("--metainfo") && !tap_cmd.contains("--metainfo"));
     let (out, results) = run_lab_with(
+        "fetch",
         "fetch",
         &box_cmd,
         &[("LAB_TAP_CMD", tap_cmd.as_str()), ("LAB_PEERCACHE", bin)],

@@ -35,12 +35,28 @@ pub struct PortStats {
     pub send_batches: u64,
 }
 
+impl PortStats {
+    /// Add another worker's socket on the same port.
+    pub fn add(&mut self, o: &PortStats) {
+        self.received += o.received;
+        self.kernel_dropped += o.kernel_dropped;
+        // The interface's own drop count (not per socket): every worker reads the same.
+        self.interface_dropped = self.interface_dropped.max(o.interface_dropped);
+        self.sent += o.sent;
+        self.send_errors += o.send_errors;
+        self.truncated += o.truncated;
+        self.send_batches += o.send_batches;
+    }
+}
+
 impl BridgePort {
-    /// `qdisc_bypass`: see `inline.qdisc_bypass` of the configuration.
+    /// `qdisc_bypass`: see `inline.qdisc_bypass` of the configuration. With `fanout`, the
+    /// port's capture socket joins that group as its next member (one worker of several).
     pub fn open(
         iface: &str,
         buffer_bytes: usize,
         qdisc_bypass: bool,
+        fanout: Option<&mut super::fanout::Group>,
     ) -> Result<BridgePort, CaptureError> {
         let err = |msg: String| CaptureError::Open {
             path: iface.into(),
@@ -65,6 +81,9 @@ impl BridgePort {
             .map_err(|e| err(format!("cannot capture inbound only: {e}")))?;
         let cap = cap.setnonblock().map_err(|e| err(e.to_string()))?;
         ignore_outgoing(cap.as_raw_fd());
+        if let Some(group) = fanout {
+            group.join(cap.as_raw_fd()).map_err(err)?;
+        }
         let dl = cap.get_datalink();
         if dl.0 != 1 {
             return Err(CaptureError::LinkType {

@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod classic;
+pub mod fanout;
 pub mod live;
 pub mod tx;
 

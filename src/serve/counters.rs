@@ -11,6 +11,7 @@ use std::ops::{Deref, DerefMut};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::Bypass;
+use crate::counter::Counters;
 
 crate::counter::counters! {
     /// The splice's scalar counts, in the order of the inline report's keys.
@@ -132,6 +133,25 @@ pub struct ServeCounters {
 const MAPS_AFTER: &str = "miss_bytes";
 
 impl ServeCounters {
+    /// Add another worker's counts (inline with `inline.workers` above 1).
+    pub fn merge(&mut self, o: &ServeCounters) {
+        self.counts.merge(&o.counts);
+        self.utp.merge(&o.utp);
+        for (mine, theirs) in [
+            (&mut self.bypassed, &o.bypassed),
+            (&mut self.connections_bypassed, &o.connections_bypassed),
+            (&mut self.utp_bypassed, &o.utp_bypassed),
+            (
+                &mut self.utp_connections_bypassed,
+                &o.utp_connections_bypassed,
+            ),
+        ] {
+            for (k, v) in theirs {
+                *mine.entry(k.clone()).or_default() += v;
+            }
+        }
+    }
+
     pub(super) fn bypass(&mut self, why: Bypass) {
         *self.bypassed.entry(why.as_str().into()).or_default() += 1;
     }

@@ -92,6 +92,13 @@ pub trait BlockSource {
     fn lookup(&self, info_hash: &[u8; 20], block: BlockRef, flow: &FlowContext) -> Lookup;
 }
 
+/// Inline workers share one source (the piece store and its memory of served pieces).
+impl<S: BlockSource + ?Sized> BlockSource for std::sync::Arc<S> {
+    fn lookup(&self, info_hash: &[u8; 20], block: BlockRef, flow: &FlowContext) -> Lookup {
+        (**self).lookup(info_hash, block, flow)
+    }
+}
+
 /// Caps and timers of the splice (config section `inline`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -145,6 +152,23 @@ pub struct InlineConfig {
     /// Inserted uTP packets unacked at once, at most (the box's own congestion window
     /// grows up to it; see docs/inline.md).
     pub utp_max_inflight_packets: u32,
+    /// Forwarding workers, each a thread with its own share of the connections (by IP
+    /// address pair, through a kernel fanout group per port), its own splice and its own
+    /// analysis thread. 1 (the default) forwards on one thread; more than the cores less
+    /// one gains nothing. See docs/inline.md.
+    #[serde(deserialize_with = "at_least_one_worker")]
+    pub workers: usize,
+}
+
+/// `workers: 0` would forward nothing: refused where it is written, as the config's other
+/// caps that 0 would turn off.
+fn at_least_one_worker<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "workers: 0 is not allowed (it would turn the work off entirely); give at least 1",
+        )),
+        n => Ok(n),
+    }
 }
 
 impl Default for InlineConfig {
@@ -164,6 +188,7 @@ impl Default for InlineConfig {
             utp_packet_bytes: 1200,
             utp_max_inflight_packets: 512,
             qdisc_bypass: false,
+            workers: 1,
         }
     }
 }

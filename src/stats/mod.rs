@@ -384,7 +384,7 @@ pub struct StreamRecord {
 
 /// Everything one engine (one worker) counted. The [`EngineCounters`] are reached through
 /// `Deref` (`stats.frames`).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub totals: EngineCounters,
     pub decode_errors: BTreeMap<&'static str, u64>,
