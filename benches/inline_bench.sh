@@ -18,6 +18,10 @@
 #                       a change); LAB_BOX_LABEL, LAB_BOX_LABEL_B name the two in the tables
 #   benches/inline_bench.sh --results RESULTS.json   use an existing inline.sh results file
 #   benches/inline_bench.sh --no-downloads           latency and forwarding only
+#   FLOWS=N   forwarding with N iperf3 flows at once (default 1), each from its own
+#             subscriber address (198.18.0.2, .3, ...), each to its own server port: one IP
+#             pair is one worker of `inline.workers`, so workers show only with FLOWS > 1;
+#             the rows give the flows' sum
 # Without --results (and without --no-downloads) it runs tests/lab/inline.sh once with
 # LAB_BOX_CMD (kernel bridge when unset) into its work dir. Without LAB_BOX_CMD only the
 # kernel bridge is measured. Needs root, the lab's packages and iperf3
@@ -30,6 +34,7 @@ source "$LAB_DIR/netns.sh"
 PY=/usr/bin/python3
 PINGS=${PINGS:-1000}
 IPERF_S=${IPERF_S:-5}
+FLOWS=${FLOWS:-1}
 RESULTS=""
 DOWNLOADS=1
 while (($#)); do
@@ -42,6 +47,7 @@ done
 [[ $(id -u) == 0 ]] || lab_die "must run as root (network namespaces)"
 [[ $PINGS =~ ^[0-9]+$ && $PINGS -ge 10 && $PINGS -le 100000 ]] || lab_die "PINGS: 10..100000"
 [[ $IPERF_S =~ ^[0-9]+$ && $IPERF_S -ge 1 && $IPERF_S -le 120 ]] || lab_die "IPERF_S: 1..120"
+[[ $FLOWS =~ ^[0-9]+$ && $FLOWS -ge 1 && $FLOWS -le 16 ]] || lab_die "FLOWS: 1..16"
 HAVE_IPERF=1
 command -v iperf3 >/dev/null || { HAVE_IPERF=0; lab_log "iperf3 missing: no forwarding rows (tests/lab/install.sh)"; }
 lab_wait_free "${LAB_WAIT_S:-0}" || lab_die "lab busy (namespaces exist; 'tests/lab/lab.sh down' clears leftovers)"
@@ -80,17 +86,29 @@ measure() {
     lab_in "$LAB_SUB_NS" timeout $((PINGS / 50 + 60)) ping -n -i 0.01 -c "$PINGS" -W 1 \
         "$LAB_SEEDER_IP" >"$OUT/$kind.ping" 2>&1 || true
     if ((HAVE_IPERF)); then
-        lab_bg "$LAB_UP_NS" "$OUT/$kind-iperf3-server.log" iperf3 -s -B "$LAB_SEEDER_IP" -p 5201
-        pid=$LAB_LAST_PID
-        lab_wait_port "$LAB_UP_NS" "$LAB_SEEDER_IP" 5201 50 || lab_die "iperf3 server did not start"
-        lab_in "$LAB_SUB_NS" timeout $((IPERF_S + 30)) iperf3 -c "$LAB_SEEDER_IP" -p 5201 \
-            -B "$LAB_SUB_IP" -t "$IPERF_S" -J >"$OUT/$kind.tcp.json" 2>"$OUT/$kind-iperf3-tcp.log" \
-            || lab_log "iperf3 TCP failed ($kind)"
+        local i pids=() cl=()
+        for ((i = 0; i < FLOWS; i++)); do
+            ((i == 0)) || lab_add_sub_ip "198.18.0.$((2 + i))"
+            lab_bg "$LAB_UP_NS" "$OUT/$kind-iperf3-server.$i.log" iperf3 -s -B "$LAB_SEEDER_IP" -p $((5201 + i))
+            pids+=("$LAB_LAST_PID")
+            lab_wait_port "$LAB_UP_NS" "$LAB_SEEDER_IP" $((5201 + i)) 50 || lab_die "iperf3 server did not start"
+        done
+        # flows [TCP|UDP]: FLOWS clients at once, each from its own address
+        flows() {
+            local proto=$1 j extra=() cpids=()
+            [[ $proto == udp ]] && extra=(-u -b 0 -l 64)
+            for ((j = 0; j < FLOWS; j++)); do
+                lab_in "$LAB_SUB_NS" timeout $((IPERF_S + 30)) iperf3 -c "$LAB_SEEDER_IP" \
+                    -p $((5201 + j)) -B "198.18.0.$((2 + j))" "${extra[@]}" -t "$IPERF_S" -J \
+                    >"$OUT/$kind.$proto.$j.json" 2>"$OUT/$kind-iperf3-$proto.$j.log" &
+                cpids+=($!)
+            done
+            for j in "${cpids[@]}"; do wait "$j" || lab_log "iperf3 $proto failed ($kind)"; done
+        }
+        flows tcp
         sleep 0.5
-        lab_in "$LAB_SUB_NS" timeout $((IPERF_S + 30)) iperf3 -c "$LAB_SEEDER_IP" -p 5201 \
-            -B "$LAB_SUB_IP" -u -b 0 -l 64 -t "$IPERF_S" -J >"$OUT/$kind.udp.json" \
-            2>"$OUT/$kind-iperf3-udp.log" || lab_log "iperf3 UDP failed ($kind)"
-        lab_stop "$pid" TERM 50
+        flows udp
+        for i in "${pids[@]}"; do lab_stop "$i" TERM 50; done
     fi
     lab_box_bridge_stop
     lab_teardown
@@ -109,9 +127,10 @@ if ((DOWNLOADS)) && [[ -z $RESULTS ]]; then
 fi
 
 "$PY" - "$OUT" "$PINGS" "${RESULTS:-}" "$BOXES" "${LAB_BOX_LABEL:-box (LAB_BOX_CMD)}" \
-    "${LAB_BOX_LABEL_B:-box (LAB_BOX_CMD_B)}" <<'EOF'
+    "${LAB_BOX_LABEL_B:-box (LAB_BOX_CMD_B)}" "$FLOWS" <<'EOF'
 import json, os, re, sys
 out, pings, results, boxes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+nflows = int(sys.argv[7])
 kinds = ["kernel"] + [b for b in boxes.split(",") if b]
 label = {"kernel": "kernel bridge", "box": sys.argv[5], "box_b": sys.argv[6]}
 width = max(20, max(len(label[k]) for k in kinds))
@@ -144,22 +163,24 @@ for k in kinds:
     print("%-*s %s %s %s %s %6.1f%% %s" % (width, label[k], f(pct(rtts, 50)), f(p99[k]),
           f(max(rtts) if rtts else None), f(sum(rtts) / len(rtts) if rtts else None), loss, added))
 
-if any(os.path.exists(os.path.join(out, k + ".tcp.json")) for k in kinds):
-    print("\nforwarding: iperf3 pc-sub -> pc-up (offloads off on every veth)")
+if any(os.path.exists(os.path.join(out, k + ".tcp.0.json")) for k in kinds):
+    print("\nforwarding: iperf3 pc-sub -> pc-up (offloads off on every veth), %d flow%s at once%s"
+          % (nflows, "" if nflows == 1 else "s", "" if nflows == 1 else ", summed"))
     print("%-*s %14s %9s %16s %9s %10s" % (width, "bridge", "TCP Gbit/s", "of kernel",
           "UDP 64 B pkt/s", "of kernel", "UDP loss"))
     base = {}
     for k in kinds:
-        t, u = load(os.path.join(out, k + ".tcp.json")), load(os.path.join(out, k + ".udp.json"))
         g = p = None
         try:
-            g = t["end"]["sum_received"]["bits_per_second"] / 1e9
+            g = sum(load(os.path.join(out, "%s.tcp.%d.json" % (k, j)))["end"]["sum_received"]["bits_per_second"]
+                    for j in range(nflows)) / 1e9
         except (TypeError, KeyError):
             pass
         try:
-            s = u["end"]["sum"]
-            p = (s["packets"] - s["lost_packets"]) / s["seconds"]
-            loss = "%9.1f%%" % s["lost_percent"]
+            us = [load(os.path.join(out, "%s.udp.%d.json" % (k, j)))["end"]["sum"] for j in range(nflows)]
+            p = sum((s["packets"] - s["lost_packets"]) / s["seconds"] for s in us)
+            sent = sum(s["packets"] for s in us)
+            loss = "%9.1f%%" % (100.0 * sum(s["lost_packets"] for s in us) / sent)
         except (TypeError, KeyError, ZeroDivisionError):
             loss = "%10s" % "-"
         if k == "kernel":

@@ -147,11 +147,20 @@
 # frozen seeder delivers: ~nothing); with 1 (default with LAB_BOX_CMD) the seeder stays
 # frozen until the download ends or times out.
 #
+# Profile "overload" (issue 16): stock clients as in "stock"; step libtorrent-again runs
+# while iperf3 floods the box with 64-byte UDP datagrams at full speed from pc-sub to pc-up
+# (LAB_FLOOD_S seconds, default 15, from 1 s before the download). The step's "flood"
+# records iperf3's result, each namespace's /proc/net/snmp and every veth's counters on
+# the path before and after, and the times, so a test can check that the download
+# completed byte-identical, that no receiver saw a bad checksum, and that the drop
+# counters account for what the receiver missed (tests/inline.rs).
+#
 # Env: LAB_SIZE_MIB (file size of A and B, 1..256, default 8), LAB_PIECE_KIB (16..4096,
 #      default 64), LAB_UPLOAD_LIMIT (each seeder's upload limit in bytes/s, default
 #      1048576; 0: none), LAB_FREEZE_AT_BYTES, LAB_FREEZE_HOLD_S, LAB_INLINE_EXPECT_CACHE
 #      (above), LAB_STEP_TIMEOUT_S (per download; default 3 x size/limit + 60),
-#      LAB_INLINE_PROFILE (plain|stock|utp|fetch), LAB_INLINE_UTP_ENCRYPTION (default|plain),
+#      LAB_INLINE_PROFILE (plain|stock|utp|fetch|overload), LAB_FLOOD_S (overload: the
+#      flood's seconds, default 15), LAB_INLINE_UTP_ENCRYPTION (default|plain),
 #      LAB_INLINE_STEPS (comma list, a subset of the profile's steps in the same order;
 #      default all of them), LAB_QBT_WEBUI_PORT (default 18080, in pc-sub),
 #      LAB_INLINE_STRICT=1, LAB_KEEP=1 (keep the work dir), LAB_WAIT_S (wait up to N s
@@ -175,6 +184,8 @@ ALL_STEPS=(fill libtorrent-again aria2-again seeder-freeze http encrypted)   # p
 STOCK_STEPS=(fill libtorrent-again aria2-again qbittorrent-again encrypted)
 UTP_STEPS=(fill libtorrent-again)
 FETCH_STEPS=(fill libtorrent-again aria2-again)
+OVERLOAD_STEPS=(fill libtorrent-again)
+FLOOD_PORT=5301
 MIB=$((1024 * 1024))
 
 WORK=""
@@ -239,6 +250,9 @@ need_root_and_tools() {
     done
     if [[ ${PROFILE:-plain} == stock ]]; then
         command -v qbittorrent-nox >/dev/null || lab_die "missing qbittorrent-nox (run tests/lab/install.sh)"
+    fi
+    if [[ ${PROFILE:-plain} == overload ]]; then
+        command -v iperf3 >/dev/null || lab_die "missing iperf3 (run tests/lab/install.sh)"
     fi
     "$PY" -c 'import libtorrent' 2>/dev/null || lab_die "python3-libtorrent missing for $PY"
 }
@@ -452,6 +466,86 @@ step_result() { # COMPLETED(true|false) SHA256 EXPECTED_SHA256 LOG
 # or a step run again)
 add_sub_ip() {
     lab_in "$LAB_SUB_NS" ip -o -4 addr show dev "$LAB_SUB_IF" | grep -q " $1/" || lab_add_sub_ip "$1"
+}
+
+# ---- profile overload: a UDP flood through the box around one step
+# flood_counters FILE: every namespace's /proc/net/snmp and the path's veth counters, as
+# JSON.
+flood_counters() {
+    local ns_if entries=() ns iface stat
+    for ns_if in "$LAB_SUB_NS:$LAB_SUB_IF" "$LAB_BOX_NS:$LAB_BOX_SUB_IF" \
+        "$LAB_BOX_NS:$LAB_BOX_UP_IF" "$LAB_UP_NS:$LAB_UP_IF"; do
+        ns=${ns_if%%:*} iface=${ns_if#*:}
+        for stat in rx_packets tx_packets rx_dropped tx_dropped; do
+            entries+=("veth.$iface.$stat=$(lab_if_stat "$ns" "$iface" "$stat")")
+        done
+    done
+    for ns in "$LAB_SUB_NS" "$LAB_UP_NS"; do
+        lab_in "$ns" cat /proc/net/snmp >"$WORK/flood.$ns.snmp"
+        entries+=("snmp.$ns=$WORK/flood.$ns.snmp")
+    done
+    "$PY" - "$1" "${entries[@]}" <<'PYEOF'
+import json, sys
+out, d = sys.argv[1], {"veth": {}, "snmp": {}}
+for e in sys.argv[2:]:
+    k, v = e.split("=", 1)
+    kind, rest = k.split(".", 1)
+    if kind == "veth":
+        iface, stat = rest.rsplit(".", 1)
+        d["veth"].setdefault(iface, {})[stat] = int(v)
+    else:
+        lines = [l.split() for l in open(v)]
+        snmp = {}
+        for names, vals in zip(lines[0::2], lines[1::2]):
+            proto = names[0].rstrip(":")
+            snmp[proto] = {n: int(x) for n, x in zip(names[1:], vals[1:])}
+        d["snmp"][rest] = snmp
+json.dump(d, open(out, "w"), indent=1)
+PYEOF
+}
+
+flood_start() {
+    FLOOD_S=$(int_env LAB_FLOOD_S 15 3 600)
+    lab_bg "$LAB_UP_NS" "$WORK/flood-server.log" iperf3 -s -B "$LAB_SEEDER_IP" -p "$FLOOD_PORT"
+    FLOOD_SERVER=$LAB_LAST_PID
+    lab_wait_port "$LAB_UP_NS" "$LAB_SEEDER_IP" "$FLOOD_PORT" 50 || lab_die "iperf3 server did not start"
+    flood_counters "$WORK/flood-before.json"
+    FLOOD_T0=$(date +%s.%N)
+    rm -f "$WORK/flood-ended"
+    (
+        lab_in "$LAB_SUB_NS" timeout $((FLOOD_S + 30)) iperf3 -c "$LAB_SEEDER_IP" \
+            -p "$FLOOD_PORT" -B "$LAB_SUB_IP" -u -b 0 -l 64 -t "$FLOOD_S" -J \
+            >"$WORK/flood-iperf.json" 2>"$WORK/flood-client.log"
+        rc=$?
+        date +%s.%N >"$WORK/flood-ended"
+        exit "$rc"
+    ) &
+    FLOOD_CLIENT=$!
+    lab_log "flood: iperf3 UDP, 64-byte datagrams at full speed, $FLOOD_S s"
+    sleep 1
+}
+
+# flood_stop: after the step (its STEP_KV still open): wait for the flood's end, then the
+# counters again; writes "flood.*" into the step.
+flood_stop() {
+    local t_step_end rc=0
+    t_step_end=$(date +%s.%N)
+    wait "$FLOOD_CLIENT" || rc=$?
+    sleep 1   # what is still in flight lands (or is dropped) before the counters are read
+    flood_counters "$WORK/flood-after.json"
+    lab_stop "$FLOOD_SERVER" TERM 50
+    put flood.seconds n "$FLOOD_S"
+    put flood.client_exit n "$rc"
+    put flood.started_unix n "$FLOOD_T0"
+    put flood.step_ended_unix n "$t_step_end"
+    put flood.ended_unix n "$(cat "$WORK/flood-ended" 2>/dev/null || echo 0)"
+    if [[ -s $WORK/flood-iperf.json ]]; then put flood.iperf j "$WORK/flood-iperf.json"
+    else put flood.iperf z ""; fi
+    put flood.before j "$WORK/flood-before.json"
+    put flood.after j "$WORK/flood-after.json"
+    put flood.interfaces s "$LAB_SUB_IF $LAB_BOX_SUB_IF $LAB_BOX_UP_IF $LAB_UP_IF"
+    put flood.namespaces s "$LAB_SUB_NS $LAB_UP_NS"
+    lab_log "flood ended (iperf3 exit $rc)"
 }
 
 box_alive() {
@@ -1024,11 +1118,15 @@ main() {
         SEED_ENC=$utp_enc SEED_TRANSPORT=utp SEED2_ENC=rc4 SEED2_TRANSPORT=utp
         LEECH_ENC=$utp_enc LEECH_TRANSPORT=utp
         ARIA2_ENC=plain ARIA2_CRYPTO="" ;;
+    overload)   # as stock; a flood around libtorrent-again
+        SEED_ENC=default SEED_TRANSPORT=default SEED2_ENC=default SEED2_TRANSPORT=default
+        LEECH_ENC=default LEECH_TRANSPORT=default
+        ARIA2_ENC=default ARIA2_CRYPTO="" ;;
     fetch)   # as plain; what differs is the box's side (no metainfo, a management link)
         SEED_ENC=plain SEED_TRANSPORT=tcp SEED2_ENC=rc4 SEED2_TRANSPORT=tcp
         LEECH_ENC=plain LEECH_TRANSPORT=tcp
         ARIA2_ENC=plain ARIA2_CRYPTO="--bt-require-crypto=false --bt-min-crypto-level=plain" ;;
-    *) lab_die "LAB_INLINE_PROFILE must be plain, stock, utp or fetch (got '$PROFILE')" ;;
+    *) lab_die "LAB_INLINE_PROFILE must be plain, stock, utp, fetch or overload (got '$PROFILE')" ;;
     esac
     QBT_WEBUI_PORT=$(int_env LAB_QBT_WEBUI_PORT 18080 1024 65535)
     need_root_and_tools
@@ -1052,6 +1150,7 @@ main() {
     stock) known=("${STOCK_STEPS[@]}") ;;
     utp) known=("${UTP_STEPS[@]}") ;;
     fetch) known=("${FETCH_STEPS[@]}") ;;
+    overload) known=("${OVERLOAD_STEPS[@]}") ;;
     esac
     steps=${LAB_INLINE_STEPS:-$(IFS=,; echo "${known[*]}")}
     for s in ${steps//,/ }; do
@@ -1189,8 +1288,11 @@ with open(sys.argv[1], "wb") as f:
             libtorrent_step fill 198.18.0.2 "$TORRENT_A" "$SHA_A" "$LEECH_ENC" "$LEECH_TRANSPORT" \
                 "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
         libtorrent-again)
+            if [[ $PROFILE == overload ]]; then flood_start; fi
             libtorrent_step libtorrent-again 198.18.0.3 "$TORRENT_A" "$SHA_A" "$LEECH_ENC" \
-                "$LEECH_TRANSPORT" "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID" ;;
+                "$LEECH_TRANSPORT" "$LAB_SEEDER_IP" "$SEEDER_STATS" "$SEEDER_PID"
+            if [[ $PROFILE == overload ]]; then flood_stop; fi
+            ;;
         aria2-again)
             aria2_step aria2-again 198.18.0.4 ;;
         qbittorrent-again)

@@ -442,6 +442,7 @@ def cmd_leech(args):
     p.save_path = args.save_dir
     h = ses.add_torrent(p)
     t0 = time.monotonic()
+    wall_t0 = time.time()
     deadline = t0 + args.timeout
     done = False
     hash_failures = 0
@@ -524,6 +525,9 @@ def cmd_leech(args):
         "transport": args.transport,
         "connections": conns.record(),
         "download_seconds": round(elapsed, 3),
+        # wall clock, to line the download up with what else ran (inline.sh's flood)
+        "started_unix": round(wall_t0, 3),
+        "finished_unix": round(wall_t0 + elapsed, 3),
     }
     write_json(args.truth, truth)
     if got != args.expect_sha256:
