@@ -18,6 +18,11 @@
 #                       a change); LAB_BOX_LABEL, LAB_BOX_LABEL_B name the two in the tables
 #   benches/inline_bench.sh --results RESULTS.json   use an existing inline.sh results file
 #   benches/inline_bench.sh --no-downloads           latency and forwarding only
+#   benches/inline_bench.sh --serving   also "while serving": per bridge, tests/lab/inline.sh
+#             profile overload twice, an iperf3 flow (TCP, then 64-byte UDP at full speed;
+#             IPERF_S + 5 seconds) through the box while a stock libtorrent downloads the
+#             file again (from the cache when the box caches); rows: the flow's rate, the
+#             download's time and how much of it came from upstream
 #   FLOWS=N   forwarding with N iperf3 flows at once (default 1), each from its own
 #             subscriber address (198.18.0.2, .3, ...), each to its own server port: one IP
 #             pair is one worker of `inline.workers`, so workers show only with FLOWS > 1;
@@ -37,10 +42,12 @@ IPERF_S=${IPERF_S:-5}
 FLOWS=${FLOWS:-1}
 RESULTS=""
 DOWNLOADS=1
+SERVING=0
 while (($#)); do
     case $1 in
     --results) RESULTS=$2; shift 2 ;;
     --no-downloads) DOWNLOADS=0; shift ;;
+    --serving) SERVING=1; shift ;;
     *) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
     esac
 done
@@ -119,15 +126,29 @@ BOXES=""
 if [[ -n ${LAB_BOX_CMD:-} ]]; then measure box "$LAB_BOX_CMD"; BOXES=box; fi
 if [[ -n ${LAB_BOX_CMD_B:-} ]]; then measure box_b "$LAB_BOX_CMD_B"; BOXES="$BOXES,box_b"; fi
 
+if ((SERVING)); then
+    for k in kernel ${BOXES//,/ }; do
+        case $k in kernel) cmd="" ;; box) cmd=$LAB_BOX_CMD ;; *) cmd=$LAB_BOX_CMD_B ;; esac
+        for fk in tcp udp64; do
+            lab_log "--- while serving: $k, iperf3 $fk"
+            # the lab's lock is this script's: the child inherits it (LAB_LOCK_FD)
+            LAB_LOCK_FD=$LAB_LOCK_FD LAB_BOX_CMD=$cmd LAB_INLINE_PROFILE=overload LAB_FLOOD_KIND=$fk \
+                LAB_FLOOD_S=$((IPERF_S + 5)) LAB_WAIT_S=${LAB_WAIT_S:-30} \
+                "$LAB_DIR/inline.sh" "$OUT/serving-$k-$fk/results.json" >"$OUT/serving-$k-$fk.log" 2>&1 \
+                || { tail -n 40 "$OUT/serving-$k-$fk.log" >&2; lab_die "tests/lab/inline.sh (overload) failed"; }
+        done
+    done
+fi
+
 if ((DOWNLOADS)) && [[ -z $RESULTS ]]; then
     lab_log "--- downloads: tests/lab/inline.sh (${LAB_BOX_CMD:+box command}${LAB_BOX_CMD:-kernel bridge})"
     RESULTS="$OUT/inline/results.json"
-    LAB_WAIT_S=${LAB_WAIT_S:-30} "$LAB_DIR/inline.sh" "$RESULTS" >"$OUT/inline.log" 2>&1 \
+    LAB_LOCK_FD=$LAB_LOCK_FD LAB_WAIT_S=${LAB_WAIT_S:-30} "$LAB_DIR/inline.sh" "$RESULTS" >"$OUT/inline.log" 2>&1 \
         || { tail -n 40 "$OUT/inline.log" >&2; lab_die "tests/lab/inline.sh failed"; }
 fi
 
 "$PY" - "$OUT" "$PINGS" "${RESULTS:-}" "$BOXES" "${LAB_BOX_LABEL:-box (LAB_BOX_CMD)}" \
-    "${LAB_BOX_LABEL_B:-box (LAB_BOX_CMD_B)}" "$FLOWS" <<'EOF'
+    "${LAB_BOX_LABEL_B:-box (LAB_BOX_CMD_B)}" "$FLOWS" "$SERVING" <<'EOF'
 import json, os, re, sys
 out, pings, results, boxes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 nflows = int(sys.argv[7])
@@ -189,6 +210,33 @@ if any(os.path.exists(os.path.join(out, k + ".tcp.0.json")) for k in kinds):
         print("%-*s %s %s %s %s %s" % (width, label[k],
               "%14.3f" % g if g is not None else "%14s" % "-", ratio(g, base.get("g")),
               "%16.0f" % p if p is not None else "%16s" % "-", ratio(p, base.get("p")), loss))
+
+if int(sys.argv[8]):
+    print("\nwhile serving: an iperf3 flow pc-sub -> pc-up while stock libtorrent downloads the file"
+          " again (inline.sh profile overload)")
+    print("%-*s %-6s %22s %14s %10s %8s" % (width, "bridge", "flow", "flow rate", "download s",
+          "upstream", "served"))
+    for k in kinds:
+        for fk in ("tcp", "udp64"):
+            r = load(os.path.join(out, "serving-%s-%s" % (k, fk), "results.json"))
+            if not r:
+                continue
+            s = r["steps"][-1]
+            it = (s.get("flood") or {}).get("iperf") or {}
+            try:
+                if fk == "tcp":
+                    rate = "%.3f Gbit/s" % (it["end"]["sum_received"]["bits_per_second"] / 1e9)
+                else:
+                    e = it["end"]["sum"]
+                    rate = "%.0f pkt/s, %.0f%% lost" % ((e["packets"] - e["lost_packets"]) / e["seconds"], e["lost_percent"])
+            except (KeyError, TypeError, ZeroDivisionError):
+                rate = "-"
+            up = s.get("upstream", {})
+            sent = max(x for x in (up.get("seeder_payload_upload_bytes"), up.get("tcp_payload_bytes"), 0) if x is not None)
+            served = (s.get("box_metrics") or {}).get("served_blocks")
+            print("%-*s %-6s %22s %14s %9.1f%% %8s" % (width, label[k], fk, rate,
+                  "%.2f" % s["download_seconds"] if s.get("completed") else "failed",
+                  100.0 * sent / r["file_size"], served if served is not None else "-"))
 
 if results:
     r = json.load(open(results))

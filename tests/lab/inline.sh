@@ -160,7 +160,8 @@
 #      1048576; 0: none), LAB_FREEZE_AT_BYTES, LAB_FREEZE_HOLD_S, LAB_INLINE_EXPECT_CACHE
 #      (above), LAB_STEP_TIMEOUT_S (per download; default 3 x size/limit + 60),
 #      LAB_INLINE_PROFILE (plain|stock|utp|fetch|overload), LAB_FLOOD_S (overload: the
-#      flood's seconds, default 15), LAB_INLINE_UTP_ENCRYPTION (default|plain),
+#      flood's seconds, default 15), LAB_FLOOD_KIND (overload: udp64, the default, or
+#      tcp: one iperf3 TCP flow instead, for the bench's "while serving" rows), LAB_INLINE_UTP_ENCRYPTION (default|plain),
 #      LAB_INLINE_STEPS (comma list, a subset of the profile's steps in the same order;
 #      default all of them), LAB_QBT_WEBUI_PORT (default 18080, in pc-sub),
 #      LAB_INLINE_STRICT=1, LAB_KEEP=1 (keep the work dir), LAB_WAIT_S (wait up to N s
@@ -506,6 +507,12 @@ PYEOF
 
 flood_start() {
     FLOOD_S=$(int_env LAB_FLOOD_S 15 3 600)
+    local how=(-u -b 0 -l 64)
+    case ${LAB_FLOOD_KIND:-udp64} in
+    udp64) ;;
+    tcp) how=() ;;
+    *) lab_die "LAB_FLOOD_KIND must be udp64 or tcp (got '$LAB_FLOOD_KIND')" ;;
+    esac
     lab_bg "$LAB_UP_NS" "$WORK/flood-server.log" iperf3 -s -B "$LAB_SEEDER_IP" -p "$FLOOD_PORT"
     FLOOD_SERVER=$LAB_LAST_PID
     lab_wait_port "$LAB_UP_NS" "$LAB_SEEDER_IP" "$FLOOD_PORT" 50 || lab_die "iperf3 server did not start"
@@ -514,14 +521,14 @@ flood_start() {
     rm -f "$WORK/flood-ended"
     (
         lab_in "$LAB_SUB_NS" timeout $((FLOOD_S + 30)) iperf3 -c "$LAB_SEEDER_IP" \
-            -p "$FLOOD_PORT" -B "$LAB_SUB_IP" -u -b 0 -l 64 -t "$FLOOD_S" -J \
+            -p "$FLOOD_PORT" -B "$LAB_SUB_IP" "${how[@]}" -t "$FLOOD_S" -J \
             >"$WORK/flood-iperf.json" 2>"$WORK/flood-client.log"
         rc=$?
         date +%s.%N >"$WORK/flood-ended"
         exit "$rc"
     ) &
     FLOOD_CLIENT=$!
-    lab_log "flood: iperf3 UDP, 64-byte datagrams at full speed, $FLOOD_S s"
+    lab_log "flood: iperf3 ${LAB_FLOOD_KIND:-udp64} at full speed, $FLOOD_S s"
     sleep 1
 }
 
@@ -535,6 +542,7 @@ flood_stop() {
     flood_counters "$WORK/flood-after.json"
     lab_stop "$FLOOD_SERVER" TERM 50
     put flood.seconds n "$FLOOD_S"
+    put flood.kind s "${LAB_FLOOD_KIND:-udp64}"
     put flood.client_exit n "$rc"
     put flood.started_unix n "$FLOOD_T0"
     put flood.step_ended_unix n "$t_step_end"
