@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::capture::bridge::{wait_readable, BridgePort, PortStats};
 use crate::capture::fanout;
+use crate::capture::tx::TxQueue;
 use crate::capture::CaptureError;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -370,7 +371,6 @@ impl<S: BlockSource> Worker<S> {
 
         let t0 = Instant::now();
         let mut out: Vec<Emit> = Vec::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(65_536);
         let mut last_report = Instant::now();
         let mut engine_dropped = 0u64;
         let mut batch = Batch::default();
@@ -407,31 +407,35 @@ impl<S: BlockSource> Worker<S> {
             let now = t0.elapsed().as_micros() as u64;
             wait_readable(&sub, &up, wait_ms(splicer.poll_timeout(), now));
             for from in [Port::Subscriber, Port::Upstream] {
+                let (port, other) = match from {
+                    Port::Subscriber => (&mut sub, &mut up),
+                    Port::Upstream => (&mut up, &mut sub),
+                };
                 for _ in 0..BURST {
-                    let port = match from {
-                        Port::Subscriber => &mut sub,
-                        Port::Upstream => &mut up,
-                    };
-                    let ts = match port.next_into(&mut buf) {
-                        Ok(Some(ts)) => ts,
-                        Ok(None) => break,
+                    // The frame is read where the kernel put it (the capture ring); it is
+                    // copied once for the engine and once into a transmit queue.
+                    let got = port.next_with(|ts, frame, own| {
+                        // Analysis first: the engine sees frames as they were on the wire.
+                        batch.push(ts, frame);
+                        if batch.frames.len() >= BURST {
+                            hand_over(&mut batch, &mut engine_dropped);
+                        }
+                        splicer.set_overloaded(
+                            depth.load(Ordering::Relaxed) + batch.frames.len()
+                                > icfg.overload_queue_frames,
+                        );
+                        let now = t0.elapsed().as_micros() as u64;
+                        splicer.on_frame(now, from, frame, &mut out);
+                        send_all(&mut out, from, frame, own, other.queue());
+                    });
+                    match got {
+                        Ok(true) => {}
+                        Ok(false) => break,
                         Err(e) => {
                             result = Err(e);
                             break 'run;
                         }
-                    };
-                    // Analysis first (a copy): the engine sees frames as they were on the wire.
-                    batch.push(ts, &buf);
-                    if batch.frames.len() >= BURST {
-                        hand_over(&mut batch, &mut engine_dropped);
                     }
-                    splicer.set_overloaded(
-                        depth.load(Ordering::Relaxed) + batch.frames.len()
-                            > icfg.overload_queue_frames,
-                    );
-                    let now = t0.elapsed().as_micros() as u64;
-                    splicer.on_frame(now, from, &buf, &mut out);
-                    send_all(&mut out, from, &buf, &mut sub, &mut up);
                 }
                 // This burst's frames leave now, together: one sendmmsg per port.
                 sub.flush();
@@ -442,7 +446,7 @@ impl<S: BlockSource> Worker<S> {
             let now = t0.elapsed().as_micros() as u64;
             if splicer.poll_timeout().is_some_and(|at| at <= now) {
                 splicer.handle_timeout(now, &mut out);
-                send_all(&mut out, Port::Upstream, &[], &mut sub, &mut up);
+                send_all(&mut out, Port::Upstream, &[], up.queue(), sub.queue());
                 sub.flush();
                 up.flush();
             }
@@ -477,12 +481,15 @@ impl<S: BlockSource> Worker<S> {
     }
 }
 
+/// Queue what the splice emitted for a frame that came in at `from`: the original goes on
+/// out of the other port, the splice's own frames out of the port each names (`own` is
+/// `from`'s queue, `other` the other port's).
 fn send_all(
     out: &mut Vec<Emit>,
     from: Port,
     original: &[u8],
-    sub: &mut BridgePort,
-    up: &mut BridgePort,
+    own: &mut TxQueue,
+    other: &mut TxQueue,
 ) {
     for e in out.drain(..) {
         let (port, bytes): (Port, &[u8]) = match &e {
@@ -492,9 +499,10 @@ fn send_all(
         if bytes.is_empty() {
             continue;
         }
-        match port {
-            Port::Subscriber => sub.send(bytes),
-            Port::Upstream => up.send(bytes),
+        if port == from {
+            own.queue(bytes);
+        } else {
+            other.queue(bytes);
         }
     }
 }

@@ -199,17 +199,21 @@ fn ip_frame(id: u32, ips: Option<(IpAddr, IpAddr)>, vlan: bool) -> Vec<u8> {
 /// 2 s passed.
 fn read_workers(ports: &mut [BridgePort], want: usize) -> Vec<Vec<u32>> {
     let mut got = vec![Vec::new(); ports.len()];
-    let mut buf = Vec::new();
     let t0 = Instant::now();
     while got.iter().map(Vec::len).sum::<usize>() < want && t0.elapsed() < Duration::from_secs(2) {
         let mut idle = true;
         for (w, p) in ports.iter_mut().enumerate() {
-            while let Some(_ts) = p.next_into(&mut buf).unwrap() {
+            // Straight from each socket's capture ring.
+            while p
+                .next_with(|_ts, frame, _tx| {
+                    if let Some(at) = frame.windows(4).position(|x| x == b"PCFO") {
+                        let id = u32::from_be_bytes(frame[at + 4..at + 8].try_into().unwrap());
+                        got[w].push(id);
+                    }
+                })
+                .unwrap()
+            {
                 idle = false;
-                if let Some(at) = buf.windows(4).position(|x| x == b"PCFO") {
-                    let id = u32::from_be_bytes(buf[at + 4..at + 8].try_into().unwrap());
-                    got[w].push(id);
-                }
             }
         }
         if idle {

@@ -101,18 +101,21 @@ impl BridgePort {
         })
     }
 
-    /// Copy the next frame that arrived on this port into `buf`; its timestamp, or None
-    /// when none is waiting.
-    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<u64>, CaptureError> {
+    /// Hand the next frame that arrived on this port to `f`, read in place from the
+    /// capture ring (no copy on the way in), with this port's own transmit queue: the splice
+    /// may answer toward where a frame came from. `Ok(false)` when none is waiting.
+    pub fn next_with<F>(&mut self, f: F) -> Result<bool, CaptureError>
+    where
+        F: FnOnce(u64, &[u8], &mut super::tx::TxQueue),
+    {
         loop {
             match self.cap.next_packet() {
                 Ok(p) if p.header.caplen < p.header.len => self.truncated += 1,
                 Ok(p) => {
-                    buf.clear();
-                    buf.extend_from_slice(p.data);
-                    return Ok(Some(super::micros(&p.header.ts)));
+                    f(super::micros(&p.header.ts), p.data, &mut self.tx);
+                    return Ok(true);
                 }
-                Err(pcap::Error::TimeoutExpired) => return Ok(None),
+                Err(pcap::Error::TimeoutExpired) => return Ok(false),
                 Err(e) => {
                     return Err(CaptureError::Read {
                         path: self.iface.clone().into(),
@@ -124,12 +127,12 @@ impl BridgePort {
         }
     }
 
-    /// Queue `frame` to go out of this port, in order; it leaves at the next [`flush`]
-    /// (or at once when the queue is full).
+    /// This port's transmit queue: what is queued leaves at the next [`flush`] (or at once
+    /// when the queue is full), in order.
     ///
     /// [`flush`]: BridgePort::flush
-    pub fn send(&mut self, frame: &[u8]) {
-        self.tx.queue(frame);
+    pub fn queue(&mut self) -> &mut super::tx::TxQueue {
+        &mut self.tx
     }
 
     /// Send what is queued.
