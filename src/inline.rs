@@ -215,6 +215,10 @@ pub fn run<S: BlockSource + Send + Sync + 'static>(
     let mut last_publish = Instant::now();
     while !workers.iter().all(|h| h.is_finished()) {
         std::thread::sleep(SUPERVISE_EVERY);
+        // Workers end only when told to, unless one failed or panicked: then all stop.
+        if workers.iter().any(|h| h.is_finished()) {
+            halt.store(true, Ordering::Relaxed);
+        }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             match reload_rules(shared, &cfg, config_path.as_deref()) {
                 Some(outcome) => {
