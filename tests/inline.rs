@@ -695,6 +695,32 @@ fn inline_utp_only_pulls_under_5pct_from_upstream() {
     run_profile("utp");
 }
 
+/// `--workers 0` would forward nothing: refused by the command line, naming the option,
+/// before any port is opened.
+#[test]
+fn inline_refuses_zero_workers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
+        .args([
+            "inline",
+            "--subscriber-iface",
+            "pc-none0",
+            "--upstream-iface",
+            "pc-none1",
+            "--cache-dir",
+            "/nonexistent",
+            "--workers",
+            "0",
+        ])
+        .output()
+        .expect("run peercache");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--workers") && err.contains("0 is not in 1.."),
+        "{err}"
+    );
+}
+
 /// Issue 16: the stock profile through a box with two forwarding workers
 /// (`inline.workers: 2`). Sharing connections out by IP address pair must not change what
 /// is served: the same bar, and the report says two workers forwarded.

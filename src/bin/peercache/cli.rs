@@ -185,6 +185,11 @@ pub(crate) struct InlineArgs {
     /// 127.0.0.1:9750 by default).
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<std::net::SocketAddr>,
+    /// Forwarding workers, each a thread with its share of the connections (by IP address
+    /// pair) and its own analysis thread (overrides the config's inline.workers, 1 by
+    /// default; see docs/inline.md).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) workers: Option<u16>,
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
 }

@@ -130,7 +130,10 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
-    let cfg = a.engine.config()?;
+    let mut cfg = a.engine.config()?;
+    if let Some(n) = a.workers {
+        cfg.inline.workers = usize::from(n);
+    }
     if cfg.cache.dir.is_none() {
         anyhow::bail!(
             "inline mode needs a cache directory (--cache-dir DIR, or cache.dir in the config)"
