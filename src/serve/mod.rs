@@ -154,8 +154,8 @@ pub struct InlineConfig {
     pub utp_max_inflight_packets: u32,
     /// Forwarding workers, each a thread with its own share of the connections (by IP
     /// address pair, through a kernel fanout group per port), its own splice and its own
-    /// analysis thread. 1 (the default) forwards on one thread; more than the cores less
-    /// one gains nothing. See docs/inline.md.
+    /// analysis thread. 1 (the default) forwards on one thread; each worker wants about a
+    /// core under load, and its analysis thread part of another. See docs/inline.md.
     #[serde(deserialize_with = "at_least_one_worker")]
     pub workers: usize,
 }
