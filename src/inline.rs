@@ -500,9 +500,7 @@ fn send_all(
             Emit::Original => (from.other(), original),
             Emit::Frame(p, f) => (*p, f),
         };
-        if bytes.is_empty() {
-            continue;
-        }
+        // (An empty frame, as the timeout path's "original", is skipped by the queue.)
         if port == from {
             own.queue(bytes);
         } else {

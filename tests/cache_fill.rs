@@ -30,6 +30,38 @@ fn replay_cli(args: &[&str], files: &[&Path]) -> Value {
     peercache_json(all)
 }
 
+/// A small tmpfs mounted at a directory (the tests that need a full or read-only file
+/// system; root), unmounted however the test ends.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, opts: &str) -> Tmpfs {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs {opts} (the tests need root)");
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Mount it again with other options (`remount,` is added).
+    fn remount(&self, opts: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,{opts}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "remount {opts}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 fn sw<'a>(r: &'a Value, ih: &str) -> &'a Value {
     swarm_json(r, ih).unwrap_or_else(|| panic!("swarm {ih}"))
 }
@@ -481,23 +513,7 @@ fn full_disk_is_loud_and_storing_resumes_with_room() {
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let mount = |opts: &str| {
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
-            .arg(&mnt)
-            .status()
-            .expect("run mount");
-        assert!(st.success(), "mount tmpfs {opts} (the tests need root)");
-    };
-    // Unmounted however the test ends.
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    mount("size=600k");
-    let _unmount = Unmount(mnt.clone());
+    let tmpfs = Tmpfs::mount(&mnt, "size=600k");
     let meta = meta_dir(dir.path(), &plain_torrent());
     let cache = mnt.join("cache");
     let pcap = repo().join("pcaps/lab-tcp-plain.pcap");
@@ -571,12 +587,7 @@ fn full_disk_is_loud_and_storing_resumes_with_room() {
     assert!(seen.contains("cache write failed"), "{seen}");
     std::fs::remove_file(&filler).unwrap();
     // Room again: the same capture stores the rest, nothing cached before is lost.
-    let st = Command::new("mount")
-        .args(["-o", "remount,size=4m"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tmpfs.remount("size=4m");
     let (code, err, r) = run();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(sw(&r, ih)["pieces_cached"], 16);
@@ -848,19 +859,7 @@ fn unwritable_caches_are_refused_naming_the_reason() {
     // Read-only: a cache filled first, then its file system remounted read-only.
     let mnt = dir.path().join("ro");
     std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs (the tests need root)");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let tmpfs = Tmpfs::mount(&mnt, "size=4m");
     let cache = mnt.join("cache");
     replay_cli(
         &[
@@ -871,12 +870,7 @@ fn unwritable_caches_are_refused_naming_the_reason() {
         ],
         &[&pcap],
     );
-    let st = Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tmpfs.remount("ro");
     let lock = cache.join("lock");
     assert_eq!(
         replay(&cache, false),

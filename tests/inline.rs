@@ -411,19 +411,19 @@ fn judge_overload(r: &Value, report: Option<&Value>) -> Vec<String> {
 #[test]
 fn inline_overload_forwards_intact_and_counts_every_drop() {
     let (out, results) = run_lab("overload", &[]);
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
-    let report: Option<Value> = r["box"]["report"]
-        .as_str()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let fails = judge_overload(&r, report.as_ref());
+    judge_overload_file(&results);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+fn judge_overload_file(path: &Path) {
+    let r = read_results(path);
+    let fails = judge_overload(&r, read_json(&r["box"]["report"]).as_ref());
     assert!(
         fails.is_empty(),
         "overload (results: {}):\n  {}",
-        results.display(),
+        path.display(),
         fails.join("\n  ")
     );
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// Judge an existing overload results file:
@@ -433,13 +433,7 @@ fn inline_overload_forwards_intact_and_counts_every_drop() {
 #[ignore = "needs INLINE_RESULTS=path to an inline.sh results file of profile overload"]
 fn inline_overload_results_file() {
     let p = std::env::var("INLINE_RESULTS").expect("INLINE_RESULTS=path/results.json");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    let report: Option<Value> = r["box"]["report"]
-        .as_str()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let fails = judge_overload(&r, report.as_ref());
-    assert!(fails.is_empty(), "{}", fails.join("\n  "));
+    judge_overload_file(Path::new(&p));
 }
 
 // ============ stock clients (issue 13): profiles "stock" and "utp" of inline.sh ============
@@ -667,16 +661,17 @@ fn run_profile(profile: &str) {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-fn judge_file(path: &Path, profile: &str) {
-    let r: Value = serde_json::from_str(
+/// An inline.sh results file.
+fn read_results(path: &Path) -> Value {
+    serde_json::from_str(
         &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
-    .unwrap();
-    let report: Option<Value> = r["box"]["report"]
-        .as_str()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let fails = judge_profile(&r, report.as_ref(), profile);
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn judge_file(path: &Path, profile: &str) {
+    let r = read_results(path);
+    let fails = judge_profile(&r, read_json(&r["box"]["report"]).as_ref(), profile);
     assert!(
         fails.is_empty(),
         "profile {profile} (results: {}):\n  {}",
@@ -737,11 +732,8 @@ fn inline_stock_clients_through_two_workers() {
     );
     let (out, results) = run_lab_with("stock-2-workers", "stock", &cmd, &[]);
     judge_file(&results, "stock");
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(r["box"]["report"].as_str().expect("the box's report")).unwrap(),
-    )
-    .unwrap();
+    let report =
+        read_json(&read_results(&results)["box"]["report"]).expect("the box's report (JSON)");
     assert_eq!(report["bridge"]["workers"], 2, "{}", report["bridge"]);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -1017,10 +1009,7 @@ fn read_json(p: &Value) -> Option<Value> {
 }
 
 fn judge_fetch_file(path: &Path) {
-    let r: Value = serde_json::from_str(
-        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap();
+    let r = read_results(path);
     let report = read_json(&r["box"]["report"]);
     let tap_report = read_json(&r["tap"]["report"]);
     let fails = judge_fetch(&r, report.as_ref(), tap_report.as_ref());

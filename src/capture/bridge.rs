@@ -167,20 +167,8 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 /// the kernel has copied each one into the ring: under load that was as much receive work
 /// again as the traffic itself. Other packet sockets (tcpdump) still see them. Refused on
 /// older kernels, which then keep working as before.
-#[allow(unsafe_code)]
 fn ignore_outgoing(fd: std::os::fd::RawFd) -> bool {
-    let one: libc::c_int = 1;
-    // SAFETY: the option value is a c_int that lives through the call, with its size; `fd`
-    // is the open capture socket.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_IGNORE_OUTGOING,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
+    super::set_packet_option(fd, PACKET_IGNORE_OUTGOING, &(1 as libc::c_int)).is_ok()
 }
 
 /// Wait until either port has something to read, at most `timeout_ms`.

@@ -9,7 +9,8 @@
 //! only when software computes it; a NIC's RSS hash is not, and it covers ports, which IP
 //! fragments lack. [`worker_of`] is the same function in Rust, for tests and reports.
 //!
-//! The `unsafe` here is two socket options and their structs, each commented.
+//! The `unsafe` here is reading the group back (getsockopt), commented; options are set
+//! through `capture::set_packet_option`.
 #![allow(unsafe_code)]
 
 use std::net::IpAddr;
@@ -144,10 +145,10 @@ impl Group {
         }
         match self.id {
             None => {
-                let first = setsockopt_u32(
+                let first = super::set_packet_option(
                     fd,
                     PACKET_FANOUT,
-                    (flags | PACKET_FANOUT_FLAG_UNIQUEID) << 16,
+                    &((flags | PACKET_FANOUT_FLAG_UNIQUEID) << 16),
                 );
                 if first.is_err() && self.ignore_outgoing {
                     // A kernel before 6.10: the same group without that flag.
@@ -160,27 +161,11 @@ impl Group {
                 self.id = Some((val & 0xffff) as u16);
                 set_program(fd).map_err(|e| format!("cannot set the fanout program: {e}"))
             }
-            Some(id) => setsockopt_u32(fd, PACKET_FANOUT, u32::from(id) | (flags << 16))
-                .map_err(|e| format!("cannot join fanout group {id}: {e}")),
+            Some(id) => {
+                super::set_packet_option(fd, PACKET_FANOUT, &(u32::from(id) | (flags << 16)))
+                    .map_err(|e| format!("cannot join fanout group {id}: {e}"))
+            }
         }
-    }
-}
-
-fn setsockopt_u32(fd: RawFd, name: libc::c_int, val: u32) -> std::io::Result<()> {
-    // SAFETY: the value is a u32 that lives through the call, passed with its size.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            name,
-            (&val as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -210,22 +195,8 @@ fn set_program(fd: RawFd) -> std::io::Result<()> {
         len: prog.len() as libc::c_ushort,
         filter: prog.as_mut_ptr(),
     };
-    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies the
-    // program and checks it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_FANOUT_DATA,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // `fprog` points at `prog`, which outlives the call; the kernel copies and checks it.
+    super::set_packet_option(fd, PACKET_FANOUT_DATA, &fprog)
 }
 
 #[cfg(test)]

@@ -11,6 +11,29 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+/// setsockopt(2) at level SOL_PACKET, with `val`'s bytes as the option value: the one
+/// place the bridge's packet sockets are configured (capture, transmit, fanout).
+#[allow(unsafe_code)]
+fn set_packet_option<T>(fd: std::os::fd::RawFd, name: libc::c_int, val: &T) -> std::io::Result<()> {
+    // SAFETY: `val` is a live reference to size_of::<T>() bytes for the whole call and the
+    // kernel only reads them. A pointer inside them (a BPF program's) is read with the
+    // kernel's own checks: a bad one is EFAULT, never a write into our memory.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            name,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 use crate::wire::link::LinkType;
 
 #[derive(Debug, Error)]

@@ -9,7 +9,7 @@
 //! The socket is bound with protocol 0, so it receives nothing: reading stays with the
 //! port's libpcap handle, which captures inbound frames only and so never sees these.
 //!
-//! The only `unsafe` here is the four system calls and the structs they read, each with
+//! The only `unsafe` here is four system calls and the structs they read, each with
 //! its reason; what is above it is a safe queue of byte slices.
 #![allow(unsafe_code)]
 
@@ -68,18 +68,13 @@ impl TxQueue {
         }
         // SAFETY: `raw` is a fresh descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let one: libc::c_int = 1;
-        // SAFETY: the option value is a c_int that lives through the call, with its size.
         let bypass = qdisc_bypass
-            && unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_QDISC_BYPASS,
-                    (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            } == 0;
+            && super::set_packet_option(
+                fd.as_raw_fd(),
+                libc::PACKET_QDISC_BYPASS,
+                &(1 as libc::c_int),
+            )
+            .is_ok();
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value to fill in.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as libc::c_ushort;

@@ -101,6 +101,19 @@ pub struct Reassembler {
     pub delivered: u64,
 }
 
+/// The stream offset of `seq` in a direction that starts at `base` and has delivered `next`
+/// bytes (sequence numbers wrap; the offset is taken nearest `next`).
+fn offset_at(next: u64, base: SeqNum, seq: SeqNum) -> i64 {
+    next as i64 + seq.diff(base + next as u32) as i64
+}
+
+/// Where `ack` falls, if it acknowledges bytes beyond the `next` delivered but no more than
+/// `max_ahead` past them: the acknowledgements `on_ack` acts on.
+fn ack_beyond(next: u64, base: SeqNum, ack: SeqNum, limits: &ReasmLimits) -> Option<u64> {
+    let off = offset_at(next, base, ack);
+    (off > next as i64 && off as u64 <= next + limits.max_ahead).then_some(off as u64)
+}
+
 impl Reassembler {
     /// A direction that so far carried only a SYN (or nothing): what a flow that never saw
     /// a byte of payload keeps, rebuilt into a whole reassembler when data comes.
@@ -115,9 +128,7 @@ impl Reassembler {
     /// Whether `on_ack` of a direction in the `after_syn(Some(base))` state would change
     /// anything: only an acknowledgement of bytes beyond the SYN does.
     pub fn ack_moves_fresh(base: SeqNum, ack: SeqNum, limits: &ReasmLimits) -> bool {
-        // `offset_of` with `next` 0, as in `on_ack`.
-        let off = ack.diff(base) as i64;
-        off > 0 && off as u64 <= limits.max_ahead
+        ack_beyond(0, base, ack, limits).is_some()
     }
 
     pub fn next_offset(&self) -> u64 {
@@ -135,8 +146,7 @@ impl Reassembler {
     /// Stream offset of sequence number `seq`, relative to the next expected byte so it is
     /// right across wraps. Negative means before the start of the stream.
     fn offset_of(&self, base: SeqNum, seq: SeqNum) -> i64 {
-        let next_seq = base + self.next as u32;
-        self.next as i64 + seq.diff(next_seq) as i64
+        offset_at(self.next, base, seq)
     }
 
     /// The other direction acknowledged up to `ack`: bytes before it reached the receiver,
@@ -150,11 +160,10 @@ impl Reassembler {
         sink: &mut F,
     ) {
         let Some(base) = self.base else { return };
-        let off = self.offset_of(base, ack);
-        if off <= self.next as i64 || off as u64 > self.next + limits.max_ahead {
+        let Some(off) = ack_beyond(self.next, base, ack, limits) else {
             return;
-        }
-        self.acked = self.acked.max(off as u64);
+        };
+        self.acked = self.acked.max(off);
         self.skip_proven_holes(c, limits.conflict_window, budget, sink);
     }
 
