@@ -100,6 +100,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub capture: CaptureConfig,
     pub http: HttpConfig,
+    /// The content listener (verified pieces over HTTP, the web seed): off by default.
+    pub content: crate::content::ContentConfig,
     /// Inline mode: the splice's caps and timers.
     pub inline: crate::serve::InlineConfig,
     /// Caps of the policy rules' bookkeeping (popularity, audit log).

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod capture;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod counter;
 pub mod engine;
 pub mod fetch;

@@ -264,6 +264,12 @@ pub struct Report {
     /// The box's own metadata fetches (tap and inline with `metainfo_fetch.enabled`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metainfo_fetch: Option<crate::stats::FetchCounters>,
+    /// What left the box verified, by route (tap and inline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served: Option<crate::stats::ServedCounters>,
+    /// The content listener, when `content.listen` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::stats::ContentCounters>,
 }
 
 fn ratio(hit: u64, miss: u64) -> f64 {
@@ -337,6 +343,8 @@ impl Report {
             files,
             streams,
             rules: BTreeMap::new(),
+            served: None,
+            content: None,
             policy: None,
             metainfo_fetch: None,
         }

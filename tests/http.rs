@@ -120,6 +120,7 @@ fn fixture() -> &'static Fixture {
             sink: Arc::new(StoreWriter::new(store, 64, CommitPolicy::default())),
             rules: None,
             fetch: None,
+            served: Arc::default(),
         };
         let mut cfg = Config {
             subscriber_nets: vec!["198.18.0.0/24".parse().unwrap()],

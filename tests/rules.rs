@@ -71,6 +71,7 @@ fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
         sink: Arc::new(StoreWriter::new(store, 16, CommitPolicy::default())),
         rules: None,
         fetch: None,
+        served: Default::default(),
     };
     runtime::install_rules(&mut shared, &rules_path, Default::default()).unwrap();
     let cfg = Config {
@@ -302,6 +303,7 @@ fn popularity(min: u32) -> (Vec<Event>, RuleCounters, u32) {
         sink: probe.clone(),
         rules: Some(rs.clone()),
         fetch: None,
+        served: Default::default(),
     };
     let cfg = Config {
         subscriber_nets: vec!["198.18.0.0/16".parse().unwrap()],
@@ -446,6 +448,7 @@ fn reload_purges_a_newly_blocked_swarm_and_a_bad_file_changes_nothing() {
         sink: Arc::new(peercache::swarm::MemorySink::default()),
         rules: Some(Arc::new(sink)),
         fetch: None,
+        served: Default::default(),
     };
     let cfg = Config {
         rules: Some(rules_path.clone()),

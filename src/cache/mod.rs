@@ -125,6 +125,10 @@ pub enum CacheError {
     },
     #[error("encoding JSON for stdout: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("torrent {}: {msg}", path.display())]
+    Torrent { path: PathBuf, msg: String },
+    #[error("the torrent names a file {0:?}, which is not a safe path component")]
+    UnsafeName(String),
 }
 
 fn holder(pid: Option<u32>) -> String {

@@ -133,6 +133,13 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(f) = &s.report.metainfo_fetch {
         e.group(f);
     }
+    // What left the box, by route; the content listener when it is on.
+    if let Some(c) = &s.report.served {
+        e.group(c);
+    }
+    if let Some(c) = &s.report.content {
+        e.group(c);
+    }
     reassembly(&mut e, s);
     inline(&mut e, s);
     top(&mut e, s);

@@ -25,6 +25,9 @@ pub struct Shared {
     /// The metadata fetcher's handle, in tap and inline mode when enabled: engines offer
     /// it the peers of swarms that need metainfo.
     pub fetch: Option<Arc<crate::fetch::Wants>>,
+    /// What the cache served, per swarm and route (the splice and the content listener
+    /// count into it; the API and the report read it).
+    pub served: Arc<crate::serve::ledger::ServedLedger>,
 }
 
 impl Default for Shared {
@@ -34,6 +37,7 @@ impl Default for Shared {
             sink: Arc::new(MemorySink::default()),
             rules: None,
             fetch: None,
+            served: Arc::default(),
         }
     }
 }
@@ -105,6 +109,9 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
         sink: Arc::new(sink),
         rules: None,
         fetch: None,
+        served: Arc::new(crate::serve::ledger::ServedLedger::new(
+            cfg.swarms.max_swarms,
+        )),
     };
     Ok((shared, Some(store)))
 }

@@ -57,6 +57,12 @@ pub fn annotate(report: &mut Report, shared: &Shared) {
     report.cache.evicted_bytes = store.evicted_bytes;
     report.cache.store = store;
     report.metainfo_fetch = shared.fetch.as_ref().map(|f| f.counters());
+    // Only where something can serve (a cache to serve from): replay's reports stay as
+    // they were.
+    if shared.served.totals() != Default::default() || shared.served.content_counters().is_some() {
+        report.served = Some(shared.served.totals());
+    }
+    report.content = shared.served.content_counters();
     if let Some(r) = &shared.rules {
         report.rules = r.counters();
         report.policy = Some(r.policy_counters());

@@ -26,6 +26,7 @@
 
 pub mod counters;
 pub mod framer;
+pub mod ledger;
 pub mod mse;
 pub mod seqmap;
 pub mod source;

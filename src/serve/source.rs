@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
+use super::ledger::{Route, ServedLedger};
 use super::{BlockSource, Lookup};
 use crate::cache::{PieceKey, PieceStore};
 use crate::rules::{Action, Context, RulesSink};
@@ -18,6 +19,19 @@ pub struct StoreBlocks {
     store: Arc<PieceStore>,
     rules: Option<Arc<RulesSink>>,
     recent: Mutex<Recent>,
+    ledger: Arc<ServedLedger>,
+}
+
+/// What the policy says about serving a swarm's piece to someone outside a peer
+/// connection (the content listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Serve,
+    /// A `block` rule: a takedown (HTTP 451).
+    Blocked,
+    /// Cached but not to be served (`cache`, `observe`, `ignore`, or `min_subscribers`
+    /// not reached yet).
+    NotServed,
 }
 
 struct Recent {
@@ -41,14 +55,36 @@ impl StoreBlocks {
                 bytes: 0,
                 max_bytes: memory_bytes,
             }),
+            ledger: Arc::default(),
         }
     }
 
-    fn piece(&self, key: PieceKey) -> Option<Arc<Vec<u8>>> {
-        if let Ok(mut r) = self.recent.lock() {
-            if let Some(p) = r.pieces.get(&key) {
-                return Some(p.clone());
-            }
+    /// Count what is served into `ledger` (shared with the other routes).
+    pub fn with_ledger(mut self, ledger: Arc<ServedLedger>) -> StoreBlocks {
+        self.ledger = ledger;
+        self
+    }
+
+    pub fn ledger(&self) -> &Arc<ServedLedger> {
+        &self.ledger
+    }
+
+    pub fn store(&self) -> &Arc<PieceStore> {
+        &self.store
+    }
+
+    /// The piece if it is among those kept in memory (verified when read): no I/O, so an
+    /// async caller can try this before handing the read to a blocking thread.
+    pub fn piece_in_memory(&self, key: &PieceKey) -> Option<Arc<Vec<u8>>> {
+        self.recent.lock().ok()?.pieces.get(key).cloned()
+    }
+
+    /// The verified piece: from memory, or read from disk and hashed again (then kept in
+    /// memory). None when absent, or when the file failed its hash (it is then dropped).
+    /// Blocking.
+    pub fn piece(&self, key: PieceKey) -> Option<Arc<Vec<u8>>> {
+        if let Some(p) = self.piece_in_memory(&key) {
+            return Some(p);
         }
         let data = Arc::new(self.store.get(&key).ok()??);
         if let Ok(mut r) = self.recent.lock() {
@@ -66,8 +102,14 @@ impl StoreBlocks {
 
     /// Whether the policy lets this swarm be served (no rules file: everything cached is).
     fn allowed(&self, info_hash: &InfoHash, index: u32, flow: &FlowContext) -> bool {
+        self.policy(info_hash, index, Some(flow)) == Policy::Serve
+    }
+
+    /// The policy's word on serving piece `index`; `flow` is the peer connection asking,
+    /// None for HTTP (rules that need a flow do not match it).
+    pub fn policy(&self, info_hash: &InfoHash, index: u32, flow: Option<&FlowContext>) -> Policy {
         let Some(sink) = &self.rules else {
-            return true;
+            return Policy::Serve;
         };
         let rules = sink.rules();
         let m = self.store.metainfo(info_hash);
@@ -77,14 +119,17 @@ impl StoreBlocks {
             piece_length: m.as_ref().map_or(0, |m| m.piece_length),
             total_length: m.as_ref().map_or(0, |m| m.total_length),
             index,
-            flow: Some(flow),
+            flow,
             subscribers: u32::MAX,
-            peer_proven_bad_bytes: crate::swarm::PieceSink::peer_proven_bad_bytes(
-                &**sink,
-                &flow.upstream,
-            ),
+            peer_proven_bad_bytes: flow.map_or(0, |f| {
+                crate::swarm::PieceSink::peer_proven_bad_bytes(&**sink, &f.upstream)
+            }),
         });
-        d.action == Action::Serve && !d.waiting
+        match d.action {
+            Action::Serve if !d.waiting => Policy::Serve,
+            Action::Block => Policy::Blocked,
+            _ => Policy::NotServed,
+        }
     }
 }
 
@@ -107,7 +152,10 @@ impl BlockSource for StoreBlocks {
         };
         let (begin, len) = (block.begin as usize, block.length as usize);
         match piece.get(begin..begin.saturating_add(len)) {
-            Some(b) if len > 0 => Lookup::Hit(b.to_vec()),
+            Some(b) if len > 0 => {
+                self.ledger.record(info_hash, Route::Inline, b.len() as u64);
+                Lookup::Hit(b.to_vec())
+            }
             // A request outside the piece: the remote peer would refuse it too; let it.
             _ => Lookup::Miss,
         }

@@ -588,3 +588,52 @@ mod tests {
         assert_eq!(all(&a), want);
     }
 }
+
+counters! {
+    /// What left the box verified, by route, over all swarms (`serve::ledger`; per swarm in
+    /// `/api/v1/swarms/{info-hash}`).
+    pub struct ServedCounters {
+        inline_hits: counter "served_answers_total" [route = "inline"]
+            "Answers served from the cache, by route: inline (blocks answered in peer connections), http (GET /v1/{info-hash}/{piece} answers), web_seed (GET /ws/... answers).",
+        http_hits: counter "served_answers_total" [route = "http"]
+            "Answers served from the cache, by route: inline (blocks answered in peer connections), http (GET /v1/{info-hash}/{piece} answers), web_seed (GET /ws/... answers).",
+        web_seed_hits: counter "served_answers_total" [route = "web_seed"]
+            "Answers served from the cache, by route: inline (blocks answered in peer connections), http (GET /v1/{info-hash}/{piece} answers), web_seed (GET /ws/... answers).",
+        inline_bytes: counter "served_bytes_total" [route = "inline"]
+            "Verified bytes served from the cache, by route (HTTP: response body bytes).",
+        http_bytes: counter "served_bytes_total" [route = "http"]
+            "Verified bytes served from the cache, by route (HTTP: response body bytes).",
+        web_seed_bytes: counter "served_bytes_total" [route = "web_seed"]
+            "Verified bytes served from the cache, by route (HTTP: response body bytes).",
+        swarms_forgotten: counter "served_swarms_forgotten_total"
+            "Swarms whose per-swarm served figures were forgotten to stay within swarms.max_swarms.",
+    }
+}
+
+counters! {
+    /// The content listener (`content.listen`): connections, refusals and answers.
+    pub struct ContentCounters {
+        connections: counter "content_connections_total"
+            "Connections the content listener accepted and served.",
+        open_connections: gauge "content_open_connections"
+            "Connections open on the content listener now.",
+        refused_not_allowed: counter "content_refused_connections_total" [reason = "not_allowed"]
+            "Connections closed at once: not_allowed (client address outside content.allow), connection_cap (content.max_connections already open).",
+        refused_connection_cap: counter "content_refused_connections_total" [reason = "connection_cap"]
+            "Connections closed at once: not_allowed (client address outside content.allow), connection_cap (content.max_connections already open).",
+        rate_limited: counter "content_rate_limited_total"
+            "Requests answered 429: over content.requests_per_second for their client address.",
+        clients_forgotten: counter "content_rate_clients_forgotten_total"
+            "Client addresses the rate limiter forgot to stay within content.max_clients_tracked.",
+        responses_2xx: counter "content_responses_total" [class = "2xx"]
+            "Responses of the content listener by status: 2xx, 304, 4xx, 5xx.",
+        responses_304: counter "content_responses_total" [class = "304"]
+            "Responses of the content listener by status: 2xx, 304, 4xx, 5xx.",
+        responses_4xx: counter "content_responses_total" [class = "4xx"]
+            "Responses of the content listener by status: 2xx, 304, 4xx, 5xx.",
+        responses_5xx: counter "content_responses_total" [class = "5xx"]
+            "Responses of the content listener by status: 2xx, 304, 4xx, 5xx.",
+        bodies_cut: counter "content_bodies_cut_total"
+            "Response bodies ended early: a piece failed its hash when read, was evicted, or a reloaded policy refused it mid-answer (the client sees a short body, never a wrong one).",
+    }
+}

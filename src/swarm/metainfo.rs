@@ -58,6 +58,9 @@ pub struct Metainfo {
     pub piece_length: u64,
     pub total_length: u64,
     pub files: Vec<FileEntry>,
+    /// A single-file torrent (`length` in the info dictionary): its one file is `name`
+    /// itself, not a file inside a directory `name` (a web seed's URLs differ).
+    pub single_file: bool,
     /// Hybrid v1+v2 torrent ("meta version" 2 next to v1 fields).
     pub hybrid: bool,
     piece_hashes: Vec<u8>,
@@ -119,6 +122,7 @@ impl Metainfo {
             .and_then(|n| u64::try_from(n).ok())
             .filter(|n| (MIN_PIECE_LEN..=MAX_PIECE_LEN).contains(n))
             .ok_or(MetainfoError::Field("piece length"))?;
+        let single_file = v.get(b"length").is_some();
         let files = match (v.get(b"length"), v.get(b"files")) {
             (Some(len), None) => vec![FileEntry {
                 path: vec![name.clone()],
@@ -165,6 +169,7 @@ impl Metainfo {
             piece_length,
             total_length,
             files,
+            single_file,
             hybrid,
             piece_hashes: pieces.to_vec(),
             info: raw.to_vec(),

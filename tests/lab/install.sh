@@ -12,6 +12,8 @@ PKGS=(
     opentracker                     # HTTP tracker (whitelist mode)
     curl                            # inline.sh: plain HTTP through the box
     iperf3                          # benches/inline_bench.sh: forwarding rate
+    nginx-light                     # tests/content.rs: a caching proxy; benches/content_bench.sh: static files
+    wrk                             # benches/content_bench.sh: HTTP load
 )
 missing=()
 for p in "${PKGS[@]}"; do

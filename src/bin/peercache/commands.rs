@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::cli::{InlineArgs, ReplayArgs, TapArgs};
 use crate::summary::{human, print_inline_summary, print_summary};
-use crate::wiring::{signal_control, start_http};
+use crate::wiring::{signal_control, start_content, start_http};
 use peercache::metrics::Live;
 use peercache::replay::{self, ReplayOptions};
 use peercache::report::Report;
@@ -83,9 +83,10 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     if a.filter.is_some() {
         cfg.capture.filter = a.filter.clone();
     }
-    let (mut shared, _store) = runtime::open_shared(&cfg)?;
+    let (mut shared, store) = runtime::open_shared(&cfg)?;
     let _watch = watch_metainfo(&cfg, &shared)?;
     let _fetch = start_fetch(&cfg, &mut shared)?;
+    let content = start_content(&cfg, &shared, store.as_ref())?;
     match &cfg.cache.dir {
         Some(d) => tracing::info!(
             "cache {} (capacity {})",
@@ -112,6 +113,9 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
     )?;
     if let Some(srv) = server {
         srv.shutdown();
+    }
+    if let Some(c) = content {
+        c.shutdown();
     }
     let mut report = Report::new(&out.stats, Vec::new());
     annotate(&mut report, &shared);
@@ -167,11 +171,13 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         &shared,
         cfg.http.metainfo_token.clone(),
     )?;
+    let content = start_content(&cfg, &shared, Some(&store))?;
     let source = peercache::serve::source::StoreBlocks::new(
         store,
         shared.rules.clone(),
         cfg.inline.piece_memory_bytes,
-    );
+    )
+    .with_ledger(shared.served.clone());
     let started = runtime::now_unix();
     let out = peercache::inline::run(
         &a.subscriber_iface,
@@ -198,6 +204,9 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
     live.publish(snap);
     if let Some(srv) = server {
         srv.shutdown();
+    }
+    if let Some(c) = content {
+        c.shutdown();
     }
     let mut report = Report::new(&out.stats, Vec::new());
     annotate(&mut report, &shared);

@@ -37,3 +37,37 @@ pub(crate) fn start_http(
     tracing::info!("dashboard and metrics at http://{}/", srv.local_addr);
     Ok(Some(srv))
 }
+
+/// The content listener (pieces, block URIs and the web seed over HTTP) when
+/// `content.listen` is set: it needs the cache it serves from.
+pub(crate) fn start_content(
+    cfg: &peercache::config::Config,
+    shared: &peercache::runtime::Shared,
+    store: Option<&Arc<peercache::cache::PieceStore>>,
+) -> anyhow::Result<Option<peercache::content::ContentServer>> {
+    let Some(addr) = cfg.content.listen else {
+        return Ok(None);
+    };
+    let Some(store) = store else {
+        anyhow::bail!("content.listen ({addr}) needs a cache directory to serve from (--cache-dir DIR, or cache.dir in the config)");
+    };
+    let src = peercache::serve::source::StoreBlocks::new(
+        store.clone(),
+        shared.rules.clone(),
+        cfg.content.piece_memory_bytes,
+    )
+    .with_ledger(shared.served.clone());
+    let srv = peercache::content::serve(
+        &cfg.content,
+        &cfg.subscriber_nets,
+        Arc::new(src),
+        shared.registry.clone(),
+    )?;
+    if let Some(s) = &srv {
+        tracing::info!(
+            "content listener at http://{}/ (pieces /v1/{{info-hash}}/{{piece}}, web seed /ws/{{info-hash}}/)",
+            s.local_addr
+        );
+    }
+    Ok(srv)
+}
