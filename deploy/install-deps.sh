@@ -20,6 +20,12 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 "$here/../tests/lab/install.sh"
+# tests/api.rs checks the OpenAPI document and the API's answers with these validators
+# (not packaged in Debian 12: from PyPI, into whichever python3 runs the tests).
+if ! python3 -c 'import openapi_spec_validator, openapi_schema_validator' 2>/dev/null; then
+    python3 -m pip install -q openapi-spec-validator openapi-schema-validator 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages openapi-spec-validator openapi-schema-validator
+fi
 command -v cargo >/dev/null || { echo "install-deps.sh: cargo not found; install Rust (rustup.rs) first" >&2; exit 1; }
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 echo "peercache dependencies OK" >&2

@@ -4,6 +4,7 @@
 //! scraper can only ever slow down this thread. Routes are documented in
 //! docs/metrics.md.
 
+mod catalog;
 mod intake;
 mod routes;
 mod swarms;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Live;
 
+pub use catalog::{Catalog, OPENAPI};
 pub use intake::{Intake, MAX_TORRENT_BYTES};
 pub use swarms::SwarmView;
 
@@ -48,11 +50,13 @@ pub struct HttpServer {
 
 /// Bind `addr` now, on the caller's thread, so a bad or busy address is an immediate error
 /// naming it; then serve on a thread of its own until shutdown. With `intake`, the service
-/// also takes .torrent files posted to `/api/v1/metainfo` (see `intake`).
+/// also takes .torrent files posted to `/api/v1/metainfo` (see `intake`); with `catalog`,
+/// it answers the cache-metadata API (`/api/v1/swarms`, see `catalog`).
 pub fn serve(
     addr: SocketAddr,
     live: Arc<Live>,
     intake: Option<Intake>,
+    catalog: Option<Catalog>,
 ) -> Result<HttpServer, HttpError> {
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| HttpError::Bind { addr, source })?;
@@ -75,6 +79,9 @@ pub fn serve(
     let mut app = routes::router(live);
     if let Some(i) = intake {
         app = app.merge(intake::router(i, local_addr.ip().is_loopback()));
+    }
+    if let Some(c) = catalog {
+        app = app.merge(catalog::router(c));
     }
     let thread = std::thread::Builder::new()
         .name("peercache-http".into())

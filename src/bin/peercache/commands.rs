@@ -17,11 +17,16 @@ use peercache::runtime::{self, annotate};
 pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.engine.config()?;
     cfg.record_streams |= a.record_streams;
-    let (shared, _store) = runtime::open_shared(&cfg)?;
+    let (shared, store) = runtime::open_shared(&cfg)?;
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
         (Some(addr), Some(live)) => {
-            let srv = peercache::http::serve(addr, live.clone(), None)?;
+            let catalog = peercache::http::Catalog {
+                store,
+                registry: shared.registry.clone(),
+                served: shared.served.clone(),
+            };
+            let srv = peercache::http::serve(addr, live.clone(), None, Some(catalog))?;
             tracing::info!("dashboard and metrics at http://{}/", srv.local_addr);
             Some(srv)
         }
@@ -101,6 +106,7 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         a.http.or(cfg.http.listen),
         &live,
         &shared,
+        store.clone(),
         cfg.http.metainfo_token.clone(),
     )?;
     let out = peercache::tap::run(
@@ -169,6 +175,7 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         a.http.or(cfg.http.listen),
         &live,
         &shared,
+        Some(store.clone()),
         cfg.http.metainfo_token.clone(),
     )?;
     let content = start_content(&cfg, &shared, Some(&store))?;

@@ -24,6 +24,7 @@ pub(crate) fn start_http(
     addr: Option<std::net::SocketAddr>,
     live: &Arc<Live>,
     shared: &peercache::runtime::Shared,
+    store: Option<Arc<peercache::cache::PieceStore>>,
     token: Option<String>,
 ) -> anyhow::Result<Option<peercache::http::HttpServer>> {
     let Some(addr) = addr else { return Ok(None) };
@@ -33,7 +34,12 @@ pub(crate) fn start_http(
         token,
         fetch: shared.fetch.clone(),
     };
-    let srv = peercache::http::serve(addr, live.clone(), Some(intake))?;
+    let catalog = peercache::http::Catalog {
+        store,
+        registry: shared.registry.clone(),
+        served: shared.served.clone(),
+    };
+    let srv = peercache::http::serve(addr, live.clone(), Some(intake), Some(catalog))?;
     tracing::info!("dashboard and metrics at http://{}/", srv.local_addr);
     Ok(Some(srv))
 }
