@@ -17,7 +17,13 @@ use peercache::metrics::Live;
 const RUNS: usize = 3;
 
 fn once(idle_clients: bool) -> Duration {
-    let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1)), None).unwrap();
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Live::new(1)),
+        None,
+        None,
+    )
+    .unwrap();
     let mut held = Vec::new();
     if idle_clients {
         let mut keep = TcpStream::connect(srv.local_addr).unwrap();
