@@ -274,7 +274,7 @@ fn sample(text: &str, series: &str) -> f64 {
 #[test]
 fn before_the_first_publish_the_api_says_so() {
     let live = Arc::new(Live::new(10));
-    let srv = serve("127.0.0.1:0".parse().unwrap(), live.clone(), None).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), live.clone(), None, None).unwrap();
     let a = srv.local_addr;
     let r = get(a, "/api/summary");
     assert_eq!(r.status, 503);
@@ -303,7 +303,7 @@ fn before_the_first_publish_the_api_says_so() {
 fn a_busy_address_is_an_immediate_error_naming_it() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    match serve(addr, Arc::new(Live::new(1)), None) {
+    match serve(addr, Arc::new(Live::new(1)), None, None) {
         Err(e @ HttpError::Bind { .. }) => {
             assert!(e.to_string().contains(&addr.to_string()), "{e}")
         }
@@ -315,7 +315,7 @@ fn a_busy_address_is_an_immediate_error_naming_it() {
 #[test]
 fn json_api_describes_the_capture() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None, None).unwrap();
     let a = srv.local_addr;
     let r = &f.report;
     let w = r.swarms.iter().find(|s| s.info_hash == PLAIN_IH).unwrap();
@@ -372,7 +372,13 @@ fn json_api_describes_the_capture() {
     srv.shutdown();
 
     // Inline: the splice's counts as the report writes them, and served bytes over time.
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.inline_live.clone(), None).unwrap();
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        f.inline_live.clone(),
+        None,
+        None,
+    )
+    .unwrap();
     let a = srv.local_addr;
     let s = get_json(a, "/api/summary");
     assert_eq!(s["mode"], "inline");
@@ -422,7 +428,7 @@ fn promtool_check_metrics(body: &str) {
 #[test]
 fn metrics_pass_promtool_and_carry_the_report() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None, None).unwrap();
     let m = get(srv.local_addr, "/metrics");
     srv.shutdown();
     assert_eq!(m.status, 200);
@@ -491,7 +497,13 @@ fn metrics_pass_promtool_and_carry_the_report() {
     );
 
     // Inline mode adds the splice's families, which pass promtool too.
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.inline_live.clone(), None).unwrap();
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        f.inline_live.clone(),
+        None,
+        None,
+    )
+    .unwrap();
     let m = get(srv.local_addr, "/metrics");
     srv.shutdown();
     assert_eq!(m.status, 200);
@@ -525,7 +537,7 @@ fn metrics_pass_promtool_and_carry_the_report() {
 #[test]
 fn prometheus_scrapes_the_service() {
     let f = fixture();
-    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), f.live.clone(), None, None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -639,7 +651,7 @@ fn text_of(dom: &str, id: &str) -> Option<String> {
 /// Serves `live` and returns what headless Chromium has on the dashboard after its refreshes
 /// (`--dump-dom`), or its stdout for other `extra` arguments.
 fn dashboard(live: &Arc<Live>, extra: &[String]) -> String {
-    let srv = serve("127.0.0.1:0".parse().unwrap(), live.clone(), None).unwrap();
+    let srv = serve("127.0.0.1:0".parse().unwrap(), live.clone(), None, None).unwrap();
     let url = format!("http://{}/", srv.local_addr);
     let profile = tempfile::tempdir().unwrap();
     let out = chromium(&url, profile.path(), extra);
@@ -971,7 +983,13 @@ fn deploy_files_and_docs_match_the_exported_metrics() {
 /// asserted here.
 #[test]
 fn shutdown_is_not_held_up_by_an_idle_client() {
-    let srv = serve("127.0.0.1:0".parse().unwrap(), Arc::new(Live::new(1)), None).unwrap();
+    let srv = serve(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(Live::new(1)),
+        None,
+        None,
+    )
+    .unwrap();
     let addr = srv.local_addr;
     // A scraper's keep-alive connection, and one that never sends a request.
     let mut keep = TcpStream::connect(addr).unwrap();
@@ -1031,6 +1049,7 @@ fn operators_post_torrents() {
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Live::new(1)),
         Some(intake(&reg, None)),
+        None,
     )
     .unwrap();
     let a = srv.local_addr;
@@ -1081,6 +1100,7 @@ fn operators_post_torrents() {
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(Live::new(1)),
         Some(intake(&reg, Some("s3cret"))),
+        None,
     )
     .unwrap();
     let a = srv.local_addr;
@@ -1103,6 +1123,7 @@ fn operators_post_torrents() {
         "0.0.0.0:0".parse().unwrap(),
         Arc::new(Live::new(1)),
         Some(intake(&reg, None)),
+        None,
     )
     .unwrap();
     let a = SocketAddr::from(([127, 0, 0, 1], srv.local_addr.port()));
