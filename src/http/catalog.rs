@@ -1,5 +1,5 @@
 //! `/api/v1/swarms` and `/api/v1/swarms/{info-hash}`: the cache's open metadata, versioned
-//! and described by the OpenAPI document at `/api/v1/openapi.json` (docs/api.md). Read from
+//! and described by the OpenAPI document at `/api/v1/openapi.json` (docs/content.md). Read from
 //! the piece store, the metainfo registry and the served ledger, not from the engine's
 //! snapshot: a swarm is listed as long as the cache holds it, served or not.
 
