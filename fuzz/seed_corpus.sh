@@ -52,7 +52,8 @@ pcaps = sys.argv[3:3 + n]
 torrents = sys.argv[3 + n:]
 TARGETS = ["link_decode", "bencode", "peerwire_messages", "peerwire_stream",
            "tcp_reassembly", "engine", "utp_header", "utp_reassembly", "metainfo", "splice",
-           "classic_pcap", "tcp_frame", "utp_splice", "magnet"]
+           "classic_pcap", "tcp_frame", "utp_splice", "magnet", "http_range",
+           "web_seed_path"]
 for t in TARGETS:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 counts = {t: 0 for t in TARGETS}
@@ -407,6 +408,30 @@ for path in pcaps:
             seed = utp_splice_seed(fl, utp, cfg)
             if seed:
                 emit("utp_splice", seed)
+
+    # http_range and web_seed_path: HTTP requests in the captures (tracker announces, and
+    # the web-seed clients of pcaps/webseed-clients.pcap): each Range header under a few
+    # representation lengths and caps, each request path (without its query), also with
+    # the /ws/{info-hash}/ prefix taken off as the web seed does.
+    for key, fl in flows.items():
+        if key[0] != 6:
+            continue
+        for dr in (0, 1):
+            stream, _ = reassemble([x[:3] for x in fl["segs"][dr]])
+            for head in stream.split(b"\r\n\r\n"):
+                line = head.split(b"\r\n", 1)[0]
+                parts = line.split(b" ")
+                if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD") or not parts[2].startswith(b"HTTP/1."):
+                    continue
+                path = parts[1].split(b"?", 1)[0].lstrip(b"/")
+                emit("web_seed_path", path)
+                if path.startswith(b"ws/") and path.count(b"/") >= 2:
+                    emit("web_seed_path", path.split(b"/", 2)[2])
+                for h in head.split(b"\r\n")[1:]:
+                    if h.lower().startswith(b"range:"):
+                        value = h.split(b":", 1)[1].strip()
+                        for length, cap in ((1 << 20, 0x00), (16384, 0x40), (1, 0xC0), (7 << 30, 0x80)):
+                            emit("http_range", struct.pack("<Q", length) + bytes([cap]) + value)
 
     # engine: the first frames of the capture, mixed flows (UDP/DHT, ARP, ...).
     head = frames[:40]

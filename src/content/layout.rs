@@ -7,7 +7,7 @@ use crate::swarm::Metainfo;
 
 /// A file of the torrent: where its bytes lie among the torrent's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct FileSpan {
+pub struct FileSpan {
     /// Index in the metainfo's file list (part of the file's ETag).
     pub index: usize,
     pub offset: u64,
@@ -18,7 +18,7 @@ pub(super) struct FileSpan {
 
 /// Why a web-seed path names no file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum PathError {
+pub enum PathError {
     /// `.`, `..`, an empty segment, an encoded `/` or NUL, or not UTF-8: refused (400)
     /// without looking further.
     Unsafe,
@@ -39,7 +39,7 @@ fn segment(raw: &str) -> Result<String, PathError> {
 
 /// The file `raw_path` names (the URL path after `/ws/{info-hash}/`, still
 /// percent-encoded): `name` for a single-file torrent, `name/dir/.../file` otherwise.
-pub(super) fn locate(m: &Metainfo, raw_path: &str) -> Result<FileSpan, PathError> {
+pub fn locate(m: &Metainfo, raw_path: &str) -> Result<FileSpan, PathError> {
     let segs = raw_path
         .split('/')
         .map(segment)
@@ -71,7 +71,7 @@ pub(super) fn locate(m: &Metainfo, raw_path: &str) -> Result<FileSpan, PathError
 }
 
 /// The pieces that hold torrent bytes `start..end` (end exclusive, non-empty).
-pub(super) fn pieces_of(m: &Metainfo, start: u64, end: u64) -> std::ops::RangeInclusive<u32> {
+pub fn pieces_of(m: &Metainfo, start: u64, end: u64) -> std::ops::RangeInclusive<u32> {
     let first = (start / m.piece_length) as u32;
     let last = ((end.max(start + 1) - 1) / m.piece_length) as u32;
     first..=last
@@ -79,7 +79,7 @@ pub(super) fn pieces_of(m: &Metainfo, start: u64, end: u64) -> std::ops::RangeIn
 
 /// A .torrent for the swarm naming `web_seed` (the URL of `/ws/{info-hash}/`) as its only
 /// source: the info dictionary byte for byte (so the info-hash is the same) and `url-list`.
-pub(super) fn torrent_with_web_seed(m: &Metainfo, web_seed: &str) -> Vec<u8> {
+pub fn torrent_with_web_seed(m: &Metainfo, web_seed: &str) -> Vec<u8> {
     let mut t = Vec::with_capacity(m.info.len() + web_seed.len() + 40);
     // Keys in sorted order, as bencoding requires: "info" < "url-list".
     t.extend_from_slice(b"d4:info");

@@ -16,7 +16,7 @@
 
 mod body;
 mod gate;
-mod layout;
+pub mod layout;
 pub mod range;
 mod routes;
 
