@@ -90,8 +90,9 @@ fn every_classic_capture_reads_as_libpcap_reads_it() {
         "public classic pcaps"
     );
     assert_eq!(files.len(), 22 + lab.len(), "{files:?}");
-    // tcp-plain, tcp-magnet, tcp-encrypted, tcp-aria2, utp-plain, utp-magnet, tcp-poison
-    assert_eq!(lab.len(), 7, "lab recordings");
+    // tcp-plain, tcp-magnet, tcp-encrypted, tcp-aria2, utp-plain, utp-magnet, tcp-poison,
+    // and webseed-clients (HTTP: the web seed's clients, tests/lab/webseed_record.sh)
+    assert_eq!(lab.len(), 8, "lab recordings");
     let mut records = 0;
     for f in &files {
         records += same_as_libpcap(f);

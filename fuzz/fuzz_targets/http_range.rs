@@ -27,6 +27,6 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(RangeError::TooMany(m)) => assert_eq!(m, max),
         Err(RangeError::Unsatisfiable(l)) => assert_eq!(l, len),
-        Err(RangeError::Malformed) => {}
+        Err(RangeError::Malformed | RangeError::OtherUnit) => {}
     }
 });

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::PieceKey;
-use crate::serve::ledger::ServedLedger;
+use crate::serve::ledger::{Route, ServedLedger};
 use crate::serve::source::{Policy, StoreBlocks};
 use crate::swarm::Metainfo;
 
 /// One stretch of a body.
 pub(super) enum Part {
-    /// Bytes already at hand (multipart headers, a piece read before answering).
+    /// Multipart framing: not content, not counted as served.
+    Head(Bytes),
+    /// Verified bytes already at hand (a piece read before answering).
     Bytes(Bytes),
     /// Torrent bytes `start..end` (offsets in the torrent's concatenated files).
     Torrent { start: u64, end: u64 },
@@ -49,46 +51,64 @@ struct Streaming {
     src: Arc<StoreBlocks>,
     meta: Arc<Metainfo>,
     ledger: Arc<ServedLedger>,
+    /// Where the verified bytes sent are counted; None for HEAD (nothing is sent).
+    route: Option<Route>,
 }
 
-/// The body that yields `parts` in order.
+/// The body that yields `parts` in order, counting the cache's bytes on `route` as they
+/// go out.
 pub(super) fn body(
     parts: Vec<Part>,
     src: Arc<StoreBlocks>,
     meta: Arc<Metainfo>,
-    ledger: Arc<ServedLedger>,
+    route: Option<Route>,
 ) -> axum::body::Body {
+    let ledger = src.ledger().clone();
     let st = Streaming {
         parts: parts.into(),
         src,
         meta,
         ledger,
+        route,
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
-        let chunk = next_chunk(&mut st).await?;
-        if chunk.is_err() {
-            st.ledger.content(|c| c.bodies_cut += 1);
-            // Nothing after a cut: the stream ends with it.
-            st.parts.clear();
+        let (chunk, counted) = match next_chunk(&mut st).await? {
+            Ok((b, counted)) => (Ok(b), counted),
+            Err(e) => (Err(e), false),
+        };
+        match &chunk {
+            Ok(b) if counted => {
+                if let Some(r) = st.route {
+                    st.ledger.sent(&st.meta.info_hash, r, b.len() as u64);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                st.ledger.content(|c| c.bodies_cut += 1);
+                // Nothing after a cut: the stream ends with it.
+                st.parts.clear();
+            }
         }
         Some((chunk, st))
     });
     axum::body::Body::from_stream(stream)
 }
 
-async fn next_chunk(st: &mut Streaming) -> Option<Result<Bytes, Cut>> {
+/// The next chunk, and whether it is the cache's content (counted as served).
+async fn next_chunk(st: &mut Streaming) -> Option<Result<(Bytes, bool), Cut>> {
     loop {
         let part = st.parts.pop_front()?;
         match part {
-            Part::Bytes(b) if b.is_empty() => continue,
-            Part::Bytes(b) => return Some(Ok(b)),
+            Part::Head(b) | Part::Bytes(b) if b.is_empty() => continue,
+            Part::Head(b) => return Some(Ok((b, false))),
+            Part::Bytes(b) => return Some(Ok((b, true))),
             Part::Zeros(0) => continue,
             Part::Zeros(n) => {
                 let k = n.min(ZEROS.len() as u64);
                 if n > k {
                     st.parts.push_front(Part::Zeros(n - k));
                 }
-                return Some(Ok(Bytes::from_static(&ZEROS[..k as usize])));
+                return Some(Ok((Bytes::from_static(&ZEROS[..k as usize]), false)));
             }
             Part::Torrent { start, end } if start >= end => continue,
             Part::Torrent { start, end } => {
@@ -107,7 +127,7 @@ async fn next_chunk(st: &mut Streaming) -> Option<Result<Bytes, Cut>> {
                 if b > piece.len() {
                     return Some(Err(Cut("piece shorter than its metainfo says")));
                 }
-                return Some(Ok(piece_bytes(piece).slice(a..b)));
+                return Some(Ok((piece_bytes(piece).slice(a..b), true)));
             }
         }
     }

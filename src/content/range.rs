@@ -33,16 +33,21 @@ pub enum RangeError {
     /// Every range starts at or past the end.
     #[error("no range inside the {0} bytes")]
     Unsatisfiable(u64),
+    /// A range unit other than bytes: RFC 9110 §14.2 says to ignore the header (the whole
+    /// representation is sent).
+    #[error("range unit other than bytes")]
+    OtherUnit,
 }
 
 /// The header's ranges that fall inside `len` bytes, in the order given, each clipped to
 /// the end. Ranges wholly past the end are dropped (RFC 9110: satisfiable if any is);
 /// none left is `Unsatisfiable`.
 pub fn parse(header: &str, len: u64, max_ranges: usize) -> Result<Vec<ByteRange>, RangeError> {
-    let spec = header
-        .trim()
-        .strip_prefix("bytes=")
-        .ok_or(RangeError::Malformed)?;
+    let (unit, spec) = header.split_once('=').ok_or(RangeError::Malformed)?;
+    // Units are case-insensitive tokens (RFC 9110 §14.1).
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Err(RangeError::OtherUnit);
+    }
     let mut out = Vec::new();
     let mut seen = 0usize;
     for part in spec.split(',') {
@@ -131,6 +136,9 @@ mod tests {
             parse("bytes= 0-1 , 10-19,", 65536, 8),
             Ok(vec![r(0, 1), r(10, 19)])
         );
+        assert_eq!(parse("BYTES=0-1", 65536, 8), Ok(vec![r(0, 1)]));
+        assert_eq!(parse("bytes = 0-1", 65536, 8), Ok(vec![r(0, 1)]));
+        assert_eq!(parse("items=0-1", 65536, 8), Err(RangeError::OtherUnit));
     }
 
     #[test]
@@ -153,7 +161,7 @@ mod tests {
             "",
             "bytes=",
             "bytes=,",
-            "items=0-1",
+            "0-1",
             "bytes=5-1",
             "bytes=a-b",
             "bytes=-",

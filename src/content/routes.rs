@@ -177,6 +177,9 @@ fn ranges(
         .to_str()
         .map_err(|_| RangeError::Malformed)
         .and_then(|h| range::parse(h, len, max));
+    if parsed == Err(RangeError::OtherUnit) {
+        return Ok(None);
+    }
     parsed.map(Some).map_err(|e| {
         let mut r = fail(StatusCode::RANGE_NOT_SATISFIABLE, &format!("Range: {e}"));
         if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
@@ -235,12 +238,12 @@ fn answer(
                     r.end
                 );
                 total += head.len() as u64 + r.len();
-                parts.push(Part::Bytes(Bytes::from(head)));
+                parts.push(Part::Head(Bytes::from(head)));
                 parts.push(part(r.start, r.end + 1));
             }
             let tail = format!("\r\n--{boundary}--\r\n");
             total += tail.len() as u64;
-            parts.push(Part::Bytes(Bytes::from(tail)));
+            parts.push(Part::Head(Bytes::from(tail)));
             Answer {
                 status: StatusCode::PARTIAL_CONTENT,
                 headers: vec![(
@@ -256,7 +259,8 @@ fn answer(
 }
 
 impl Content {
-    /// Send `a`: counted on `route` for GET (HEAD sends no body).
+    /// Send `a`: an answer on `route` for GET, its bytes counted as they go out (HEAD
+    /// sends no body).
     fn send(
         &self,
         a: Answer,
@@ -265,11 +269,11 @@ impl Content {
         m: Arc<Metainfo>,
         route: Route,
     ) -> Response {
-        if method == Method::GET {
-            self.src.ledger().record(&m.info_hash, route, a.len);
+        let counted = (method == Method::GET).then_some(route);
+        if counted.is_some() {
+            self.src.ledger().answer(&m.info_hash, route);
         }
-        let mut r =
-            body::body(a.parts, self.src.clone(), m, self.src.ledger().clone()).into_response();
+        let mut r = body::body(a.parts, self.src.clone(), m, counted).into_response();
         *r.status_mut() = a.status;
         let h = r.headers_mut();
         for (k, v) in a.headers {

@@ -29,12 +29,14 @@ pub enum Route {
 pub struct RouteCount {
     /// Inline: blocks answered; HTTP and web seed: 200/206 answers to GET.
     pub hits: u64,
+    /// Verified bytes from the cache handed to the connection (HTTP: body bytes as they
+    /// are sent, without multipart framing or pad files' zeros).
     pub bytes: u64,
 }
 
 impl RouteCount {
-    fn add(&mut self, bytes: u64) {
-        self.hits += 1;
+    fn add(&mut self, hits: u64, bytes: u64) {
+        self.hits += hits;
         self.bytes += bytes;
     }
 }
@@ -124,10 +126,25 @@ impl ServedLedger {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// One answer of `bytes` on `route`.
     pub fn record(&self, ih: &InfoHash, route: Route, bytes: u64) {
+        self.update(ih, route, 1, bytes);
+    }
+
+    /// An answer whose body is still to be sent: its bytes come with `sent`.
+    pub fn answer(&self, ih: &InfoHash, route: Route) {
+        self.update(ih, route, 1, 0);
+    }
+
+    /// Bytes of an answer's body handed to the connection.
+    pub fn sent(&self, ih: &InfoHash, route: Route, bytes: u64) {
+        self.update(ih, route, 0, bytes);
+    }
+
+    fn update(&self, ih: &InfoHash, route: Route, hits: u64, bytes: u64) {
         let now = now_unix();
         let mut g = self.lock();
-        g.totals.route(route).add(bytes);
+        g.totals.route(route).add(hits, bytes);
         g.totals.last_access_unix = Some(now);
         let entry = match g.swarms.get_mut(ih) {
             Some(e) => e,
@@ -138,7 +155,7 @@ impl ServedLedger {
                 g.swarms.get_or_insert_mut(*ih, SwarmServed::default)
             }
         };
-        entry.route(route).add(bytes);
+        entry.route(route).add(hits, bytes);
         entry.last_access_unix = Some(now);
     }
 

@@ -600,11 +600,11 @@ counters! {
         web_seed_hits: counter "served_answers_total" [route = "web_seed"]
             "Answers served from the cache, by route: inline (blocks answered in peer connections), http (GET /v1/{info-hash}/{piece} answers), web_seed (GET /ws/... answers).",
         inline_bytes: counter "served_bytes_total" [route = "inline"]
-            "Verified bytes served from the cache, by route (HTTP: response body bytes).",
+            "Verified bytes served from the cache, by route, as handed to the connection (HTTP: without multipart framing or pad files' zeros).",
         http_bytes: counter "served_bytes_total" [route = "http"]
-            "Verified bytes served from the cache, by route (HTTP: response body bytes).",
+            "Verified bytes served from the cache, by route, as handed to the connection (HTTP: without multipart framing or pad files' zeros).",
         web_seed_bytes: counter "served_bytes_total" [route = "web_seed"]
-            "Verified bytes served from the cache, by route (HTTP: response body bytes).",
+            "Verified bytes served from the cache, by route, as handed to the connection (HTTP: without multipart framing or pad files' zeros).",
         swarms_forgotten: counter "served_swarms_forgotten_total"
             "Swarms whose per-swarm served figures were forgotten to stay within swarms.max_swarms.",
     }
