@@ -14,7 +14,9 @@
 # (default 10), R rounds (default 3), C connections (default 32), WRK_THREADS (default 2),
 # PEERCACHE the binary (default target/release/peercache of this checkout), TMPDIR where the
 # work dir goes (default /var/tmp; the content, nginx's files and peercache's cache all live
-# there, on one filesystem; removed on exit).
+# there, on one filesystem; removed on exit), PIECE_MEMORY the content listener's
+# content.piece_memory_bytes (default 256MiB, its default: verified pieces kept in memory;
+# 16MiB makes most requests read and hash their piece from disk).
 #
 # Setup: deterministic pseudo-random content of SIZE bytes and a v1 single-file .torrent for
 # it (/usr/bin/python3 + libtorrent); every piece also as its own file static/{infohash}/{p},
@@ -225,6 +227,7 @@ SERVERS=(nginx)
 declare -A PORT=([nginx]=$NGINX_PORT)
 
 # --- peercache
+PIECE_MEMORY=${PIECE_MEMORY:-256MiB}
 if ((!NGINX_ONLY)); then
     log "peercache: cache import"
     "$BIN" cache --cache-dir "$OUT/cache" import "$TORRENT" "$OUT/data" >"$OUT/import.log" 2>&1 \
@@ -241,8 +244,12 @@ content:
   requests_per_second: 1000000
   burst: 1000000
   max_connections: 4096
+  piece_memory_bytes: $PIECE_MEMORY
 capture:
+  # The tap is only the host process here (nothing matches): a small ring keeps its
+  # memory out of the content listener's peak.
   filter: udp port 9
+  buffer_bytes: 2MiB
 EOF
     "$BIN" tap --iface lo --config "$OUT/peercache.yaml" --http "127.0.0.1:$PC_HTTP_PORT" \
         >"$OUT/peercache.log" 2>&1 &
