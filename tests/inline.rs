@@ -115,6 +115,20 @@ fn check_box_report(report: &Value, file_size: u64) {
         bytes,
         "served_blocks {blocks} and served_bytes {bytes} disagree (16 KiB blocks)"
     );
+    // The served ledger (per swarm and route, issue 17) counts a block when the splice
+    // takes it from the cache, before it goes in: at least every block inserted, and a
+    // CANCEL or a closing connection can only add to that.
+    let served = &report["served"];
+    let (hits, hit_bytes) = (num(served, "inline_hits"), num(served, "inline_bytes"));
+    assert!(
+        hits >= blocks,
+        "served.inline_hits {hits} < inline.served_blocks {blocks}"
+    );
+    assert_eq!(
+        hit_bytes,
+        hits * 16384,
+        "served.inline_bytes: 16 KiB blocks"
+    );
 }
 // ==========================================================================================
 

@@ -27,7 +27,9 @@ pub enum Route {
 /// Answers and their body bytes on one route.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RouteCount {
-    /// Inline: blocks answered; HTTP and web seed: 200/206 answers to GET.
+    /// Inline: blocks the splice took from the cache to answer a REQUEST (a CANCEL or a
+    /// closing connection can still keep one from going in: `inline.served_blocks` counts
+    /// those inserted); HTTP and web seed: 200/206 answers to GET.
     pub hits: u64,
     /// Verified bytes from the cache handed to the connection (HTTP: body bytes as they
     /// are sent, without multipart framing or pad files' zeros).
