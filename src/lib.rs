@@ -19,6 +19,7 @@ pub mod report;
 pub mod rules;
 pub mod runtime;
 pub mod serve;
+pub mod sim;
 pub mod size;
 pub mod stats;
 pub mod swarm;

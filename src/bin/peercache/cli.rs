@@ -60,8 +60,11 @@ pub(crate) enum Cmd {
     /// Same seed and options give a byte-identical file. --truth-out writes what a correct
     /// engine must report for it (counts, gaps, stream digests); --torrent-out the .torrent.
     Synth(peercache::synth::SynthArgs),
-    /// Inspect and maintain the verified piece cache (ls, get, verify, evict).
+    /// Inspect and maintain the verified piece cache (ls, get, verify, evict, import).
     Cache(peercache::cache::cli::CacheArgs),
+    /// Cache value: synthetic workloads, request traces through cache policies and the
+    /// offline optimum (workload, run, csv).
+    Sim(peercache::sim::SimArgs),
     /// Capture live from a tap or SPAN port and fill the cache; never sends a frame.
     ///
     /// Runs until SIGINT or SIGTERM (finishes in-flight work, flushes the cache, exits 0).

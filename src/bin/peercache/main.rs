@@ -122,6 +122,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("manual pages written into {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Sim(a) => {
+            peercache::sim::main(&a)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Synth(a) => {
             let t = peercache::synth::run(&a)?;
             tracing::info!(
