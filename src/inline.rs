@@ -257,6 +257,7 @@ pub fn run<S: BlockSource + Send + Sync + 'static>(
         }
     }
     shared.sink.flush();
+    shared.finish_requests();
     tracing::info!(
         "stopping: forwarded {} + {} frames; served {} blocks ({} bytes) to subscribers, {} misses",
         bridge.subscriber.sent,

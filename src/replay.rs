@@ -254,6 +254,7 @@ pub fn replay_with(
     let stats = sink.finish();
     // Pieces still queued for the disk are written before the cache is reported on.
     shared.sink.flush();
+    shared.finish_requests();
     publish(&stats.counters(), total, true);
     let mut report = Report::new(&stats, files);
     annotate(&mut report, shared);

@@ -270,6 +270,9 @@ pub struct Report {
     /// The content listener, when `content.listen` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<crate::stats::ContentCounters>,
+    /// `--requests-out`: subscriber REQUESTs written to the request trace, and not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_out: Option<crate::stats::RequestsOutCounters>,
 }
 
 fn ratio(hit: u64, miss: u64) -> f64 {
@@ -347,6 +350,7 @@ impl Report {
             content: None,
             policy: None,
             metainfo_fetch: None,
+            requests_out: None,
         }
     }
 

@@ -114,6 +114,7 @@ pub fn run(
     let cfg = engine.config().clone();
     let stats = engine.finish();
     shared.sink.flush();
+    shared.finish_requests();
     if let Some(live) = live {
         live.publish(snapshot(
             "tap",

@@ -121,6 +121,7 @@ fn fixture() -> &'static Fixture {
             rules: None,
             fetch: None,
             served: Arc::default(),
+            requests: None,
         };
         let mut cfg = Config {
             subscriber_nets: vec!["198.18.0.0/24".parse().unwrap()],

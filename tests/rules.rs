@@ -72,6 +72,7 @@ fn replay_rules(pcaps: &[&str], yaml: &str) -> Run {
         rules: None,
         fetch: None,
         served: Default::default(),
+        requests: None,
     };
     runtime::install_rules(&mut shared, &rules_path, Default::default()).unwrap();
     let cfg = Config {
@@ -304,6 +305,7 @@ fn popularity(min: u32) -> (Vec<Event>, RuleCounters, u32) {
         rules: Some(rs.clone()),
         fetch: None,
         served: Default::default(),
+        requests: None,
     };
     let cfg = Config {
         subscriber_nets: vec!["198.18.0.0/16".parse().unwrap()],
@@ -449,6 +451,7 @@ fn reload_purges_a_newly_blocked_swarm_and_a_bad_file_changes_nothing() {
         rules: Some(Arc::new(sink)),
         fetch: None,
         served: Default::default(),
+        requests: None,
     };
     let cfg = Config {
         rules: Some(rules_path.clone()),

@@ -11,6 +11,7 @@ use crate::flow::Dir;
 use crate::peerwire::conn::{Class, ConnState};
 use crate::peerwire::Event;
 use crate::report::{Stats, SwarmStats};
+use crate::runtime::SeenRequest;
 use crate::swarm::pieces::Late;
 use crate::swarm::FlowContext;
 use crate::swarm::Source;
@@ -341,6 +342,7 @@ impl Handler<'_> {
             sw.request_messages += 1;
             if sender_sub {
                 sw.subscriber_requests += 1;
+                self.log_request(ih, b.index, b.begin, b.length);
                 if let Some(ih) = ih {
                     self.subscriber_request(ih, b.index, b.length);
                 }
@@ -399,6 +401,33 @@ impl Handler<'_> {
             | "ut_comment" => n.to_string(),
             _ => "other".to_string(),
         }
+    }
+
+    /// A subscriber's REQUEST into the `--requests-out` trace, when one is written: at the
+    /// time of the frame that completed it, with the swarm's piece and total length from
+    /// the metainfo (0 when unknown). Without an info-hash it cannot be written (counted).
+    fn log_request(&mut self, ih: Option<InfoHash>, piece: u32, begin: u32, length: u32) {
+        let Some(log) = self.ctx.shared.requests.as_ref() else {
+            return;
+        };
+        let Some(info_hash) = ih else {
+            log.skipped_unknown_swarm();
+            return;
+        };
+        let (piece_length, total_length) = match self.ctx.shared.registry.get(&info_hash) {
+            Some((m, _)) => (u32::try_from(m.piece_length).unwrap_or(0), m.total_length),
+            None => (0, 0),
+        };
+        log.request(&SeenRequest {
+            time_us: self.ctx.now,
+            info_hash,
+            piece_length,
+            total_length,
+            client: self.sender.ip(),
+            piece,
+            begin,
+            length,
+        });
     }
 
     /// A subscriber's REQUEST reaches the sink (policy rules learn popularity and the flow

@@ -75,6 +75,9 @@ struct App {
     trigger: Option<crate::fetch::Trigger>,
     /// The registry's generation last looked at (see `Engine::registry_moved`).
     registry_gen: u64,
+    /// The timestamp of the frame being handled (packet time, microseconds): the time of
+    /// what it completes (a REQUEST written to `--requests-out`).
+    now: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -155,6 +158,7 @@ impl Engine {
                         .as_ref()
                         .map(|w| crate::fetch::Trigger::new(w.trigger_limits())),
                     registry_gen: shared.registry.generation(),
+                    now: 0,
                     shared,
                     cfg,
                 },
@@ -206,6 +210,7 @@ impl Engine {
         st.bytes += orig_len as u64;
         st.first_ts.get_or_insert(ts);
         st.last_ts = Some(st.last_ts.map_or(ts, |t| t.max(ts)));
+        self.core.app.now = ts;
         if ts.saturating_sub(self.last_sweep) >= SWEEP_MICROS {
             self.sweep(ts);
         }

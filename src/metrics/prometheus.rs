@@ -140,6 +140,10 @@ pub fn render(s: &Snapshot) -> String {
     if let Some(c) = &s.report.content {
         e.group(c);
     }
+    // The request trace (--requests-out), when one is being written.
+    if let Some(c) = &s.report.requests_out {
+        e.group(c);
+    }
     reassembly(&mut e, s);
     inline(&mut e, s);
     top(&mut e, s);

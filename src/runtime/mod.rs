@@ -6,6 +6,7 @@
 mod control;
 pub mod preflight;
 mod reload;
+pub mod requests;
 mod shared;
 mod snapshot;
 mod watch;
@@ -13,6 +14,7 @@ mod watch;
 pub use crate::clock::{now_unix, Clock};
 pub use control::Control;
 pub use reload::{log_reload, reload_rules, ReloadLine};
+pub use requests::{RequestLog, SeenRequest};
 pub use shared::{install_rules, load_metainfo, open_shared, start_fetch, RuntimeError, Shared};
 pub use snapshot::{annotate, snapshot};
 pub use watch::{watch_metainfo, MetainfoWatch};

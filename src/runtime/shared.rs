@@ -28,6 +28,8 @@ pub struct Shared {
     /// What the cache served, per swarm and route (the splice and the content listener
     /// count into it; the API and the report read it).
     pub served: Arc<crate::serve::ledger::ServedLedger>,
+    /// `--requests-out`: the request trace every engine writes subscriber REQUESTs to.
+    pub requests: Option<Arc<super::requests::RequestLog>>,
 }
 
 impl Default for Shared {
@@ -38,6 +40,7 @@ impl Default for Shared {
             rules: None,
             fetch: None,
             served: Arc::default(),
+            requests: None,
         }
     }
 }
@@ -52,6 +55,15 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Rules(#[from] RulesError),
+}
+
+impl Shared {
+    /// End of a mode's run: the request trace written out and closed (when there is one).
+    pub fn finish_requests(&self) {
+        if let Some(r) = &self.requests {
+            r.finish();
+        }
+    }
 }
 
 /// Put the rules of `path` in front of `shared`'s sink (purging what the blocklist names).
@@ -112,6 +124,7 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
         served: Arc::new(crate::serve::ledger::ServedLedger::new(
             cfg.swarms.max_swarms,
         )),
+        requests: None,
     };
     Ok((shared, Some(store)))
 }

@@ -63,6 +63,7 @@ pub fn annotate(report: &mut Report, shared: &Shared) {
         report.served = Some(shared.served.totals());
     }
     report.content = shared.served.content_counters();
+    report.requests_out = shared.requests.as_ref().map(|r| r.counters());
     if let Some(r) = &shared.rules {
         report.rules = r.counters();
         report.policy = Some(r.policy_counters());

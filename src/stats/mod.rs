@@ -637,3 +637,17 @@ counters! {
             "Response bodies ended early: a piece failed its hash when read, was evicted, or a reloaded policy refused it mid-answer (the client sees a short body, never a wrong one).",
     }
 }
+
+counters! {
+    /// `--requests-out`: the subscriber REQUESTs written to the request trace, and not.
+    pub struct RequestsOutCounters {
+        written: counter "requests_out_written_total"
+            "Subscriber REQUESTs handed to the --requests-out trace (after a write error, those not yet on disk are lost with it).",
+        skipped_unknown_swarm: counter "requests_out_skipped_total" [reason = "unknown_swarm"]
+            "Subscriber REQUESTs not written: unknown_swarm (their connection's info-hash was never seen: picked up mid-stream), closed (the trace had failed).",
+        skipped_closed: counter "requests_out_skipped_total" [reason = "closed"]
+            "Subscriber REQUESTs not written: unknown_swarm (their connection's info-hash was never seen: picked up mid-stream), closed (the trace had failed).",
+        write_errors: counter "requests_out_write_errors_total"
+            "Writes of the --requests-out trace that failed (the first one ends the trace).",
+    }
+}

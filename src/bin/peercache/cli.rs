@@ -255,9 +255,36 @@ pub(crate) struct EngineArgs {
     /// Policy rules file (overrides the config's `rules`; tap re-reads it on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub(crate) rules: Option<PathBuf>,
+    /// Write every subscriber REQUEST seen (time, info-hash, piece, begin, length,
+    /// subscriber, piece length) to FILE as a request trace for `peercache sim` (format:
+    /// docs/sim.md; `peercache sim csv FILE` prints it). Needs --subscriber-net.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) requests_out: Option<PathBuf>,
 }
 
 impl EngineArgs {
+    /// `--requests-out FILE`: the trace created now (an error names the file) and handed
+    /// to every engine through `shared`.
+    pub(crate) fn open_requests(
+        &self,
+        cfg: &Config,
+        shared: &mut peercache::runtime::Shared,
+    ) -> anyhow::Result<()> {
+        let Some(path) = &self.requests_out else {
+            return Ok(());
+        };
+        if cfg.subscriber_nets.is_empty() {
+            tracing::warn!(
+                "--requests-out {}: no subscriber networks (--subscriber-net or subscriber_nets), so no REQUEST is a subscriber's and the trace stays empty",
+                path.display()
+            );
+        }
+        let log = peercache::runtime::RequestLog::create(path)
+            .map_err(|e| anyhow::anyhow!("--requests-out {}: {e}", path.display()))?;
+        shared.requests = Some(std::sync::Arc::new(log));
+        Ok(())
+    }
+
     /// The configuration file (or the defaults) with the command-line overrides applied.
     pub(crate) fn config(&self) -> anyhow::Result<Config> {
         let mut cfg = match &self.config {

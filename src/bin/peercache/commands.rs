@@ -17,7 +17,8 @@ use peercache::runtime::{self, annotate};
 pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = a.engine.config()?;
     cfg.record_streams |= a.record_streams;
-    let (shared, store) = runtime::open_shared(&cfg)?;
+    let (mut shared, store) = runtime::open_shared(&cfg)?;
+    a.engine.open_requests(&cfg, &mut shared)?;
     let live = a.http.map(|_| Arc::new(Live::new(3600)));
     let server = match (a.http, &live) {
         (Some(addr), Some(live)) => {
@@ -76,7 +77,10 @@ pub(crate) fn replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
             "{write_errors} cache write errors: verified pieces were not all stored (reasons above)"
         );
     }
-    Ok(if out.errors.is_empty() && write_errors == 0 {
+    // So is a request trace that could not be written (the error was logged with its path).
+    let trace_errors = out.report.requests_out.map_or(0, |r| r.write_errors);
+    let ok = out.errors.is_empty() && write_errors == 0 && trace_errors == 0;
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -89,6 +93,7 @@ pub(crate) fn tap(a: TapArgs) -> anyhow::Result<ExitCode> {
         cfg.capture.filter = a.filter.clone();
     }
     let (mut shared, store) = runtime::open_shared(&cfg)?;
+    a.engine.open_requests(&cfg, &mut shared)?;
     let _watch = watch_metainfo(&cfg, &shared)?;
     let _fetch = start_fetch(&cfg, &mut shared)?;
     let content = start_content(&cfg, &shared, store.as_ref())?;
@@ -150,6 +155,7 @@ pub(crate) fn inline(a: InlineArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let (mut shared, store) = runtime::open_shared(&cfg)?;
+    a.engine.open_requests(&cfg, &mut shared)?;
     let Some(store) = store else {
         anyhow::bail!("inline mode needs a cache directory");
     };
