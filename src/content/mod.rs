@@ -23,18 +23,12 @@ mod routes;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::serve::source::StoreBlocks;
 use crate::swarm::Registry;
-
-/// Open requests get this long to finish after a shutdown request.
-const GRACE: Duration = Duration::from_secs(5);
 
 /// Config section `content`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -165,12 +159,9 @@ impl ContentConfig {
     }
 }
 
-/// A running content listener; dropping it stops it too.
-pub struct ContentServer {
-    pub local_addr: SocketAddr,
-    stop: Option<watch::Sender<bool>>,
-    thread: Option<JoinHandle<()>>,
-}
+/// A running content listener: the same handle as the operator's service (stop with
+/// `shutdown`, or by dropping it).
+pub type ContentServer = crate::http::HttpServer;
 
 /// Bind `cfg.listen` now (a bad or busy address is an immediate error naming it) and serve
 /// on threads of its own until shutdown. None when the listener is off.
@@ -222,55 +213,16 @@ pub fn serve(
         local_addr,
     });
     let app = routes::router(state).into_make_service_with_connect_info::<gate::Client>();
-    let (stop, stopped) = watch::channel(false);
-    let thread = std::thread::Builder::new()
-        .name("peercache-content".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let graceful =
-                    axum::serve(gated, app).with_graceful_shutdown(signalled(stopped.clone()));
-                let deadline = async {
-                    signalled(stopped).await;
-                    tokio::time::sleep(GRACE).await;
-                };
-                tokio::select! {
-                    _ = graceful => {}
-                    () = deadline => {}
-                }
-            });
-            // Reads still running on the blocking pool are not waited for long.
-            rt.shutdown_timeout(Duration::from_secs(1));
-        })
-        .map_err(setup)?;
-    Ok(Some(ContentServer {
+    let srv = crate::http::spawn(
+        "peercache-content",
+        rt,
         local_addr,
-        stop: Some(stop),
-        thread: Some(thread),
-    }))
-}
-
-async fn signalled(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-impl ContentServer {
-    /// Stop accepting, let open requests finish (a few seconds at most), join the threads.
-    pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(true);
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for ContentServer {
-    fn drop(&mut self) {
-        self.stop_and_join();
-    }
+        move |stopped| async move {
+            let _ = axum::serve(gated, app)
+                .with_graceful_shutdown(crate::http::signalled(stopped))
+                .await;
+        },
+    )
+    .map_err(setup)?;
+    Ok(Some(srv))
 }

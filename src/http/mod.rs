@@ -75,7 +75,6 @@ pub fn serve(
         let _ctx = rt.enter();
         tokio::net::TcpListener::from_std(listener).map_err(setup)?
     };
-    let (stop, stopped) = watch::channel(false);
     let mut app = routes::router(live);
     if let Some(i) = intake {
         app = app.merge(intake::router(i, local_addr.ip().is_loopback()));
@@ -83,23 +82,50 @@ pub fn serve(
     if let Some(c) = catalog {
         app = app.merge(catalog::router(c));
     }
+    spawn(
+        "peercache-http",
+        rt,
+        local_addr,
+        move |stopped| async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(signalled(stopped))
+                .await;
+        },
+    )
+    .map_err(setup)
+}
+
+/// Run a server on a thread of its own, on `rt`, until shutdown: `serve` gets the shutdown
+/// signal for its graceful shutdown (see `signalled`); once shutdown is asked for, open
+/// requests get `GRACE`, then the runtime goes (work still on its blocking pool is not
+/// waited for long). The operator's service and the content listener both run this way.
+pub(crate) fn spawn<F, Fut>(
+    name: &str,
+    rt: tokio::runtime::Runtime,
+    local_addr: SocketAddr,
+    serve: F,
+) -> std::io::Result<HttpServer>
+where
+    F: FnOnce(watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (stop, stopped) = watch::channel(false);
     let thread = std::thread::Builder::new()
-        .name("peercache-http".into())
+        .name(name.into())
         .spawn(move || {
             rt.block_on(async move {
-                let graceful =
-                    axum::serve(listener, app).with_graceful_shutdown(signalled(stopped.clone()));
+                let graceful = serve(stopped.clone());
                 let deadline = async {
                     signalled(stopped).await;
                     tokio::time::sleep(GRACE).await;
                 };
                 tokio::select! {
-                    _ = graceful => {}
+                    () = graceful => {}
                     () = deadline => {}
                 }
             });
-        })
-        .map_err(setup)?;
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
     Ok(HttpServer {
         local_addr,
         stop: Some(stop),
@@ -108,7 +134,7 @@ pub fn serve(
 }
 
 /// Resolves once shutdown is asked for, or the server handle is gone.
-async fn signalled(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn signalled(mut rx: watch::Receiver<bool>) {
     // An error means the sender was dropped: treat it as the signal.
     let _ = rx.wait_for(|stop| *stop).await;
 }
