@@ -63,28 +63,32 @@ pub fn main(args: &SimArgs) -> Result<(), SimError> {
     }
 }
 
-/// The trace as CSV on `out`.
-pub fn csv(path: &std::path::Path, out: &mut impl std::io::Write) -> Result<(), SimError> {
-    use trace::{Item, TraceReader};
-    let io = |what| {
-        move |source| SimError::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let f = std::fs::File::open(path).map_err(io("opening"))?;
-    let mut r = TraceReader::new(std::io::BufReader::new(f)).map_err(|source| SimError::Trace {
+/// The trace file at `path`, opened for reading.
+pub(crate) fn open_trace(
+    path: &std::path::Path,
+) -> Result<trace::TraceReader<std::io::BufReader<std::fs::File>>, SimError> {
+    let f = std::fs::File::open(path).map_err(|source| SimError::Io {
+        what: "opening",
         path: path.to_owned(),
         source,
     })?;
+    trace::TraceReader::new(std::io::BufReader::with_capacity(1 << 20, f)).map_err(|source| {
+        SimError::Trace {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Every request of the trace, with the swarm and the client it names.
+pub(crate) fn each_request<R: std::io::BufRead>(
+    mut r: trace::TraceReader<R>,
+    path: &std::path::Path,
+    mut f: impl FnMut(&trace::Request, &trace::Swarm, std::net::IpAddr) -> Result<(), SimError>,
+) -> Result<(), SimError> {
+    use trace::Item;
     let mut swarms = Vec::new();
     let mut clients = Vec::new();
-    writeln!(
-        out,
-        "time_us,info_hash,piece_length,client,piece,begin,length"
-    )
-    .map_err(io("writing"))?;
     loop {
         let item = r.next_item().map_err(|source| SimError::Trace {
             path: path.to_owned(),
@@ -96,18 +100,34 @@ pub fn csv(path: &std::path::Path, out: &mut impl std::io::Write) -> Result<(), 
             Some(Item::Client(_, c)) => clients.push(c),
             Some(Item::Request(q)) => {
                 // The reader checked the ids against the definitions.
-                let (Some(s), Some(c)) =
+                if let (Some(s), Some(&c)) =
                     (swarms.get(q.swarm as usize), clients.get(q.client as usize))
-                else {
-                    continue;
-                };
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{},{}",
-                    q.time_us, s.info_hash, s.piece_length, c, q.piece, q.begin, q.length
-                )
-                .map_err(io("writing"))?;
+                {
+                    f(&q, s, c)?;
+                }
             }
         }
     }
+}
+
+/// The trace as CSV on `out`.
+pub fn csv(path: &std::path::Path, out: &mut impl std::io::Write) -> Result<(), SimError> {
+    let io = |source| SimError::Io {
+        what: "writing",
+        path: path.to_owned(),
+        source,
+    };
+    writeln!(
+        out,
+        "time_us,info_hash,piece_length,client,piece,begin,length"
+    )
+    .map_err(io)?;
+    each_request(open_trace(path)?, path, |q, s, c| {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{}",
+            q.time_us, s.info_hash, s.piece_length, c, q.piece, q.begin, q.length
+        )
+        .map_err(io)
+    })
 }

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::bound::{Min, NextUse, NEVER};
 use super::policy::{hasher, Access, Policy, PolicySpec};
-use super::trace::{Item, Request, Swarm, TraceReader};
+use super::trace::{Request, Swarm, TraceReader};
 use super::SimError;
 use crate::size::ByteSize;
 
@@ -201,7 +201,7 @@ pub fn write_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     write!(out, "{:<14}", "BHR / OHR %")?;
     for (c, b) in &caps {
-        write!(out, " {:>21}", format!("{c} ({})", human(*b)))?;
+        write!(out, " {:>21}", format!("{c} ({})", crate::size::human(*b)))?;
     }
     writeln!(out)?;
     for name in names {
@@ -225,31 +225,8 @@ pub fn write_table(r: &Report, out: &mut impl Write) -> std::io::Result<()> {
     Ok(())
 }
 
-fn human(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < U.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1}{}", U[u])
-}
-
 pub fn simulate_file(path: &Path, o: &Options) -> Result<Report, SimError> {
-    let open = || {
-        let f = std::fs::File::open(path).map_err(|source| SimError::Io {
-            what: "opening",
-            path: path.to_owned(),
-            source,
-        })?;
-        TraceReader::new(std::io::BufReader::with_capacity(1 << 20, f)).map_err(|source| {
-            SimError::Trace {
-                path: path.to_owned(),
-                source,
-            }
-        })
-    };
+    let open = || super::open_trace(path);
     let mut r = simulate_with(open, path, o)?;
     r.trace = path.display().to_string();
     Ok(r)
@@ -264,32 +241,6 @@ pub fn simulate_bytes(trace: &[u8], o: &Options) -> Result<Report, SimError> {
         })
     };
     simulate_with(open, Path::new("-"), o)
-}
-
-/// Every request of the trace, with the swarm it names.
-fn each_request<R: BufRead>(
-    mut r: TraceReader<R>,
-    path: &Path,
-    mut f: impl FnMut(&Request, &Swarm) -> Result<(), SimError>,
-) -> Result<(), SimError> {
-    let mut swarms: Vec<Swarm> = Vec::new();
-    loop {
-        let item = r.next_item().map_err(|source| SimError::Trace {
-            path: path.to_owned(),
-            source,
-        })?;
-        match item {
-            None => return Ok(()),
-            Some(Item::Swarm(_, s)) => swarms.push(s),
-            Some(Item::Client(..)) => {}
-            Some(Item::Request(q)) => {
-                // The reader checked the id against the definitions.
-                if let Some(s) = swarms.get(q.swarm as usize) {
-                    f(&q, s)?;
-                }
-            }
-        }
-    }
 }
 
 fn piece_key(q: &Request) -> u64 {
@@ -400,7 +351,7 @@ fn census<R: BufRead>(r: TraceReader<R>, path: &Path, want_next: bool) -> Result
     // pieces' sizes are only known at the end): for the mean piece size.
     let mut known_blocks = 0u64;
     let mut unknown_swarm: Vec<bool> = Vec::new();
-    each_request(r, path, |q, s| {
+    super::each_request(r, path, |q, s, _| {
         c.requests += 1;
         c.bytes += u64::from(q.length);
         c.max_length = c.max_length.max(u64::from(q.length));
@@ -476,7 +427,7 @@ pub fn simulate_with<R: BufRead>(
         Vec::new()
     };
     let mut i: usize = 0;
-    each_request(open()?, path, |q, s| {
+    super::each_request(open()?, path, |q, s, _| {
         let key = piece_key(q);
         let end = c.piece_end.get(&key).copied().unwrap_or(0);
         let blocks = piece_blocks(s, q.piece, end);

@@ -3,20 +3,7 @@
 use peercache::inline::InlineOutcome;
 use peercache::report::Report;
 
-pub(crate) fn human(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
-}
+pub(crate) use peercache::size::human;
 
 /// Inline mode's own lines, printed before the engine's summary.
 pub(crate) fn print_inline_summary(out: &InlineOutcome) {
