@@ -63,6 +63,22 @@ where
     }
 }
 
+/// The store's policy: any the simulator knows except P2P-aware admission (see
+/// [`crate::cache::policy::PolicySpec::store_can_run`]).
+fn store_policy<'de, D>(d: D) -> Result<crate::cache::policy::PolicySpec, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    let p = crate::cache::policy::PolicySpec::deserialize(d)?;
+    if !p.store_can_run() {
+        return Err(serde::de::Error::custom(crate::cache::CacheError::Policy(
+            p.to_string(),
+        )));
+    }
+    Ok(p)
+}
+
 /// Networks as CIDR, without host bits: 198.18.0.1/16 is refused, since what was meant
 /// (198.18.0.0/16, or the host 198.18.0.1/32) cannot be known.
 fn networks<'de, D>(d: D) -> Result<Vec<IpNet>, D::Error>
@@ -181,9 +197,12 @@ impl Default for HttpConfig {
 pub struct CacheConfig {
     /// Directory of the piece cache; none means verified pieces are only counted.
     pub dir: Option<PathBuf>,
-    /// Bytes of pieces kept; least recently used pieces go first past it.
+    /// Bytes of pieces kept; past it, `policy` decides which go.
     #[serde(deserialize_with = "capacity_bytes")]
     pub capacity_bytes: u64,
+    /// Eviction (and admission) policy: lru, fifo, s3fifo, tinylfu, gdsf (docs/cache.md).
+    #[serde(deserialize_with = "store_policy")]
+    pub policy: crate::cache::policy::PolicySpec,
     /// Verified pieces waiting for the disk writer at most; memory is this times the piece
     /// length. When full, the engine waits for the disk (a replay never drops pieces).
     pub write_queue_pieces: usize,
@@ -201,6 +220,7 @@ impl Default for CacheConfig {
         CacheConfig {
             dir: None,
             capacity_bytes: 100 << 30,
+            policy: crate::cache::policy::PolicySpec::store_default(),
             write_queue_pieces: 16,
             commit_bytes: commit.bytes,
             commit_interval_ms: u64::try_from(commit.interval.as_millis()).unwrap_or(u64::MAX),
@@ -454,6 +474,23 @@ mod tests {
             "{e}"
         );
         assert!(Config::parse("subscriber_nets: [198.18.0.0/15, 198.18.0.1/32]\n").is_ok());
+    }
+
+    #[test]
+    fn cache_policy_is_one_the_store_runs() {
+        let c = Config::parse("cache:\n  policy: gdsf\n").unwrap();
+        assert_eq!(c.cache.policy, crate::cache::policy::PolicySpec::Gdsf);
+        assert_eq!(
+            Config::default().cache.policy,
+            crate::cache::policy::PolicySpec::store_default()
+        );
+        let e = Config::parse("cache:\n  policy: p2p-lru\n").unwrap_err();
+        assert!(
+            e.contains("policy p2p-lru: P2P-aware admission") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = Config::parse("cache:\n  policy: arc\n").unwrap_err();
+        assert!(e.contains("\"arc\": policies are lru, fifo"), "{e}");
     }
 
     #[test]

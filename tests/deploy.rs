@@ -146,34 +146,6 @@ fn package_installed() -> bool {
     yes
 }
 
-/// A network namespace with veth pairs into it; removed (with its links) when dropped.
-struct Netns(&'static str);
-
-impl Netns {
-    fn new(name: &'static str, pairs: &[(&str, &str)]) -> Netns {
-        let _ = ip(&["netns", "del", name]);
-        ip(&["netns", "add", name]).unwrap();
-        let ns = Netns(name);
-        ip(&["-n", name, "link", "set", "lo", "up"]).unwrap();
-        for (outside, inside) in pairs {
-            let _ = ip(&["link", "del", outside]);
-            ip(&[
-                "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", name,
-            ])
-            .unwrap();
-            ip(&["link", "set", outside, "up"]).unwrap();
-            ip(&["-n", name, "link", "set", inside, "up"]).unwrap();
-        }
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", self.0]);
-    }
-}
-
 /// The installed unit's ExecStart with `env` for its variables (as /etc/default/peercache
 /// would set them), split into words.
 fn exec_start(u: &BTreeMap<String, Vec<String>>, env: &[(&str, &str)]) -> Vec<String> {
@@ -262,16 +234,7 @@ fn the_installed_services_run_as_shipped() {
     let argv = exec_start(&tap_unit, &[("PEERCACHE_IFACE", "pc-deb1")]);
     let mut tap = start_service(&ns, &tap_unit, &argv);
     tap.wait_for("capturing on pc-deb1", Duration::from_secs(30));
-    let sent = Command::new("tcpreplay")
-        .args(["-q", "--intf1=pc-deb0", "--mbps=200"])
-        .arg(repo().join("pcaps/lab-tcp-plain.pcap"))
-        .output()
-        .expect("tcpreplay (Debian package tcpreplay; deploy/install-deps.sh)");
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    tcpreplay("pc-deb0", &repo().join("pcaps/lab-tcp-plain.pcap"), 200);
     // The tap's own metrics, inside its namespace, until all 16 pieces are stored.
     let listen = cfg.http.listen.unwrap().to_string();
     let t0 = Instant::now();

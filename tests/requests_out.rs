@@ -296,3 +296,77 @@ fn write_error_is_reported_and_the_replay_goes_on() {
         Some(true)
     );
 }
+
+/// `curl -sf URL` inside a network namespace: the body, or None.
+fn curl_in(ns: &str, url: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sf", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Tap mode writes the same trace from a live capture: the TCP recording replayed onto a
+/// veth with tcpreplay gives the leecher's REQUESTs in tshark's order, each once. (Times
+/// are the capture's clock, not the file's, so only their order is checked.)
+#[test]
+fn tap_writes_the_trace_from_a_live_capture() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let meta = metainfo(dir.path(), &["lab-tcp-plain.torrent"]);
+    let trace = dir.path().join("tap.trace");
+    let ns = "pc-rqo";
+    let _ns = common::Netns::new(ns, &[("pc-rqo0", "pc-rqo1")]);
+
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_peercache"), "tap"])
+        .args(["--iface", "pc-rqo1", "--json", "--http", "127.0.0.1:9751"])
+        .args(["--subscriber-net", "198.18.0.0/16", "--metainfo"])
+        .arg(&meta)
+        .arg("--requests-out")
+        .arg(&trace);
+    let mut tap = common::Proc::spawn("tap", &mut cmd);
+    tap.wait_for("capturing on pc-rqo1", std::time::Duration::from_secs(30));
+    let sent = Command::new("tcpreplay")
+        .args(["-q", "--intf1=pc-rqo0", "--mbps=100"])
+        .arg(repo().join("pcaps/lab-tcp-plain.pcap"))
+        .output()
+        .expect("tcpreplay (Debian package tcpreplay; deploy/install-deps.sh)");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    let want = tshark_requests(&repo().join("pcaps/lab-tcp-plain.pcap"), LEECHER);
+    // Until the tap has seen them all (its summary), then SIGTERM, which flushes the trace.
+    let t0 = std::time::Instant::now();
+    loop {
+        let written = curl_in(ns, "http://127.0.0.1:9751/api/summary")
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["report"]["requests_out"]["written"].as_u64());
+        if written == Some(want.len() as u64) || t0.elapsed().as_secs() > 30 {
+            break;
+        }
+        tap.check_running();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, stdout, lines) = tap.stop();
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
+    let report: serde_json::Value = serde_json::from_slice(&stdout).expect("JSON report");
+    let c = &report["requests_out"];
+    assert_eq!(c["written"], want.len() as u64, "{c}");
+    assert_eq!(c["write_errors"], 0, "{c}");
+
+    let rows = csv(&trace);
+    let got: Vec<(u64, u64, u64)> = rows.iter().map(|r| (r.piece, r.begin, r.length)).collect();
+    let want: Vec<(u64, u64, u64)> = want.iter().map(|w| (w.1, w.2, w.3)).collect();
+    assert_eq!(got, want);
+    assert!(rows.iter().all(|r| r.client == LEECHER), "{rows:#?}");
+    assert!(
+        rows.windows(2).all(|w| w[0].time_us <= w[1].time_us),
+        "{rows:#?}"
+    );
+}

@@ -1,5 +1,5 @@
-//! The piece store: verified pieces on disk, keyed by (info-hash, piece index), with an LRU
-//! byte budget. It is the only place bytes are kept for serving or export, so it enforces
+//! The piece store: verified pieces on disk, keyed by (info-hash, piece index), within a
+//! byte budget kept by an eviction policy (`cache.policy`). It is the only place bytes are kept for serving or export, so it enforces
 //! Invariant 1 itself: a piece is admitted only if it hashes to the SHA-1 listed for it in an
 //! info dictionary the store holds (and which hashes to the info-hash), and it is hashed again
 //! on every read. It never trusts its caller nor its disk.
@@ -44,18 +44,23 @@
 //! [`PieceStore::get`] (a mismatch deletes the file and counts a read failure) and in
 //! [`PieceStore::verify_all`].
 //!
-//! # LRU across restarts
+//! # The policy across restarts
 //!
-//! The LRU order lives in memory. At open it is rebuilt from file modification times, oldest
-//! first (ties by key). Files get their mtime when written, and [`PieceStore::get`] refreshes
-//! it (best effort, not fsynced); [`PieceStore::touch`] only reorders memory, since it is
-//! called for would-be hits on the hot path. So after a restart, recency is approximately
-//! "last written or read".
+//! What is kept and what goes is decided by `cache.policy` (`policy`, the code the
+//! simulator replays; LRU, FIFO, S3-FIFO, TinyLFU or GDSF), whose state lives in memory. At
+//! open it is rebuilt from file modification times: every piece is offered to the policy
+//! again, oldest first (ties by key), as a fresh admission. Files get their mtime when
+//! written, and [`PieceStore::get`] refreshes it (best effort, not fsynced);
+//! [`PieceStore::touch`] only tells the policy, since it is called for every subscriber
+//! REQUEST on the hot path. So after a restart, recency is approximately "last written or
+//! read", exact for LRU's order; frequencies (S3-FIFO's and GDSF's hit counts, TinyLFU's
+//! sketch) start again from zero and are relearnt from the traffic. That approximation is
+//! sound: it changes which pieces go first, never the byte bound or what is verified.
 //!
 //! # Concurrency
 //!
 //! The store is `Send + Sync` and shared by engine workers. `contains` is a dashmap lookup.
-//! The LRU order and the byte total sit under one mutex held only for in-memory updates. File
+//! The policy (with the byte total) sits under one mutex held only for in-memory updates. File
 //! I/O runs outside it; a per-key stripe lock orders "rename into place + index" against
 //! "unlink an evicted or corrupt file", so a re-insert racing an eviction never loses its
 //! file. `remove_swarm` excludes in-flight inserts of any swarm for its short duration.
@@ -73,6 +78,7 @@
 
 pub mod cli;
 mod disk;
+pub mod policy;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -129,6 +135,8 @@ pub enum CacheError {
     Torrent { path: PathBuf, msg: String },
     #[error("the torrent names a file {0:?}, which is not a safe path component")]
     UnsafeName(String),
+    #[error("policy {0}: P2P-aware admission counts the subscribers of each swarm, which the store does not see; it is for `sim run` (the store runs lru, fifo, s3fifo, tinylfu, gdsf)")]
+    Policy(String),
 }
 
 fn holder(pid: Option<u32>) -> String {

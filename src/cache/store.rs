@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
-use lru::LruCache;
 
 use super::disk::{
     canonical_info_hash, clear_dir, direct_io_fits, load_info, read_dir, remove_file_if_exists,
     restore_pieces, sync_dir, sync_file, write_direct,
 };
+use super::policy::{Access, Policy, PolicySpec};
 use super::{CacheError, OpenReport, PieceKey, StoreCounters, SwarmEntry, VerifyReport};
 use crate::swarm::Metainfo;
 use crate::wire::infohash::InfoHash;
@@ -23,10 +23,15 @@ use crate::wire::infohash::InfoHash;
 /// unrelated pieces rarely wait on each other.
 const STRIPES: usize = 64;
 
-/// LRU order and the byte total change together, under one mutex.
-struct Lru {
-    order: LruCache<PieceKey, u32>,
-    bytes: u64,
+/// The eviction policy (`cache.policy`): what is kept, in what order it goes, and the byte
+/// total, all under one mutex.
+type Held = Box<dyn Policy<PieceKey> + Send>;
+
+/// The policy's guess of how many pieces a store holds (S3-FIFO's ghost list, TinyLFU's
+/// sketch): the capacity over a typical piece (512 KiB), within bounds that keep the
+/// sketch's memory small (at most 4 Mi entries: 16 MiB) and useful (at least 1024).
+fn estimated_pieces(capacity: u64) -> usize {
+    (capacity / (512 << 10)).clamp(1024, 4 << 20) as usize
 }
 
 #[derive(Default)]
@@ -35,6 +40,8 @@ struct Counts {
     evicted_pieces: AtomicU64,
     inserted: AtomicU64,
     refused: AtomicU64,
+    /// Verified and written, but the policy's admission declined it (its file is deleted).
+    declined: AtomicU64,
     read_failures: AtomicU64,
     write_errors: AtomicU64,
     /// The last write failed, and none has succeeded since (`/healthz` says so).
@@ -113,7 +120,7 @@ pub(crate) struct Staged {
 pub(crate) enum Staging {
     /// Not for this store (see `insert_verified`); counted as refused.
     Refused,
-    /// Indexed already (promoted in the LRU); nothing to commit.
+    /// Indexed already (counted as a use by the policy); nothing to commit.
     Present,
     /// Written to `tmp/`; pass it to [`PieceStore::commit`].
     Staged(Staged),
@@ -132,9 +139,11 @@ pub struct PieceStore {
     v1: PathBuf,
     tmp: PathBuf,
     capacity: u64,
-    /// Mirrors `lru.order` (updated under the LRU mutex) so `contains` takes no global lock.
+    /// Mirrors what `held` holds (updated under its mutex) so `contains` takes no global
+    /// lock.
     index: DashMap<PieceKey, u32>,
-    lru: Mutex<Lru>,
+    held: Mutex<Held>,
+    policy: PolicySpec,
     metas: DashMap<InfoHash, Arc<Metainfo>>,
     stripes: Box<[Mutex<()>]>,
     /// Inserts and put_metainfo hold it shared while touching a swarm directory;
@@ -154,9 +163,23 @@ pub struct PieceStore {
 }
 
 impl PieceStore {
+    /// Opens (creating if needed) the cache at `dir` under the default policy
+    /// ([`PolicySpec::store_default`]); see [`Self::open_with`].
+    pub fn open(dir: &Path, capacity_bytes: u64) -> Result<PieceStore, CacheError> {
+        Self::open_with(dir, capacity_bytes, &PolicySpec::store_default())
+    }
+
     /// Opens (creating if needed) the cache at `dir`, restoring its index; see the module doc
     /// for what is checked and cleaned up. The result of that is in [`Self::open_report`].
-    pub fn open(dir: &Path, capacity_bytes: u64) -> Result<PieceStore, CacheError> {
+    /// `policy` decides what is evicted (and, for admission policies, what is kept at all).
+    pub fn open_with(
+        dir: &Path,
+        capacity_bytes: u64,
+        policy: &PolicySpec,
+    ) -> Result<PieceStore, CacheError> {
+        if !policy.store_can_run() {
+            return Err(CacheError::Policy(policy.to_string()));
+        }
         let existed = dir.is_dir();
         fs::create_dir_all(dir).map_err(CacheError::io("creating directory", dir))?;
         // Before anything is touched (open clears tmp/, which a running owner writes into).
@@ -183,10 +206,8 @@ impl PieceStore {
             tmp,
             capacity: capacity_bytes,
             index: DashMap::new(),
-            lru: Mutex::new(Lru {
-                order: LruCache::unbounded(),
-                bytes: 0,
-            }),
+            held: Mutex::new(policy.build(capacity_bytes, estimated_pieces(capacity_bytes), 1)),
+            policy: policy.clone(),
             metas: DashMap::new(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             swarm_gate: RwLock::new(()),
@@ -223,19 +244,20 @@ impl PieceStore {
             }
         }
 
+        // Oldest first, each as a fresh admission: the policy's state is rebuilt from the
+        // files' last use (see the module doc). The capacity may have shrunk since the last
+        // run; what no longer fits goes, oldest first.
         found.sort_unstable();
-        let victims = {
-            let mut lru = lock(&store.lru);
+        let mut victims = Vec::new();
+        {
+            let mut held = lock(&store.held);
             for &(_, key, len) in &found {
-                lru.order.put(key, len);
-                lru.bytes += u64::from(len);
                 store.index.insert(key, len);
+                store.admit(&mut held, key, len, &mut victims);
             }
-            opened.restored_pieces = found.len() as u64;
-            opened.restored_bytes = lru.bytes;
-            // The capacity may have shrunk since the last run.
-            store.pop_victims(&mut lru)
-        };
+            opened.restored_pieces = held.len() as u64;
+            opened.restored_bytes = held.used();
+        }
         for key in victims {
             store.unlink_evicted(&key);
         }
@@ -248,6 +270,11 @@ impl PieceStore {
 
     pub fn capacity(&self) -> u64 {
         self.capacity
+    }
+
+    /// The eviction policy in use.
+    pub fn policy(&self) -> &PolicySpec {
+        &self.policy
     }
 
     /// Persists the raw info dictionary so pieces can be verified after a restart. Idempotent.
@@ -286,8 +313,8 @@ impl PieceStore {
     }
 
     /// Stores a piece if, and only if, it verifies against the stored metainfo. Ok(false):
-    /// refused (no metainfo, wrong bytes, or larger than the whole capacity). Ok(true): stored,
-    /// or already present (then promoted in the LRU).
+    /// refused (no metainfo, wrong bytes, or larger than the whole capacity) or declined by
+    /// the policy's admission. Ok(true): stored, or already present (then counted as a use).
     pub fn insert(&self, key: PieceKey, data: &[u8]) -> Result<bool, CacheError> {
         let verified = self
             .metainfo(&key.info_hash)
@@ -379,7 +406,8 @@ impl PieceStore {
                 .collect()
         };
         let (mut stored, mut written) = (0, 0);
-        let victims = {
+        let mut victims = Vec::new();
+        {
             let _gate = read(&self.swarm_gate);
             // Every stripe of the batch, in ascending order (so no two committers deadlock),
             // from the first rename to the last index update.
@@ -428,18 +456,19 @@ impl PieceStore {
                     note(e);
                 }
             }
-            // Durable: now they may be indexed, hence served.
-            let mut lru = lock(&self.lru);
+            // Durable: now they may be indexed, hence served, if the policy keeps them.
+            let mut held = lock(&self.held);
             for (key, len, _) in placed {
-                lru.order.put(key, len);
-                lru.bytes += u64::from(len);
                 self.index.insert(key, len);
-                self.counts.inserted.fetch_add(1, Relaxed);
-                stored += 1;
+                if self.admit(&mut held, key, len, &mut victims) {
+                    self.counts.inserted.fetch_add(1, Relaxed);
+                    stored += 1;
+                } else {
+                    self.counts.declined.fetch_add(1, Relaxed);
+                }
                 written += 1;
             }
-            self.pop_victims(&mut lru)
-        };
+        }
         for victim in victims {
             self.unlink_evicted(&victim);
         }
@@ -506,13 +535,14 @@ impl PieceStore {
                 Recheck::Dropped | Recheck::Gone => return Ok(None),
             },
         };
-        lock(&self.lru).order.promote(key);
+        self.touch(key);
         Ok(Some(data))
     }
 
-    /// Promotes a piece in the LRU without reading it (a would-be hit). Memory only.
+    /// A subscriber asked for this piece, held or not: a use for the policy (recency,
+    /// frequency), without reading anything. Memory only.
     pub fn touch(&self, key: &PieceKey) {
-        lock(&self.lru).order.promote(key);
+        lock(&self.held).get(key, access(key));
     }
 
     pub fn remove(&self, key: &PieceKey) -> Result<bool, CacheError> {
@@ -538,11 +568,10 @@ impl PieceStore {
                 .collect();
             let mut bytes = 0;
             {
-                let mut lru = lock(&self.lru);
+                let mut held = lock(&self.held);
                 for k in &keys {
-                    if let Some(len) = lru.order.pop(k) {
-                        lru.bytes -= u64::from(len);
-                        bytes += u64::from(len);
+                    if let Some(len) = held.remove(k) {
+                        bytes += len;
                         self.index.remove(k);
                     }
                 }
@@ -603,8 +632,8 @@ impl PieceStore {
         v
     }
 
-    /// Reads and hashes every stored piece, removing those that fail. Does not change the
-    /// LRU order (checking is not use).
+    /// Reads and hashes every stored piece, removing those that fail. Does not count as a
+    /// use for the policy (checking is not use).
     pub fn verify_all(&self) -> VerifyReport {
         let keys: Vec<PieceKey> = self.index.iter().map(|e| *e.key()).collect();
         let mut r = VerifyReport::default();
@@ -627,8 +656,8 @@ impl PieceStore {
 
     pub fn counters(&self) -> StoreCounters {
         let (stored_bytes, stored_pieces) = {
-            let l = lock(&self.lru);
-            (l.bytes, l.order.len() as u64)
+            let h = lock(&self.held);
+            (h.used(), h.len() as u64)
         };
         let c = &self.counts;
         StoreCounters {
@@ -638,6 +667,7 @@ impl PieceStore {
             evicted_pieces: c.evicted_pieces.load(Relaxed),
             inserted_pieces: c.inserted.load(Relaxed),
             refused_pieces: c.refused.load(Relaxed),
+            declined_pieces: c.declined.load(Relaxed),
             read_failures: c.read_failures.load(Relaxed),
             write_errors: c.write_errors.load(Relaxed),
             writes_failing: u64::from(c.failing.load(Relaxed)),
@@ -649,12 +679,10 @@ impl PieceStore {
             .join(format!("{:08x}", key.index))
     }
 
-    /// LRU order, least recently used first.
+    /// Eviction order, first victim first (LRU and FIFO; empty for other policies).
     #[cfg(test)]
     pub(crate) fn lru_order(&self) -> Vec<PieceKey> {
-        let mut v: Vec<PieceKey> = lock(&self.lru).order.iter().map(|(k, _)| *k).collect();
-        v.reverse();
-        v
+        lock(&self.held).eviction_order()
     }
 
     fn swarm_dir(&self, ih: &InfoHash) -> PathBuf {
@@ -751,21 +779,29 @@ impl PieceStore {
         placed
     }
 
-    /// Pops least-recently-used pieces until the total fits the capacity. Their files are
-    /// unlinked afterwards, outside the LRU lock, by `unlink_evicted`.
-    fn pop_victims(&self, lru: &mut Lru) -> Vec<PieceKey> {
-        let mut victims = Vec::new();
-        while lru.bytes > self.capacity {
-            let Some((key, len)) = lru.order.pop_lru() else {
-                break;
-            };
-            lru.bytes -= u64::from(len);
-            self.index.remove(&key);
-            self.counts.evicted_pieces.fetch_add(1, Relaxed);
-            self.counts.evicted_bytes.fetch_add(u64::from(len), Relaxed);
+    /// Offers an indexed, durable piece to the policy. Every piece it drops to make room
+    /// is unindexed, counted and added to `victims`, whose files the caller unlinks outside
+    /// the policy's lock (`unlink_evicted`). false: the policy declined `key` itself, which is
+    /// unindexed and added to `victims` too, but not counted as an eviction.
+    fn admit(&self, held: &mut Held, key: PieceKey, len: u32, victims: &mut Vec<PieceKey>) -> bool {
+        let mut dropped = Vec::new();
+        held.admit(key, u64::from(len), access(&key), &mut dropped);
+        for k in dropped {
+            if let Some((_, l)) = self.index.remove(&k) {
+                if k != key {
+                    self.counts.evicted_pieces.fetch_add(1, Relaxed);
+                    self.counts.evicted_bytes.fetch_add(u64::from(l), Relaxed);
+                }
+            }
+            victims.push(k);
+        }
+        if held.contains(&key) {
+            return true;
+        }
+        if self.index.remove(&key).is_some() {
             victims.push(key);
         }
-        victims
+        false
     }
 
     fn unlink_evicted(&self, key: &PieceKey) {
@@ -783,11 +819,10 @@ impl PieceStore {
     }
 
     fn unindex(&self, key: &PieceKey) -> Option<u32> {
-        let mut lru = lock(&self.lru);
-        let len = lru.order.pop(key)?;
-        lru.bytes -= u64::from(len);
+        let mut held = lock(&self.held);
+        let len = held.remove(key)?;
         self.index.remove(key);
-        Some(len)
+        u32::try_from(len).ok()
     }
 
     /// Reads the piece file and returns it only if it hashes right. Ok(None): missing,
@@ -845,6 +880,17 @@ impl PieceStore {
         self.counts.read_failures.fetch_add(1, Relaxed);
         remove_file_if_exists(&self.piece_path(key))?;
         Ok(Recheck::Dropped)
+    }
+}
+
+/// How the store presents a piece to the policy: its swarm as a hash of the info-hash. The
+/// store does not see who asked, so the client is always 0 (which is why P2P-aware
+/// admission, which counts subscribers, is for the simulator only: `store_can_run`).
+fn access(key: &PieceKey) -> Access {
+    use std::hash::BuildHasher;
+    Access {
+        swarm: super::policy::hasher().hash_one(key.info_hash),
+        client: 0,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use sha1::{Digest, Sha1};
 
 use super::cli::{run_to, CacheArgs, CacheCmd};
+use super::policy::PolicySpec;
 use super::*;
 use crate::swarm::Metainfo;
 
@@ -37,9 +38,14 @@ fn key(m: &Metainfo, index: u32) -> PieceKey {
     }
 }
 
-/// A store holding swarm `m` with all of `pieces` inserted, in order.
+/// A store under LRU (the tests that read `lru_order`), whatever the default is.
+fn open_lru(dir: &Path, cap: u64) -> PieceStore {
+    PieceStore::open_with(dir, cap, &PolicySpec::Lru).unwrap()
+}
+
+/// A store (LRU) holding swarm `m` with all of `pieces` inserted, in order.
 fn filled(dir: &Path, cap: u64, m: &Metainfo, pieces: &[Vec<u8>]) -> PieceStore {
-    let s = PieceStore::open(dir, cap).unwrap();
+    let s = open_lru(dir, cap);
     s.put_metainfo(m).unwrap();
     for (i, p) in pieces.iter().enumerate() {
         assert!(s.insert(key(m, i as u32), p).unwrap());
@@ -150,7 +156,7 @@ fn reopen_restores_index_metainfo_and_lru_order_by_mtime() {
     }
     drop(s);
 
-    let s = PieceStore::open(dir.path(), u64::MAX).unwrap();
+    let s = open_lru(dir.path(), u64::MAX);
     let r = s.open_report();
     assert_eq!((r.restored_pieces, r.restored_bytes), (4, 4 * PL as u64));
     assert_eq!(s.metainfo(&m.info_hash).unwrap().info_hash, m.info_hash);
@@ -161,7 +167,7 @@ fn reopen_restores_index_metainfo_and_lru_order_by_mtime() {
     drop(s);
 
     // Reopened with room for three pieces: the least recently used (0) goes.
-    let s = PieceStore::open(dir.path(), 3 * PL as u64).unwrap();
+    let s = open_lru(dir.path(), 3 * PL as u64);
     let order: Vec<u32> = s.lru_order().iter().map(|k| k.index).collect();
     assert_eq!(order, [3, 1, 2]);
     assert_eq!(s.counters().evicted_pieces, 1);
@@ -172,7 +178,7 @@ fn reopen_restores_index_metainfo_and_lru_order_by_mtime() {
 fn eviction_is_least_recently_used_first() {
     let dir = tempfile::tempdir().unwrap();
     let (m, p) = torrent("a.bin", 4, 3 * PL + PL / 2);
-    let s = PieceStore::open(dir.path(), 2 * PL as u64 + 100).unwrap();
+    let s = open_lru(dir.path(), 2 * PL as u64 + 100);
     s.put_metainfo(&m).unwrap();
     let k = |i| key(&m, i);
 
@@ -541,4 +547,87 @@ fn staged_pieces_are_indexed_only_by_their_batch_commit() {
     assert_eq!(again.pieces(&m.info_hash), vec![0, 1, 2, 3]);
     let v = again.verify_all();
     assert_eq!((v.ok, v.removed), (4, 0));
+}
+
+/// Every policy the store runs keeps the same books: bytes held never pass the capacity, the
+/// files on disk are exactly the pieces indexed, every piece written is either held, evicted
+/// or declined, and a reopen restores exactly what was held.
+#[test]
+fn every_store_policy_keeps_capacity_disk_and_index_in_step() {
+    let (m, p) = torrent("many.bin", 11, 40 * PL);
+    for name in ["lru", "fifo", "s3fifo", "tinylfu", "gdsf"] {
+        let spec: PolicySpec = name.parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cap = 5 * PL as u64;
+        let s = PieceStore::open_with(dir.path(), cap, &spec).unwrap();
+        assert_eq!(s.policy(), &spec);
+        s.put_metainfo(&m).unwrap();
+        // A skewed, repeating sequence (pieces 0-3 often, the rest now and then), asked
+        // for before it is inserted, as the engine does (touch on every REQUEST).
+        let mut x: u32 = 7;
+        let mut written = 0;
+        for step in 0..300u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let i = if step % 3 == 0 {
+                (x >> 16) % 40
+            } else {
+                (x >> 16) % 4
+            };
+            let k = key(&m, i);
+            s.touch(&k);
+            if !s.contains(&k) {
+                let kept = s.insert(k, &p[i as usize]).unwrap();
+                written += 1;
+                assert_eq!(kept, s.contains(&k), "{name} step {step}");
+            }
+            let c = s.counters();
+            assert!(c.stored_bytes <= cap, "{name} step {step}: {c:?}");
+            assert_eq!(
+                on_disk(dir.path()),
+                (c.stored_bytes, c.stored_pieces),
+                "{name} step {step}"
+            );
+            assert_eq!(
+                s.pieces(&m.info_hash).len() as u64,
+                c.stored_pieces,
+                "{name}"
+            );
+        }
+        let c = s.counters();
+        assert_eq!(
+            c.inserted_pieces + c.declined_pieces,
+            written,
+            "{name}: {c:?}"
+        );
+        assert_eq!(
+            c.inserted_pieces,
+            c.stored_pieces + c.evicted_pieces,
+            "{name}: {c:?}"
+        );
+        assert!(
+            c.evicted_pieces > 0,
+            "{name}: the sequence must overflow the capacity"
+        );
+        // The popular pieces are held (every policy here keeps a piece asked for in two
+        // of every three requests).
+        assert!(s.contains(&key(&m, 0)) || s.contains(&key(&m, 1)), "{name}");
+        let held = s.pieces(&m.info_hash);
+        drop(s);
+
+        let s = PieceStore::open_with(dir.path(), cap, &spec).unwrap();
+        assert_eq!(s.pieces(&m.info_hash), held, "{name}: reopen");
+        assert_eq!(s.open_report().restored_pieces, held.len() as u64, "{name}");
+        assert_eq!(s.verify_all().removed, 0, "{name}");
+    }
+}
+
+#[test]
+fn p2p_admission_is_refused_by_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec: PolicySpec = "p2p-lru".parse().unwrap();
+    match PieceStore::open_with(dir.path(), 1 << 20, &spec) {
+        Err(e @ CacheError::Policy(_)) => assert!(e.to_string().contains("p2p-lru"), "{e}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("p2p-lru opened"),
+    }
 }

@@ -160,8 +160,11 @@ impl Handler<'_> {
         let sink = self.ctx.shared.sink.clone();
         self.ctx.pieces.settle_piece(&ih, index, &*sink);
         let h = &mut self.ctx.stats.hits;
-        if self.ctx.shared.sink.contains(&ih, index) {
-            self.ctx.shared.sink.touch(&ih, index);
+        let hit = self.ctx.shared.sink.contains(&ih, index);
+        // Every REQUEST is a use for the cache policy, hit or miss: frequency-aware
+        // policies (TinyLFU) count misses too, exactly as `sim run` replays a trace.
+        self.ctx.shared.sink.touch(&ih, index);
+        if hit {
             h.hits += 1;
             h.hit_bytes += length as u64;
         } else {

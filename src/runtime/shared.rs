@@ -96,11 +96,12 @@ fn open_store(cfg: &Config) -> Result<(Shared, Option<Arc<PieceStore>>), Runtime
     let Some(dir) = &cfg.cache.dir else {
         return Ok((Shared::default(), None));
     };
-    let store =
-        PieceStore::open(dir, cfg.cache.capacity_bytes).map_err(|source| RuntimeError::Cache {
+    let store = PieceStore::open_with(dir, cfg.cache.capacity_bytes, &cfg.cache.policy).map_err(
+        |source| RuntimeError::Cache {
             dir: dir.clone(),
             source,
-        })?;
+        },
+    )?;
     let registry = Registry::default();
     for s in store.swarms() {
         if let Some(m) = store.metainfo(&s.info_hash) {

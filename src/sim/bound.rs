@@ -35,7 +35,7 @@ pub struct NextUse<K> {
 impl<K: Hash + Eq> NextUse<K> {
     pub fn new() -> Self {
         NextUse {
-            last: HashMap::with_hasher(super::policy::hasher()),
+            last: HashMap::with_hasher(crate::cache::policy::hasher()),
             next: Vec::new(),
         }
     }

@@ -4,11 +4,9 @@
 //! - `trace`: the request-trace format (`--requests-out`, `sim workload`, `sim run`).
 //! - `workload`: the synthetic workload generator (`peercache sim workload`).
 //! - `run`: the simulator (`peercache sim run`).
-//! - `policy`: the cache policies (one trait; free of trace types so the store can use them).
 //! - `bound`: the offline bound, Belady's MIN over 16 KiB blocks.
 
 pub mod bound;
-pub mod policy;
 pub mod run;
 pub mod trace;
 pub mod workload;

@@ -25,9 +25,9 @@ use foldhash::fast::FixedState;
 use serde::Serialize;
 
 use super::bound::{Min, NextUse, NEVER};
-use super::policy::{hasher, Access, Policy, PolicySpec};
 use super::trace::{Request, Swarm, TraceReader};
 use super::SimError;
+use crate::cache::policy::{hasher, Access, Policy, PolicySpec};
 use crate::size::ByteSize;
 
 pub const BLOCK: u64 = 16 * 1024;

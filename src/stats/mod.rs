@@ -165,12 +165,14 @@ counters! {
         stored_bytes: gauge "cache_stored_bytes" "Bytes of verified pieces in the cache now.",
         stored_pieces: gauge "cache_stored_pieces" "Verified pieces in the cache now.",
         evicted_bytes: counter "cache_evicted_bytes_total"
-            "Bytes of pieces evicted from the cache (LRU) to stay within capacity.",
+            "Bytes of pieces evicted from the cache (by cache.policy) to stay within capacity.",
         evicted_pieces: counter "cache_evicted_pieces_total"
-            "Pieces evicted from the cache (LRU) to stay within capacity.",
+            "Pieces evicted from the cache (by cache.policy) to stay within capacity.",
         inserted_pieces: counter "cache_inserted_pieces_total" "Pieces written to the cache.",
         refused_pieces: counter "cache_refused_pieces_total"
             "Inserts refused: no metainfo for the swarm, bytes not matching the piece hash, or a piece larger than the whole capacity.",
+        declined_pieces: counter "cache_declined_pieces_total"
+            "Verified pieces that cache.policy's admission declined to keep (their files were deleted).",
         read_failures: counter "cache_read_failures_total"
             "Stored pieces that failed their hash (or vanished) on read; they were removed.",
         write_errors: counter "cache_write_errors_total"

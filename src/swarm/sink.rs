@@ -12,7 +12,7 @@ pub trait PieceSink {
     fn contains(&self, info_hash: &InfoHash, index: u32) -> bool;
     /// A piece that verified (the type is the proof); returns whether it was admitted.
     fn admit(&self, m: &Metainfo, piece: VerifiedPiece) -> bool;
-    /// A cached piece was used (a would-be hit): for LRU order.
+    /// A subscriber asked for this piece, held or not: a use for the cache policy.
     fn touch(&self, info_hash: &InfoHash, index: u32);
     /// Metainfo became known (a store persists it to re-verify pieces on its own).
     fn learn(&self, _m: &Metainfo) {}

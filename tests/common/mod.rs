@@ -264,3 +264,47 @@ pub fn ip(args: &[&str]) -> Result<(), String> {
         )),
     }
 }
+
+/// A network namespace with veth pairs into it; removed (with its links) when dropped.
+pub struct Netns(pub &'static str);
+
+impl Netns {
+    pub fn new(name: &'static str, pairs: &[(&str, &str)]) -> Netns {
+        let _ = ip(&["netns", "del", name]);
+        ip(&["netns", "add", name]).unwrap();
+        let ns = Netns(name);
+        ip(&["-n", name, "link", "set", "lo", "up"]).unwrap();
+        for (outside, inside) in pairs {
+            let _ = ip(&["link", "del", outside]);
+            ip(&[
+                "link", "add", outside, "type", "veth", "peer", "name", inside, "netns", name,
+            ])
+            .unwrap();
+            ip(&["link", "set", outside, "up"]).unwrap();
+            ip(&["-n", name, "link", "set", inside, "up"]).unwrap();
+        }
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", self.0]);
+    }
+}
+
+/// `tcpreplay` of a capture out of `iface` at `mbps`, which must succeed.
+pub fn tcpreplay(iface: &str, pcap: &Path, mbps: u32) {
+    let sent = Command::new("tcpreplay")
+        .arg("-q")
+        .arg(format!("--intf1={iface}"))
+        .arg(format!("--mbps={mbps}"))
+        .arg(pcap)
+        .output()
+        .expect("tcpreplay (Debian package tcpreplay; deploy/install-deps.sh)");
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+}

@@ -249,9 +249,13 @@ pub(crate) struct EngineArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
     /// Cache capacity (e.g. 500GiB, 1.5TB: KiB, MiB... are powers of 1024, KB, MB... of
-    /// 1000); least recently used pieces are evicted past it.
+    /// 1000); past it, --cache-policy decides which pieces are evicted.
     #[arg(long, value_name = "BYTES")]
     pub(crate) cache_capacity: Option<peercache::size::ByteSize>,
+    /// Cache eviction policy (overrides the config's cache.policy): lru, fifo, s3fifo,
+    /// tinylfu or gdsf. The default is the one that measured best (docs/sim.md).
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) cache_policy: Option<peercache::cache::policy::PolicySpec>,
     /// Policy rules file (overrides the config's `rules`; tap re-reads it on SIGHUP).
     #[arg(long, value_name = "FILE")]
     pub(crate) rules: Option<PathBuf>,
@@ -307,6 +311,15 @@ impl EngineArgs {
                 anyhow::bail!("--cache-capacity 0 would keep nothing; give at least 1 byte");
             }
             cfg.cache.capacity_bytes = c.0;
+        }
+        if let Some(p) = &self.cache_policy {
+            if !p.store_can_run() {
+                anyhow::bail!(
+                    "--cache-{}",
+                    peercache::cache::CacheError::Policy(p.to_string())
+                );
+            }
+            cfg.cache.policy = p.clone();
         }
         if self.rules.is_some() {
             cfg.rules = self.rules.clone();

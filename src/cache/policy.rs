@@ -1,9 +1,10 @@
-//! Cache policies over whole pieces with a byte capacity, behind one trait, so the simulator
-//! and (later) the piece store run the same code. Nothing here knows about traces: keys are
-//! any hashable value, a request's swarm and client are opaque numbers (`Access`), and every
-//! policy reports what it evicts, because the store must delete those pieces from disk.
+//! Cache policies over whole pieces with a byte capacity, behind one trait: the piece store
+//! runs one (`cache.policy`) and the simulator (`sim run`) replays traces through all of
+//! them, the same code. Nothing here knows about traces or disks: keys are any hashable
+//! value, a request's swarm and client are opaque numbers (`Access`), and every policy
+//! reports what it evicts, because the store must delete those pieces from disk.
 //!
-//! Crates where one fits: LRU and FIFO are the `lru` crate the store already uses (FIFO is
+//! Crates where one fits: LRU and FIFO are the `lru` crate (FIFO is
 //! the same list without promotion on a hit); the S3-FIFO/CLOCK-Pro family is
 //! `quick_cache`'s unsync cache. Hand-written, because no crate offers them as a
 //! deterministic, single-threaded policy with eviction reports: the TinyLFU admission
@@ -45,6 +46,19 @@ pub trait Policy<K> {
     fn admit(&mut self, key: K, size: u64, at: Access, evicted: &mut Vec<K>);
     /// Bytes held (never above the capacity).
     fn used(&self) -> u64;
+    /// Pieces held.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Drops `key` without counting it as an eviction (the store removed or lost the piece);
+    /// its size, if it was held.
+    fn remove(&mut self, key: &K) -> Option<u64>;
+    /// The keys in the order the policy would evict them, first victim first, for policies
+    /// that keep one queue (LRU, FIFO); empty for the others. For inspection and tests.
+    fn eviction_order(&self) -> Vec<K> {
+        Vec::new()
+    }
 }
 
 /// LRU (`recency`, the store's order today) or, without promotion on a hit, FIFO: the `lru` crate.
@@ -79,7 +93,7 @@ impl<K: Hash + Eq> Lru<K> {
     }
 }
 
-impl<K: Hash + Eq> Policy<K> for Lru<K> {
+impl<K: Hash + Eq + Clone> Policy<K> for Lru<K> {
     fn get(&mut self, key: &K, _: Access) -> bool {
         if self.promote {
             self.map.get(key).is_some()
@@ -111,6 +125,20 @@ impl<K: Hash + Eq> Policy<K> for Lru<K> {
 
     fn used(&self) -> u64 {
         self.used
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u64> {
+        let size = self.map.pop(key)?;
+        self.used -= size;
+        Some(size)
+    }
+
+    fn eviction_order(&self) -> Vec<K> {
+        self.oldest().map(|(k, _)| k.clone()).collect()
     }
 }
 
@@ -175,6 +203,14 @@ impl<K: Hash + Eq> Policy<K> for S3Fifo<K> {
 
     fn used(&self) -> u64 {
         self.cache.weight()
+    }
+
+    fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u64> {
+        self.cache.remove(key).map(|(_, size)| size)
     }
 }
 
@@ -251,7 +287,7 @@ impl<K: Hash + Eq> TinyLfu<K> {
     }
 }
 
-impl<K: Hash + Eq> Policy<K> for TinyLfu<K> {
+impl<K: Hash + Eq + Clone> Policy<K> for TinyLfu<K> {
     fn get(&mut self, key: &K, at: Access) -> bool {
         self.sketch.add(self.hash.hash_one(key));
         self.lru.get(key, at)
@@ -281,6 +317,18 @@ impl<K: Hash + Eq> Policy<K> for TinyLfu<K> {
 
     fn used(&self) -> u64 {
         self.lru.used
+    }
+
+    fn len(&self) -> usize {
+        self.lru.len()
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u64> {
+        self.lru.remove(key)
+    }
+
+    fn eviction_order(&self) -> Vec<K> {
+        self.lru.eviction_order()
     }
 }
 
@@ -373,6 +421,17 @@ impl<K: Hash + Eq + Clone> Policy<K> for Gdsf<K> {
     fn used(&self) -> u64 {
         self.used
     }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u64> {
+        let e = self.entries.remove(key)?;
+        self.queue.remove(&e.rank);
+        self.used -= e.size;
+        Some(e.size)
+    }
 }
 
 /// P2P-aware admission: a swarm's pieces are admitted only once at least `min_clients`
@@ -425,6 +484,18 @@ impl<K, P: Policy<K>> Policy<K> for P2pAdmission<P> {
     fn used(&self) -> u64 {
         self.inner.used()
     }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u64> {
+        self.inner.remove(key)
+    }
+
+    fn eviction_order(&self) -> Vec<K> {
+        self.inner.eviction_order()
+    }
 }
 
 /// A policy by name: `lru`, `fifo`, `s3fifo`, `tinylfu`, `gdsf`, or `p2p-NAME` (P2P-aware
@@ -464,6 +535,19 @@ impl FromStr for PolicySpec {
     }
 }
 
+impl serde::Serialize for PolicySpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PolicySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for PolicySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -478,14 +562,25 @@ impl fmt::Display for PolicySpec {
 }
 
 impl PolicySpec {
+    /// The store's policy when `cache.policy` is not set: the measured best (docs/sim.md).
+    pub fn store_default() -> PolicySpec {
+        PolicySpec::Lru
+    }
+
+    /// Whether the piece store can run it: everything but P2P-aware admission, which needs
+    /// the subscriber behind every request.
+    pub fn store_can_run(&self) -> bool {
+        !matches!(self, PolicySpec::P2p(_))
+    }
+
     /// The policy at `capacity` bytes; `estimated_items` (pieces that fit) sizes the
     /// S3-FIFO ghost list and the TinyLFU sketch.
-    pub fn build<K: Hash + Eq + Clone + 'static>(
+    pub fn build<K: Hash + Eq + Clone + Send + 'static>(
         &self,
         capacity: u64,
         estimated_items: usize,
         p2p_min_clients: usize,
-    ) -> Box<dyn Policy<K>> {
+    ) -> Box<dyn Policy<K> + Send> {
         match self {
             PolicySpec::Lru => Box::new(Lru::recency(capacity)),
             PolicySpec::Fifo => Box::new(Lru::fifo(capacity)),
@@ -512,6 +607,15 @@ impl<K, P: Policy<K> + ?Sized> Policy<K> for Box<P> {
     }
     fn used(&self) -> u64 {
         (**self).used()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn remove(&mut self, key: &K) -> Option<u64> {
+        (**self).remove(key)
+    }
+    fn eviction_order(&self) -> Vec<K> {
+        (**self).eviction_order()
     }
 }
 
