@@ -4,10 +4,12 @@
 //! - `trace`: the request-trace format (`--requests-out`, `sim workload`, `sim run`).
 //! - `workload`: the synthetic workload generator (`peercache sim workload`).
 //! - `run`: the simulator (`peercache sim run`).
+//! - `plot`: its BHR-against-cache-size curves as SVG (`sim run --plot`).
 //! - `policy`: the cache policies (one trait; free of trace types so the store can use them).
 //! - `bound`: the offline bound, Belady's MIN over 16 KiB blocks.
 
 pub mod bound;
+pub mod plot;
 pub mod policy;
 pub mod run;
 pub mod trace;
