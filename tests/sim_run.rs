@@ -299,3 +299,240 @@ fn make_zipf_trace() {
     }
     w.finish().unwrap();
 }
+
+/// A polyline of the SVG: its stroke width and points.
+struct Polyline {
+    width: String,
+    points: Vec<(i32, i32)>,
+}
+
+/// The value of attribute `name` in the tag `tag` (its text from `<` to `>`).
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let len = tag[start..].find('"')?;
+    Some(&tag[start..start + len])
+}
+
+/// Every tag of the SVG (`<...>`), checked to nest: each start tag closed by its own end
+/// tag, in order, and nothing after the root. No XML crate is in the tree, and the SVG
+/// backend writes only elements, attributes and escaped text, so this is the whole grammar
+/// it uses.
+fn tags(svg: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = svg;
+    while let Some(i) = rest.find('<') {
+        let j = rest[i..].find('>').expect("a tag is closed") + i;
+        let tag = &rest[i..=j];
+        assert!(!tag[1..].contains('<'), "a '<' inside a tag: {tag}");
+        let name = tag[1..tag.len() - 1]
+            .trim_start_matches('/')
+            .split([' ', '/'])
+            .next()
+            .unwrap();
+        if tag.starts_with("</") {
+            assert_eq!(
+                open.pop(),
+                Some(name),
+                "end tag {tag} closes another element"
+            );
+            if open.is_empty() {
+                assert!(rest[j + 1..].trim().is_empty(), "content after the root");
+            }
+        } else if !tag.ends_with("/>") {
+            open.push(name);
+        }
+        out.push(tag);
+        rest = &rest[j + 1..];
+    }
+    assert!(open.is_empty(), "unclosed elements: {open:?}");
+    out
+}
+
+/// The text of every `<text>` element, trimmed.
+fn texts(svg: &str) -> Vec<&str> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let body = &t[t.find('>')? + 1..];
+            Some(body[..body.find("</text>")?].trim())
+        })
+        .collect()
+}
+
+fn polylines(svg: &str) -> Vec<Polyline> {
+    tags(svg)
+        .into_iter()
+        .filter(|t| t.starts_with("<polyline"))
+        .map(|t| Polyline {
+            width: attr(t, "stroke-width").unwrap().to_owned(),
+            points: attr(t, "points")
+                .unwrap()
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// A skewed trace on 1-block pieces: piece i's share falls with i, so the bound and the
+/// policies part at small sizes.
+fn skewed_trace() -> Vec<u8> {
+    let reqs: Vec<Req> = (0..600u32)
+        .map(|i| {
+            let x = i.wrapping_mul(2_654_435_761) % 1000;
+            (0, (i % 5) as u8, x * x / 25_000, 0)
+        })
+        .collect();
+    trace(&[1], &reqs)
+}
+
+#[test]
+fn plot_draws_a_line_per_policy_and_the_bound() {
+    // Sizes out of order: each line must still run left to right.
+    let o = options(
+        vec![
+            "40%".parse().unwrap(),
+            "5%".parse().unwrap(),
+            "15%".parse().unwrap(),
+        ],
+        "lru,fifo,gdsf",
+    );
+    let r = simulate_bytes(&skewed_trace(), &o).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.svg");
+    peercache::sim::plot::write_svg(&r, &path).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    tags(&svg);
+
+    let names = ["lru", "fifo", "gdsf", "bound"];
+    let legend = texts(&svg);
+    for n in ["lru", "fifo", "gdsf", "bound (offline optimum)"] {
+        assert!(legend.contains(&n), "no legend text {n:?} in {legend:?}");
+    }
+    assert!(
+        legend.iter().any(|t| t.contains("600 requests")),
+        "{legend:?}"
+    );
+
+    // Series lines are the wide polylines through all 3 sizes (legend samples have 2
+    // points, axes and ticks are 1 px wide), one per policy and the bound, in that order.
+    let lines: Vec<Polyline> = polylines(&svg)
+        .into_iter()
+        .filter(|p| p.width != "1" && p.points.len() == 3)
+        .collect();
+    assert_eq!(lines.len(), names.len());
+    assert_eq!(lines[3].width, "3", "the bound is drawn wider");
+    for l in &lines {
+        assert!(
+            l.points.windows(2).all(|w| w[0].0 < w[1].0),
+            "{:?}",
+            l.points
+        );
+    }
+    // The same sizes on every line.
+    for l in &lines[1..] {
+        let xs = |l: &Polyline| l.points.iter().map(|p| p.0).collect::<Vec<_>>();
+        assert_eq!(xs(l), xs(&lines[0]));
+    }
+
+    // Higher BHR is higher on the page (smaller y), at every size, for every pair.
+    let bhr = |name: &str| {
+        let mut rows: Vec<_> = r.results.iter().filter(|x| x.policy == name).collect();
+        rows.sort_by_key(|x| x.capacity_bytes);
+        rows.iter().map(|x| x.bhr).collect::<Vec<f64>>()
+    };
+    let mut strict = 0;
+    for (a, la) in names.iter().zip(&lines) {
+        for (b, lb) in names.iter().zip(&lines) {
+            for i in 0..3 {
+                let (ba, bb) = (bhr(a)[i], bhr(b)[i]);
+                let (ya, yb) = (la.points[i].1, lb.points[i].1);
+                if ba > bb {
+                    assert!(
+                        ya <= yb,
+                        "{a} {ba} above {b} {bb} at size {i}: y {ya} vs {yb}"
+                    );
+                }
+                if ba > bb + 0.02 {
+                    assert!(ya < yb, "{a} {ba} vs {b} {bb} at size {i}: y {ya} vs {yb}");
+                    strict += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        strict > 0,
+        "the trace should separate the bound from a policy"
+    );
+    // A marker per point and one per legend entry.
+    let circles = svg.matches("<circle").count();
+    assert_eq!(circles, names.len() * (3 + 1));
+}
+
+#[test]
+fn plot_with_one_size_draws_markers_only() {
+    let o = options(vec!["10%".parse().unwrap()], "lru,s3fifo");
+    let r = simulate_bytes(&skewed_trace(), &o).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.svg");
+    peercache::sim::plot::write_svg(&r, &path).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    tags(&svg);
+    let legend = texts(&svg);
+    for n in ["lru", "s3fifo", "bound (offline optimum)"] {
+        assert!(legend.contains(&n), "no legend text {n:?} in {legend:?}");
+    }
+    // No series lines and no line samples in the legend: only the 1 px axes and ticks.
+    assert!(polylines(&svg).iter().all(|p| p.width == "1"));
+    assert_eq!(svg.matches("<circle").count(), 3 * 2);
+}
+
+#[test]
+fn plot_write_failure_names_the_path() {
+    let r = simulate_bytes(
+        &skewed_trace(),
+        &options(vec!["10%".parse().unwrap()], "lru"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("p.svg");
+    let e = peercache::sim::plot::write_svg(&r, &path).unwrap_err();
+    assert!(e.to_string().contains("missing/p.svg"), "{e}");
+}
+
+#[test]
+fn cli_plot_writes_svg_and_refuses_other_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.trace");
+    std::fs::write(&path, skewed_trace()).unwrap();
+    let run = |plot: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_peercache"))
+            .args(["sim", "run"])
+            .arg(&path)
+            .args(["--capacity", "5%,20%", "--policy", "lru", "--plot"])
+            .arg(plot)
+            .output()
+            .unwrap()
+    };
+    let png = dir.path().join("p.png");
+    let out = run(&png);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only SVG is supported"), "{err}");
+    assert!(!png.exists());
+    let svg = dir.path().join("p.SVG");
+    let out = run(&svg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = std::fs::read_to_string(&svg).unwrap();
+    assert!(body.starts_with("<svg") && body.contains("t.trace, 600 requests"));
+}

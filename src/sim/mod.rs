@@ -4,9 +4,11 @@
 //! - `trace`: the request-trace format (`--requests-out`, `sim workload`, `sim run`).
 //! - `workload`: the synthetic workload generator (`peercache sim workload`).
 //! - `run`: the simulator (`peercache sim run`).
+//! - `plot`: its BHR-against-cache-size curves as SVG (`sim run --plot`).
 //! - `bound`: the offline bound, Belady's MIN over 16 KiB blocks.
 
 pub mod bound;
+pub mod plot;
 pub mod run;
 pub mod trace;
 pub mod workload;

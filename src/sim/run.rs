@@ -105,6 +105,19 @@ pub struct RunArgs {
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also draw BHR against cache size, one line per policy and the bound, as SVG here.
+    #[arg(long, value_name = "FILE", value_parser = svg_path)]
+    pub plot: Option<PathBuf>,
+}
+
+/// `--plot`'s file: only SVG is drawn, so another extension is refused before the replay
+/// rather than after minutes of it.
+fn svg_path(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match p.extension() {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(p),
+        _ => Err("only SVG is supported: the file name must end in .svg".into()),
+    }
 }
 
 /// What `sim run` computes.
@@ -178,6 +191,9 @@ pub fn main(a: &RunArgs) -> Result<(), SimError> {
             path: path.clone(),
             source,
         })?;
+    }
+    if let Some(path) = &a.plot {
+        super::plot::write_svg(&r, path)?;
     }
     Ok(())
 }
