@@ -564,7 +564,7 @@ impl fmt::Display for PolicySpec {
 impl PolicySpec {
     /// The store's policy when `cache.policy` is not set: the measured best (docs/sim.md).
     pub fn store_default() -> PolicySpec {
-        PolicySpec::Lru
+        PolicySpec::Gdsf
     }
 
     /// Whether the piece store can run it: everything but P2P-aware admission, which needs

@@ -349,7 +349,12 @@ async fn piece(
     // Read (and hash) the piece before answering: a file that fails its hash is a 404,
     // not a body cut short.
     let data = match c.src.piece_in_memory(&key) {
-        Some(p) => Some(p),
+        // A use for the cache policy, as a REQUEST on the wire is (a read from disk
+        // counts itself).
+        Some(p) => {
+            c.src.store().touch(&key);
+            Some(p)
+        }
         None => {
             let src = c.src.clone();
             tokio::task::spawn_blocking(move || src.piece(key))
