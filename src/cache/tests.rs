@@ -631,3 +631,30 @@ fn p2p_admission_is_refused_by_the_store() {
         Ok(_) => panic!("p2p-lru opened"),
     }
 }
+
+/// GDSF, the default, by hand. Equal pieces, so priority = L + uses (in units of 1/size),
+/// the lowest goes first, and L rises to each evicted priority (aging).
+#[test]
+fn gdsf_keeps_the_piece_asked_for_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, p) = torrent("a.bin", 6, 4 * PL);
+    let s = PieceStore::open(dir.path(), 2 * PL as u64).unwrap();
+    assert_eq!(s.policy(), &PolicySpec::Gdsf, "the default");
+    s.put_metainfo(&m).unwrap();
+    let k = |i| key(&m, i);
+    assert!(s.insert(k(0), &p[0]).unwrap());
+    assert!(s.insert(k(1), &p[1]).unwrap());
+    // 0 used three times (3), 1 twice (2) and last: 2 pushes out 1, where LRU would
+    // push out 0. L becomes 2.
+    s.touch(&k(0));
+    s.touch(&k(0));
+    s.touch(&k(1));
+    assert!(s.insert(k(2), &p[2]).unwrap());
+    assert_eq!(s.pieces(&m.info_hash), vec![0, 2]);
+    // 2 used once more: L + 2 = 4 outranks 0's 3, so 3 pushes out 0: old popularity fades.
+    s.touch(&k(2));
+    assert!(s.insert(k(3), &p[3]).unwrap());
+    assert_eq!(s.pieces(&m.info_hash), vec![2, 3]);
+    assert!(!s.piece_path(&k(0)).exists() && !s.piece_path(&k(1)).exists());
+    assert_eq!(s.counters().evicted_pieces, 2);
+}
