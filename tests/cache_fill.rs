@@ -285,42 +285,53 @@ fn hostile_peer_is_caught_and_never_cached() {
     }
 }
 
+/// Past the capacity the oldest pieces go: under LRU, and under GDSF (the default), whose
+/// equal use counts (each piece asked for once) leave the age to decide.
 #[test]
-fn capacity_evicts_least_recently_used() {
-    let dir = tempfile::tempdir().unwrap();
-    // One leecher fetching pieces 0, 1, 2, ... in order: they verify in that order.
-    let (pcap, truth, torrent) = synth_pcap(
-        dir.path(),
-        SynthArgs {
-            size: synth::ByteSize(16 * 65536),
-            seed: 4,
-            ..Default::default()
-        },
-    );
-    let cache = dir.path().join("cache");
-    let keep = 4u64;
-    let r = replay_cli(
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--cache-capacity",
-            &(keep * 65536).to_string(),
-            "--metainfo",
-            dir.path().join("torrents").to_str().unwrap(),
-        ],
-        &[&pcap],
-    );
-    assert_eq!(n(&sw(&r, &truth.info_hash)["pieces_verified"]), 16);
-    assert_eq!(n(&r["cache"]["stored_bytes"]), keep * 65536);
-    assert_eq!(n(&r["cache"]["evicted_bytes"]), (16 - keep) * 65536);
-    let store = PieceStore::open(&cache, u64::MAX).unwrap();
-    let ih: InfoHash = truth.info_hash.parse().unwrap();
-    let mut held = store.pieces(&ih);
-    held.sort();
-    assert_eq!(
-        held,
-        (torrent.num_pieces - keep as u32..torrent.num_pieces).collect::<Vec<_>>()
-    );
+fn capacity_evicts_the_oldest_of_equally_used_pieces() {
+    for policy in ["lru", "gdsf"] {
+        let dir = tempfile::tempdir().unwrap();
+        // One leecher fetching pieces 0, 1, 2, ... in order: they verify in that order.
+        let (pcap, truth, torrent) = synth_pcap(
+            dir.path(),
+            SynthArgs {
+                size: synth::ByteSize(16 * 65536),
+                seed: 4,
+                ..Default::default()
+            },
+        );
+        let cache = dir.path().join("cache");
+        let keep = 4u64;
+        let r = replay_cli(
+            &[
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--cache-capacity",
+                &(keep * 65536).to_string(),
+                "--cache-policy",
+                policy,
+                "--metainfo",
+                dir.path().join("torrents").to_str().unwrap(),
+            ],
+            &[&pcap],
+        );
+        assert_eq!(n(&sw(&r, &truth.info_hash)["pieces_verified"]), 16);
+        assert_eq!(n(&r["cache"]["stored_bytes"]), keep * 65536, "{policy}");
+        assert_eq!(
+            n(&r["cache"]["evicted_bytes"]),
+            (16 - keep) * 65536,
+            "{policy}"
+        );
+        let store = PieceStore::open(&cache, u64::MAX).unwrap();
+        let ih: InfoHash = truth.info_hash.parse().unwrap();
+        let mut held = store.pieces(&ih);
+        held.sort();
+        assert_eq!(
+            held,
+            (torrent.num_pieces - keep as u32..torrent.num_pieces).collect::<Vec<_>>(),
+            "{policy}"
+        );
+    }
 }
 
 #[test]
