@@ -45,39 +45,29 @@ fn metainfo(dir: &Path, torrents: &[&str]) -> PathBuf {
 
 /// `peercache replay PCAPS --json --requests-out TRACE ...`: the JSON report.
 fn replay(pcaps: &[&str], meta: &Path, trace: &Path, workers: usize) -> serde_json::Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_peercache"));
-    cmd.arg("replay");
-    for p in pcaps {
-        cmd.arg(repo().join("pcaps").join(p));
+    let mut args: Vec<std::ffi::OsString> = vec!["replay".into()];
+    args.extend(pcaps.iter().map(|p| repo().join("pcaps").join(p).into()));
+    for a in ["--json", "--subscriber-net", "198.18.0.0/16", "--workers"] {
+        args.push(a.into());
     }
-    cmd.args(["--json", "--subscriber-net", "198.18.0.0/16", "--workers"])
-        .arg(workers.to_string())
-        .arg("--metainfo")
-        .arg(meta)
-        .arg("--requests-out")
-        .arg(trace);
-    let out = cmd.output().expect("run peercache");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    args.push(workers.to_string().into());
+    args.extend([
+        "--metainfo".into(),
+        meta.into(),
+        "--requests-out".into(),
+        trace.into(),
+    ]);
+    common::peercache_json(args)
 }
 
 /// `peercache sim csv TRACE`, parsed.
 fn csv(trace: &Path) -> Vec<Row> {
-    let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
-        .args(["sim", "csv"])
-        .arg(trace)
-        .output()
-        .expect("run peercache");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let out = common::peercache_stdout([
+        std::ffi::OsStr::new("sim"),
+        "csv".as_ref(),
+        trace.as_os_str(),
+    ]);
+    let text = String::from_utf8(out).unwrap();
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),

@@ -542,7 +542,7 @@ impl PieceStore {
     /// A subscriber asked for this piece, held or not: a use for the policy (recency,
     /// frequency), without reading anything. Memory only.
     pub fn touch(&self, key: &PieceKey) {
-        lock(&self.held).get(key, access(key));
+        lock(&self.held).get(key, NO_ONE);
     }
 
     pub fn remove(&self, key: &PieceKey) -> Result<bool, CacheError> {
@@ -785,7 +785,7 @@ impl PieceStore {
     /// unindexed and added to `victims` too, but not counted as an eviction.
     fn admit(&self, held: &mut Held, key: PieceKey, len: u32, victims: &mut Vec<PieceKey>) -> bool {
         let mut dropped = Vec::new();
-        held.admit(key, u64::from(len), access(&key), &mut dropped);
+        held.admit(key, u64::from(len), NO_ONE, &mut dropped);
         for k in dropped {
             if let Some((_, l)) = self.index.remove(&k) {
                 if k != key {
@@ -883,16 +883,13 @@ impl PieceStore {
     }
 }
 
-/// How the store presents a piece to the policy: its swarm as a hash of the info-hash. The
-/// store does not see who asked, so the client is always 0 (which is why P2P-aware
-/// admission, which counts subscribers, is for the simulator only: `store_can_run`).
-fn access(key: &PieceKey) -> Access {
-    use std::hash::BuildHasher;
-    Access {
-        swarm: super::policy::hasher().hash_one(key.info_hash),
-        client: 0,
-    }
-}
+/// Who asked, as the store tells its policy: nobody in particular. Only P2P-aware admission
+/// reads it (subscribers per swarm), and the store does not see subscribers, which is why
+/// that policy is for the simulator only (`store_can_run`); so no hash is computed per use.
+const NO_ONE: Access = Access {
+    swarm: 0,
+    client: 0,
+};
 
 // A panic while holding one of these leaves nothing half-updated that matters more than
 // staying up, so poisoning is ignored rather than spread to every worker.

@@ -153,11 +153,8 @@ pub fn plain_torrent() -> PathBuf {
     repo().join("pcaps/lab-tcp-plain.torrent")
 }
 
-/// `peercache ARGS`, which must succeed (else its stderr is the failure): its stdout as
-/// JSON.
-pub fn peercache_json<S: AsRef<std::ffi::OsStr>>(
-    args: impl IntoIterator<Item = S>,
-) -> serde_json::Value {
+/// `peercache ARGS`, which must succeed (else its stderr is the failure): its stdout.
+pub fn peercache_stdout<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_peercache"))
         .args(args)
         .output()
@@ -167,7 +164,15 @@ pub fn peercache_json<S: AsRef<std::ffi::OsStr>>(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    out.stdout
+}
+
+/// `peercache ARGS`, which must succeed (else its stderr is the failure): its stdout as
+/// JSON.
+pub fn peercache_json<S: AsRef<std::ffi::OsStr>>(
+    args: impl IntoIterator<Item = S>,
+) -> serde_json::Value {
+    serde_json::from_slice(&peercache_stdout(args)).expect("JSON on stdout")
 }
 
 /// A swarm of a JSON report (`swarms[]`) by info-hash.
